@@ -1,0 +1,64 @@
+"""Type stub for ketch's private native module (built from rust/ by maturin).
+
+Nothing outside python/ketch imports this module; ketch.engine wraps it.
+"""
+
+# Method numbers: which etcd RPC a request's bytes are. Names follow
+# "<service>_<method>" of etcd's proto, upper-cased.
+KV_RANGE: int
+KV_PUT: int
+KV_DELETE_RANGE: int
+KV_TXN: int
+KV_COMPACT: int
+MAINTENANCE_STATUS: int
+CLUSTER_MEMBER_LIST: int
+
+class Engine:
+    """One member's engine: WAL, Raft node, MVCC store, on Rust threads.
+
+    Requests go in as a serialized etcd request message with a caller-chosen
+    token; answers come out of drain() as serialized response messages.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        name: str,
+        member_id: int,
+        cluster_id: int,
+        peer_urls: list[str],
+        client_urls: list[str],
+        max_request_bytes: int,
+        quota_backend_bytes: int,
+        max_txn_ops: int,
+        version: str,
+    ) -> None:
+        """Open (or create) the member's data dir and start its threads.
+
+        member_id and cluster_id are used only when the data dir is new; an
+        existing one keeps the IDs it was created with (see the properties).
+        Raises OSError or ValueError naming the file when the data dir cannot
+        be opened or is corrupt.
+        """
+
+    @property
+    def member_id(self) -> int: ...
+    @property
+    def cluster_id(self) -> int: ...
+    def completion_fd(self) -> int:
+        """A non-blocking eventfd that becomes readable when drain() has work."""
+
+    def submit(self, method: int, request: bytes, token: int) -> None:
+        """Hand one request to the engine. Never blocks; the answer comes via drain()."""
+
+    def drain(self) -> list[tuple[int, str | None, bytes]]:
+        """Take every finished request: (token, None, response bytes) on success,
+        (token, error name, UTF-8 message) on failure. The error name is a key of
+        ketch.errors.GRPC_STATUS."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters: wal_fsyncs, wal_fsync_nanos, applied_index, revision, ..."""
+
+    def close(self) -> None:
+        """Stop taking requests, finish what was accepted, fsync, join threads."""

@@ -1,0 +1,1 @@
+//! MVCC store: see the helper-owned implementation.

@@ -1,0 +1,1 @@
+//! Write-ahead log: see the helper-owned implementation.
