@@ -66,6 +66,9 @@ class Server:
     client_port: int
     peer_port: int
     extra_args: Sequence[str] = ()
+    # When set, the whole command line after the program (instead of the
+    # standard flags above): for tests that configure through env or a file.
+    args: Sequence[str] | None = None
     scheme: str = "http"
     env: dict[str, str] = field(default_factory=dict)
     # What etcdctl presents by default: (CA, client cert, client key).
@@ -89,6 +92,8 @@ class Server:
 
     def argv(self) -> list[str]:
         base = [ETCD] if self.kind == "etcd" else ketch_command()
+        if self.args is not None:
+            return [*base, *self.args]
         return [
             *base,
             "--name", "default",

@@ -97,6 +97,7 @@ def differential(
     make_server: Callable[..., Server],
     steps: Sequence[Step],
     extra_args: Sequence[str] = (),
+    **server_fields: object,
 ) -> list[Outcome]:
     """Run steps on a fresh etcd, then on a fresh ketch; fail listing every step that differs.
 
@@ -105,7 +106,7 @@ def differential(
     client_port, peer_port = free_port(), free_port()
     outcomes = {}
     for kind in ("etcd", "ketch"):
-        server = make_server(kind, extra_args, client_port=client_port, peer_port=peer_port)
+        server = make_server(kind, extra_args, client_port=client_port, peer_port=peer_port, **server_fields)
         outcomes[kind] = run_steps(server, steps)
         server.stop()
     want, got = outcomes["etcd"], outcomes["ketch"]
