@@ -11,7 +11,6 @@ hot path: no logging, no per-request objects beyond the future.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Protocol
 
 from .errors import EngineError
@@ -24,7 +23,7 @@ _STOPPED = ("Stopped", "etcdserver: server stopped")
 class EngineLike(Protocol):
     """What the bridge needs of `ketch._core.Engine` (tests pass a fake)."""
 
-    def completion_fd(self) -> int: ...
+    def completion_fd(self) -> int: ...  # readable when drain() has work; drain() resets it
     def submit(self, method: int, request: bytes, token: int) -> None: ...
     def drain(self) -> list[tuple[int, str | None, bytes]]: ...
     def close(self) -> None: ...
@@ -65,12 +64,8 @@ class EngineBridge:
         return await fut
 
     def _drain(self) -> None:
-        # Reset the eventfd before taking answers: an answer that lands after
-        # this read makes the fd readable again, so none is ever left behind.
-        try:
-            os.read(self._fd, 8)
-        except BlockingIOError:
-            pass
+        # drain() resets the eventfd before it takes the queue, so an answer
+        # that lands meanwhile is either taken now or wakes the loop again.
         self._resolve(self._engine_drain())
 
     def _resolve(self, answers: list[tuple[int, str | None, bytes]]) -> None:

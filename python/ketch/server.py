@@ -28,6 +28,10 @@ __all__ = ["ServeError", "run", "serve"]
 log = logging.getLogger("ketch")
 
 GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes, on top of max-request-bytes
+# gRPC's own receive limit sits this far above etcd's, so that services.py
+# sees a request just over etcd's limit and refuses it in grpc-go's words.
+# Beyond it grpc-core refuses in its own words, without reading the message.
+GRPC_CORE_SLACK_BYTES = 4 * 1024 * 1024
 MAX_SEND_BYTES = 2**31 - 1  # etcd's maxSendBytes (math.MaxInt32)
 SHUTDOWN_GRACE_SECONDS = 3.0
 
@@ -36,9 +40,14 @@ class ServeError(Exception):
     """The server cannot start: one line for stderr; exit 1."""
 
 
+def max_receive_bytes(cfg: Config) -> int:
+    """etcd's gRPC receive limit: max-request-bytes + 512 KiB."""
+    return cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
+
+
 def _grpc_options(cfg: Config) -> list[tuple[str, int]]:
     return [
-        ("grpc.max_receive_message_length", cfg.max_request_bytes + GRPC_OVERHEAD_BYTES),
+        ("grpc.max_receive_message_length", min(max_receive_bytes(cfg) + GRPC_CORE_SLACK_BYTES, 2**31 - 1)),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         # grpc-core turns SO_REUSEPORT on by default, which would let a second
         # server share a port already in use instead of failing to bind.
@@ -90,7 +99,14 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> None:
             log.info("serving insecure client requests on %s, this is strongly discouraged!", address)
 
 
+# etcd turns the backend quota off for a negative --quota-backend-bytes; the
+# engine takes a u64 where 0 means its 2 GiB default, so "off" is the largest.
+_QUOTA_OFF = 2**64 - 1
+LEADER_WAIT_SECONDS = 10.0
+
+
 def _open_engine(cfg: Config) -> _core.Engine:
+    quota = _QUOTA_OFF if cfg.quota_backend_bytes < 0 else cfg.quota_backend_bytes
     try:
         return _core.Engine(
             cfg.data_dir,
@@ -100,7 +116,7 @@ def _open_engine(cfg: Config) -> _core.Engine:
             peer_urls=list(cfg.initial_advertise_peer_urls),
             client_urls=list(cfg.advertise_client_urls),
             max_request_bytes=cfg.max_request_bytes,
-            quota_backend_bytes=cfg.quota_backend_bytes,
+            quota_backend_bytes=quota,
             max_txn_ops=cfg.max_txn_ops,
             version=__version__,
         )
@@ -131,8 +147,11 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     if engine.member_id != cfg.member_id or engine.cluster_id != cfg.cluster_id:
         log.info("data dir keeps its own IDs: member-id=%x cluster-id=%x", engine.member_id, engine.cluster_id)
     bridge = EngineBridge(engine, loop)
-    server.add_generic_rpc_handlers(generic_handlers(bridge))
+    server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
     await server.start()
+    # etcd says it is ready once its member has a leader (ReadyNotify);
+    # requests that come earlier are served too, as soon as there is one.
+    await _wait_for_leader(engine, stop)
     log.info("ready to serve client requests")
 
     await stop.wait()
@@ -140,6 +159,15 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     await server.stop(SHUTDOWN_GRACE_SECONDS)
     await bridge.close()
     log.info("stopped; engine stats: %s", engine.stats())
+
+
+async def _wait_for_leader(engine: _core.Engine, stop: asyncio.Event) -> None:
+    deadline = asyncio.get_running_loop().time() + LEADER_WAIT_SECONDS
+    while not engine.stats().get("raft_leader") and not stop.is_set():
+        if asyncio.get_running_loop().time() > deadline:
+            log.warning("no leader after %.0fs; serving anyway", LEADER_WAIT_SECONDS)
+            return
+        await asyncio.sleep(0.01)
 
 
 _LEVELS = {

@@ -36,12 +36,17 @@ _METHODS: dict[str, dict[str, int]] = {
 _Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 
-def _unary(bridge: EngineBridge, method: int) -> _Handler:
+def _unary(bridge: EngineBridge, method: int, max_receive: int) -> _Handler:
     call = bridge.call
     status = GRPC_STATUS.get
     unknown = grpc.StatusCode.UNKNOWN
+    exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
 
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if len(request) > max_receive:
+            # grpc-go's words, which etcd's clients show; grpc-core would say
+            # "SERVER: Received message larger than max".
+            await context.abort(exhausted, f"grpc: received message larger than max ({len(request)} vs. {max_receive})")
         try:
             return await call(method, request)
         except EngineError as e:
@@ -51,12 +56,19 @@ def _unary(bridge: EngineBridge, method: int) -> _Handler:
     return handle
 
 
-def generic_handlers(bridge: EngineBridge) -> list[grpc.GenericRpcHandler]:
-    """One generic handler per service, every method calling the engine."""
+def generic_handlers(bridge: EngineBridge, max_receive: int) -> list[grpc.GenericRpcHandler]:
+    """One generic handler per service, every method calling the engine.
+
+    max_receive is etcd's gRPC message limit (max-request-bytes + 512 KiB);
+    the server's own gRPC limit must sit above it so this check sees the request.
+    """
     return [
         grpc.method_handlers_generic_handler(
             service,
-            {name: grpc.unary_unary_rpc_method_handler(_unary(bridge, num)) for name, num in methods.items()},
+            {
+                name: grpc.unary_unary_rpc_method_handler(_unary(bridge, num, max_receive))
+                for name, num in methods.items()
+            },
         )
         for service, methods in _METHODS.items()
     ]

@@ -50,6 +50,11 @@ class FakeEngine:
             self._wake.notify()
 
     def drain(self) -> list[tuple[int, str | None, bytes]]:
+        # Like the engine: reset the eventfd first, then take the queue.
+        try:
+            os.eventfd_read(self._fd)
+        except BlockingIOError:
+            pass
         with self._lock:
             done, self._done = self._done, []
         return done
