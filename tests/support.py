@@ -43,7 +43,9 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
     python_dir = str(REPO / "python")
     # `python -m ketch` finds the package whether or not it is installed.
-    env["PYTHONPATH"] = python_dir + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = python_dir + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     env.update(extra or {})
     return env
 
@@ -132,7 +134,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.log_text():
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} while starting:\n{self.log_text()}")
+                raise RuntimeError(
+                    f"{self.kind} exited with {self.proc.returncode} while starting:\n{self.log_text()}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.kind} not ready after {timeout}s:\n{self.log_text()}")
             time.sleep(0.02)
@@ -141,7 +145,9 @@ class Server:
             if rc == 0:
                 return
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind} never answered a read ({err.strip()}):\n{self.log_text()}")
+                raise RuntimeError(
+                    f"{self.kind} never answered a read ({err.strip()}):\n{self.log_text()}"
+                )
             time.sleep(0.05)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
@@ -174,7 +180,9 @@ class Server:
             self._log = None
         return rc
 
-    def etcdctl(self, *args: str, stdin: bytes | None = None, timeout: float = ETCDCTL_TIMEOUT) -> tuple[int, str, str]:
+    def etcdctl(
+        self, *args: str, stdin: bytes | None = None, timeout: float = ETCDCTL_TIMEOUT
+    ) -> tuple[int, str, str]:
         return etcdctl(self, *args, stdin=stdin, timeout=timeout)
 
 
@@ -198,6 +206,7 @@ def etcdctl(
     cmd += list(args)
     p = subprocess.run(
         cmd,
+        check=False,
         input=stdin if stdin is not None else b"",
         capture_output=True,
         timeout=timeout,
@@ -223,7 +232,11 @@ def make_tls_files(directory: Path) -> TLSFiles:
 
     def write_key(path: Path, k: ec.EllipticCurvePrivateKey) -> None:
         path.write_bytes(
-            k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
 
     def name(cn: str) -> x509.Name:
@@ -251,7 +264,9 @@ def make_tls_files(directory: Path) -> TLSFiles:
         .sign(ca_key, hashes.SHA256())
     )  # fmt: skip
 
-    def leaf(cn: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    def leaf(
+        cn: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         k = key()
         b = (
             x509.CertificateBuilder()
@@ -264,7 +279,8 @@ def make_tls_files(directory: Path) -> TLSFiles:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
             )
         )
         if sans:

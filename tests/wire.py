@@ -87,9 +87,15 @@ class KV:
     """etcdserverpb.KV Put and Range over one channel."""
 
     def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 1 << 30)])
-        self._put = self.channel.unary_unary("/etcdserverpb.KV/Put")
-        self._range = self.channel.unary_unary("/etcdserverpb.KV/Range")
+        self.channel = grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", 1 << 30)]
+        )
+        self._put: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
+            "/etcdserverpb.KV/Put"
+        )
+        self._range: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
+            "/etcdserverpb.KV/Range"
+        )
 
     def close(self) -> None:
         self.channel.close()

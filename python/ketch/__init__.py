@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .config import Config, ConfigError, parse  # noqa: E402
-from .membership import cluster_id, member_id  # noqa: E402
+from .config import Config, ConfigError, parse
+from .membership import cluster_id, member_id
 
 if TYPE_CHECKING:
     from .engine import EngineBridge

@@ -101,7 +101,9 @@ class Config:
     @property
     def member_id(self) -> int:
         """This member's ID for a new data dir (etcd's NewMember)."""
-        return membership.member_id(_cluster_map(self.initial_cluster)[self.name], self.initial_cluster_token)
+        return membership.member_id(
+            _cluster_map(self.initial_cluster)[self.name], self.initial_cluster_token
+        )
 
     @property
     def cluster_id(self) -> int:
@@ -325,7 +327,9 @@ def _parse_command_line(args: Sequence[str]) -> tuple[dict[str, Any], bool]:
             try:
                 values[name] = flag.parse(value) if has_value else True
             except ValueError as e:
-                raise ConfigError(f"invalid boolean value {_q(value)} for -{name}: {e}", 2) from None
+                raise ConfigError(
+                    f"invalid boolean value {_q(value)} for -{name}: {e}", 2
+                ) from None
             continue
         if not has_value:
             if i >= len(args):
@@ -337,7 +341,9 @@ def _parse_command_line(args: Sequence[str]) -> tuple[dict[str, Any], bool]:
         except ValueError as e:
             raise ConfigError(f"invalid value {_q(value)} for flag -{name}: {e}", 2) from None
     if i < len(args):
-        raise ConfigError(f"error verifying flags, {_q(args[i], single=True)} is not a valid flag. See 'ketch --help'.")
+        raise ConfigError(
+            f"error verifying flags, {_q(args[i], single=True)} is not a valid flag. See 'ketch --help'."
+        )
     return values, bool(values.pop("version", False))
 
 
@@ -377,13 +383,17 @@ def _from_yaml(path: str) -> dict[str, Any]:
         with open(path, "rb") as f:
             doc = yaml.safe_load(f)
     except OSError as e:
-        raise ConfigError(f"error verifying flags, open {path}: {e.strerror.lower() if e.strerror else e}") from None
+        raise ConfigError(
+            f"error verifying flags, open {path}: {e.strerror.lower() if e.strerror else e}"
+        ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"error verifying flags, {path}: {' '.join(str(e).split())}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"error verifying flags, {path}: the configuration must be a YAML mapping")
+        raise ConfigError(
+            f"error verifying flags, {path}: the configuration must be a YAML mapping"
+        )
     values: dict[str, Any] = {}
     # Unknown keys are ignored, as etcd's YAML decoding ignores them.
     for key in _YAML_KEYS:
@@ -392,7 +402,9 @@ def _from_yaml(path: str) -> dict[str, Any]:
     tls = doc.get("client-transport-security")
     if tls is not None:
         if not isinstance(tls, dict):
-            raise ConfigError(f"error verifying flags, {path}: client-transport-security must be a mapping")
+            raise ConfigError(
+                f"error verifying flags, {path}: client-transport-security must be a mapping"
+            )
         for key in _YAML_TLS_KEYS:
             if key in tls and tls[key] is not None:
                 values[key] = _yaml_value(path, f"client-transport-security.{key}", tls[key], key)
@@ -403,11 +415,15 @@ def _yaml_value(path: str, where: str, v: Any, flag_name: str | None = None) -> 
     flag = _FLAGS[flag_name or where]
     if flag.is_bool:
         if not isinstance(v, bool):
-            raise ConfigError(f"error verifying flags, {path}: {where} must be true or false, not {v!r}")
+            raise ConfigError(
+                f"error verifying flags, {path}: {where} must be true or false, not {v!r}"
+            )
         return v
     if flag.parse in (_parse_uint, _parse_int64):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"error verifying flags, {path}: {where} must be an integer, not {v!r}")
+            raise ConfigError(
+                f"error verifying flags, {path}: {where} must be an integer, not {v!r}"
+            )
         v = str(v)
     elif not isinstance(v, str):
         raise ConfigError(f"error verifying flags, {path}: {where} must be a string, not {v!r}")
@@ -442,12 +458,16 @@ def parse(args: Sequence[str], environ: Mapping[str, str] | None = None) -> Conf
             if not raw or name in ("version", "config-file"):
                 continue
             if name in given:
-                warnings.append(f"environment variable {key} is shadowed by the command-line flag --{name}")
+                warnings.append(
+                    f"environment variable {key} is shadowed by the command-line flag --{name}"
+                )
                 continue
             try:
                 values[name] = flag.parse(raw)
             except ValueError as e:
-                raise ConfigError(f"error verifying flags, invalid value {_q(raw)} for {key}: {e}. See 'ketch --help'.") from None
+                raise ConfigError(
+                    f"error verifying flags, invalid value {_q(raw)} for {key}: {e}. See 'ketch --help'."
+                ) from None
     return _validate(values, tuple(warnings))
 
 
@@ -461,9 +481,18 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
     explicit = set(values)
     # etcd drops its default advertise URL when listen URLs are given on the
     # command line or in the environment (not in a config file).
-    if not cfg.config_file and "listen-client-urls" in explicit and "advertise-client-urls" not in explicit:
-        raise fail("--advertise-client-urls is required when --listen-client-urls is set explicitly")
-    for flag_name, urls in (("listen-client-urls", cfg.listen_client_urls), ("listen-peer-urls", cfg.listen_peer_urls)):
+    if (
+        not cfg.config_file
+        and "listen-client-urls" in explicit
+        and "advertise-client-urls" not in explicit
+    ):
+        raise fail(
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly"
+        )
+    for flag_name, urls in (
+        ("listen-client-urls", cfg.listen_client_urls),
+        ("listen-peer-urls", cfg.listen_peer_urls),
+    ):
         for u in urls:
             parts = urlsplit(u)
             if parts.scheme in ("unix", "unixs"):
@@ -477,7 +506,9 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
     ):
         for u in urls:
             if not _split_host_port(urlsplit(u).netloc)[0]:
-                raise fail(f'--{flag_name} "{",".join(urls)}" must be "host:port" (unexpected empty host ({u}))')
+                raise fail(
+                    f'--{flag_name} "{",".join(urls)}" must be "host:port" (unexpected empty host ({u}))'
+                )
 
     # etcd: a non-default name with the default initial cluster means "this
     # member alone, at its advertised peer URLs" (UpdateDefaultClusterFromName).
@@ -491,7 +522,9 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
     if cfg.name not in members:
         raise fail(f"couldn't find local name {_q(cfg.name)} in the initial cluster configuration")
     if sorted(members[cfg.name]) != sorted(cfg.initial_advertise_peer_urls):
-        missing = [f"{cfg.name}={u}" for u in members[cfg.name] if u not in cfg.initial_advertise_peer_urls]
+        missing = [
+            f"{cfg.name}={u}" for u in members[cfg.name] if u not in cfg.initial_advertise_peer_urls
+        ]
         if missing:
             raise fail(
                 f"--initial-cluster has {','.join(missing)} but missing from "
@@ -508,14 +541,22 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
             "ketch runs single-member clusters only for now"
         )
 
-    if any(urlsplit(u).scheme == "https" for u in cfg.listen_client_urls) and not (cfg.cert_file and cfg.key_file):
+    if any(urlsplit(u).scheme == "https" for u in cfg.listen_client_urls) and not (
+        cfg.cert_file and cfg.key_file
+    ):
         u = next(u for u in cfg.listen_client_urls if urlsplit(u).scheme == "https")
-        raise fail(f"TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with HTTPS scheme")
+        raise fail(
+            f"TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with HTTPS scheme"
+        )
     if cfg.client_cert_auth and not cfg.trusted_ca_file:
-        raise fail("--client-cert-auth needs --trusted-ca-file to verify client certificates against")
+        raise fail(
+            "--client-cert-auth needs --trusted-ca-file to verify client certificates against"
+        )
 
     data_dir = cfg.data_dir if "data-dir" in explicit and cfg.data_dir else f"{cfg.name}.ketch"
-    return dataclasses.replace(cfg, initial_cluster=initial_cluster, data_dir=data_dir, warnings=warnings)
+    return dataclasses.replace(
+        cfg, initial_cluster=initial_cluster, data_dir=data_dir, warnings=warnings
+    )
 
 
 def _is_ip(host: str) -> bool:

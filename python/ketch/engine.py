@@ -94,7 +94,7 @@ class EngineBridge:
         await self._loop.run_in_executor(None, self._engine.close)
         try:
             answers = self._engine_drain()
-        except Exception:  # a closed engine may refuse; its answers are then lost anyway
+        except (RuntimeError, OSError, ValueError):  # a closed engine may refuse
             answers = []
         self._resolve(answers)
         for fut in self._pending.values():

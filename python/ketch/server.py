@@ -47,7 +47,10 @@ def max_receive_bytes(cfg: Config) -> int:
 
 def _grpc_options(cfg: Config) -> list[tuple[str, int]]:
     return [
-        ("grpc.max_receive_message_length", min(max_receive_bytes(cfg) + GRPC_CORE_SLACK_BYTES, 2**31 - 1)),
+        (
+            "grpc.max_receive_message_length",
+            min(max_receive_bytes(cfg) + GRPC_CORE_SLACK_BYTES, 2**31 - 1),
+        ),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         # grpc-core turns SO_REUSEPORT on by default, which would let a second
         # server share a port already in use instead of failing to bind.
@@ -94,9 +97,15 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> None:
             reason = _bind_failure(host, parts.port or 0)
             raise ServeError(f"listen tcp {address}: bind: {reason}")
         if parts.scheme == "https":
-            log.info("serving client requests on %s (TLS%s)", address, ", client certs required" if cfg.client_cert_auth else "")
+            log.info(
+                "serving client requests on %s (TLS%s)",
+                address,
+                ", client certs required" if cfg.client_cert_auth else "",
+            )
         else:
-            log.info("serving insecure client requests on %s, this is strongly discouraged!", address)
+            log.info(
+                "serving insecure client requests on %s, this is strongly discouraged!", address
+            )
 
 
 # etcd turns the backend quota off for a negative --quota-backend-bytes; the
@@ -138,14 +147,24 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     except BaseException:
         await server.stop(None)
         raise
-    log.info("name=%s data-dir=%s member-id=%x cluster-id=%x", cfg.name, cfg.data_dir, cfg.member_id, cfg.cluster_id)
+    log.info(
+        "name=%s data-dir=%s member-id=%x cluster-id=%x",
+        cfg.name,
+        cfg.data_dir,
+        cfg.member_id,
+        cfg.cluster_id,
+    )
     try:
         engine = _open_engine(cfg)
     except BaseException:
         await server.stop(None)
         raise
     if engine.member_id != cfg.member_id or engine.cluster_id != cfg.cluster_id:
-        log.info("data dir keeps its own IDs: member-id=%x cluster-id=%x", engine.member_id, engine.cluster_id)
+        log.info(
+            "data dir keeps its own IDs: member-id=%x cluster-id=%x",
+            engine.member_id,
+            engine.cluster_id,
+        )
     bridge = EngineBridge(engine, loop)
     server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
     await server.start()

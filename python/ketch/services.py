@@ -46,7 +46,10 @@ def _unary(bridge: EngineBridge, method: int, max_receive: int) -> _Handler:
         if len(request) > max_receive:
             # grpc-go's words, which etcd's clients show; grpc-core would say
             # "SERVER: Received message larger than max".
-            await context.abort(exhausted, f"grpc: received message larger than max ({len(request)} vs. {max_receive})")
+            await context.abort(
+                exhausted,
+                f"grpc: received message larger than max ({len(request)} vs. {max_receive})",
+            )
         try:
             return await call(method, request)
         except EngineError as e:

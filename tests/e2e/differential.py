@@ -25,7 +25,9 @@ class Step:
     def __str__(self) -> str:
         shown = " ".join(repr(a) if (not a or " " in a) else a for a in self.args)
         if self.stdin is not None:
-            shown += f" < ({len(self.stdin)} bytes)" if len(self.stdin) > 200 else f" <<< {self.stdin!r}"
+            shown += (
+                f" < ({len(self.stdin)} bytes)" if len(self.stdin) > 200 else f" <<< {self.stdin!r}"
+            )
         return f"etcdctl {shown}"
 
 
@@ -84,7 +86,7 @@ def normalize(step: Step, out: str) -> str:
             lines.append(line)
         out = "".join(lines)
         # Table borders are sized to the widest cell, which we just replaced.
-        out = re.sub(r"^\+[-+]+\+$", "+<border>+", out, flags=re.M)
+        out = re.sub(r"^\+[-+]+\+$", "+<border>+", out, flags=re.MULTILINE)
         out = re.sub(r" {2,}", " ", out)
     return out
 
@@ -106,7 +108,9 @@ def differential(
     client_port, peer_port = free_port(), free_port()
     outcomes = {}
     for kind in ("etcd", "ketch"):
-        server = make_server(kind, extra_args, client_port=client_port, peer_port=peer_port, **server_fields)
+        server = make_server(
+            kind, extra_args, client_port=client_port, peer_port=peer_port, **server_fields
+        )
         outcomes[kind] = run_steps(server, steps)
         server.stop()
     want, got = outcomes["etcd"], outcomes["ketch"]

@@ -8,14 +8,23 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from ketch import membership
 
 from ..support import ETCD, Server, free_port, ketch_command, subprocess_env
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[int, str, str]:
-    p = subprocess.run(cmd, capture_output=True, timeout=30, env=subprocess_env(env), cwd=cwd, stdin=subprocess.DEVNULL)
+def run(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[int, str, str]:
+    p = subprocess.run(
+        cmd,
+        check=False,
+        capture_output=True,
+        timeout=30,
+        env=subprocess_env(env),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
@@ -114,7 +123,9 @@ def test_environment_configures_ketch(make_server) -> None:
         "ETCD_INITIAL_CLUSTER_TOKEN": "env-token",
         "ETCD_DATA_DIR": "env-data",
     }
-    server = make_server("ketch", client_port=client, peer_port=peer, args=["--name", "from-flag"], env=env)
+    server = make_server(
+        "ketch", client_port=client, peer_port=peer, args=["--name", "from-flag"], env=env
+    )
     members = _member_list(server)["members"]
     assert isinstance(members, list)
     # The flag beats ETCD_NAME; everything else comes from the environment.
@@ -146,7 +157,14 @@ some-etcd-key-ketch-does-not-use: 1
         "ketch",
         client_port=client,
         peer_port=peer,
-        args=["--config-file", str(config), "--name", "from-flag", "--max-request-bytes", "9999999"],
+        args=[
+            "--config-file",
+            str(config),
+            "--name",
+            "from-flag",
+            "--max-request-bytes",
+            "9999999",
+        ],
         env={"ETCD_INITIAL_CLUSTER_TOKEN": "env-token"},
     )
     members = _member_list(server)["members"]
@@ -177,4 +195,3 @@ def test_member_and_cluster_ids_match_etcd(make_server) -> None:
     member = membership.member_id(peers, "token-42")
     assert doc["members"][0]["ID"] == member  # type: ignore[index]
     assert doc["header"]["cluster_id"] == membership.cluster_id([member])  # type: ignore[index]
-

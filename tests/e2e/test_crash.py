@@ -53,7 +53,7 @@ class Load:
             i = 0
             while not self._stop.is_set():
                 key = f"{self.tag}/w{t}/{i:06d}".encode()
-                value = f"value of {key.decode()} " .encode() * 4
+                value = f"value of {key.decode()} ".encode() * 4
                 with self._lock:
                     self.attempted[key] = value
                 try:
@@ -102,7 +102,9 @@ def run_load_until(server: Server, load: Load, stop_server: signal.Signals) -> t
     return rc, took
 
 
-def check_store(server: Server, attempted: dict[bytes, bytes], acked: dict[bytes, tuple[bytes, int]]) -> None:
+def check_store(
+    server: Server, attempted: dict[bytes, bytes], acked: dict[bytes, tuple[bytes, int]]
+) -> None:
     kv = KV(f"127.0.0.1:{server.client_port}")
     try:
         revision, kvs = kv.range_all()
@@ -113,7 +115,12 @@ def check_store(server: Server, attempted: dict[bytes, bytes], acked: dict[bytes
     assert not lost, f"{len(lost)} acknowledged writes lost after restart, e.g. {lost[:3]}"
     for key, (value, rev) in acked.items():
         got = present[key]
-        assert (got.value, got.mod_revision, got.create_revision, got.version) == (value, rev, rev, 1), key
+        assert (got.value, got.mod_revision, got.create_revision, got.version) == (
+            value,
+            rev,
+            rev,
+            1,
+        ), key
     for key, got in present.items():
         assert key in attempted, f"{key!r} was never written"
         assert got.value == attempted[key], f"{key!r} holds a value that was never written"

@@ -55,7 +55,16 @@ def test_put_and_get(make_server) -> None:
             for target in SORT_TARGETS
             for order in ("ASCEND", "DESCEND")
         ],
-        step("get", "", "--prefix", "--sort-by=MODIFY", "--order=DESCEND", "--limit", "3", "--keys-only"),
+        step(
+            "get",
+            "",
+            "--prefix",
+            "--sort-by=MODIFY",
+            "--order=DESCEND",
+            "--limit",
+            "3",
+            "--keys-only",
+        ),
         step("get", "foo", "-w", "json"),
         step("get", "foo", "--prefix", "-w", "json", "--limit", "1"),
         step("get", "missing", "-w", "json"),
@@ -69,7 +78,10 @@ def test_put_and_get(make_server) -> None:
     etcd = differential(make_server, steps)
     # What etcd answered is what the steps are meant to probe.
     assert etcd[8].stdout == "foo\nc\n"
-    assert json.loads(etcd[steps.index(step("get", "foo", "-w", "json"))].stdout)["kvs"][0]["version"] == 3
+    assert (
+        json.loads(etcd[steps.index(step("get", "foo", "-w", "json"))].stdout)["kvs"][0]["version"]
+        == 3
+    )
     assert error_line(etcd[-1]) == "Error: etcdserver: key not found"
 
 
@@ -164,7 +176,7 @@ def test_compaction(make_server) -> None:
         step("compaction", "100"),
         step("get", "k", "--rev", "100"),
         step("get", "k", "--rev", "7"),
-        step("txn", stdin='\n\nget k --rev 2\n\n\n'),
+        step("txn", stdin="\n\nget k --rev 2\n\n\n"),
     ]
     etcd = differential(make_server, steps)
     assert error_line(etcd[6]) == "Error: etcdserver: mvcc: required revision has been compacted"

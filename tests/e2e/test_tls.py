@@ -56,7 +56,9 @@ def test_client_without_cert_is_refused(make_server, tls: TLSFiles, kind: str) -
     rc, _, err = etcdctl(server, *quick, "put", "k", "from-no-cert", tls=(tls.ca, None, None))
     assert (rc, err.splitlines()[-1]) == (1, "Error: context deadline exceeded")
     # Plain text against the TLS port gets nowhere either.
-    rc, _, err = etcdctl(server.endpoint.replace("https://", "http://"), *quick, "put", "k", "plain")
+    rc, _, err = etcdctl(
+        server.endpoint.replace("https://", "http://"), *quick, "put", "k", "plain"
+    )
     assert (rc, err.splitlines()[-1]) == (1, "Error: context deadline exceeded")
     rc, out, _ = server.etcdctl("get", "k", "--print-value-only")
     assert (rc, out) == (0, "")
@@ -64,7 +66,12 @@ def test_client_without_cert_is_refused(make_server, tls: TLSFiles, kind: str) -
 
 @pytest.mark.parametrize("kind", ["ketch", "etcd"])
 def test_tls_without_client_auth_takes_any_client(make_server, tls: TLSFiles, kind: str) -> None:
-    server = make_server(kind, _tls_args(tls, client_cert_auth=False), scheme="https", client_tls=(tls.ca, None, None))
+    server = make_server(
+        kind,
+        _tls_args(tls, client_cert_auth=False),
+        scheme="https",
+        client_tls=(tls.ca, None, None),
+    )
     assert server.etcdctl("put", "k", "v") == (0, "OK\n", "")
     rc, _, err = etcdctl(server, "get", "k", tls=(tls.ca, tls.client_cert, tls.client_key))
     assert rc == 0, err

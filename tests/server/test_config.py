@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from ketch.config import (
     Config,
     ConfigError,
@@ -24,7 +23,9 @@ def test_defaults_are_etcds() -> None:
     assert cfg.listen_client_urls == ("http://localhost:2379",)
     assert cfg.initial_cluster == "default=http://localhost:2380"
     assert cfg.initial_cluster_token == "etcd-cluster"
-    assert cfg.max_request_bytes == 1572864 and cfg.quota_backend_bytes == 0 and cfg.max_txn_ops == 128
+    assert (
+        cfg.max_request_bytes == 1572864 and cfg.quota_backend_bytes == 0 and cfg.max_txn_ops == 128
+    )
     assert (cfg.member_id, cfg.cluster_id) == (0x8E9E05C52164694D, 0xCDF818194E3A8C32)
 
 
@@ -56,7 +57,10 @@ def test_bool_flag_forms() -> None:
 
 
 def test_numbers() -> None:
-    cfg = parse(["--max-request-bytes", "0x100", "--quota-backend-bytes", "-1", "--max-txn-ops", "1000"], NO_ENV)
+    cfg = parse(
+        ["--max-request-bytes", "0x100", "--quota-backend-bytes", "-1", "--max-txn-ops", "1000"],
+        NO_ENV,
+    )
     assert (cfg.max_request_bytes, cfg.quota_backend_bytes, cfg.max_txn_ops) == (256, -1, 1000)
 
 
@@ -65,9 +69,18 @@ def test_numbers() -> None:
     [
         (["--foo"], "flag provided but not defined: -foo"),
         (["--name"], "flag needs an argument: -name"),
-        (["--max-request-bytes", "x"], 'invalid value "x" for flag -max-request-bytes: parse error'),
-        (["--max-request-bytes", "99999999999999999999"], 'invalid value "99999999999999999999" for flag -max-request-bytes: value out of range'),
-        (["--client-cert-auth=maybe"], 'invalid boolean value "maybe" for -client-cert-auth: parse error'),
+        (
+            ["--max-request-bytes", "x"],
+            'invalid value "x" for flag -max-request-bytes: parse error',
+        ),
+        (
+            ["--max-request-bytes", "99999999999999999999"],
+            'invalid value "99999999999999999999" for flag -max-request-bytes: value out of range',
+        ),
+        (
+            ["--client-cert-auth=maybe"],
+            'invalid boolean value "maybe" for -client-cert-auth: parse error',
+        ),
         (["--log-level", "loud"], 'invalid value "loud" for flag -log-level: invalid value'),
         (["---x"], "bad flag syntax: ---x"),
         (["-=x"], "bad flag syntax: -=x"),
@@ -100,7 +113,9 @@ def test_environment_fills_what_flags_do_not_set() -> None:
            "ETCD_UNRELATED": "x"}  # fmt: skip
     cfg = parse(["--data-dir", "/flag/dir"], env)
     assert (cfg.name, cfg.data_dir, cfg.max_request_bytes) == ("env-name", "/flag/dir", 77)
-    assert cfg.warnings == ("environment variable ETCD_DATA_DIR is shadowed by the command-line flag --data-dir",)
+    assert cfg.warnings == (
+        "environment variable ETCD_DATA_DIR is shadowed by the command-line flag --data-dir",
+    )
 
 
 def test_bad_environment_value_exits_1() -> None:
@@ -113,7 +128,9 @@ def test_bad_environment_value_exits_1() -> None:
 def test_listen_client_urls_need_advertise_client_urls() -> None:
     with pytest.raises(ConfigError) as e:
         parse(["--listen-client-urls", "http://127.0.0.1:1"], NO_ENV)
-    assert "--advertise-client-urls is required when --listen-client-urls is set explicitly" in str(e.value)
+    assert "--advertise-client-urls is required when --listen-client-urls is set explicitly" in str(
+        e.value
+    )
     with pytest.raises(ConfigError):
         parse([], {"ETCD_LISTEN_CLIENT_URLS": "http://127.0.0.1:1"})
 
@@ -121,11 +138,36 @@ def test_listen_client_urls_need_advertise_client_urls() -> None:
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--listen-client-urls", "http://example.com:1", "--advertise-client-urls", "http://x:1"], "expected IP in URL for binding (http://example.com:1)"),
-        (["--initial-cluster", "other=http://localhost:2380"], "couldn't find local name \"default\" in the initial cluster configuration"),
-        (["--initial-cluster", "default=http://localhost:9999"], "--initial-cluster has default=http://localhost:9999 but missing from --initial-advertise-peer-urls=http://localhost:2380"),
-        (["--initial-cluster", "default=http://localhost:2380,b=http://10.0.0.2:2380"], "ketch runs single-member clusters only for now"),
-        (["--listen-client-urls", "https://127.0.0.1:1", "--advertise-client-urls", "https://127.0.0.1:1"], "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:1 with HTTPS scheme"),
+        (
+            [
+                "--listen-client-urls",
+                "http://example.com:1",
+                "--advertise-client-urls",
+                "http://x:1",
+            ],
+            "expected IP in URL for binding (http://example.com:1)",
+        ),
+        (
+            ["--initial-cluster", "other=http://localhost:2380"],
+            'couldn\'t find local name "default" in the initial cluster configuration',
+        ),
+        (
+            ["--initial-cluster", "default=http://localhost:9999"],
+            "--initial-cluster has default=http://localhost:9999 but missing from --initial-advertise-peer-urls=http://localhost:2380",
+        ),
+        (
+            ["--initial-cluster", "default=http://localhost:2380,b=http://10.0.0.2:2380"],
+            "ketch runs single-member clusters only for now",
+        ),
+        (
+            [
+                "--listen-client-urls",
+                "https://127.0.0.1:1",
+                "--advertise-client-urls",
+                "https://127.0.0.1:1",
+            ],
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:1 with HTTPS scheme",
+        ),
         (["--client-cert-auth"], "--client-cert-auth needs --trusted-ca-file"),
     ],
 )
@@ -138,7 +180,9 @@ def test_invalid_combinations_exit_1(args: list[str], fragment: str) -> None:
 
 
 def test_initial_cluster_state_is_validated() -> None:
-    assert parse(["--initial-cluster-state", "existing"], NO_ENV).initial_cluster_state == "existing"
+    assert (
+        parse(["--initial-cluster-state", "existing"], NO_ENV).initial_cluster_state == "existing"
+    )
     with pytest.raises(ConfigError):
         parse(["--initial-cluster-state", "old"], NO_ENV)
 
@@ -171,8 +215,17 @@ enable-v2: true
         cfg = parse(args, environ)
         assert cfg.name == "file-name" and cfg.data_dir == "file-name.ketch"
         assert cfg.listen_client_urls == ("https://127.0.0.1:5000", "http://127.0.0.1:5001")
-        assert (cfg.max_request_bytes, cfg.quota_backend_bytes, cfg.max_txn_ops) == (1000, 4096, 128)
-        assert (cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth) == ("s.pem", "s-key.pem", "ca.pem", True)
+        assert (cfg.max_request_bytes, cfg.quota_backend_bytes, cfg.max_txn_ops) == (
+            1000,
+            4096,
+            128,
+        )
+        assert (cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth) == (
+            "s.pem",
+            "s-key.pem",
+            "ca.pem",
+            True,
+        )
         assert cfg.log_level == "warn"
         assert cfg.config_file == str(f)
 
@@ -182,8 +235,14 @@ enable-v2: true
     [
         ("max-request-bytes: lots\n", "max-request-bytes must be an integer"),
         ("name: [a, b]\n", "name must be a string"),
-        ("listen-client-urls: ftp://x:1\nadvertise-client-urls: http://x:1\n", "URL scheme must be http, https, unix, or unixs"),
-        ("client-transport-security:\n  client-cert-auth: yes-please\n", "client-cert-auth must be true or false"),
+        (
+            "listen-client-urls: ftp://x:1\nadvertise-client-urls: http://x:1\n",
+            "URL scheme must be http, https, unix, or unixs",
+        ),
+        (
+            "client-transport-security:\n  client-cert-auth: yes-please\n",
+            "client-cert-auth must be true or false",
+        ),
         ("- a list\n", "must be a YAML mapping"),
         ("name: [unclosed\n", "c.yaml"),
     ],

@@ -15,7 +15,6 @@ import time
 
 import pytest
 import uvloop
-
 from ketch.engine import EngineBridge
 from ketch.errors import EngineError
 
@@ -72,7 +71,15 @@ class FakeEngine:
             for method, request, token in batch:
                 if method == SLOW:
                     time.sleep(0.2)
-                answer = (token, "FutureRev", b"etcdserver: mvcc: required revision is a future revision") if method == FAIL else (token, None, request[::-1])
+                answer = (
+                    (
+                        token,
+                        "FutureRev",
+                        b"etcdserver: mvcc: required revision is a future revision",
+                    )
+                    if method == FAIL
+                    else (token, None, request[::-1])
+                )
                 with self._lock:
                     self._done.append(answer)
                 os.eventfd_write(self._fd, 1)
@@ -118,7 +125,10 @@ def test_errors_become_engine_errors(run) -> None:  # type: ignore[no-untyped-de
     async def test(engine: FakeEngine, bridge: EngineBridge) -> None:
         with pytest.raises(EngineError) as e:
             await bridge.call(FAIL, b"x")
-        assert (e.value.name, e.value.message) == ("FutureRev", "etcdserver: mvcc: required revision is a future revision")
+        assert (e.value.name, e.value.message) == (
+            "FutureRev",
+            "etcdserver: mvcc: required revision is a future revision",
+        )
         assert await bridge.call(ECHO, b"ok") == b"ko"
 
     run(_with_bridge(test))

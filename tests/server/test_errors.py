@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import grpc
-
 from ketch.errors import GRPC_STATUS, EngineError, status_of
 
 from ..support import REPO
@@ -30,10 +29,16 @@ def test_codes_are_etcds() -> None:
     assert GRPC_STATUS["Compacted"] == GRPC_STATUS["FutureRev"] == c.OUT_OF_RANGE
     assert GRPC_STATUS["NoSpace"] == c.RESOURCE_EXHAUSTED
     assert GRPC_STATUS["LeaseNotFound"] == c.NOT_FOUND
-    assert GRPC_STATUS["NoLeader"] == GRPC_STATUS["Timeout"] == GRPC_STATUS["Stopped"] == c.UNAVAILABLE
+    assert (
+        GRPC_STATUS["NoLeader"] == GRPC_STATUS["Timeout"] == GRPC_STATUS["Stopped"] == c.UNAVAILABLE
+    )
     assert status_of("SomethingNew") == c.UNKNOWN
 
 
 def test_engine_error_carries_the_message_verbatim() -> None:
     e = EngineError("Compacted", "etcdserver: mvcc: required revision has been compacted")
-    assert (e.name, e.message, str(e)) == ("Compacted", "etcdserver: mvcc: required revision has been compacted", e.message)
+    assert (e.name, e.message, str(e)) == (
+        "Compacted",
+        "etcdserver: mvcc: required revision has been compacted",
+        e.message,
+    )
