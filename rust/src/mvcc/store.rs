@@ -741,3 +741,22 @@ fn range_at<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
     Ok(RangeResponse { header: header(cur_rev), kvs, more, count })
 }
+
+#[cfg(test)]
+impl Store {
+    /// Every record in the backend as (main, sub, tombstone), for tests.
+    pub(crate) fn state_for_test(&self) -> Vec<(i64, i64, bool)> {
+        let _st = self.state.read();
+        let rtx = self.db.begin_read().unwrap();
+        let table = rtx.open_table(KEY_TABLE).unwrap();
+        table
+            .range::<&[u8]>(..)
+            .unwrap()
+            .map(|e| {
+                let (k, _) = e.unwrap();
+                let (r, t) = Revision::from_key(k.value()).unwrap();
+                (r.main, r.sub, t)
+            })
+            .collect()
+    }
+}
