@@ -32,8 +32,9 @@
 //!   finishes a compaction scheduled but not finished.
 //! - in memory: the key index ([`key_index`]), key → generations of
 //!   revisions, rebuilt on open by replaying `key` in order. The current
-//!   revision is the newest record's main revision (or the compact revision
-//!   if compaction removed everything above... nothing is ever above it).
+//!   revision is the newest record's main revision, or the compact revision
+//!   if that is higher (compacting at the top revision can remove its
+//!   records, e.g. a delete's tombstone).
 //!
 //! # Concurrency
 //!

@@ -345,7 +345,7 @@ fn mvcc_txn_one_revision_own_writes_and_headers() {
             op_put("a", "1"), // 3.0
             op_get("a"),      // own write, header 3
             op_del("b", ""),  // nothing deleted, but the txn has changes: header 3
-            op_put("b", "1"), // 3.1 ... (allowed: the delete of b and put of b overlap → not allowed, see below)
+            op_put("b", "1"), // put and delete of "b" in one branch: refused below
         ],
         failure: vec![],
     };
@@ -471,11 +471,7 @@ fn mvcc_compaction_errors_and_effects() {
     assert_eq!(get(&s, "b", 5), None);
     assert_eq!(get(&s, "c", 6).unwrap().value, b("1"));
     // Physically: a@2 and b's put and tombstone are gone; a@3 and c@6 remain.
-    let counts = {
-        let st = s.state_for_test();
-        st
-    };
-    assert_eq!(counts, vec![(3, 0, false), (6, 0, false)]);
+    assert_eq!(s.state_for_test(), vec![(3, 0, false), (6, 0, false)]);
     assert!(s.db_size() >= size_before || s.db_size() > 0);
     assert!(s.db_size_in_use() <= s.db_size());
     // Restart keeps the compaction and the revision.
