@@ -62,17 +62,21 @@ def _grpc_options(cfg: Config) -> list[tuple[str, int]]:
     ]
 
 
-def _bind_failure(host: str, port: int) -> str:
-    """Why host:port cannot be bound, in Go's words, found by trying it ourselves."""
+def _bind_failure(host: str, port: int) -> str | None:
+    """Why host:port cannot be bound, in Go's words; None if it can.
+
+    Tried with a plain socket before gRPC tries, because grpc-core reports a
+    failed bind only as a multi-line log of its own.
+    """
     host = "127.0.0.1" if host == "localhost" else host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC and Go do
             s.bind((host, port))
     except OSError as e:
         return (e.strerror or str(e)).lower()
-    return "grpc could not listen there"
+    return None
 
 
 def _bind(server: grpc.aio.Server, cfg: Config) -> None:
@@ -80,7 +84,9 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> None:
     for url in cfg.listen_client_urls:
         parts = urlsplit(url)
         address = parts.netloc
-        port = 0
+        reason = _bind_failure(parts.hostname or "", parts.port or 0)
+        if reason is not None:
+            raise ServeError(f"listen tcp {address}: bind: {reason}")
         try:
             if parts.scheme == "https":
                 if credentials is None:
@@ -93,19 +99,12 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> None:
         except OSError as e:
             raise ServeError(str(e.strerror)) from None
         if port == 0:
-            host = parts.hostname or ""
-            reason = _bind_failure(host, parts.port or 0)
-            raise ServeError(f"listen tcp {address}: bind: {reason}")
+            raise ServeError(f"listen tcp {address}: bind: gRPC could not listen there (see its log above)")
         if parts.scheme == "https":
-            log.info(
-                "serving client requests on %s (TLS%s)",
-                address,
-                ", client certs required" if cfg.client_cert_auth else "",
-            )
+            auth = ", client certs required" if cfg.client_cert_auth else ""
+            log.info("serving client requests on %s (TLS%s)", address, auth)
         else:
-            log.info(
-                "serving insecure client requests on %s, this is strongly discouraged!", address
-            )
+            log.info("serving insecure client requests on %s, this is strongly discouraged!", address)
 
 
 # etcd turns the backend quota off for a negative --quota-backend-bytes; the
