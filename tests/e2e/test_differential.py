@@ -183,6 +183,21 @@ def test_compaction(make_server) -> None:
     assert error_line(etcd[17]) == "Error: etcdserver: mvcc: required revision is a future revision"
 
 
+def test_compaction_on_a_fresh_store(make_server) -> None:
+    steps = [
+        step("compaction", "0"),  # etcd: nothing compacted yet, so 0 is still ahead
+        step("compaction", "0"),
+        step("compaction", "1"),
+        step("compaction", "1"),
+        step("put", "k", "v"),
+        step("get", "k", "--rev", "0"),
+        step("get", "k", "--rev", "1"),
+    ]
+    etcd = differential(make_server, steps)
+    assert etcd[0].stdout == "compacted revision 0\n"
+    assert error_line(etcd[1]) == "Error: etcdserver: mvcc: required revision has been compacted"
+
+
 def test_member_list_and_endpoint(make_server) -> None:
     steps = [
         step("member", "list"),
