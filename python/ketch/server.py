@@ -1,7 +1,8 @@
 """The ketch server process: engine + gRPC on one uvloop event loop.
 
 Start-up follows etcd's order: bind every client listener first (a port in
-use fails before the data dir is touched), then open the engine, then serve.
+use fails before the data dir is touched), then open the engine, and serve
+once the member has a leader.
 SIGTERM or SIGINT stops the listeners, lets in-flight requests finish, and
 closes the engine (which fsyncs) before the process exits 0.
 """
@@ -99,12 +100,16 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> None:
         except OSError as e:
             raise ServeError(str(e.strerror)) from None
         if port == 0:
-            raise ServeError(f"listen tcp {address}: bind: gRPC could not listen there (see its log above)")
+            raise ServeError(
+                f"listen tcp {address}: bind: gRPC could not listen there (see its log above)"
+            )
         if parts.scheme == "https":
             auth = ", client certs required" if cfg.client_cert_auth else ""
             log.info("serving client requests on %s (TLS%s)", address, auth)
         else:
-            log.info("serving insecure client requests on %s, this is strongly discouraged!", address)
+            log.info(
+                "serving insecure client requests on %s, this is strongly discouraged!", address
+            )
 
 
 # etcd turns the backend quota off for a negative --quota-backend-bytes; the
@@ -165,17 +170,21 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
             engine.cluster_id,
         )
     bridge = EngineBridge(engine, loop)
-    server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
-    await server.start()
-    # etcd says it is ready once its member has a leader (ReadyNotify);
-    # requests that come earlier are served too, as soon as there is one.
-    await _wait_for_leader(engine, stop)
-    log.info("ready to serve client requests")
-
-    await stop.wait()
-    log.info("received stop signal; finishing in-flight requests")
-    await server.stop(SHUTDOWN_GRACE_SECONDS)
-    await bridge.close()
+    try:
+        server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
+        # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
+        # member has a leader: a client that connects earlier waits in the
+        # listen backlog instead of getting "no leader" or a timeout.
+        await _wait_for_leader(engine, stop)
+        await server.start()
+        log.info("ready to serve client requests")
+        await stop.wait()
+        log.info("received stop signal; finishing in-flight requests")
+    finally:
+        # Stop listening and let in-flight calls finish, then close the engine
+        # (it fsyncs what it accepted); on any exit path, not just a signal.
+        await server.stop(SHUTDOWN_GRACE_SECONDS)
+        await bridge.close()
     log.info("stopped; engine stats: %s", engine.stats())
 
 
