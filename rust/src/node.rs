@@ -71,8 +71,10 @@ pub(crate) struct Node {
     raw: RawNode<RaftLog>,
     pending_writes: HashMap<u64, (u64, Instant)>,
     next_request_id: u64,
-    /// Linearizable reads gathered this turn; one ReadIndex serves them all.
+    /// Linearizable reads not yet sent to Raft; one ReadIndex serves them all.
     read_batch: Vec<(RangeRequest, u64)>,
+    /// When the oldest read in `read_batch` arrived (for the timeout).
+    read_batch_since: Option<Instant>,
     /// Read batches sent to Raft, by context id, awaiting their read index.
     reads_in_raft: HashMap<u64, (Instant, Vec<(RangeRequest, u64)>)>,
     next_read_ctx: u64,
@@ -151,6 +153,7 @@ impl Node {
             pending_writes: HashMap::new(),
             next_request_id: request_id_seed(),
             read_batch: Vec::new(),
+            read_batch_since: None,
             reads_in_raft: HashMap::new(),
             next_read_ctx: 1,
             reads_waiting_apply: Vec::new(),
@@ -177,7 +180,8 @@ impl Node {
             while let Ok(msg) = rx.try_recv() {
                 stopping |= self.handle(shared, msg);
             }
-            if !self.read_batch.is_empty() {
+            if !self.read_batch.is_empty() && self.can_read_index() {
+                self.read_batch_since = None;
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 let batch = std::mem::take(&mut self.read_batch);
@@ -225,7 +229,10 @@ impl Node {
     fn handle(&mut self, shared: &Shared, msg: NodeMsg) -> bool {
         match msg {
             NodeMsg::Stop => return true,
-            NodeMsg::Read { request, token } => self.read_batch.push((request, token)),
+            NodeMsg::Read { request, token } => {
+                self.read_batch_since.get_or_insert_with(Instant::now);
+                self.read_batch.push((request, token));
+            }
             NodeMsg::Write { method, request, token } => {
                 match self.prepare_write(shared, method, request) {
                     Err(e) => shared.completions.push(token, Err(e)),
@@ -289,11 +296,24 @@ impl Node {
         Ok(InternalRequest { id, request: Some(body) })
     }
 
+    /// raft-rs drops a ReadIndex that a leader gets before it has committed
+    /// an entry of its own term (etcd queues it instead), so reads wait here
+    /// until the leader can answer. A follower forwards to its leader.
+    fn can_read_index(&self) -> bool {
+        let raft = &self.raw.raft;
+        match raft.state {
+            StateRole::Leader => raft.commit_to_current_term(),
+            _ => raft.leader_id != raft::INVALID_ID,
+        }
+    }
+
     fn on_ready(&mut self, shared: &Shared, to_readers: &Sender<ReadTask>) -> Result<(), String> {
         if !self.raw.has_ready() {
             return Ok(());
         }
         let mut ready: Ready = self.raw.ready();
+        // Answers built while applying carry the current term.
+        self.publish(shared);
         // 1. Messages a leader may send before persisting. A one-member group has none.
         debug_assert!(ready.messages().is_empty() || !is_single(&self.raw));
         // 2. Snapshots arrive only from a leader of a larger group.
@@ -433,6 +453,12 @@ impl Node {
     /// and reads stuck without a leader.
     fn expire(&mut self, shared: &Shared, now: Instant) {
         let timed_out = |since: Instant| now.duration_since(since) > REQUEST_TIMEOUT;
+        if self.read_batch_since.is_some_and(timed_out) {
+            self.read_batch_since = None;
+            for (_, token) in self.read_batch.drain(..) {
+                shared.completions.push(token, Err(EtcdError::Timeout));
+            }
+        }
         self.pending_writes.retain(|_, (token, since)| {
             if timed_out(*since) {
                 shared.completions.push(*token, Err(EtcdError::Timeout));
