@@ -10,6 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+#: The etcd server version ketch reports in Maintenance.Status: the API level
+#: it implements. Clients such as kube-apiserver gate features on this, not
+#: on ketch's own version.
+ETCD_VERSION = "3.5.0"
 
 from .config import Config, ConfigError, parse
 from .membership import cluster_id, member_id
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from .server import serve
 
 __all__ = [
+    "ETCD_VERSION",
     "GRPC_STATUS",
     "Config",
     "ConfigError",

@@ -7,12 +7,12 @@ import platform
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import ETCD_VERSION, __version__
 from .config import USAGE, ConfigError, HelpRequested, VersionRequested, parse
 
 __all__ = ["main"]
 
-ETCD_API_VERSION = "3.4"
+ETCD_API_VERSION = ETCD_VERSION.rsplit(".", 1)[0]
 
 
 def version_text() -> str:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import grpc
 import grpc.aio
 
-from . import __version__, _core
+from . import ETCD_VERSION, _core
 from .config import Config
 from .engine import EngineBridge
 from .services import generic_handlers
@@ -131,7 +131,7 @@ def _open_engine(cfg: Config) -> _core.Engine:
             max_request_bytes=cfg.max_request_bytes,
             quota_backend_bytes=quota,
             max_txn_ops=cfg.max_txn_ops,
-            version=__version__,
+            version=ETCD_VERSION,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None

@@ -74,7 +74,7 @@ def test_bad_environment_value_exits_1(tmp_path: Path) -> None:
 def test_version_and_help() -> None:
     rc, out, err = run([*ketch_command(), "--version"])
     assert (rc, err) == (0, "")
-    assert out.startswith("ketch Version: 0.1.0\netcd API Version: 3.4\n")
+    assert out.startswith("ketch Version: 0.1.0\netcd API Version: 3.5\n")
     rc, out, err = run([*ketch_command(), "-h"])
     assert (rc, err) == (0, "")
     assert "--listen-client-urls" in out and "--config-file" in out

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
+
+from ketch import ETCD_VERSION
 
 from ..support import Server
 
@@ -67,3 +71,10 @@ def test_served_methods_answer_an_empty_request(ketch: Server) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         "etcdserver: key is not provided",
     )
+
+
+def test_status_reports_the_etcd_version_ketch_implements(ketch: Server) -> None:
+    """Clients gate features on Status.version, so it is etcd's API level, not ketch's own."""
+    rc, out, err = ketch.etcdctl("endpoint", "status", "-w", "json")
+    assert rc == 0, err
+    assert json.loads(out)[0]["Status"]["version"] == ETCD_VERSION == "3.5.0"
