@@ -24,7 +24,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 #[derive(Parser)]
-#[command(name = "loadgen", about = "etcd v3 load generator (etcd benchmark workloads)")]
+#[command(
+    name = "loadgen",
+    about = "etcd v3 load generator (etcd benchmark workloads)"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -35,7 +38,12 @@ struct Cli {
 #[derive(Args, Clone)]
 pub struct Global {
     /// Comma-separated endpoints; connection i goes to endpoint i mod len.
-    #[arg(long, global = true, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:2379",
+        value_delimiter = ','
+    )]
     pub endpoints: Vec<String>,
     /// Number of gRPC connections (HTTP/2 channels).
     #[arg(long, global = true, default_value_t = 1)]
@@ -186,7 +194,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
     if g.conns == 0 || g.clients == 0 || g.endpoints.is_empty() || g.key_space_size == 0 {
-        eprintln!("loadgen: --conns, --clients, --endpoints and --key-space-size must be non-empty");
+        eprintln!(
+            "loadgen: --conns, --clients, --endpoints and --key-space-size must be non-empty"
+        );
         return ExitCode::from(64);
     }
     if (g.key_space_size - 1).to_string().len() > g.key_size {
@@ -207,13 +217,24 @@ fn main() -> ExitCode {
         let g = cli.global.clone();
         match cli.workload {
             Workload::Put => workloads::put(&g, conns).await,
-            Workload::Range { consistency, prefix_keys } => {
-                workloads::range(&g, conns, consistency, prefix_keys).await
-            }
+            Workload::Range {
+                consistency,
+                prefix_keys,
+            } => workloads::range(&g, conns, consistency, prefix_keys).await,
             Workload::TxnPut => workloads::txn_put(&g, conns).await,
-            Workload::WatchLatency { watchers, streams, put_rate } => {
-                workloads::watch_latency(&g, conns, watchers, streams.unwrap_or(g.clients), put_rate)
-                    .await
+            Workload::WatchLatency {
+                watchers,
+                streams,
+                put_rate,
+            } => {
+                workloads::watch_latency(
+                    &g,
+                    conns,
+                    watchers,
+                    streams.unwrap_or(g.clients),
+                    put_rate,
+                )
+                .await
             }
             Workload::LeaseKeepalive => workloads::lease_keepalive(&g, conns).await,
             Workload::WaitReady { timeout } => workloads::wait_ready(&g, conns, timeout).await,
@@ -236,5 +257,22 @@ fn main() -> ExitCode {
             println!("{}", serde_json::json!({ "workload": name, "error": e }));
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2.5s").unwrap(), Duration::from_millis(2500));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("fast").is_err());
     }
 }

@@ -49,7 +49,10 @@ impl Budget {
         if self.stopped.load(Ordering::Relaxed) {
             return None;
         }
-        let deadline = self.deadline.get().expect("budget used before it was armed");
+        let deadline = self
+            .deadline
+            .get()
+            .expect("budget used before it was armed");
         if Instant::now() >= *deadline {
             return None;
         }
@@ -192,7 +195,12 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(workload: &str, rec: Recorder, elapsed: Duration) -> Self {
-        Self { workload: workload.to_owned(), rec, elapsed, extra: Map::new() }
+        Self {
+            workload: workload.to_owned(),
+            rec,
+            elapsed,
+            extra: Map::new(),
+        }
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -278,4 +286,61 @@ fn round2(x: f64) -> f64 {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_codes_are_spelled_as_in_the_spec() {
+        let e = Error::GRpcStatus(tonic::Status::unimplemented(
+            "unknown service etcdserverpb.Lease",
+        ));
+        assert_eq!(
+            describe(&e),
+            "UNIMPLEMENTED: unknown service etcdserverpb.Lease"
+        );
+        assert_eq!(
+            code_name(tonic::Code::DeadlineExceeded),
+            "DEADLINE_EXCEEDED"
+        );
+    }
+
+    #[test]
+    fn unimplemented_is_fatal_other_errors_are_counted() {
+        let mut rec = Recorder::new();
+        assert!(!rec.err(&Error::GRpcStatus(tonic::Status::unavailable("no leader"))));
+        assert!(rec.err(&Error::GRpcStatus(tonic::Status::unimplemented("nope"))));
+        assert_eq!(rec.errors, 2);
+        let s = Summary::new("put", rec, Duration::from_secs(1));
+        assert_eq!(s.fatal(), Some("UNIMPLEMENTED: nope"));
+        assert_eq!(s.json()["first_error"], "UNAVAILABLE: no leader");
+    }
+
+    #[test]
+    fn budget_stops_at_total() {
+        let b = Budget::new(Some(3), Duration::from_secs(60));
+        b.arm();
+        assert_eq!(
+            (0..5).filter_map(|_| b.next()).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn merged_quantiles() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        for us in 1..=500 {
+            a.ok_micros(us * 1000);
+            b.ok_micros((us + 500) * 1000);
+        }
+        a.merge(b);
+        let s = Summary::new("x", a, Duration::from_secs(2)).json();
+        assert_eq!(s["total"], 1000);
+        assert_eq!(s["qps"], 500.0);
+        let p50 = s["p50_ms"].as_f64().unwrap();
+        assert!((499.0..=501.0).contains(&p50), "p50 {p50}");
+    }
 }

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::{watch, Notify};
 
 use crate::measure::{describe, measure, Budget, Recorder, Summary};
@@ -152,7 +150,11 @@ pub async fn range(
         Consistency::L => "l",
         Consistency::S => "s",
     };
-    let name = if prefix_keys == 0 { format!("range-{c}") } else { format!("range-{c}/{prefix_keys}") };
+    let name = if prefix_keys == 0 {
+        format!("range-{c}")
+    } else {
+        format!("range-{c}/{prefix_keys}")
+    };
     Ok(Summary::new(&name, rec, elapsed)
         .with("clients", g.clients)
         .with("conns", g.conns)
@@ -188,10 +190,16 @@ async fn cas_update(kv: &mut KvClient, k: &[u8], val: &[u8]) -> Result<u32, CasE
         // Lost the race: the else branch brought the current revision back.
         rev = match resp.op_responses().first() {
             Some(TxnOpResponse::Get(g)) => first_mod_revision(g.kvs()),
-            _ => return Err(CasError::Other("txn failed without the else branch's get response".into())),
+            _ => {
+                return Err(CasError::Other(
+                    "txn failed without the else branch's get response".into(),
+                ))
+            }
         };
     }
-    Err(CasError::Other(format!("txn-put lost the race {MAX_TXN_ATTEMPTS} times in a row")))
+    Err(CasError::Other(format!(
+        "txn-put lost the race {MAX_TXN_ATTEMPTS} times in a row"
+    )))
 }
 
 pub async fn txn_put(g: &Global, conns: Vec<Client>) -> Result<Summary, String> {
@@ -269,10 +277,15 @@ pub async fn watch_latency(
     for s in 0..streams {
         let n = watchers / streams + usize::from(s < watchers % streams);
         let mut wc = conn(&conns, s).watch_client();
-        let ws = wc.watch(wkey.clone(), None).await.map_err(|e| format!("watch: {}", describe(&e)))?;
+        let ws = wc
+            .watch(wkey.clone(), None)
+            .await
+            .map_err(|e| format!("watch: {}", describe(&e)))?;
         let (mut tx, mut rx) = ws.split();
         for _ in 1..n {
-            tx.watch(wkey.clone(), None).await.map_err(|e| format!("watch: {}", describe(&e)))?;
+            tx.watch(wkey.clone(), None)
+                .await
+                .map_err(|e| format!("watch: {}", describe(&e)))?;
         }
         let mut created = 0;
         while created < n {
@@ -344,7 +357,9 @@ pub async fn watch_latency(
             val.resize(g2.val_size.max(16), b'v');
             round2.received.store(0, Ordering::SeqCst);
             round2.seq.store(seq, Ordering::SeqCst);
-            round2.start_ns.store(base.elapsed().as_nanos() as u64, Ordering::SeqCst);
+            round2
+                .start_ns
+                .store(base.elapsed().as_nanos() as u64, Ordering::SeqCst);
             if let Err(e) = kv.put(wkey.clone(), val, None).await {
                 if rec.err(&e) {
                     budget2.stop();
@@ -354,7 +369,10 @@ pub async fn watch_latency(
             puts += 1;
             let deadline = tokio::time::Instant::now() + WATCH_EVENT_TIMEOUT;
             while round2.received.load(Ordering::SeqCst) < want {
-                if tokio::time::timeout_at(deadline, round2.done.notified()).await.is_err() {
+                if tokio::time::timeout_at(deadline, round2.done.notified())
+                    .await
+                    .is_err()
+                {
                     let missing = want - round2.received.load(Ordering::SeqCst).min(want);
                     rec.fail_n(missing, format!("{missing} of {want} watchers got no event within {WATCH_EVENT_TIMEOUT:?}"));
                     break;
@@ -377,12 +395,14 @@ pub async fn watch_latency(
     let puts = putter_rec.retries;
     rec.merge(putter_rec);
     rec.retries = late;
-    Ok(Summary::new(&format!("watch-latency/{watchers}"), rec, elapsed)
-        .with("watchers", watchers)
-        .with("streams", streams)
-        .with("conns", g.conns)
-        .with("puts", puts)
-        .with("late_events", late))
+    Ok(
+        Summary::new(&format!("watch-latency/{watchers}"), rec, elapsed)
+            .with("watchers", watchers)
+            .with("streams", streams)
+            .with("conns", g.conns)
+            .with("puts", puts)
+            .with("late_events", late),
+    )
 }
 
 pub async fn lease_keepalive(g: &Global, conns: Vec<Client>) -> Result<Summary, String> {
@@ -390,7 +410,10 @@ pub async fn lease_keepalive(g: &Global, conns: Vec<Client>) -> Result<Summary, 
     let mut streams = Vec::with_capacity(g.clients);
     for i in 0..g.clients {
         let mut lc = conn(&conns, i).lease_client();
-        let lease = lc.grant(60, None).await.map_err(|e| format!("lease grant: {}", describe(&e)))?;
+        let lease = lc
+            .grant(60, None)
+            .await
+            .map_err(|e| format!("lease grant: {}", describe(&e)))?;
         let ka = lc
             .keep_alive(lease.id())
             .await
@@ -432,7 +455,11 @@ pub async fn lease_keepalive(g: &Global, conns: Vec<Client>) -> Result<Summary, 
 }
 
 /// Polls every connection with a linearizable get until all answer.
-pub async fn wait_ready(g: &Global, conns: Vec<Client>, timeout: Duration) -> Result<Summary, String> {
+pub async fn wait_ready(
+    g: &Global,
+    conns: Vec<Client>,
+    timeout: Duration,
+) -> Result<Summary, String> {
     let started = Instant::now();
     let probe = b"wait-ready".to_vec();
     for (i, c) in conns.iter().enumerate() {
@@ -441,10 +468,17 @@ pub async fn wait_ready(g: &Global, conns: Vec<Client>, timeout: Duration) -> Re
             match tokio::time::timeout(Duration::from_secs(2), kv.get(probe.clone(), None)).await {
                 Ok(Ok(_)) => break,
                 Ok(Err(e)) if started.elapsed() > timeout => {
-                    return Err(format!("{}: not ready after {timeout:?}: {}", g.endpoints[i % g.endpoints.len()], describe(&e)))
+                    return Err(format!(
+                        "{}: not ready after {timeout:?}: {}",
+                        g.endpoints[i % g.endpoints.len()],
+                        describe(&e)
+                    ))
                 }
                 Err(_) if started.elapsed() > timeout => {
-                    return Err(format!("{}: not ready after {timeout:?}", g.endpoints[i % g.endpoints.len()]))
+                    return Err(format!(
+                        "{}: not ready after {timeout:?}",
+                        g.endpoints[i % g.endpoints.len()]
+                    ))
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -453,4 +487,17 @@ pub async fn wait_ready(g: &Global, conns: Vec<Client>, timeout: Duration) -> Re
     let mut rec = Recorder::new();
     rec.ok(started);
     Ok(Summary::new("wait-ready", rec, started.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seq_of;
+
+    #[test]
+    fn watch_values_carry_their_put() {
+        let mut v = format!("{:016}", 42).into_bytes();
+        v.resize(256, b'v');
+        assert_eq!(seq_of(&v), Some(42));
+        assert_eq!(seq_of(b"short"), None);
+    }
 }
