@@ -5,12 +5,20 @@
 //! - [`raftlog`]: raft-rs's `Storage` over the WAL.
 //! - [`mvcc`]: etcd's revisioned key-value store over a redb backend.
 //! - [`node`]: the Raft Ready loop (persist, apply, answer).
-//! - [`engine`]: one bytes-in, bytes-out call per client request, and the completion queue.
+//! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
 //! - `py` (feature `python`): the only module that knows Python.
 
+pub mod completion;
+pub mod engine;
 pub mod error;
 pub mod mvcc;
+mod node;
 pub mod pb;
+pub mod raftlog;
 pub mod wal;
 
+#[cfg(feature = "python")]
+mod py;
+
+pub use engine::{Engine, EngineConfig, Method};
 pub use error::EtcdError;

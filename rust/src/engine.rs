@@ -1,0 +1,448 @@
+//! The engine's one entry point: a serialized etcd request in, a serialized
+//! response (or an etcd error) out, asynchronously.
+//!
+//! ```text
+//!  submit(method, bytes, token)
+//!     │ writes (Put, DeleteRange, Txn, Compact)      │ reads (Range, Status, MemberList)
+//!     ▼                                              ▼
+//!  node thread: Ready loop                        reader threads
+//!   propose → WAL append + one fsync per Ready      decode, Range at the store
+//!   → apply to MVCC → answer                        linearizable Range: ask the node
+//!                                                   for a read index first, run once
+//!                                                   the store has applied up to it
+//!     └──────────────► CompletionQueue ◄─────────────┘
+//!                       (eventfd; the caller drains it)
+//! ```
+//! Nothing here knows Python; `py.rs` wraps [`Engine`] for `ketch._core`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use prost::Message;
+
+use crate::completion::CompletionQueue;
+use crate::error::EtcdError;
+use crate::mvcc::{self, Store, StoreOptions};
+use crate::node::{Node, NodeMsg};
+use crate::pb::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, Member, MemberListResponse, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
+};
+
+/// Which etcd RPC a request's bytes belong to. The numbers are the binding's
+/// contract with Python (`ketch._core.KV_RANGE`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Method {
+    KvRange = 1,
+    KvPut = 2,
+    KvDeleteRange = 3,
+    KvTxn = 4,
+    KvCompact = 5,
+    MaintenanceStatus = 6,
+    ClusterMemberList = 7,
+}
+
+impl Method {
+    pub const ALL: [Method; 7] = [
+        Method::KvRange,
+        Method::KvPut,
+        Method::KvDeleteRange,
+        Method::KvTxn,
+        Method::KvCompact,
+        Method::MaintenanceStatus,
+        Method::ClusterMemberList,
+    ];
+
+    pub fn from_u32(n: u32) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| *m as u32 == n)
+    }
+
+    /// The binding's constant name for this method.
+    pub fn const_name(self) -> &'static str {
+        match self {
+            Method::KvRange => "KV_RANGE",
+            Method::KvPut => "KV_PUT",
+            Method::KvDeleteRange => "KV_DELETE_RANGE",
+            Method::KvTxn => "KV_TXN",
+            Method::KvCompact => "KV_COMPACT",
+            Method::MaintenanceStatus => "MAINTENANCE_STATUS",
+            Method::ClusterMemberList => "CLUSTER_MEMBER_LIST",
+        }
+    }
+
+    fn is_write(self) -> bool {
+        matches!(self, Method::KvPut | Method::KvDeleteRange | Method::KvTxn | Method::KvCompact)
+    }
+}
+
+/// How to start a member. Identity fields are used only when the data dir is
+/// new; an existing member keeps the identity recorded in its WAL.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub name: String,
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    /// Largest write request accepted, in bytes (etcd's --max-request-bytes).
+    pub max_request_bytes: usize,
+    /// Writes that grow the store fail with NoSpace past this backend size; 0 = etcd's default 2 GiB.
+    pub quota_backend_bytes: u64,
+    pub max_txn_ops: usize,
+    /// Reported by Maintenance.Status.
+    pub version: String,
+    /// One Raft tick; etcd's --heartbeat-interval (100 ms).
+    pub tick: Duration,
+    /// Election timeout in ticks (etcd: 1000 ms / 100 ms = 10).
+    pub election_ticks: usize,
+    /// Fold the Raft log into the store after this many applied entries (etcd's --snapshot-count).
+    pub snapshot_count: u64,
+    pub reader_threads: usize,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>, member_id: u64, cluster_id: u64) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            name: "default".into(),
+            member_id,
+            cluster_id,
+            peer_urls: vec!["http://localhost:2380".into()],
+            client_urls: vec!["http://localhost:2379".into()],
+            max_request_bytes: 1536 * 1024,
+            quota_backend_bytes: 0,
+            max_txn_ops: 128,
+            version: "3.5.0".into(),
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            snapshot_count: 100_000,
+            reader_threads: 2,
+        }
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("member").join("wal")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("member").join("db.redb")
+    }
+}
+
+/// etcd's default backend quota when --quota-backend-bytes is 0.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The Raft state readers report, published by the node thread after every Ready.
+#[derive(Default)]
+pub struct RaftStatus {
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub last_index: AtomicU64,
+    pub commit_index: AtomicU64,
+    pub applied_index: AtomicU64,
+    pub wal_fsyncs: AtomicU64,
+    pub wal_fsync_nanos: AtomicU64,
+}
+
+/// Who this member is, fixed for its life.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+/// State every engine thread reads.
+pub struct Shared {
+    pub store: Store,
+    pub completions: CompletionQueue,
+    pub raft: RaftStatus,
+    pub identity: Identity,
+    pub config: EngineConfig,
+    /// Set when the storage underneath failed; every later request is refused.
+    pub failed: AtomicBool,
+}
+
+impl Shared {
+    /// Fills the parts of a response header only the server knows, as etcd's
+    /// header.fill does: cluster, member, term, and the store revision if the
+    /// layer below left it unset.
+    pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(ResponseHeader::default);
+        h.cluster_id = self.identity.cluster_id;
+        h.member_id = self.identity.member_id;
+        h.raft_term = self.raft.term.load(Ordering::Acquire);
+        if h.revision == 0 {
+            h.revision = self.store.current_revision();
+        }
+    }
+
+    pub fn answer<R: Message + HasHeader>(&self, token: u64, result: Result<R, EtcdError>) {
+        let encoded = result.map(|mut resp| {
+            self.fill_header(resp.header_mut());
+            resp.encode_to_vec()
+        });
+        self.completions.push(token, encoded);
+    }
+}
+
+/// Responses whose header the engine fills.
+pub trait HasHeader {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! has_header {
+    ($($t:ty),*) => {$(
+        impl HasHeader for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> { &mut self.header }
+        }
+    )*};
+}
+has_header!(
+    RangeResponse,
+    PutResponse,
+    DeleteRangeResponse,
+    TxnResponse,
+    CompactionResponse,
+    StatusResponse,
+    MemberListResponse
+);
+
+/// Work for the reader threads.
+pub(crate) enum ReadTask {
+    /// Straight from submit: not yet decoded.
+    Raw { method: Method, request: Bytes, token: u64 },
+    /// A linearizable Range whose read index the store has now applied.
+    Linearized { request: RangeRequest, token: u64 },
+    Stop,
+}
+
+/// A running member's engine. Dropping it closes it.
+pub struct Engine {
+    shared: Arc<Shared>,
+    to_node: Sender<NodeMsg>,
+    to_readers: Sender<ReadTask>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Why an engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+    #[error("{0}")]
+    Store(EtcdError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Engine {
+    pub fn start(config: EngineConfig) -> Result<Engine, StartError> {
+        let member_dir = config.data_dir.join("member");
+        std::fs::create_dir_all(&member_dir).map_err(|source| StartError::Io {
+            what: format!("creating data dir {}", member_dir.display()),
+            source,
+        })?;
+        let store = Store::open(&config.db_path(), StoreOptions { max_txn_ops: config.max_txn_ops })
+            .map_err(StartError::Store)?;
+        let completions = CompletionQueue::new().map_err(|source| StartError::Io {
+            what: "creating the completion eventfd".into(),
+            source,
+        })?;
+        let (node, identity) = Node::open(&config, &store)?;
+        let shared = Arc::new(Shared {
+            store,
+            completions,
+            raft: RaftStatus::default(),
+            identity,
+            config: config.clone(),
+            failed: AtomicBool::new(false),
+        });
+        let (to_node, node_rx) = crossbeam_channel::unbounded();
+        let (to_readers, readers_rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::new();
+        {
+            let shared = shared.clone();
+            let to_readers = to_readers.clone();
+            threads.push(spawn("ketch-raft", move || node.run(&shared, &node_rx, &to_readers)));
+        }
+        for i in 0..config.reader_threads.max(1) {
+            let shared = shared.clone();
+            let rx = readers_rx.clone();
+            let to_node = to_node.clone();
+            threads.push(spawn(&format!("ketch-read-{i}"), move || {
+                reader_loop(&shared, &rx, &to_node);
+            }));
+        }
+        Ok(Engine { shared, to_node, to_readers, threads: Mutex::new(threads) })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.shared.identity
+    }
+
+    pub fn completions(&self) -> &CompletionQueue {
+        &self.shared.completions
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Hands one request to the engine; never blocks. The answer arrives in
+    /// [`Engine::completions`] under `token`.
+    pub fn submit(&self, method: u32, request: Bytes, token: u64) {
+        let Some(method) = Method::from_u32(method) else {
+            self.shared.completions.push(
+                token,
+                Err(EtcdError::BadRequest(format!("unknown method number {method}"))),
+            );
+            return;
+        };
+        if self.shared.failed.load(Ordering::Acquire) {
+            self.shared.completions.push(token, Err(failed_error()));
+            return;
+        }
+        let sent = if method.is_write() {
+            self.to_node.send(NodeMsg::Write { method, request, token }).is_ok()
+        } else {
+            self.to_readers.send(ReadTask::Raw { method, request, token }).is_ok()
+        };
+        if !sent {
+            self.shared.completions.push(token, Err(EtcdError::Stopped));
+        }
+    }
+
+    /// Stops taking requests, lets the node finish and fsync what it
+    /// accepted, and joins every thread. Idempotent.
+    pub fn close(&self) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        if threads.is_empty() {
+            return;
+        }
+        let _ = self.to_node.send(NodeMsg::Stop);
+        for _ in 0..self.shared.config.reader_threads.max(1) {
+            let _ = self.to_readers.send(ReadTask::Stop);
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        let r = &self.shared.raft;
+        vec![
+            ("raft_term", r.term.load(Ordering::Acquire)),
+            ("raft_leader", r.leader.load(Ordering::Acquire)),
+            ("raft_last_index", r.last_index.load(Ordering::Acquire)),
+            ("raft_commit_index", r.commit_index.load(Ordering::Acquire)),
+            ("raft_applied_index", r.applied_index.load(Ordering::Acquire)),
+            ("wal_fsyncs", r.wal_fsyncs.load(Ordering::Acquire)),
+            ("wal_fsync_nanos", r.wal_fsync_nanos.load(Ordering::Acquire)),
+            ("revision", self.shared.store.current_revision() as u64),
+            ("compact_revision", self.shared.store.compact_revision() as u64),
+            ("db_size", self.shared.store.db_size()),
+        ]
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+pub(crate) fn failed_error() -> EtcdError {
+    EtcdError::Internal("storage failed earlier on this member; it takes no more requests (see its log)".into())
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .expect("spawning an engine thread")
+}
+
+fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMsg>) {
+    while let Ok(task) = rx.recv() {
+        match task {
+            ReadTask::Stop => return,
+            ReadTask::Linearized { request, token } => {
+                shared.answer(token, shared.store.range(&request));
+            }
+            ReadTask::Raw { method, request, token } => match method {
+                Method::KvRange => match decode::<RangeRequest>(request)
+                    .and_then(|r| mvcc::check_range(&r).map(|()| r))
+                {
+                    Err(e) => shared.completions.push(token, Err(e)),
+                    Ok(request) if request.serializable => {
+                        shared.answer(token, shared.store.range(&request));
+                    }
+                    Ok(request) => {
+                        // Linearizable: the node confirms leadership (ReadIndex)
+                        // and hands it back once applied; batched there.
+                        if to_node.send(NodeMsg::Read { request, token }).is_err() {
+                            shared.completions.push(token, Err(EtcdError::Stopped));
+                        }
+                    }
+                },
+                Method::MaintenanceStatus => shared.answer(token, Ok(status(shared))),
+                Method::ClusterMemberList => shared.answer(token, Ok(member_list(shared))),
+                _ => unreachable!("writes go to the node"),
+            },
+        }
+    }
+}
+
+pub(crate) fn decode<M: Message + Default>(request: Bytes) -> Result<M, EtcdError> {
+    M::decode(request).map_err(|e| EtcdError::BadRequest(e.to_string()))
+}
+
+fn status(shared: &Shared) -> StatusResponse {
+    let r = &shared.raft;
+    StatusResponse {
+        header: None,
+        version: shared.config.version.clone(),
+        db_size: shared.store.db_size() as i64,
+        leader: r.leader.load(Ordering::Acquire),
+        raft_index: r.commit_index.load(Ordering::Acquire),
+        raft_term: r.term.load(Ordering::Acquire),
+        raft_applied_index: r.applied_index.load(Ordering::Acquire),
+        errors: Vec::new(),
+        db_size_in_use: shared.store.db_size_in_use() as i64,
+        is_learner: false,
+    }
+}
+
+fn member_list(shared: &Shared) -> MemberListResponse {
+    let id = &shared.identity;
+    MemberListResponse {
+        header: None,
+        members: vec![Member {
+            id: id.member_id,
+            name: id.name.clone(),
+            peer_ur_ls: id.peer_urls.clone(),
+            client_ur_ls: id.client_urls.clone(),
+            is_learner: false,
+        }],
+    }
+}
+
+/// True if `dir` holds a member's data (a WAL).
+pub fn member_exists(data_dir: &Path) -> bool {
+    crate::raftlog::RaftLog::exists(&data_dir.join("member").join("wal"))
+}

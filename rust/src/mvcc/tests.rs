@@ -1,0 +1,591 @@
+//! Store unit tests: etcd's behaviour, request by request.
+
+use bytes::Bytes;
+use tempfile::TempDir;
+
+use super::*;
+use crate::error::EtcdError;
+use crate::pb::etcdserverpb::{
+    compare::{CompareResult as R, CompareTarget as T, TargetUnion as U},
+    range_request::{SortOrder, SortTarget},
+    request_op::Request,
+    response_op::Response,
+    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
+use crate::pb::mvccpb::KeyValue;
+
+pub(super) struct NoLeases;
+impl LeaseCheck for NoLeases {
+    fn lease_exists(&self, _: i64) -> bool {
+        false
+    }
+}
+struct Leases(Vec<i64>);
+impl LeaseCheck for Leases {
+    fn lease_exists(&self, id: i64) -> bool {
+        self.0.contains(&id)
+    }
+}
+
+fn open() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap();
+    (dir, s)
+}
+fn reopen(dir: &TempDir, s: Store) -> Store {
+    drop(s);
+    Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap()
+}
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+fn preq(k: &str, v: &str) -> PutRequest {
+    PutRequest { key: b(k), value: b(v), ..Default::default() }
+}
+fn put(s: &Store, k: &str, v: &str) -> i64 {
+    let mut w = s.write_batch().unwrap();
+    let r = w.put(&preq(k, v), &NoLeases).unwrap();
+    w.commit(false).unwrap();
+    r.header.unwrap().revision
+}
+fn del(s: &Store, k: &str, end: &str) -> (i64, i64) {
+    let mut w = s.write_batch().unwrap();
+    let r = w.delete_range(&DeleteRangeRequest { key: b(k), range_end: b(end), prev_kv: false }).unwrap();
+    w.commit(false).unwrap();
+    (r.deleted, r.header.unwrap().revision)
+}
+fn txn(s: &Store, t: &TxnRequest) -> Result<crate::pb::etcdserverpb::TxnResponse, EtcdError> {
+    let mut w = s.write_batch()?;
+    let r = w.txn(t, &NoLeases)?;
+    w.commit(false)?;
+    Ok(r)
+}
+fn compact(s: &Store, rev: i64) -> Result<i64, EtcdError> {
+    let mut w = s.write_batch()?;
+    let r = w.compact(&CompactionRequest { revision: rev, physical: true })?;
+    w.commit(true)?;
+    Ok(r.header.unwrap().revision)
+}
+fn rreq(k: &str, end: &str) -> RangeRequest {
+    RangeRequest { key: b(k), range_end: b(end), ..Default::default() }
+}
+fn get(s: &Store, k: &str, rev: i64) -> Option<KeyValue> {
+    let mut r = s.range(&RangeRequest { revision: rev, ..rreq(k, "") }).unwrap();
+    assert!(r.kvs.len() <= 1);
+    r.kvs.pop()
+}
+fn keys(kvs: &[KeyValue]) -> Vec<String> {
+    kvs.iter().map(|kv| String::from_utf8(kv.key.to_vec()).unwrap()).collect()
+}
+fn op_put(k: &str, v: &str) -> RequestOp {
+    RequestOp { request: Some(Request::RequestPut(preq(k, v))) }
+}
+fn op_get(k: &str) -> RequestOp {
+    RequestOp { request: Some(Request::RequestRange(rreq(k, ""))) }
+}
+fn op_del(k: &str, end: &str) -> RequestOp {
+    RequestOp {
+        request: Some(Request::RequestDeleteRange(DeleteRangeRequest { key: b(k), range_end: b(end), prev_kv: true })),
+    }
+}
+fn cmp(k: &str, target: T, result: R, u: U) -> Compare {
+    Compare { result: result as i32, target: target as i32, key: b(k), range_end: Bytes::new(), target_union: Some(u) }
+}
+
+#[test]
+fn mvcc_put_get_versions_create_revision() {
+    let (_d, s) = open();
+    assert_eq!(s.current_revision(), 1);
+    assert_eq!(s.compact_revision(), 0);
+    assert_eq!(put(&s, "a", "1"), 2);
+    assert_eq!(put(&s, "a", "2"), 3);
+    assert_eq!(put(&s, "b", "x"), 4);
+    let a = get(&s, "a", 0).unwrap();
+    assert_eq!((a.create_revision, a.mod_revision, a.version, &a.value[..]), (2, 3, 2, &b"2"[..]));
+    let a2 = get(&s, "a", 2).unwrap();
+    assert_eq!((a2.create_revision, a2.mod_revision, a2.version, &a2.value[..]), (2, 2, 1, &b"1"[..]));
+    assert_eq!(get(&s, "b", 3), None);
+    let r = s.range(&rreq("a", "")).unwrap();
+    assert_eq!(r.header.unwrap().revision, 4);
+    assert_eq!(r.count, 1);
+    assert_eq!(s.range(&RangeRequest { revision: 5, ..rreq("a", "") }), Err(EtcdError::FutureRev));
+    assert_eq!(s.range(&rreq("", "")), Err(EtcdError::EmptyKey));
+}
+
+#[test]
+fn mvcc_put_prev_kv_ignore_value_ignore_lease_and_lease_check() {
+    let (_d, s) = open();
+    let mut w = s.write_batch().unwrap();
+    let r = w.put(&PutRequest { prev_kv: true, ..preq("a", "1") }, &NoLeases).unwrap();
+    assert_eq!(r.prev_kv, None);
+    let iv = PutRequest { key: b("z"), ignore_value: true, ..Default::default() };
+    assert_eq!(w.put(&iv, &NoLeases), Err(EtcdError::KeyNotFound));
+    assert_eq!(w.put(&PutRequest { lease: 9, ..preq("a", "2") }, &NoLeases), Err(EtcdError::LeaseNotFound));
+    let r = w.put(&PutRequest { lease: 9, prev_kv: true, ..preq("a", "2") }, &Leases(vec![9])).unwrap();
+    assert_eq!(r.prev_kv.unwrap().value, b("1"));
+    assert_eq!(r.header.unwrap().revision, 3);
+    // ignore_value keeps "2" but takes the request's lease (none here: the
+    // lease is dropped, as etcd does); ignore_lease keeps the key's lease.
+    w.put(&PutRequest { key: b("a"), ignore_value: true, ..Default::default() }, &NoLeases).unwrap();
+    w.put(&PutRequest { key: b("a"), ignore_value: true, lease: 9, ..Default::default() }, &Leases(vec![9])).unwrap();
+    w.put(&PutRequest { key: b("a"), value: b("3"), ignore_lease: true, ..Default::default() }, &NoLeases).unwrap();
+    assert_eq!(w.put(&PutRequest { ignore_value: true, value: b("v"), ..preq("a", "") }, &NoLeases), Err(EtcdError::ValueProvided));
+    w.commit(true).unwrap();
+    let a = get(&s, "a", 0).unwrap();
+    assert_eq!((a.version, a.lease, &a.value[..], a.mod_revision), (5, 9, &b"3"[..], 6));
+    let a4 = get(&s, "a", 4).unwrap();
+    assert_eq!((&a4.value[..], a4.lease), (&b"2"[..], 0));
+    assert_eq!(get(&s, "a", 5).unwrap().value, b("2"));
+    assert_eq!(s.current_revision(), 6);
+}
+
+#[test]
+fn mvcc_delete_tombstone_and_new_generation() {
+    let (_d, s) = open();
+    put(&s, "a", "1"); // 2
+    put(&s, "a", "2"); // 3
+    assert_eq!(del(&s, "a", ""), (1, 4));
+    assert_eq!(get(&s, "a", 0), None);
+    assert_eq!(get(&s, "a", 3).unwrap().version, 2);
+    // Deleting nothing keeps the revision.
+    assert_eq!(del(&s, "a", ""), (0, 4));
+    assert_eq!(del(&s, "x", "y"), (0, 4));
+    assert_eq!(s.current_revision(), 4);
+    put(&s, "a", "3"); // 5
+    let a = get(&s, "a", 0).unwrap();
+    assert_eq!((a.create_revision, a.version), (5, 1));
+    // Range delete with prev_kv.
+    put(&s, "b", "1"); // 6
+    put(&s, "c", "1"); // 7
+    let mut w = s.write_batch().unwrap();
+    let r = w.delete_range(&DeleteRangeRequest { key: b("a"), range_end: b("c"), prev_kv: true }).unwrap();
+    w.commit(false).unwrap();
+    assert_eq!(r.deleted, 2);
+    assert_eq!(keys(&r.prev_kvs), ["a", "b"]);
+    assert_eq!(r.header.unwrap().revision, 8);
+    assert_eq!(keys(&s.range(&rreq("\0", "\0")).unwrap().kvs), ["c"]);
+    assert_eq!(keys(&s.range(&RangeRequest { revision: 7, ..rreq("\0", "\0") }).unwrap().kvs), ["a", "b", "c"]);
+}
+
+#[test]
+fn mvcc_range_forms_limit_count() {
+    let (_d, s) = open();
+    for k in ["a", "ab", "abc", "b", "c\u{7f}", "d"] {
+        put(&s, k, k);
+    }
+    let ks = |k: &str, e: &str| keys(&s.range(&rreq(k, e)).unwrap().kvs);
+    assert_eq!(ks("ab", ""), ["ab"]);
+    assert_eq!(ks("a", "b"), ["a", "ab", "abc"]); // prefix "a"
+    assert_eq!(ks("ab", "ac"), ["ab", "abc"]); // prefix "ab"
+    assert_eq!(ks("b", "\0"), ["b", "c\u{7f}", "d"]); // from key
+    assert_eq!(ks("\0", "\0"), ["a", "ab", "abc", "b", "c\u{7f}", "d"]); // all
+    assert_eq!(ks("c", "a"), Vec::<String>::new());
+    assert_eq!(ks("zz", ""), Vec::<String>::new());
+
+    let r = s.range(&RangeRequest { limit: 2, ..rreq("\0", "\0") }).unwrap();
+    assert_eq!((keys(&r.kvs), r.more, r.count), (vec!["a".to_string(), "ab".into()], true, 6));
+    let r = s.range(&RangeRequest { limit: 6, ..rreq("\0", "\0") }).unwrap();
+    assert_eq!((r.kvs.len(), r.more, r.count), (6, false, 6));
+    let r = s.range(&RangeRequest { count_only: true, limit: 1, ..rreq("a", "b") }).unwrap();
+    assert_eq!((r.kvs.len(), r.more, r.count), (0, false, 3));
+    let r = s.range(&RangeRequest { keys_only: true, ..rreq("a", "b") }).unwrap();
+    assert!(r.kvs.iter().all(|kv| kv.value.is_empty() && kv.version == 1));
+    assert_eq!(r.header.unwrap().revision, 7);
+}
+
+#[test]
+fn mvcc_range_sort_every_order_and_target() {
+    let (_d, s) = open();
+    // key  value  create  mod  version
+    //  a    z       2      6     2
+    //  b    y       3      3     1
+    //  c    x       4      4     1
+    //  d    w       5      7     3
+    put(&s, "a", "q");
+    put(&s, "b", "y");
+    put(&s, "c", "x");
+    put(&s, "d", "q");
+    put(&s, "a", "z");
+    put(&s, "d", "v");
+    put(&s, "d", "w");
+    let sorted = |order: SortOrder, target: SortTarget| {
+        let r = s
+            .range(&RangeRequest { sort_order: order as i32, sort_target: target as i32, ..rreq("\0", "\0") })
+            .unwrap();
+        keys(&r.kvs).concat()
+    };
+    use SortOrder::*;
+    use SortTarget::*;
+    let cases = [
+        (None, Key, "abcd"),
+        (Ascend, Key, "abcd"),
+        (Descend, Key, "dcba"),
+        // Only a target: etcd sorts ascending.
+        (None, Version, "bcad"), // ties (b, c) keep key order
+        (Ascend, Version, "bcad"),
+        (Descend, Version, "dabc"),
+        (None, Create, "abcd"),
+        (Ascend, Create, "abcd"),
+        (Descend, Create, "dcba"),
+        (None, Mod, "bcad"),
+        (Ascend, Mod, "bcad"),
+        (Descend, Mod, "dacb"),
+        (None, Value, "dcba"),
+        (Ascend, Value, "dcba"),
+        (Descend, Value, "abcd"),
+    ];
+    for (o, t, want) in cases {
+        assert_eq!(sorted(o, t), want, "{o:?} {t:?}");
+    }
+    // Sort then limit: the top two by mod revision.
+    let r = s
+        .range(&RangeRequest { sort_order: 2, sort_target: 3, limit: 2, ..rreq("\0", "\0") })
+        .unwrap();
+    assert_eq!((keys(&r.kvs).concat(), r.more, r.count), ("da".to_string(), true, 4));
+    assert!(matches!(s.range(&RangeRequest { sort_target: 7, ..rreq("a", "") }), Err(EtcdError::BadRequest(_))));
+}
+
+#[test]
+fn mvcc_range_min_max_filters() {
+    let (_d, s) = open();
+    for k in ["a", "b", "c", "d"] {
+        put(&s, k, "v"); // a:2 b:3 c:4 d:5
+    }
+    put(&s, "a", "w"); // a: create 2, mod 6
+    let f = |r: RangeRequest| {
+        let r = s.range(&RangeRequest { key: b("\0"), range_end: b("\0"), ..r }).unwrap();
+        (keys(&r.kvs).concat(), r.count)
+    };
+    assert_eq!(f(RangeRequest { min_mod_revision: 4, ..Default::default() }), ("acd".into(), 4));
+    assert_eq!(f(RangeRequest { max_mod_revision: 4, ..Default::default() }), ("bc".into(), 4));
+    assert_eq!(f(RangeRequest { min_create_revision: 3, ..Default::default() }), ("bcd".into(), 4));
+    assert_eq!(f(RangeRequest { max_create_revision: 3, ..Default::default() }), ("ab".into(), 4));
+    assert_eq!(
+        f(RangeRequest { min_create_revision: 3, max_mod_revision: 4, ..Default::default() }),
+        ("bc".into(), 4)
+    );
+    // Filters run before limit: `more` is about what the filter left.
+    let r = s
+        .range(&RangeRequest { min_mod_revision: 4, limit: 2, ..rreq("\0", "\0") })
+        .unwrap();
+    assert_eq!((keys(&r.kvs).concat(), r.more), ("ac".to_string(), true));
+}
+
+#[test]
+fn mvcc_txn_compare_every_target_and_result() {
+    let (_d, s) = open();
+    let mut w = s.write_batch().unwrap();
+    w.put(&PutRequest { lease: 5, ..preq("k", "m") }, &Leases(vec![5])).unwrap(); // 2
+    w.put(&preq("k", "m"), &NoLeases).unwrap(); // 3, version 2, lease 0
+    w.put(&PutRequest { lease: 5, ..preq("k", "m") }, &Leases(vec![5])).unwrap(); // 4, version 3, lease 5
+    w.commit(false).unwrap();
+    let k = get(&s, "k", 0).unwrap();
+    assert_eq!((k.create_revision, k.mod_revision, k.version, k.lease), (2, 4, 3, 5));
+    // (target, union below, equal, above) for key k
+    let targets: Vec<(T, U, U, U)> = vec![
+        (T::Version, U::Version(2), U::Version(3), U::Version(4)),
+        (T::Create, U::CreateRevision(1), U::CreateRevision(2), U::CreateRevision(3)),
+        (T::Mod, U::ModRevision(3), U::ModRevision(4), U::ModRevision(5)),
+        (T::Value, U::Value(b("l")), U::Value(b("m")), U::Value(b("n"))),
+        (T::Lease, U::Lease(4), U::Lease(5), U::Lease(6)),
+    ];
+    let judge = |c: Compare| {
+        let t = TxnRequest { compare: vec![c], success: vec![], failure: vec![] };
+        txn(&s, &t).unwrap().succeeded
+    };
+    for (t, below, eq, above) in targets {
+        // The stored value is compared against the given one: stored > below.
+        for (u, want_eq, want_gt, want_lt) in [(below, false, true, false), (eq, true, false, false), (above, false, false, true)] {
+            assert_eq!(judge(cmp("k", t, R::Equal, u.clone())), want_eq, "{t:?} eq {u:?}");
+            assert_eq!(judge(cmp("k", t, R::NotEqual, u.clone())), !want_eq, "{t:?} ne {u:?}");
+            assert_eq!(judge(cmp("k", t, R::Greater, u.clone())), want_gt, "{t:?} gt {u:?}");
+            assert_eq!(judge(cmp("k", t, R::Less, u.clone())), want_lt, "{t:?} lt {u:?}");
+        }
+    }
+    // A missing key compares as version/create/mod/lease 0, and never on value.
+    assert!(judge(cmp("nope", T::Version, R::Equal, U::Version(0))));
+    assert!(judge(cmp("nope", T::Create, R::Equal, U::CreateRevision(0))));
+    assert!(judge(cmp("nope", T::Mod, R::Less, U::ModRevision(1))));
+    assert!(judge(cmp("nope", T::Lease, R::Equal, U::Lease(0))));
+    assert!(!judge(cmp("nope", T::Value, R::Equal, U::Value(Bytes::new()))));
+    assert!(!judge(cmp("nope", T::Value, R::NotEqual, U::Value(b("x")))));
+    // A union of the wrong kind compares against 0.
+    assert!(judge(cmp("k", T::Version, R::Greater, U::ModRevision(100))));
+    // Compares change nothing.
+    assert_eq!(s.current_revision(), 4);
+}
+
+#[test]
+fn mvcc_txn_range_end_compares() {
+    let (_d, s) = open();
+    put(&s, "a1", "x"); // 2
+    put(&s, "a2", "y"); // 3
+    put(&s, "b", "z"); // 4
+    let judge = |c: Compare| txn(&s, &TxnRequest { compare: vec![c], success: vec![], failure: vec![] }).unwrap().succeeded;
+    let ranged = |target: T, result: R, u: U, end: &str| Compare { range_end: b(end), ..cmp("a", target, result, u) };
+    // Every key in [a, b) must pass.
+    assert!(judge(ranged(T::Create, R::Less, U::CreateRevision(4), "b")));
+    assert!(!judge(ranged(T::Create, R::Less, U::CreateRevision(3), "b")));
+    assert!(judge(ranged(T::Version, R::Equal, U::Version(1), "\0")));
+    assert!(!judge(ranged(T::Value, R::Equal, U::Value(b("x")), "b")));
+    assert!(judge(ranged(T::Value, R::Greater, U::Value(b("w")), "b")));
+    // An empty range behaves as a missing key.
+    assert!(judge(Compare { key: b("c"), ..ranged(T::Mod, R::Equal, U::ModRevision(0), "d") }));
+    assert!(!judge(Compare { key: b("c"), ..ranged(T::Value, R::NotEqual, U::Value(b("q")), "d") }));
+}
+
+#[test]
+fn mvcc_txn_one_revision_own_writes_and_headers() {
+    let (_d, s) = open();
+    put(&s, "a", "0"); // 2
+    let t = TxnRequest {
+        compare: vec![cmp("a", T::Value, R::Equal, U::Value(b("0")))],
+        success: vec![
+            op_get("a"),      // before any write: sees rev 2, header 2
+            op_put("a", "1"), // 3.0
+            op_get("a"),      // own write, header 3
+            op_del("b", ""),  // nothing deleted, but the txn has changes: header 3
+            op_put("b", "1"), // put and delete of "b" in one branch: refused below
+        ],
+        failure: vec![],
+    };
+    // The delete and put of "b" in one branch is a duplicate.
+    assert_eq!(txn(&s, &t), Err(EtcdError::DuplicateKey));
+    let t = TxnRequest { success: t.success[..4].to_vec(), ..t };
+    let r = txn(&s, &t).unwrap();
+    assert!(r.succeeded);
+    assert_eq!(r.header.unwrap().revision, 3);
+    let hdr = |i: usize| match &r.responses[i].response {
+        Some(Response::ResponseRange(x)) => (x.header.unwrap().revision, x.kvs[0].value.clone()),
+        Some(Response::ResponsePut(x)) => (x.header.unwrap().revision, Bytes::new()),
+        Some(Response::ResponseDeleteRange(x)) => (x.header.unwrap().revision, Bytes::new()),
+        _ => panic!(),
+    };
+    assert_eq!(hdr(0), (2, b("0")));
+    assert_eq!(hdr(1), (3, Bytes::new()));
+    assert_eq!(hdr(2), (3, b("1")));
+    assert_eq!(hdr(3), (3, Bytes::new()));
+
+    // A delete of nothing as the first op reports the revision before.
+    let t = TxnRequest { compare: vec![], success: vec![op_del("zz", ""), op_put("c", "1"), op_put("d", "1")], failure: vec![] };
+    let r = txn(&s, &t).unwrap();
+    match &r.responses[0].response {
+        Some(Response::ResponseDeleteRange(x)) => assert_eq!(x.header.unwrap().revision, 3),
+        _ => panic!(),
+    }
+    assert_eq!(r.header.unwrap().revision, 4);
+    // Both puts share revision 4, as sub revisions 0 and 1.
+    assert_eq!(get(&s, "c", 0).unwrap().mod_revision, 4);
+    assert_eq!(get(&s, "d", 0).unwrap().mod_revision, 4);
+    // A read-only txn reports the current revision.
+    let r = txn(&s, &TxnRequest { compare: vec![], success: vec![op_get("a")], failure: vec![] }).unwrap();
+    assert_eq!(r.header.unwrap().revision, 4);
+    assert_eq!(s.current_revision(), 4);
+}
+
+#[test]
+fn mvcc_txn_nested_and_failure_branch() {
+    let (_d, s) = open();
+    put(&s, "a", "1"); // 2
+    let nested = |succ: Vec<RequestOp>, fail: Vec<RequestOp>, c: Vec<Compare>| RequestOp {
+        request: Some(Request::RequestTxn(TxnRequest { compare: c, success: succ, failure: fail })),
+    };
+    // The nested compare is judged before the outer ops run: "a" is still "1".
+    let t = TxnRequest {
+        compare: vec![cmp("a", T::Value, R::Equal, U::Value(b("nope")))],
+        success: vec![op_put("x", "never")],
+        failure: vec![
+            op_put("a", "2"),
+            nested(
+                vec![op_put("n", "then")],
+                vec![op_put("n", "else")],
+                vec![cmp("a", T::Value, R::Equal, U::Value(b("1")))],
+            ),
+        ],
+    };
+    let r = txn(&s, &t).unwrap();
+    assert!(!r.succeeded);
+    assert_eq!(r.header.unwrap().revision, 3);
+    match &r.responses[1].response {
+        Some(Response::ResponseTxn(inner)) => {
+            assert!(inner.succeeded);
+            // etcd leaves nested txn headers empty.
+            assert_eq!(inner.header, Some(Default::default()));
+            match &inner.responses[0].response {
+                Some(Response::ResponsePut(p)) => assert_eq!(p.header.unwrap().revision, 3),
+                _ => panic!(),
+            }
+        }
+        _ => panic!(),
+    }
+    assert_eq!(get(&s, "n", 0).unwrap().value, b("then"));
+    assert_eq!(get(&s, "x", 0), None);
+    let n = get(&s, "n", 0).unwrap();
+    assert_eq!(n.mod_revision, 3);
+
+    // Errors on the chosen path refuse the whole txn and change nothing.
+    let bad = TxnRequest {
+        compare: vec![],
+        success: vec![op_put("q", "1"), nested(vec![op_put("a", "9")], vec![], vec![]), {
+            let mut r = rreq("a", "");
+            r.revision = 99;
+            RequestOp { request: Some(Request::RequestRange(r)) }
+        }],
+        failure: vec![],
+    };
+    assert_eq!(txn(&s, &bad), Err(EtcdError::FutureRev));
+    let ign = TxnRequest {
+        compare: vec![],
+        success: vec![op_put("q", "1"), RequestOp { request: Some(Request::RequestPut(PutRequest { key: b("zz"), ignore_value: true, ..Default::default() })) }],
+        failure: vec![],
+    };
+    assert_eq!(txn(&s, &ign), Err(EtcdError::KeyNotFound));
+    let lease = TxnRequest { compare: vec![], success: vec![RequestOp { request: Some(Request::RequestPut(PutRequest { lease: 3, ..preq("l", "") })) }], failure: vec![] };
+    assert_eq!(txn(&s, &lease), Err(EtcdError::LeaseNotFound));
+    let too_many = TxnRequest { compare: vec![], success: (0..129).map(|i| op_put(&format!("k{i}"), "")).collect(), failure: vec![] };
+    assert_eq!(txn(&s, &too_many), Err(EtcdError::TooManyOps));
+    assert_eq!(s.current_revision(), 3);
+    assert_eq!(get(&s, "q", 0), None);
+}
+
+#[test]
+fn mvcc_compaction_errors_and_effects() {
+    let (d, s) = open();
+    put(&s, "a", "1"); // 2
+    put(&s, "a", "2"); // 3
+    put(&s, "b", "1"); // 4
+    del(&s, "b", ""); // 5
+    put(&s, "c", "1"); // 6
+    assert_eq!(compact(&s, 7), Err(EtcdError::FutureRev));
+    assert_eq!(compact(&s, 0), Err(EtcdError::Compacted));
+    let size_before = s.db_size();
+    assert_eq!(compact(&s, 5), Ok(6));
+    assert_eq!(s.compact_revision(), 5);
+    assert_eq!(compact(&s, 5), Err(EtcdError::Compacted));
+    assert_eq!(compact(&s, 4), Err(EtcdError::Compacted));
+    for rev in 1..5 {
+        assert_eq!(s.range(&RangeRequest { revision: rev, ..rreq("a", "") }), Err(EtcdError::Compacted));
+    }
+    // The compact revision itself is still readable.
+    assert_eq!(get(&s, "a", 5).unwrap().value, b("2"));
+    assert_eq!(get(&s, "b", 5), None);
+    assert_eq!(get(&s, "c", 6).unwrap().value, b("1"));
+    // Physically: a@2 and b's put and tombstone are gone; a@3 and c@6 remain.
+    assert_eq!(s.state_for_test(), vec![(3, 0, false), (6, 0, false)]);
+    assert!(s.db_size() >= size_before || s.db_size() > 0);
+    assert!(s.db_size_in_use() <= s.db_size());
+    // Restart keeps the compaction and the revision.
+    let s = reopen(&d, s);
+    assert_eq!(s.compact_revision(), 5);
+    assert_eq!(s.current_revision(), 6);
+    assert_eq!(get(&s, "a", 0).unwrap().version, 2);
+    assert_eq!(put(&s, "a", "3"), 7);
+    assert_eq!(get(&s, "a", 0).unwrap().version, 3);
+    assert_eq!(get(&s, "a", 0).unwrap().create_revision, 2);
+    // Compacting everything: a delete at the top revision is removed too, and
+    // the revision survives a restart.
+    del(&s, "a", ""); // 8
+    del(&s, "c", ""); // 9
+    assert_eq!(compact(&s, 9), Ok(9));
+    assert_eq!(s.state_for_test(), vec![]);
+    let s = reopen(&d, s);
+    assert_eq!(s.current_revision(), 9);
+    assert_eq!(put(&s, "a", "new"), 10);
+    assert_eq!(get(&s, "a", 0).unwrap().create_revision, 10);
+}
+
+#[test]
+fn mvcc_reopen_rebuilds_identical_state_and_consistent_index() {
+    let (d, s) = open();
+    let mut w = s.write_batch().unwrap();
+    w.put(&preq("a", "1"), &NoLeases).unwrap();
+    w.put(&preq("b", "1"), &NoLeases).unwrap();
+    w.set_consistent_index(10, 2);
+    w.commit(true).unwrap();
+    put(&s, "a", "2");
+    del(&s, "b", "");
+    put(&s, "b", "2");
+    assert_eq!(s.consistent_index(), (10, 2));
+    assert_eq!(s.durable_consistent_index(), 10);
+    let mut w = s.write_batch().unwrap();
+    w.set_consistent_index(11, 3);
+    w.commit(false).unwrap();
+    assert_eq!(s.consistent_index(), (11, 3));
+    assert_eq!(s.durable_consistent_index(), 10);
+    let all = |s: &Store| {
+        (1..=s.current_revision())
+            .map(|rev| s.range(&RangeRequest { revision: rev, ..rreq("\0", "\0") }).unwrap().kvs)
+            .collect::<Vec<_>>()
+    };
+    let before = all(&s);
+    let rev = s.current_revision();
+    let s = reopen(&d, s);
+    assert_eq!(s.current_revision(), rev);
+    assert_eq!(all(&s), before);
+    assert_eq!(s.consistent_index(), (11, 3));
+    assert_eq!(s.durable_consistent_index(), 11);
+    let b = get(&s, "b", 0).unwrap();
+    assert_eq!((b.create_revision, b.version), (6, 1));
+}
+
+#[test]
+fn mvcc_dropped_batch_leaves_nothing() {
+    let (d, s) = open();
+    put(&s, "a", "1"); // 2
+    put(&s, "b", "1"); // 3
+    {
+        let mut w = s.write_batch().unwrap();
+        w.put(&preq("a", "2"), &NoLeases).unwrap();
+        w.put(&preq("new", "1"), &NoLeases).unwrap();
+        w.delete_range(&DeleteRangeRequest { key: b("b"), ..Default::default() }).unwrap();
+        w.compact(&CompactionRequest { revision: 4, physical: false }).unwrap();
+        w.put(&preq("b", "again"), &NoLeases).unwrap();
+        w.set_consistent_index(99, 9);
+        // dropped here
+    }
+    assert_eq!(s.current_revision(), 3);
+    assert_eq!(s.compact_revision(), 0);
+    assert_eq!(s.consistent_index(), (0, 0));
+    assert_eq!(get(&s, "a", 0).unwrap().value, b("1"));
+    assert_eq!(get(&s, "a", 2).unwrap().value, b("1"));
+    assert_eq!(get(&s, "new", 0), None);
+    assert_eq!(get(&s, "b", 0).unwrap().value, b("1"));
+    // The next write takes the revision the dropped batch had used.
+    assert_eq!(put(&s, "c", "1"), 4);
+    let s = reopen(&d, s);
+    assert_eq!(s.current_revision(), 4);
+    assert_eq!(get(&s, "new", 0), None);
+}
+
+#[test]
+fn mvcc_non_durable_commit_is_visible_to_readers() {
+    let (_d, s) = open();
+    let mut w = s.write_batch().unwrap();
+    w.put(&preq("a", "1"), &NoLeases).unwrap();
+    w.set_consistent_index(5, 1);
+    w.commit(false).unwrap();
+    let s2 = &s;
+    let seen = std::thread::scope(|sc| sc.spawn(move || get(s2, "a", 0)).join().unwrap());
+    assert_eq!(seen.unwrap().value, b("1"));
+    assert_eq!(s.consistent_index(), (5, 1));
+    assert_eq!(s.durable_consistent_index(), 0);
+    // The accessors do not wait for an open batch.
+    let w = s.write_batch().unwrap();
+    assert_eq!(s.current_revision(), 2);
+    assert!(s.db_size_in_use() <= s.db_size());
+    drop(w);
+}
+
+#[test]
+fn mvcc_readers_wait_for_an_open_batch() {
+    let (_d, s) = open();
+    let mut w = s.write_batch().unwrap();
+    w.put(&preq("a", "1"), &NoLeases).unwrap();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| get(&s, "a", 0));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        w.commit(false).unwrap();
+        // The reader saw the batch's result, never the index ahead of the backend.
+        assert_eq!(h.join().unwrap().unwrap().value, b("1"));
+    });
+}

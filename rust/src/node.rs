@@ -1,0 +1,543 @@
+//! The Raft Ready loop: the only thread that touches the Raft node, the WAL
+//! and the store's write side.
+//!
+//! raft-rs does no I/O; each turn of the loop takes a Ready and does, in
+//! this order (raft-rs's documented loop, and etcd's):
+//!  1. send the Ready's messages — a leader may send appends to followers
+//!     before it has persisted them itself (Raft thesis §10.2.1);
+//!  2. apply a snapshot from the leader, if any;
+//!  3. hand out read states (ReadIndex answers) for linearizable reads;
+//!  4. apply committed entries (already durable in an earlier turn);
+//!  5. persist new entries and hard state, then fsync the WAL — ONE fsync for
+//!     every proposal gathered into this Ready (group commit);
+//!  6. send the messages that had to wait for persistence (votes, acks);
+//!  7. advance, and apply what that newly committed (for a single member,
+//!     the entries just persisted): a client is answered only after step 5
+//!     made its entry durable and this step applied it.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use prost::Message;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
+use raft::prelude::{Config as RaftConfig, RawNode};
+use raft::{Ready, StateRole, Storage};
+
+use crate::engine::{decode, failed_error, EngineConfig, Identity, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
+use crate::error::EtcdError;
+use crate::mvcc::{self, LeaseCheck, Store};
+use crate::pb::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest,
+};
+use crate::pb::ketchpb::{internal_request, InternalRequest, MemberMetadata};
+use crate::raftlog::RaftLog;
+
+/// Messages to the node thread.
+pub(crate) enum NodeMsg {
+    Write { method: Method, request: Bytes, token: u64 },
+    /// A decoded linearizable Range waiting for a read index.
+    Read { request: RangeRequest, token: u64 },
+    Stop,
+}
+
+/// Until the lessor lands (issue: Watch and Lease), no lease can be granted,
+/// so a Put naming one is answered "requested lease not found", as etcd does
+/// for a lease that does not exist.
+struct NoLeases;
+impl LeaseCheck for NoLeases {
+    fn lease_exists(&self, _id: i64) -> bool {
+        false
+    }
+}
+
+/// How long a client waits for its write or read to be served before etcd's
+/// "request timed out" (etcd: 5 s plus two election timeouts).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+/// Store commits between WAL-covered entries skip fsync; at most this much
+/// applied state is replayed from the WAL after a crash.
+const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
+struct PendingRead {
+    index: u64,
+    since: Instant,
+    reads: Vec<(RangeRequest, u64)>,
+}
+
+pub(crate) struct Node {
+    raw: RawNode<RaftLog>,
+    pending_writes: HashMap<u64, (u64, Instant)>,
+    next_request_id: u64,
+    /// Linearizable reads not yet sent to Raft; one ReadIndex serves them all.
+    read_batch: Vec<(RangeRequest, u64)>,
+    /// When the oldest read in `read_batch` arrived (for the timeout).
+    read_batch_since: Option<Instant>,
+    /// Read batches sent to Raft, by context id, awaiting their read index.
+    reads_in_raft: HashMap<u64, (Instant, Vec<(RangeRequest, u64)>)>,
+    next_read_ctx: u64,
+    /// Read batches with a known read index, waiting for apply to reach it.
+    reads_waiting_apply: Vec<PendingRead>,
+    applied_index: u64,
+    store_dirty: bool,
+    last_durable_commit: Instant,
+}
+
+impl Node {
+    /// Opens (or creates) the member's Raft log and builds the Raft node at
+    /// the store's applied index, so a restart replays only what the store
+    /// does not durably have.
+    pub(crate) fn open(config: &EngineConfig, store: &Store) -> Result<(Node, Identity), StartError> {
+        let wal_dir = config.wal_dir();
+        let (mut log, meta) = if RaftLog::exists(&wal_dir) {
+            let opened = RaftLog::open(&wal_dir)?;
+            let meta = MemberMetadata::decode(opened.metadata.as_slice()).map_err(|e| {
+                StartError::Config(format!(
+                    "member metadata in {} is unreadable: {e}",
+                    wal_dir.display()
+                ))
+            })?;
+            (opened.log, meta)
+        } else {
+            let meta = MemberMetadata { member_id: config.member_id, cluster_id: config.cluster_id };
+            let mut conf_state = ConfState::default();
+            conf_state.voters = vec![config.member_id];
+            let log = RaftLog::create(&wal_dir, &meta.encode_to_vec(), conf_state, 1)?;
+            (log, meta)
+        };
+        let (applied, _) = store.consistent_index();
+        if applied > log.last_index() {
+            return Err(StartError::Config(format!(
+                "the store at {} has applied Raft index {applied} but the WAL in {} ends at {}; \
+                 the WAL is missing entries (was it replaced?)",
+                config.db_path().display(),
+                wal_dir.display(),
+                log.last_index()
+            )));
+        }
+        // The store may be ahead of the commit index on disk: a commit index
+        // reaches the WAL with the next hard state, after apply. Everything
+        // applied was committed, so raising it is safe.
+        if applied > log.hard_state().commit {
+            log.set_commit(applied);
+        }
+        let raft_config = RaftConfig {
+            id: meta.member_id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: 1,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            pre_vote: true,
+            check_quorum: true,
+            ..RaftConfig::default()
+        };
+        raft_config.validate()?;
+        let sole_voter = log.conf_state().voters == [meta.member_id] && log.conf_state().learners.is_empty();
+        let mut raw = RawNode::new(&raft_config, log, &raft_logger())?;
+        if sole_voter {
+            // A one-member group needs no election timeout to know who leads.
+            raw.campaign()?;
+        }
+        let identity = Identity {
+            member_id: meta.member_id,
+            cluster_id: meta.cluster_id,
+            name: config.name.clone(),
+            peer_urls: config.peer_urls.clone(),
+            client_urls: config.client_urls.clone(),
+        };
+        let node = Node {
+            raw,
+            pending_writes: HashMap::new(),
+            next_request_id: request_id_seed(),
+            read_batch: Vec::new(),
+            read_batch_since: None,
+            reads_in_raft: HashMap::new(),
+            next_read_ctx: 1,
+            reads_waiting_apply: Vec::new(),
+            applied_index: applied,
+            store_dirty: false,
+            last_durable_commit: Instant::now(),
+        };
+        Ok((node, identity))
+    }
+
+    pub(crate) fn run(mut self, shared: &Shared, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>) {
+        let tick = shared.config.tick;
+        let mut next_tick = Instant::now() + tick;
+        let mut stopping = false;
+        while !stopping {
+            // Wait for work or the next tick, then take everything queued so
+            // one Ready (and one fsync) covers the whole burst.
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(timeout) {
+                Ok(msg) => stopping |= self.handle(shared, msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stopping = true,
+            }
+            while let Ok(msg) = rx.try_recv() {
+                stopping |= self.handle(shared, msg);
+            }
+            if !self.read_batch.is_empty() && self.can_read_index() {
+                self.read_batch_since = None;
+                let ctx = self.next_read_ctx;
+                self.next_read_ctx += 1;
+                let batch = std::mem::take(&mut self.read_batch);
+                self.reads_in_raft.insert(ctx, (Instant::now(), batch));
+                self.raw.read_index(ctx.to_be_bytes().to_vec());
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = now + tick;
+                self.expire(shared, now);
+            }
+            if let Err(e) = self.on_ready(shared, to_readers) {
+                self.fail(shared, &e);
+                return;
+            }
+            if self.store_dirty && now.duration_since(self.last_durable_commit) >= DURABLE_COMMIT_INTERVAL {
+                if let Err(e) = self.durable_commit(shared) {
+                    self.fail(shared, &e);
+                    return;
+                }
+            }
+        }
+        // Clean stop: everything acknowledged is already in the fsynced WAL;
+        // make the store durable too so the next start replays nothing.
+        if let Err(e) = self.durable_commit(shared) {
+            self.fail(shared, &e);
+            return;
+        }
+        for (_, (token, _)) in self.pending_writes.drain() {
+            shared.completions.push(token, Err(EtcdError::Stopped));
+        }
+        let stranded = self.read_batch.drain(..).chain(self.reads_in_raft.drain().flat_map(|(_, (_, r))| r));
+        for (_, token) in stranded {
+            shared.completions.push(token, Err(EtcdError::Stopped));
+        }
+        for pending in self.reads_waiting_apply.drain(..) {
+            for (_, token) in pending.reads {
+                shared.completions.push(token, Err(EtcdError::Stopped));
+            }
+        }
+    }
+
+    /// Returns true when asked to stop.
+    fn handle(&mut self, shared: &Shared, msg: NodeMsg) -> bool {
+        match msg {
+            NodeMsg::Stop => return true,
+            NodeMsg::Read { request, token } => {
+                self.read_batch_since.get_or_insert_with(Instant::now);
+                self.read_batch.push((request, token));
+            }
+            NodeMsg::Write { method, request, token } => {
+                match self.prepare_write(shared, method, request) {
+                    Err(e) => shared.completions.push(token, Err(e)),
+                    Ok(entry) => {
+                        let id = entry.id;
+                        match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
+                            Ok(()) => {
+                                self.pending_writes.insert(id, (token, Instant::now()));
+                            }
+                            Err(raft::Error::ProposalDropped) => {
+                                shared.completions.push(token, Err(EtcdError::NoLeader));
+                            }
+                            Err(e) => shared
+                                .completions
+                                .push(token, Err(EtcdError::Internal(format!("raft: {e}")))),
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Decodes and checks a write as etcd's API layer does before proposing:
+    /// size, shape, quota. Returns the Raft entry payload.
+    fn prepare_write(&mut self, shared: &Shared, method: Method, request: Bytes) -> Result<InternalRequest, EtcdError> {
+        if request.len() > shared.config.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        use internal_request::Request as R;
+        let (body, grows) = match method {
+            Method::KvPut => {
+                let r: PutRequest = decode(request)?;
+                mvcc::check_put(&r)?;
+                (R::Put(r), true)
+            }
+            Method::KvDeleteRange => {
+                let r: DeleteRangeRequest = decode(request)?;
+                mvcc::check_delete_range(&r)?;
+                (R::DeleteRange(r), false)
+            }
+            Method::KvTxn => {
+                let r: TxnRequest = decode(request)?;
+                mvcc::check_txn(&r, shared.config.max_txn_ops)?;
+                (R::Txn(r), true)
+            }
+            Method::KvCompact => (R::Compaction(decode::<CompactionRequest>(request)?), false),
+            _ => unreachable!("reads go to the readers"),
+        };
+        if grows {
+            let quota = match shared.config.quota_backend_bytes {
+                0 => DEFAULT_QUOTA_BYTES,
+                q => q,
+            };
+            if shared.store.db_size() > quota {
+                return Err(EtcdError::NoSpace);
+            }
+        }
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        Ok(InternalRequest { id, request: Some(body) })
+    }
+
+    /// raft-rs drops a ReadIndex that a leader gets before it has committed
+    /// an entry of its own term (etcd queues it instead), so reads wait here
+    /// until the leader can answer. A follower forwards to its leader.
+    fn can_read_index(&self) -> bool {
+        let raft = &self.raw.raft;
+        match raft.state {
+            StateRole::Leader => raft.commit_to_current_term(),
+            _ => raft.leader_id != raft::INVALID_ID,
+        }
+    }
+
+    fn on_ready(&mut self, shared: &Shared, to_readers: &Sender<ReadTask>) -> Result<(), String> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready: Ready = self.raw.ready();
+        // Answers built while applying carry the current term.
+        self.publish(shared);
+        // 1. Messages a leader may send before persisting. A one-member group has none.
+        debug_assert!(ready.messages().is_empty() || !is_single(&self.raw));
+        // 2. Snapshots arrive only from a leader of a larger group.
+        if !ready.snapshot().is_empty() {
+            return Err("received a Raft snapshot, but this member is a one-member group".into());
+        }
+        // 3. ReadIndex answers.
+        for rs in ready.take_read_states() {
+            let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or_default());
+            if let Some((since, reads)) = self.reads_in_raft.remove(&ctx) {
+                self.reads_waiting_apply.push(PendingRead { index: rs.index, since, reads });
+            }
+        }
+        // 4. Entries committed in an earlier turn.
+        self.apply(shared, ready.take_committed_entries())?;
+        // 5. Persist: entries and hard state, one fsync.
+        let log = self.raw.mut_store();
+        log.append(ready.entries()).map_err(|e| e.to_string())?;
+        if let Some(hs) = ready.hs() {
+            log.set_hard_state(hs).map_err(|e| e.to_string())?;
+        }
+        if ready.must_sync() || !ready.entries().is_empty() {
+            log.sync().map_err(|e| e.to_string())?;
+        }
+        // 6. Messages that had to wait for the fsync: none in a one-member group.
+        // 7. Advance; for a one-member group this commits what step 5 persisted.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        self.apply(shared, light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.release_reads(to_readers);
+        self.publish(shared);
+        Ok(())
+    }
+
+    /// Applies committed entries to the store in one write batch, then
+    /// answers the clients that proposed them. Answers go out after the batch
+    /// commits, so a client that saw its write acknowledged reads it back.
+    fn apply(&mut self, shared: &Shared, entries: Vec<Entry>) -> Result<(), String> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let (last_index, last_term) = (last.index, last.term);
+        let mut batch = shared.store.write_batch().map_err(|e| e.to_string())?;
+        let mut answers = Vec::new();
+        for entry in &entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's empty entry
+                EntryType::EntryNormal => {
+                    let req = InternalRequest::decode(&entry.data[..])
+                        .map_err(|e| format!("undecodable entry at index {}: {e}", entry.index))?;
+                    let leases = NoLeases;
+                    use internal_request::Request as R;
+                    let result: Result<Vec<u8>, EtcdError> = match &req.request {
+                        Some(R::Put(r)) => batch.put(r, &leases).map(|resp| encode_answer(shared, resp)),
+                        Some(R::DeleteRange(r)) => batch.delete_range(r).map(|resp| encode_answer(shared, resp)),
+                        Some(R::Txn(r)) => batch.txn(r, &leases).map(|resp| encode_answer(shared, resp)),
+                        Some(R::Compaction(r)) => batch.compact(r).map(|resp| encode_answer(shared, resp)),
+                        None => Ok(Vec::new()),
+                    };
+                    if let Err(EtcdError::Internal(msg)) = &result {
+                        return Err(format!("applying entry {}: {msg}", entry.index));
+                    }
+                    if let Some((token, _)) = self.pending_writes.remove(&req.id) {
+                        answers.push((token, result));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    cc.merge_from_bytes(&entry.data).map_err(|e| e.to_string())?;
+                    let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
+                    self.raw.mut_store().set_conf_state(cs);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    cc.merge_from_bytes(&entry.data).map_err(|e| e.to_string())?;
+                    let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
+                    self.raw.mut_store().set_conf_state(cs);
+                }
+            }
+        }
+        batch.set_consistent_index(last_index, last_term);
+        let durable = self.last_durable_commit.elapsed() >= DURABLE_COMMIT_INTERVAL;
+        batch.commit(durable).map_err(|e| e.to_string())?;
+        if durable {
+            self.after_durable_commit(shared)?;
+        } else {
+            self.store_dirty = true;
+        }
+        self.applied_index = last_index;
+        shared.raft.applied_index.store(last_index, Ordering::Release);
+        shared.raft.term.store(self.raw.raft.term, Ordering::Release);
+        for (token, result) in answers {
+            shared.completions.push(token, result);
+        }
+        Ok(())
+    }
+
+    /// Makes the store's applied state durable, then lets the Raft log drop
+    /// what the store now holds (etcd's --snapshot-count).
+    fn durable_commit(&mut self, shared: &Shared) -> Result<(), String> {
+        let (index, term) = shared.store.consistent_index();
+        let mut batch = shared.store.write_batch().map_err(|e| e.to_string())?;
+        batch.set_consistent_index(index, term);
+        batch.commit(true).map_err(|e| e.to_string())?;
+        self.after_durable_commit(shared)
+    }
+
+    fn after_durable_commit(&mut self, shared: &Shared) -> Result<(), String> {
+        self.store_dirty = false;
+        self.last_durable_commit = Instant::now();
+        let durable = shared.store.durable_consistent_index();
+        let log = self.raw.mut_store();
+        let first = log.first_index().unwrap_or(1);
+        if durable >= first && durable - first + 1 > shared.config.snapshot_count {
+            log.compact_to(durable).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn release_reads(&mut self, to_readers: &Sender<ReadTask>) {
+        let applied = self.applied_index;
+        self.reads_waiting_apply.retain_mut(|pending| {
+            if pending.index > applied {
+                return true;
+            }
+            for (request, token) in pending.reads.drain(..) {
+                let _ = to_readers.send(ReadTask::Linearized { request, token });
+            }
+            false
+        });
+    }
+
+    /// Answers "request timed out" to whatever has waited too long: writes
+    /// and reads stuck without a leader.
+    fn expire(&mut self, shared: &Shared, now: Instant) {
+        let timed_out = |since: Instant| now.duration_since(since) > REQUEST_TIMEOUT;
+        if self.read_batch_since.is_some_and(timed_out) {
+            self.read_batch_since = None;
+            for (_, token) in self.read_batch.drain(..) {
+                shared.completions.push(token, Err(EtcdError::Timeout));
+            }
+        }
+        self.pending_writes.retain(|_, (token, since)| {
+            if timed_out(*since) {
+                shared.completions.push(*token, Err(EtcdError::Timeout));
+                return false;
+            }
+            true
+        });
+        self.reads_in_raft.retain(|_, (since, reads)| {
+            if timed_out(*since) {
+                for (_, token) in reads.drain(..) {
+                    shared.completions.push(token, Err(EtcdError::Timeout));
+                }
+                return false;
+            }
+            true
+        });
+        self.reads_waiting_apply.retain_mut(|pending| {
+            if timed_out(pending.since) {
+                for (_, token) in pending.reads.drain(..) {
+                    shared.completions.push(token, Err(EtcdError::Timeout));
+                }
+                return false;
+            }
+            true
+        });
+    }
+
+    fn publish(&self, shared: &Shared) {
+        let r = &shared.raft;
+        let raft = &self.raw.raft;
+        r.term.store(raft.term, Ordering::Release);
+        let leader = if raft.state == StateRole::Leader { raft.id } else { raft.leader_id };
+        r.leader.store(leader, Ordering::Release);
+        r.last_index.store(raft.raft_log.last_index(), Ordering::Release);
+        r.commit_index.store(raft.raft_log.committed, Ordering::Release);
+        let wal = self.raw.store().wal_stats();
+        r.wal_fsyncs.store(wal.fsyncs, Ordering::Release);
+        r.wal_fsync_nanos.store(wal.fsync_nanos, Ordering::Release);
+    }
+
+    /// Storage failed under the node: refuse everything from now on, as etcd
+    /// would by crashing, but keep the process up so the error is seen.
+    fn fail(&mut self, shared: &Shared, why: &str) {
+        eprintln!("ketch: engine stopped: {why}");
+        shared.failed.store(true, Ordering::Release);
+        for (_, (token, _)) in self.pending_writes.drain() {
+            shared.completions.push(token, Err(failed_error()));
+        }
+    }
+}
+
+fn encode_answer<R: Message + crate::engine::HasHeader>(shared: &Shared, mut resp: R) -> Vec<u8> {
+    shared.fill_header(resp.header_mut());
+    resp.encode_to_vec()
+}
+
+fn is_single(raw: &RawNode<RaftLog>) -> bool {
+    raw.raft.prs().conf().voters().ids().len() == 1
+}
+
+/// Request ids start from the wall clock in microseconds, so ids of one run
+/// never collide with the ids of entries an earlier run left in the log.
+fn request_id_seed() -> u64 {
+    let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    micros << 12
+}
+
+/// raft-rs logs through slog; ketch passes its warnings and errors to stderr.
+fn raft_logger() -> slog::Logger {
+    struct StderrDrain;
+    impl slog::Drain for StderrDrain {
+        type Ok = ();
+        type Err = slog::Never;
+        fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+            if record.level().is_at_least(slog::Level::Warning) {
+                eprintln!("ketch: raft: {}", record.msg());
+            }
+            Ok(())
+        }
+    }
+    slog::Logger::root(StderrDrain, slog::o!())
+}

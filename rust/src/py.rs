@@ -1,0 +1,129 @@
+//! `ketch._core`: the only module that knows Python. It wraps [`Engine`],
+//! converts its errors in one place, and never holds the GIL while waiting.
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::engine::{Engine as RustEngine, EngineConfig, Method, StartError};
+
+/// One member's engine; see `_core.pyi` for the contract.
+#[pyclass(module = "ketch._core", name = "Engine", frozen)]
+struct PyEngine {
+    engine: RustEngine,
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[pyo3(signature = (data_dir, *, name, member_id, cluster_id, peer_urls, client_urls,
+                        max_request_bytes, quota_backend_bytes, max_txn_ops, version))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        data_dir: std::path::PathBuf,
+        name: String,
+        member_id: u64,
+        cluster_id: u64,
+        peer_urls: Vec<String>,
+        client_urls: Vec<String>,
+        max_request_bytes: usize,
+        quota_backend_bytes: u64,
+        max_txn_ops: usize,
+        version: String,
+    ) -> PyResult<Self> {
+        if member_id == 0 {
+            return Err(PyValueError::new_err("member_id must not be 0"));
+        }
+        let mut config = EngineConfig::new(data_dir, member_id, cluster_id);
+        config.name = name;
+        config.peer_urls = peer_urls;
+        config.client_urls = client_urls;
+        config.max_request_bytes = max_request_bytes;
+        config.quota_backend_bytes = quota_backend_bytes;
+        config.max_txn_ops = max_txn_ops;
+        config.version = version;
+        // Opening replays the WAL: disk work, so the GIL is released.
+        let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
+        Ok(PyEngine { engine })
+    }
+
+    #[getter]
+    fn member_id(&self) -> u64 {
+        self.engine.identity().member_id
+    }
+
+    #[getter]
+    fn cluster_id(&self) -> u64 {
+        self.engine.identity().cluster_id
+    }
+
+    fn completion_fd(&self) -> i32 {
+        self.engine.completions().fd()
+    }
+
+    /// Hot path: one copy of the request out of the Python bytes object,
+    /// then a channel send. Short enough not to be worth releasing the GIL.
+    fn submit(&self, method: u32, request: &[u8], token: u64) {
+        self.engine.submit(method, Bytes::copy_from_slice(request), token);
+    }
+
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let done = self.engine.completions().take();
+        let out = PyList::empty(py);
+        for c in done {
+            let item = match c.result {
+                Ok(bytes) => PyTuple::new(
+                    py,
+                    [
+                        c.token.into_pyobject(py)?.into_any(),
+                        py.None().into_bound(py),
+                        PyBytes::new(py, &bytes).into_any(),
+                    ],
+                )?,
+                Err(e) => PyTuple::new(
+                    py,
+                    [
+                        c.token.into_pyobject(py)?.into_any(),
+                        e.name().into_pyobject(py)?.into_any(),
+                        PyBytes::new(py, e.to_string().as_bytes()).into_any(),
+                    ],
+                )?,
+            };
+            out.append(item)?;
+        }
+        Ok(out)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.engine.stats() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.engine.close());
+    }
+}
+
+fn start_error(e: StartError) -> PyErr {
+    match e {
+        StartError::Io { .. } | StartError::Wal(crate::wal::WalError::Io { .. }) => {
+            PyOSError::new_err(e.to_string())
+        }
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "_core")]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyEngine>()?;
+    for method in Method::ALL {
+        m.add(method.const_name(), method as u32)?;
+    }
+    Ok(())
+}
