@@ -277,7 +277,7 @@ def print_table(table: dict[str, dict[str, Result]], servers: list[str], members
     for title in ("p99 ms", "CPU-s/1k req", "peak RSS MiB"):
         cols += [f"{title} {s}" for s in servers]
     lines = []
-    notes = []
+    notes: dict[str, list[str]] = {}  # one line per distinct reason, naming its rows
     for wl, rows in table.items():
         cells = [wl] + [fmt_qps(rows.get(s)) for s in servers]
         if len(servers) == 2:
@@ -289,7 +289,7 @@ def print_table(table: dict[str, dict[str, Result]], servers: list[str], members
         for s in servers:
             r = rows.get(s)
             if r and r.status:
-                notes.append(f"{wl}: {s}: {r.status}")
+                notes.setdefault(f"{s}: {r.status}", []).append(wl)
                 tag = r.status.split(":")[0] if not r.ok else f"{r.errors} errors"
                 cells[0] += f"  [{s}: {tag}]"
         lines.append(cells)
@@ -303,8 +303,8 @@ def print_table(table: dict[str, dict[str, Result]], servers: list[str], members
                 c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
             )
         )
-    for n in notes:
-        print(n)
+    for why, wls in notes.items():
+        print(f"{', '.join(wls)}: {why}")
     lg = [r.loadgen_cpu_cores for rows in table.values() for r in rows.values() if r.ok]
     other = [r.other_cpu_cores for rows in table.values() for r in rows.values() if r.ok]
     if lg:
