@@ -338,6 +338,8 @@ def check(table: dict[str, dict[str, Result]], members: int, path: Path) -> int:
             failed.append(f"{key}: ratio {now:.2f} < baseline {was:.2f} - {TOLERANCE:.0%}")
         else:
             print(f"--check: {key}: ratio {now:.2f} (baseline {was:.2f}) ok")
+    if not any(baseline_key(wl, members) in base for wl in table):
+        print(f"--check: no workload of this run has an entry in {path}")
     for f in failed:
         print(f"--check: REGRESSION {f}")
     return 1 if failed else 0
@@ -404,22 +406,24 @@ def main(argv: list[str] | None = None) -> int:
     ]
     loadgen = args.loadgen or build_loadgen()
 
-    # Workload by workload, each server in turn, so that whatever else the
-    # machine is doing drifts over both servers' runs alike.
+    # Workload by workload, and within a workload run by run, each server in
+    # turn: whatever else the machine is doing drifts over both servers alike.
     argvs = {s: server_cmd(s, args) for s in servers}
     broken: dict[str, str] = {}  # a server whose cluster did not come up once is not retried
     table: dict[str, dict[str, Result]] = {}
     for name, wl_args, clients in specs:
         label = f"{name}@{clients}"
-        for server in servers:
-            argv_or_why = argvs[server]
-            if isinstance(argv_or_why, str):
-                res = Result(server=server, workload=label, ok=False, status=argv_or_why)
-            elif server in broken:
-                res = Result(server=server, workload=label, ok=False, status=broken[server])
-            else:
-                runs = []
-                for i in range(args.repeat):
+        runs: dict[str, list[Result]] = {s: [] for s in servers}
+        for i in range(args.repeat):
+            for server in servers:
+                argv_or_why = argvs[server]
+                if isinstance(argv_or_why, str):
+                    r = Result(server=server, workload=label, ok=False, status=argv_or_why)
+                elif server in broken:
+                    r = Result(server=server, workload=label, ok=False, status=broken[server])
+                elif runs[server] and not runs[server][-1].ok:
+                    continue  # it failed this workload once already
+                else:
                     print(
                         f"{server} x{args.members}: {label} (run {i + 1}/{args.repeat}) ...",
                         file=sys.stderr,
@@ -434,13 +438,11 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-                    runs.append(r)
-                    if not r.ok:
-                        break
-                res = median_run(runs)
-                if res.startup_failed:
-                    broken[server] = res.status
-            table.setdefault(label, {})[server] = res
+                    if r.startup_failed:
+                        broken[server] = r.status
+                runs[server].append(r)
+        for server in servers:
+            table.setdefault(label, {})[server] = median_run(runs[server])
 
     print_table(table, servers, args.members)
     if args.json:
