@@ -60,5 +60,22 @@ class Engine:
     def stats(self) -> dict[str, int]:
         """Counters: wal_fsyncs, wal_fsync_nanos, applied_index, revision, ..."""
 
+    def serve_workers(self, name: str) -> None:
+        """Let gRPC worker processes reach this engine over the abstract Unix socket @name."""
+
     def close(self) -> None:
-        """Stop taking requests, finish what was accepted, fsync, join threads."""
+        """Stop taking requests, finish what was accepted, fsync, join threads.
+
+        Hangs up on connected workers first (they exit)."""
+
+class EngineClient:
+    """A gRPC worker process's handle on the member's engine (Engine.serve_workers).
+
+    The same submit/drain/completion_fd contract as Engine. If the engine
+    process goes away, the worker process exits."""
+
+    def __init__(self, name: str) -> None: ...
+    def completion_fd(self) -> int: ...
+    def submit(self, method: int, request: bytes, token: int) -> None: ...
+    def drain(self) -> list[tuple[int, str | None, bytes]]: ...
+    def close(self) -> None: ...
