@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from ketch import _core
 
 MEMBER_ID = 0x8E9E05C52164694D

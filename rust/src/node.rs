@@ -102,8 +102,7 @@ impl Node {
             (opened.log, meta)
         } else {
             let meta = MemberMetadata { member_id: config.member_id, cluster_id: config.cluster_id };
-            let mut conf_state = ConfState::default();
-            conf_state.voters = vec![config.member_id];
+            let conf_state = ConfState { voters: vec![config.member_id], ..ConfState::default() };
             let log = RaftLog::create(&wal_dir, &meta.encode_to_vec(), conf_state, 1)?;
             (log, meta)
         };

@@ -53,8 +53,7 @@ impl RaftLog {
         initial_term: u64,
     ) -> Result<RaftLog, WalError> {
         let mut wal = Wal::create(dir, metadata, &conf_state, WalOptions::default())?;
-        let mut hard_state = HardState::default();
-        hard_state.term = initial_term;
+        let hard_state = HardState { term: initial_term, ..HardState::default() };
         wal.save_hard_state(&hard_state)?;
         wal.sync()?;
         Ok(RaftLog {

@@ -6,7 +6,6 @@ import json
 
 import grpc
 import pytest
-
 from ketch import ETCD_VERSION
 
 from ..support import Server
