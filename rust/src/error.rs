@@ -27,6 +27,10 @@ pub enum EtcdError {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: no leader")]
@@ -59,6 +63,8 @@ impl EtcdError {
             EtcdError::FutureRev => "FutureRev",
             EtcdError::NoSpace => "NoSpace",
             EtcdError::LeaseNotFound => "LeaseNotFound",
+            EtcdError::LeaseExists => "LeaseExists",
+            EtcdError::LeaseTtlTooLarge => "LeaseTtlTooLarge",
             EtcdError::RequestTooLarge => "RequestTooLarge",
             EtcdError::NoLeader => "NoLeader",
             EtcdError::Timeout => "Timeout",
