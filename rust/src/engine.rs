@@ -291,6 +291,9 @@ impl Engine {
         })?;
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let (node, identity) = Node::open(&config, &store)?;
+        if node.is_leader() {
+            lessor.promote(crate::lease::promote_extend(&config), std::time::Instant::now());
+        }
         let shared = Arc::new(Shared {
             store,
             completions,

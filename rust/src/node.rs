@@ -156,6 +156,11 @@ impl Node {
         Ok((node, identity))
     }
 
+    /// True when this member leads (a sole voter does from `open` on).
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
     pub(crate) fn run(mut self, shared: &Shared, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>) {
         let tick = shared.config.tick;
         let mut next_tick = Instant::now() + tick;
