@@ -12,6 +12,11 @@ KV_TXN: int
 KV_COMPACT: int
 MAINTENANCE_STATUS: int
 CLUSTER_MEMBER_LIST: int
+LEASE_GRANT: int
+LEASE_REVOKE: int
+LEASE_KEEP_ALIVE: int  # one request of the LeaseKeepAlive stream
+LEASE_TIME_TO_LIVE: int
+LEASE_LEASES: int
 
 class Engine:
     """One member's engine: WAL, Raft node, MVCC store, on Rust threads.

@@ -25,6 +25,8 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "FutureRev": _C.OUT_OF_RANGE,
     "NoSpace": _C.RESOURCE_EXHAUSTED,
     "LeaseNotFound": _C.NOT_FOUND,
+    "LeaseExists": _C.FAILED_PRECONDITION,
+    "LeaseTtlTooLarge": _C.OUT_OF_RANGE,
     "NoLeader": _C.UNAVAILABLE,
     "Timeout": _C.UNAVAILABLE,
     "Stopped": _C.UNAVAILABLE,

@@ -3,13 +3,14 @@
 Each method is a unary handler over raw bytes (no (de)serializer): the
 request's bytes go to the engine as they came off the wire, and the engine's
 response bytes go back the same way. Python never parses an etcd message on
-this path. A method not registered here (Watch, Lease, the rest of
-Maintenance and Cluster) gets gRPC's own UNIMPLEMENTED.
+this path. Lease.LeaseKeepAlive is a bidirectional stream: each request
+on it is one engine call, answered in order. A method not registered here
+(Watch, the rest of Maintenance and Cluster) gets gRPC's own UNIMPLEMENTED.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import grpc.aio
@@ -31,6 +32,12 @@ _METHODS: dict[str, dict[str, int]] = {
     },
     "etcdserverpb.Maintenance": {"Status": _core.MAINTENANCE_STATUS},
     "etcdserverpb.Cluster": {"MemberList": _core.CLUSTER_MEMBER_LIST},
+    "etcdserverpb.Lease": {
+        "LeaseGrant": _core.LEASE_GRANT,
+        "LeaseRevoke": _core.LEASE_REVOKE,
+        "LeaseTimeToLive": _core.LEASE_TIME_TO_LIVE,
+        "LeaseLeases": _core.LEASE_LEASES,
+    },
 }
 
 _Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
@@ -59,13 +66,40 @@ def _unary(bridge: EngineBridge, method: int, max_receive: int) -> _Handler:
     return handle
 
 
+def _keep_alive(bridge: EngineBridge, max_receive: int) -> Callable[..., AsyncIterator[bytes]]:
+    """LeaseKeepAlive: one renew per request on the stream, answered in order
+    (etcd's leaseKeepAlive loop). An engine error ends the stream with it."""
+    call = bridge.call
+    status = GRPC_STATUS.get
+    unknown = grpc.StatusCode.UNKNOWN
+    method = _core.LEASE_KEEP_ALIVE
+
+    async def handle(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        async for request in requests:
+            if len(request) > max_receive:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"grpc: received message larger than max ({len(request)} vs. {max_receive})",
+                )
+            try:
+                response = await call(method, request)
+            except EngineError as e:
+                await context.abort(status(e.name, unknown), e.message)
+                raise  # abort() raises; this is for type checkers
+            yield response
+
+    return handle
+
+
 def generic_handlers(bridge: EngineBridge, max_receive: int) -> list[grpc.GenericRpcHandler]:
     """One generic handler per service, every method calling the engine.
 
     max_receive is etcd's gRPC message limit (max-request-bytes + 512 KiB);
     the server's own gRPC limit must sit above it so this check sees the request.
     """
-    return [
+    unary = [
         grpc.method_handlers_generic_handler(
             service,
             {
@@ -75,3 +109,9 @@ def generic_handlers(bridge: EngineBridge, max_receive: int) -> list[grpc.Generi
         )
         for service, methods in _METHODS.items()
     ]
+    # The server asks each generic handler in turn; this one only knows the stream.
+    streams = grpc.method_handlers_generic_handler(
+        "etcdserverpb.Lease",
+        {"LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(_keep_alive(bridge, max_receive))},
+    )
+    return [*unary, streams]

@@ -47,10 +47,15 @@ pub enum Method {
     KvCompact = 5,
     MaintenanceStatus = 6,
     ClusterMemberList = 7,
+    LeaseGrant = 8,
+    LeaseRevoke = 9,
+    LeaseKeepAlive = 10,
+    LeaseTimeToLive = 11,
+    LeaseLeases = 12,
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 12] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -58,6 +63,11 @@ impl Method {
         Method::KvCompact,
         Method::MaintenanceStatus,
         Method::ClusterMemberList,
+        Method::LeaseGrant,
+        Method::LeaseRevoke,
+        Method::LeaseKeepAlive,
+        Method::LeaseTimeToLive,
+        Method::LeaseLeases,
     ];
 
     pub fn from_u32(n: u32) -> Option<Method> {
@@ -74,11 +84,17 @@ impl Method {
             Method::KvCompact => "KV_COMPACT",
             Method::MaintenanceStatus => "MAINTENANCE_STATUS",
             Method::ClusterMemberList => "CLUSTER_MEMBER_LIST",
+            Method::LeaseGrant => "LEASE_GRANT",
+            Method::LeaseRevoke => "LEASE_REVOKE",
+            Method::LeaseKeepAlive => "LEASE_KEEP_ALIVE",
+            Method::LeaseTimeToLive => "LEASE_TIME_TO_LIVE",
+            Method::LeaseLeases => "LEASE_LEASES",
         }
     }
 
     fn is_write(self) -> bool {
         matches!(self, Method::KvPut | Method::KvDeleteRange | Method::KvTxn | Method::KvCompact)
+            || matches!(self, Method::LeaseGrant | Method::LeaseRevoke)
     }
 }
 
@@ -171,6 +187,8 @@ pub struct Shared {
     pub config: EngineConfig,
     /// Set when the storage underneath failed; every later request is refused.
     pub failed: AtomicBool,
+    /// Leases and the keys attached to them (`crate::lease`).
+    pub lessor: crate::lease::Lessor,
 }
 
 impl Shared {
@@ -271,7 +289,11 @@ impl Engine {
             what: "creating the completion eventfd".into(),
             source,
         })?;
+        let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let (node, identity) = Node::open(&config, &store)?;
+        if node.is_leader() {
+            lessor.promote(crate::lease::promote_extend(&config), std::time::Instant::now());
+        }
         let shared = Arc::new(Shared {
             store,
             completions,
@@ -279,6 +301,7 @@ impl Engine {
             identity,
             config: config.clone(),
             failed: AtomicBool::new(false),
+            lessor,
         });
         let (to_node, node_rx) = crossbeam_channel::unbounded();
         let (to_readers, readers_rx) = crossbeam_channel::unbounded();
@@ -410,6 +433,9 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 },
                 Method::MaintenanceStatus => shared.answer(token, Ok(status(shared))),
                 Method::ClusterMemberList => shared.answer(token, Ok(member_list(shared))),
+                Method::LeaseKeepAlive | Method::LeaseTimeToLive | Method::LeaseLeases => {
+                    crate::lease::serve(shared, method, request, token);
+                }
                 _ => unreachable!("writes go to the node"),
             },
         }

@@ -27,6 +27,10 @@ pub enum EtcdError {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: no leader")]
@@ -45,6 +49,28 @@ pub enum EtcdError {
     Internal(String),
 }
 
+/// Every variant without data, for [`EtcdError::from_wire`]. The match in
+/// `is_unit` below stops compiling when a variant is added, as a reminder to
+/// list it here too.
+const UNIT_VARIANTS: [EtcdError; 16] = [
+    EtcdError::EmptyKey,
+    EtcdError::KeyNotFound,
+    EtcdError::ValueProvided,
+    EtcdError::LeaseProvided,
+    EtcdError::TooManyOps,
+    EtcdError::DuplicateKey,
+    EtcdError::Compacted,
+    EtcdError::FutureRev,
+    EtcdError::NoSpace,
+    EtcdError::LeaseNotFound,
+    EtcdError::LeaseExists,
+    EtcdError::LeaseTtlTooLarge,
+    EtcdError::RequestTooLarge,
+    EtcdError::NoLeader,
+    EtcdError::Timeout,
+    EtcdError::Stopped,
+];
+
 /// Prefix of [`EtcdError::BadRequest`]'s message.
 const UNMARSHAL_PREFIX: &str = "grpc: error unmarshalling request: ";
 /// Prefix of [`EtcdError::Internal`]'s message.
@@ -56,13 +82,8 @@ impl EtcdError {
     /// a name this build does not know keeps its message as Internal.
     pub fn from_wire(name: &str, message: &str) -> EtcdError {
         use EtcdError as E;
-        let simple = [
-            E::EmptyKey, E::KeyNotFound, E::ValueProvided, E::LeaseProvided, E::TooManyOps,
-            E::DuplicateKey, E::Compacted, E::FutureRev, E::NoSpace, E::LeaseNotFound,
-            E::RequestTooLarge, E::NoLeader, E::Timeout, E::Stopped,
-        ];
-        if let Some(e) = simple.into_iter().find(|e| e.name() == name) {
-            return e;
+        if let Some(e) = UNIT_VARIANTS.iter().find(|e| e.name() == name) {
+            return e.clone();
         }
         match name {
             "BadRequest" => E::BadRequest(message.strip_prefix(UNMARSHAL_PREFIX).unwrap_or(message).into()),
@@ -84,6 +105,8 @@ impl EtcdError {
             EtcdError::FutureRev => "FutureRev",
             EtcdError::NoSpace => "NoSpace",
             EtcdError::LeaseNotFound => "LeaseNotFound",
+            EtcdError::LeaseExists => "LeaseExists",
+            EtcdError::LeaseTtlTooLarge => "LeaseTtlTooLarge",
             EtcdError::RequestTooLarge => "RequestTooLarge",
             EtcdError::NoLeader => "NoLeader",
             EtcdError::Timeout => "Timeout",
@@ -98,16 +121,34 @@ impl EtcdError {
 mod tests {
     use super::EtcdError as E;
 
+    fn is_unit(e: &E) -> bool {
+        match e {
+            E::BadRequest(_) | E::Internal(_) => false,
+            E::EmptyKey
+            | E::KeyNotFound
+            | E::ValueProvided
+            | E::LeaseProvided
+            | E::TooManyOps
+            | E::DuplicateKey
+            | E::Compacted
+            | E::FutureRev
+            | E::NoSpace
+            | E::LeaseNotFound
+            | E::LeaseExists
+            | E::LeaseTtlTooLarge
+            | E::RequestTooLarge
+            | E::NoLeader
+            | E::Timeout
+            | E::Stopped => true,
+        }
+    }
+
     #[test]
     fn every_error_round_trips_through_its_wire_form() {
-        let all = [
-            E::EmptyKey, E::KeyNotFound, E::ValueProvided, E::LeaseProvided, E::TooManyOps,
-            E::DuplicateKey, E::Compacted, E::FutureRev, E::NoSpace, E::LeaseNotFound,
-            E::RequestTooLarge, E::NoLeader, E::Timeout, E::Stopped,
-            E::BadRequest("unexpected EOF".into()), E::Internal("disk on fire".into()),
-        ];
-        for e in all {
+        let with_data = [E::BadRequest("unexpected EOF".into()), E::Internal("disk on fire".into())];
+        for e in super::UNIT_VARIANTS.into_iter().chain(with_data) {
             assert_eq!(E::from_wire(e.name(), &e.to_string()), e);
         }
+        assert!(super::UNIT_VARIANTS.iter().all(is_unit));
     }
 }

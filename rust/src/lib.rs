@@ -4,6 +4,7 @@
 //! - [`wal`]: the write-ahead log of Raft entries and hard state (framing, fsync, recovery).
 //! - [`raftlog`]: raft-rs's `Storage` over the WAL.
 //! - [`mvcc`]: etcd's revisioned key-value store over a redb backend.
+//! - [`lease`]: leases, their keys, and their expiry (decided by the leader, applied through Raft).
 //! - [`node`]: the Raft Ready loop (persist, apply, answer).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
 //! - [`ipc`]: the same interface for gRPC worker processes, over a Unix socket.
@@ -13,6 +14,7 @@ pub mod completion;
 pub mod engine;
 pub mod error;
 pub mod ipc;
+pub mod lease;
 pub mod mvcc;
 mod node;
 pub mod pb;

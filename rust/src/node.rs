@@ -30,8 +30,10 @@ use raft::{Ready, StateRole, Storage};
 use crate::engine::{decode, failed_error, EngineConfig, Identity, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
 use crate::error::EtcdError;
 use crate::mvcc::{self, LeaseCheck, Store};
+use crate::lease;
 use crate::pb::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest,
+    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
+    TxnRequest,
 };
 use crate::pb::ketchpb::{internal_request, InternalRequest, MemberMetadata};
 use crate::raftlog::RaftLog;
@@ -42,16 +44,6 @@ pub(crate) enum NodeMsg {
     /// A decoded linearizable Range waiting for a read index.
     Read { request: RangeRequest, token: u64 },
     Stop,
-}
-
-/// Until the lessor lands (issue: Watch and Lease), no lease can be granted,
-/// so a Put naming one is answered "requested lease not found", as etcd does
-/// for a lease that does not exist.
-struct NoLeases;
-impl LeaseCheck for NoLeases {
-    fn lease_exists(&self, _id: i64) -> bool {
-        false
-    }
 }
 
 /// How long a client waits for its write or read to be served before etcd's
@@ -163,6 +155,11 @@ impl Node {
         Ok((node, identity))
     }
 
+    /// True when this member leads (a sole voter does from `open` on).
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
     pub(crate) fn run(mut self, shared: &Shared, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>) {
         let tick = shared.config.tick;
         let mut next_tick = Instant::now() + tick;
@@ -192,6 +189,17 @@ impl Node {
                 self.raw.tick();
                 next_tick = now + tick;
                 self.expire(shared, now);
+                self.revoke_expired_leases(shared, now);
+            }
+            // Leadership changed (in tick, a message, or campaign at open):
+            // the lessor follows before anything is answered in the new role.
+            let leader = self.raw.raft.state == StateRole::Leader;
+            if leader != shared.lessor.is_primary() {
+                if leader {
+                    shared.lessor.promote(lease::promote_extend(&shared.config), Instant::now());
+                } else {
+                    shared.lessor.demote();
+                }
             }
             if let Err(e) = self.on_ready(shared, to_readers) {
                 self.fail(shared, &e);
@@ -279,6 +287,22 @@ impl Node {
                 (R::Txn(r), true)
             }
             Method::KvCompact => (R::Compaction(decode::<CompactionRequest>(request)?), false),
+            Method::LeaseGrant => {
+                let mut r: LeaseGrantRequest = decode(request)?;
+                // etcd's LeaseGrant: the member that proposes picks a
+                // positive ID when the client left it 0.
+                if r.id == 0 {
+                    r.id = loop {
+                        let id = (self.next_request_id & i64::MAX as u64) as i64;
+                        self.next_request_id += 1;
+                        if id != 0 && !shared.lessor.contains(id) {
+                            break id;
+                        }
+                    };
+                }
+                (R::LeaseGrant(r), true)
+            }
+            Method::LeaseRevoke => (R::LeaseRevoke(decode::<LeaseRevokeRequest>(request)?), false),
             _ => unreachable!("reads go to the readers"),
         };
         if grows {
@@ -366,15 +390,21 @@ impl Node {
                 EntryType::EntryNormal => {
                     let req = InternalRequest::decode(&entry.data[..])
                         .map_err(|e| format!("undecodable entry at index {}: {e}", entry.index))?;
-                    let leases = NoLeases;
+                    let leases: &dyn LeaseCheck = &shared.lessor;
                     use internal_request::Request as R;
                     let result: Result<Vec<u8>, EtcdError> = match &req.request {
-                        Some(R::Put(r)) => batch.put(r, &leases).map(|resp| encode_answer(shared, resp)),
+                        Some(R::Put(r)) => batch.put(r, leases).map(|resp| encode_answer(shared, resp)),
                         Some(R::DeleteRange(r)) => batch.delete_range(r).map(|resp| encode_answer(shared, resp)),
-                        Some(R::Txn(r)) => batch.txn(r, &leases).map(|resp| encode_answer(shared, resp)),
+                        Some(R::Txn(r)) => batch.txn(r, leases).map(|resp| encode_answer(shared, resp)),
                         Some(R::Compaction(r)) => batch.compact(r).map(|resp| encode_answer(shared, resp)),
+                        Some(R::LeaseGrant(r)) => lease::apply_grant(&shared.lessor, &mut batch, r, Instant::now())
+                            .map(|resp| encode_answer(shared, resp)),
+                        Some(R::LeaseRevoke(r)) => lease::apply_revoke(&shared.lessor, &mut batch, r)
+                            .map(|resp| encode_answer(shared, resp)),
                         None => Ok(Vec::new()),
                     };
+                    // Keys the entry wrote move between leases (attach, detach).
+                    shared.lessor.apply_moves(batch.take_lease_moves());
                     if let Err(EtcdError::Internal(msg)) = &result {
                         return Err(format!("applying entry {}: {msg}", entry.index));
                     }
@@ -483,6 +513,22 @@ impl Node {
             }
             true
         });
+    }
+
+    /// The leader revokes expired leases through the log (etcd's
+    /// revokeExpiredLeases), so every member deletes the same keys at the
+    /// same revision. Nobody waits for these entries.
+    fn revoke_expired_leases(&mut self, shared: &Shared, now: Instant) {
+        for id in shared.lessor.take_expired(now, lease::REVOKES_PER_TICK) {
+            let entry = InternalRequest {
+                id: self.next_request_id,
+                request: Some(internal_request::Request::LeaseRevoke(LeaseRevokeRequest { id })),
+            };
+            self.next_request_id += 1;
+            if self.raw.propose(Vec::new(), entry.encode_to_vec()).is_err() {
+                return; // no longer leader; the next leader revokes it
+            }
+        }
     }
 
     fn publish(&self, shared: &Shared) {

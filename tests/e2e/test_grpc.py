@@ -45,7 +45,6 @@ def test_undecodable_request_is_internal_like_grpc_go(
 @pytest.mark.parametrize(
     "method",
     [
-        "/etcdserverpb.Lease/LeaseGrant",
         "/etcdserverpb.Maintenance/Defragment",
         "/etcdserverpb.Cluster/MemberAdd",
         "/etcdserverpb.Auth/AuthEnable",

@@ -30,6 +30,9 @@
 //!   written in the same transaction as the batch's data) and
 //!   `scheduledCompactRev` / `finishedCompactRev` (revision bytes); open
 //!   finishes a compaction scheduled but not finished.
+//! - table `lease`: lease ID → granted TTL (both i64 big-endian), written in
+//!   the same transaction as the keys a grant or revoke touches (see
+//!   `store/lease.rs`).
 //! - in memory: the key index ([`key_index`]), key → generations of
 //!   revisions, rebuilt on open by replaying `key` in order. The current
 //!   revision is the newest record's main revision, or the compact revision

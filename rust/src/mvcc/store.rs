@@ -29,6 +29,8 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::mvccpb::KeyValue;
 
+mod lease;
+
 /// Store settings.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -214,7 +216,7 @@ impl Store {
             compact_rev: st.compact_rev,
             consistent: st.consistent,
         };
-        Ok(WriteBatch { store: self, st, tx: Some(tx), undo, committed: false })
+        Ok(WriteBatch { store: self, st, tx: Some(tx), undo, committed: false, lease_moves: Vec::new() })
     }
 }
 
@@ -258,6 +260,8 @@ pub struct WriteBatch<'a> {
     tx: Option<WriteTransaction>,
     undo: Undo,
     committed: bool,
+    /// (key, lease) per key written; see [`WriteBatch::take_lease_moves`].
+    lease_moves: Vec<(Bytes, i64)>,
 }
 
 impl Drop for WriteBatch<'_> {
@@ -291,7 +295,7 @@ impl WriteBatch<'_> {
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
         let table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         let begin_rev = self.st.current_rev;
-        Ok(Writer { table, st: &mut self.st, undo: &mut self.undo, begin_rev, changes: 0 })
+        Ok(Writer { table, st: &mut self.st, undo: &mut self.undo, begin_rev, changes: 0, lease_moves: &mut self.lease_moves })
     }
 
     /// Put. Errors (validation, missing lease, ignore_* on a missing key)
@@ -426,6 +430,7 @@ struct Writer<'b> {
     undo: &'b mut Undo,
     begin_rev: i64,
     changes: i64,
+    lease_moves: &'b mut Vec<(Bytes, i64)>,
 }
 
 impl Writer<'_> {
@@ -483,6 +488,7 @@ impl Writer<'_> {
             .map_err(io("write key record"))?;
         self.undo.touch(&self.st.index, key);
         self.st.index.keys.entry(key.clone()).or_default().put(rev);
+        self.lease_moves.push((key.clone(), lease));
         self.changes += 1;
         Ok(())
     }
@@ -507,6 +513,7 @@ impl Writer<'_> {
             let ki = self.st.index.keys.get_mut(key).expect("a found key is indexed");
             let ended = ki.tombstone(rev);
             debug_assert!(ended, "a found key is alive");
+            self.lease_moves.push((key.clone(), 0));
             self.changes += 1;
         }
         let deleted = found.len() as i64;
