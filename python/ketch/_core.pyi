@@ -57,6 +57,25 @@ class Engine:
         (token, error name, UTF-8 message) on failure. The error name is a key of
         ketch.errors.GRPC_STATUS."""
 
+    def watch_open(self, token: int) -> int:
+        """Open a watch stream; every response of it comes out of drain() under
+        `token` (never as an error), in order. Returns the stream id."""
+
+    def watch_request(self, stream: int, request: bytes) -> None:
+        """One serialized etcd WatchRequest (create, cancel, progress) on the
+        stream. Raises ValueError if the bytes do not decode."""
+
+    def watch_ack(self, stream: int, n: int) -> None:
+        """n more of the stream's responses were handed to gRPC (flow control:
+        a stream too far behind stops getting live events and is caught up
+        from history once it acknowledges)."""
+
+    def watch_close(self, stream: int) -> None:
+        """Drop the stream and its watchers."""
+
+    def set_watch_progress_interval(self, seconds: float) -> None:
+        """etcd's --experimental-watch-progress-notify-interval."""
+
     def stats(self) -> dict[str, int]:
         """Counters: wal_fsyncs, wal_fsync_nanos, applied_index, revision, ..."""
 

@@ -3,8 +3,9 @@
 Each method is a unary handler over raw bytes (no (de)serializer): the
 request's bytes go to the engine as they came off the wire, and the engine's
 response bytes go back the same way. Python never parses an etcd message on
-this path. A method not registered here (Watch, Lease, the rest of
-Maintenance and Cluster) gets gRPC's own UNIMPLEMENTED.
+this path. Watch, a bidirectional stream, is in watch_service.py. A method
+registered nowhere (Lease, the rest of Maintenance and Cluster) gets gRPC's
+own UNIMPLEMENTED.
 """
 
 from __future__ import annotations

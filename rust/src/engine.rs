@@ -30,6 +30,7 @@ use crate::completion::CompletionQueue;
 use crate::error::EtcdError;
 use crate::mvcc::{self, Store, StoreOptions};
 use crate::node::{Node, NodeMsg};
+use crate::watch::WatchHub;
 use crate::pb::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, Member, MemberListResponse, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
@@ -171,6 +172,8 @@ pub struct Shared {
     pub config: EngineConfig,
     /// Set when the storage underneath failed; every later request is refused.
     pub failed: AtomicBool,
+    /// Every watch stream and watcher (see `watch`).
+    pub watch: WatchHub,
 }
 
 impl Shared {
@@ -272,6 +275,7 @@ impl Engine {
             source,
         })?;
         let (node, identity) = Node::open(&config, &store)?;
+        let store_rev = store.current_revision();
         let shared = Arc::new(Shared {
             store,
             completions,
@@ -279,6 +283,10 @@ impl Engine {
             identity,
             config: config.clone(),
             failed: AtomicBool::new(false),
+            watch: WatchHub::new(
+                store_rev,
+                crate::watch::Limits { max_request_bytes: config.max_request_bytes, ..Default::default() },
+            ),
         });
         let (to_node, node_rx) = crossbeam_channel::unbounded();
         let (to_readers, readers_rx) = crossbeam_channel::unbounded();
@@ -287,6 +295,10 @@ impl Engine {
             let shared = shared.clone();
             let to_readers = to_readers.clone();
             threads.push(spawn("ketch-raft", move || node.run(&shared, &node_rx, &to_readers)));
+        }
+        {
+            let shared = shared.clone();
+            threads.push(spawn("ketch-watch", move || shared.watch.run(&*shared)));
         }
         for i in 0..config.reader_threads.max(1) {
             let shared = shared.clone();
@@ -343,12 +355,38 @@ impl Engine {
             return;
         }
         let _ = self.to_node.send(NodeMsg::Stop);
+        self.shared.watch.stop();
         for _ in 0..self.shared.config.reader_threads.max(1) {
             let _ = self.to_readers.send(ReadTask::Stop);
         }
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// Opens a watch stream whose responses arrive in [`Engine::completions`]
+    /// under `token`; returns its id for the calls below.
+    pub fn watch_open(&self, token: u64) -> u64 {
+        self.shared.watch.open_stream(token)
+    }
+
+    /// One serialized WatchRequest (create, cancel or progress) on a stream.
+    pub fn watch_request(&self, stream: u64, request: &[u8]) -> Result<(), EtcdError> {
+        self.shared.watch.request(&*self.shared, stream, request)
+    }
+
+    /// The caller has handed `n` more of the stream's responses to its client.
+    pub fn watch_ack(&self, stream: u64, n: usize) {
+        self.shared.watch.ack(stream, n);
+    }
+
+    pub fn watch_close(&self, stream: u64) {
+        self.shared.watch.close_stream(stream);
+    }
+
+    /// etcd's --experimental-watch-progress-notify-interval.
+    pub fn set_watch_progress_interval(&self, interval: Duration) {
+        self.shared.watch.set_progress_interval(interval);
     }
 
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
@@ -364,6 +402,8 @@ impl Engine {
             ("revision", self.shared.store.current_revision() as u64),
             ("compact_revision", self.shared.store.compact_revision() as u64),
             ("db_size", self.shared.store.db_size()),
+            ("watchers_synced", self.shared.watch.counts().0 as u64),
+            ("watchers_unsynced", self.shared.watch.counts().1 as u64),
         ]
     }
 }

@@ -5,6 +5,7 @@
 //! - [`raftlog`]: raft-rs's `Storage` over the WAL.
 //! - [`mvcc`]: etcd's revisioned key-value store over a redb backend.
 //! - [`node`]: the Raft Ready loop (persist, apply, answer).
+//! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
 //! - `py` (feature `python`): the only module that knows Python.
 
@@ -16,6 +17,7 @@ mod node;
 pub mod pb;
 pub mod raftlog;
 pub mod wal;
+pub mod watch;
 
 #[cfg(feature = "python")]
 mod py;

@@ -96,6 +96,30 @@ impl PyEngine {
         Ok(out)
     }
 
+    fn watch_open(&self, token: u64) -> u64 {
+        self.engine.watch_open(token)
+    }
+
+    /// Decodes and applies one WatchRequest; ValueError if it does not decode.
+    fn watch_request(&self, stream: u64, request: &[u8]) -> PyResult<()> {
+        self.engine.watch_request(stream, request).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    fn watch_ack(&self, stream: u64, n: usize) {
+        self.engine.watch_ack(stream, n);
+    }
+
+    fn watch_close(&self, stream: u64) {
+        self.engine.watch_close(stream);
+    }
+
+    fn set_watch_progress_interval(&self, seconds: f64) -> PyResult<()> {
+        let interval = std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|e| PyValueError::new_err(format!("watch progress interval {seconds}: {e}")))?;
+        self.engine.set_watch_progress_interval(interval);
+        Ok(())
+    }
+
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (k, v) in self.engine.stats() {
