@@ -86,10 +86,12 @@ class KeyValue:
 class KV:
     """etcdserverpb.KV Put and Range over one channel."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 1 << 30)]
-        )
+    def __init__(self, target: str, own_connection: bool = False) -> None:
+        """own_connection: never share a TCP connection with other channels to target."""
+        options = [("grpc.max_receive_message_length", 1 << 30)]
+        if own_connection:
+            options.append(("grpc.use_local_subchannel_pool", 1))
+        self.channel = grpc.insecure_channel(target, options=options)
         self._put: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
             "/etcdserverpb.KV/Put"
         )

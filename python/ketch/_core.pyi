@@ -12,6 +12,15 @@ KV_TXN: int
 KV_COMPACT: int
 MAINTENANCE_STATUS: int
 CLUSTER_MEMBER_LIST: int
+# Watch streams: the token names the stream; every response of the stream
+# comes out of drain() under it, in order. WATCH_OPEN and WATCH_CLOSE take
+# empty bytes, WATCH_REQUEST a serialized WatchRequest (an undecodable one
+# is answered with an error under the token), WATCH_ACK the number of
+# responses handed to the client as a u64 little-endian (flow control).
+WATCH_OPEN: int
+WATCH_REQUEST: int
+WATCH_ACK: int
+WATCH_CLOSE: int
 
 class Engine:
     """One member's engine: WAL, Raft node, MVCC store, on Rust threads.
@@ -57,27 +66,28 @@ class Engine:
         (token, error name, UTF-8 message) on failure. The error name is a key of
         ketch.errors.GRPC_STATUS."""
 
-    def watch_open(self, token: int) -> int:
-        """Open a watch stream; every response of it comes out of drain() under
-        `token` (never as an error), in order. Returns the stream id."""
-
-    def watch_request(self, stream: int, request: bytes) -> None:
-        """One serialized etcd WatchRequest (create, cancel, progress) on the
-        stream. Raises ValueError if the bytes do not decode."""
-
-    def watch_ack(self, stream: int, n: int) -> None:
-        """n more of the stream's responses were handed to gRPC (flow control:
-        a stream too far behind stops getting live events and is caught up
-        from history once it acknowledges)."""
-
-    def watch_close(self, stream: int) -> None:
-        """Drop the stream and its watchers."""
-
     def set_watch_progress_interval(self, seconds: float) -> None:
         """etcd's --experimental-watch-progress-notify-interval."""
 
     def stats(self) -> dict[str, int]:
         """Counters: wal_fsyncs, wal_fsync_nanos, applied_index, revision, ..."""
 
+    def serve_workers(self, name: str) -> None:
+        """Let gRPC worker processes reach this engine over the abstract Unix socket @name."""
+
     def close(self) -> None:
-        """Stop taking requests, finish what was accepted, fsync, join threads."""
+        """Stop taking requests, finish what was accepted, fsync, join threads.
+
+        Hangs up on connected workers first (they exit)."""
+
+class EngineClient:
+    """A gRPC worker process's handle on the member's engine (Engine.serve_workers).
+
+    The same submit/drain/completion_fd contract as Engine. If the engine
+    process goes away, the worker process exits."""
+
+    def __init__(self, name: str) -> None: ...
+    def completion_fd(self) -> int: ...
+    def submit(self, method: int, request: bytes, token: int) -> None: ...
+    def drain(self) -> list[tuple[int, str | None, bytes]]: ...
+    def close(self) -> None: ...

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import socket
+import subprocess
 from urllib.parse import urlsplit
 
 import grpc
@@ -24,8 +25,9 @@ from .engine import EngineBridge
 from .services import generic_handlers
 from .tls import server_credentials
 from .watch_service import WatchService
+from .workers import engine_socket_name, start_workers, stop_workers
 
-__all__ = ["ServeError", "run", "serve"]
+__all__ = ["ServeError", "bind_listeners", "grpc_options", "run", "serve"]
 
 log = logging.getLogger("ketch")
 
@@ -47,7 +49,8 @@ def max_receive_bytes(cfg: Config) -> int:
     return cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
 
 
-def _grpc_options(cfg: Config) -> list[tuple[str, int]]:
+def grpc_options(cfg: Config, share_port: bool) -> list[tuple[str, int]]:
+    """share_port: this member runs gRPC workers, all listening on its client ports."""
     return [
         (
             "grpc.max_receive_message_length",
@@ -55,8 +58,10 @@ def _grpc_options(cfg: Config) -> list[tuple[str, int]]:
         ),
         ("grpc.max_send_message_length", MAX_SEND_BYTES),
         # grpc-core turns SO_REUSEPORT on by default, which would let a second
-        # server share a port already in use instead of failing to bind.
-        ("grpc.so_reuseport", 0),
+        # server share a port already in use instead of failing to bind. It is
+        # on only for a member's own workers (ketch.workers); bind_listeners
+        # has checked that the port was free before the member took it.
+        ("grpc.so_reuseport", int(share_port)),
         # etcd's keepalive enforcement: clients may ping every 5 s, but only
         # while they have a call open (GRPCKeepAliveMinTime, PermitWithoutStream=false).
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
@@ -81,12 +86,12 @@ def _bind_failure(host: str, port: int) -> str | None:
     return None
 
 
-def _bind(server: grpc.aio.Server, cfg: Config) -> None:
+def bind_listeners(server: grpc.aio.Server, cfg: Config, check_free: bool = True) -> None:
     credentials = None
     for url in cfg.listen_client_urls:
         parts = urlsplit(url)
         address = parts.netloc
-        reason = _bind_failure(parts.hostname or "", parts.port or 0)
+        reason = _bind_failure(parts.hostname or "", parts.port or 0) if check_free else None
         if reason is not None:
             raise ServeError(f"listen tcp {address}: bind: {reason}")
         try:
@@ -104,6 +109,8 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> None:
             raise ServeError(
                 f"listen tcp {address}: bind: gRPC could not listen there (see its log above)"
             )
+        if not check_free:
+            continue  # a worker: the member has logged its listeners
         if parts.scheme == "https":
             auth = ", client certs required" if cfg.client_cert_auth else ""
             log.info("serving client requests on %s (TLS%s)", address, auth)
@@ -146,9 +153,10 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
-    server = grpc.aio.server(options=_grpc_options(cfg))
+    share_port = cfg.grpc_workers > 1
+    server = grpc.aio.server(options=grpc_options(cfg, share_port))
     try:
-        _bind(server, cfg)
+        bind_listeners(server, cfg)
     except BaseException:
         await server.stop(None)
         raise
@@ -174,8 +182,12 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     # etcd keeps its 10 minute default unless the flag is positive.
     if cfg.watch_progress_notify_interval > 0:
         engine.set_watch_progress_interval(cfg.watch_progress_notify_interval)
-    watch = WatchService(bridge, engine)
+    watch = WatchService(bridge)
+    workers: list[subprocess.Popen[bytes]] = []
     try:
+        if share_port:
+            socket_name = engine_socket_name()
+            engine.serve_workers(socket_name)
         server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
         server.add_generic_rpc_handlers([watch.handler()])
         # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
@@ -183,6 +195,9 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # listen backlog instead of getting "no leader" or a timeout.
         await _wait_for_leader(engine, stop)
         await server.start()
+        if share_port:
+            workers = start_workers(cfg, socket_name, cfg.grpc_workers - 1)
+            log.info("started %d gRPC worker processes", len(workers))
         log.info("ready to serve client requests")
         await stop.wait()
         log.info("received stop signal; finishing in-flight requests")
@@ -192,6 +207,9 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # Watch streams never finish by themselves: end them first.
         watch.shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
+        # Workers finish their in-flight requests through the engine, so the
+        # engine closes only after they have exited.
+        await loop.run_in_executor(None, stop_workers, workers)
         await bridge.close()
     log.info("stopped; engine stats: %s", engine.stats())
 

@@ -1,11 +1,12 @@
 """etcd's Watch service: one bidirectional stream per client, many watchers on it.
 
 All watch logic is in the engine (rust/src/watch): this handler only moves
-bytes. A task reads the client's WatchRequests and hands each to
-`Engine.watch_request`; the handler writes the stream's responses, which
-the engine pushes to the completion queue under the stream's token, in the
-order the engine made them, and acknowledges them in batches once gRPC has
-taken them (`Engine.watch_ack`: the engine's flow control, so a client that
+bytes, through the same `submit` as every other call (so it works in the
+gRPC worker processes too): the stream's token names it in the engine
+(WATCH_OPEN). A task hands each client WatchRequest to WATCH_REQUEST; the
+handler writes the stream's responses, which the engine pushes under the
+token in the order it made them, and acknowledges them in batches once gRPC
+has taken them (WATCH_ACK: the engine's flow control, so a client that
 stops reading stops costing memory). The stream's watchers are dropped when
 the client goes away or the server stops.
 """
@@ -20,6 +21,7 @@ import grpc.aio
 
 from . import _core
 from .engine import EngineBridge
+from .errors import EngineError
 
 __all__ = ["WatchService"]
 
@@ -28,12 +30,11 @@ _ACK_EVERY = 64
 
 
 class WatchService:
-    """The `etcdserverpb.Watch` service over one engine."""
+    """The `etcdserverpb.Watch` service over one engine (or a worker's engine client)."""
 
-    def __init__(self, bridge: EngineBridge, engine: _core.Engine) -> None:
+    def __init__(self, bridge: EngineBridge) -> None:
         self._bridge = bridge
-        self._engine = engine
-        self._queues: set[asyncio.Queue[bytes | None]] = set()
+        self._queues: set[asyncio.Queue[bytes | EngineError | None]] = set()
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
@@ -50,49 +51,53 @@ class WatchService:
     async def _watch(
         self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        engine = self._engine
-        token, queue = self._bridge.open_stream()
-        stream = engine.watch_open(token)
+        bridge = self._bridge
+        token, queue = bridge.open_stream()
+        submit = bridge.stream_submit
+        submit(_core.WATCH_OPEN, b"", token)
         self._queues.add(queue)
-        failed: list[str] = []
+
+        def ack(n: int) -> None:
+            submit(_core.WATCH_ACK, n.to_bytes(8, "little"), token)
 
         async def read() -> None:
-            try:
-                async for request in requests:
-                    engine.watch_request(stream, request)
-            except ValueError as e:
-                # grpc-go fails the stream when a request does not unmarshal.
-                failed.append(f"grpc: error unmarshalling request: {e}")
-                queue.put_nowait(None)
+            async for request in requests:
+                submit(_core.WATCH_REQUEST, request, token)
             # A client that half-closes still gets its events (as etcd).
 
         reader = asyncio.ensure_future(read())
+        failed: EngineError | None = None
         try:
             stop = False
             while not stop:
                 response = await queue.get()
-                if response is None:
+                if not isinstance(response, bytes):
+                    failed = response
                     break
                 sent = 0
                 while True:
                     yield response
                     sent += 1
                     if sent == _ACK_EVERY:
-                        engine.watch_ack(stream, sent)
+                        ack(sent)
                         sent = 0
                     if queue.empty():
                         break
-                    response = queue.get_nowait()
-                    if response is None:
-                        stop = True
+                    item = queue.get_nowait()
+                    if not isinstance(item, bytes):
+                        failed, stop = item, True
                         break
+                    response = item
                 if sent:
-                    engine.watch_ack(stream, sent)
+                    ack(sent)
         finally:
             reader.cancel()
             self._queues.discard(queue)
-            engine.watch_close(stream)
-            self._bridge.close_stream(token)
-        if failed:
-            await context.abort(grpc.StatusCode.INTERNAL, failed[0])
+            submit(_core.WATCH_CLOSE, b"", token)
+            bridge.close_stream(token)
+        if failed is not None:
+            # grpc-go fails the stream when a request does not unmarshal.
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {failed.message}"
+            )
         await context.abort(grpc.StatusCode.UNAVAILABLE, "etcdserver: server stopped")

@@ -6,10 +6,12 @@
 //! so a burst of a thousand answers costs the loop one wake-up and one GIL
 //! acquisition, not a thousand.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use parking_lot::Mutex;
+use crossbeam_channel::Sender;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::EtcdError;
 
@@ -19,9 +21,16 @@ pub struct Completion {
     pub result: Result<Vec<u8>, EtcdError>,
 }
 
+/// Tokens carry their route in the top bits: 0 is this process's own
+/// caller; any other value is a gRPC worker process connected over
+/// [`crate::ipc`], whose answers go to that connection instead of the queue.
+pub const ROUTE_SHIFT: u32 = 48;
+pub const LOCAL_TOKEN_MASK: u64 = (1 << ROUTE_SHIFT) - 1;
+
 pub struct CompletionQueue {
     queue: Mutex<Vec<Completion>>,
     eventfd: OwnedFd,
+    routes: RwLock<HashMap<u16, Sender<Completion>>>,
 }
 
 impl CompletionQueue {
@@ -33,7 +42,7 @@ impl CompletionQueue {
         }
         // SAFETY: fd was just returned by eventfd and is owned by nobody else.
         let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(CompletionQueue { queue: Mutex::new(Vec::new()), eventfd })
+        Ok(CompletionQueue { queue: Mutex::new(Vec::new()), eventfd, routes: RwLock::new(HashMap::new()) })
     }
 
     /// The fd to wait on for readability.
@@ -41,7 +50,25 @@ impl CompletionQueue {
         self.eventfd.as_raw_fd()
     }
 
+    /// Sends answers for tokens routed to `route` down `sink` from now on.
+    pub fn add_route(&self, route: u16, sink: Sender<Completion>) {
+        assert_ne!(route, 0, "route 0 is the local queue");
+        self.routes.write().insert(route, sink);
+    }
+
+    /// Answers still arriving for a removed route are dropped: its caller is gone.
+    pub fn remove_route(&self, route: u16) {
+        self.routes.write().remove(&route);
+    }
+
     pub fn push(&self, token: u64, result: Result<Vec<u8>, EtcdError>) {
+        let route = (token >> ROUTE_SHIFT) as u16;
+        if route != 0 {
+            if let Some(sink) = self.routes.read().get(&route) {
+                let _ = sink.send(Completion { token: token & LOCAL_TOKEN_MASK, result });
+            }
+            return;
+        }
         let was_empty = {
             let mut q = self.queue.lock();
             q.push(Completion { token, result });
@@ -52,6 +79,7 @@ impl CompletionQueue {
         }
     }
 
+    /// For a batch of answers all local to this process (the IPC client's reader).
     pub fn push_all(&self, completions: impl IntoIterator<Item = Completion>) {
         let was_empty = {
             let mut q = self.queue.lock();

@@ -48,10 +48,21 @@ pub enum Method {
     KvCompact = 5,
     MaintenanceStatus = 6,
     ClusterMemberList = 7,
+    // Watch streams (see `watch`): the token names the stream, and every
+    // response of the stream comes back under it. Numbered apart from the
+    // unary methods so that other services can take 8, 9, ...
+    /// Opens a stream (empty request).
+    WatchOpen = 20,
+    /// One serialized WatchRequest on the stream.
+    WatchRequest = 21,
+    /// The caller handed n more responses to its client (n: u64 little-endian).
+    WatchAck = 22,
+    /// Drops the stream and its watchers (empty request).
+    WatchClose = 23,
 }
 
 impl Method {
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 11] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -59,6 +70,10 @@ impl Method {
         Method::KvCompact,
         Method::MaintenanceStatus,
         Method::ClusterMemberList,
+        Method::WatchOpen,
+        Method::WatchRequest,
+        Method::WatchAck,
+        Method::WatchClose,
     ];
 
     pub fn from_u32(n: u32) -> Option<Method> {
@@ -75,6 +90,10 @@ impl Method {
             Method::KvCompact => "KV_COMPACT",
             Method::MaintenanceStatus => "MAINTENANCE_STATUS",
             Method::ClusterMemberList => "CLUSTER_MEMBER_LIST",
+            Method::WatchOpen => "WATCH_OPEN",
+            Method::WatchRequest => "WATCH_REQUEST",
+            Method::WatchAck => "WATCH_ACK",
+            Method::WatchClose => "WATCH_CLOSE",
         }
     }
 
@@ -333,6 +352,11 @@ impl Engine {
             );
             return;
         };
+        if crate::watch::is_watch_method(method) {
+            // In line, not on a thread: a stream's calls keep their order.
+            crate::watch::submit(&self.shared, method, &request, token);
+            return;
+        }
         if self.shared.failed.load(Ordering::Acquire) {
             self.shared.completions.push(token, Err(failed_error()));
             return;
@@ -362,26 +386,6 @@ impl Engine {
         for t in threads {
             let _ = t.join();
         }
-    }
-
-    /// Opens a watch stream whose responses arrive in [`Engine::completions`]
-    /// under `token`; returns its id for the calls below.
-    pub fn watch_open(&self, token: u64) -> u64 {
-        self.shared.watch.open_stream(token)
-    }
-
-    /// One serialized WatchRequest (create, cancel or progress) on a stream.
-    pub fn watch_request(&self, stream: u64, request: &[u8]) -> Result<(), EtcdError> {
-        self.shared.watch.request(&*self.shared, stream, request)
-    }
-
-    /// The caller has handed `n` more of the stream's responses to its client.
-    pub fn watch_ack(&self, stream: u64, n: usize) {
-        self.shared.watch.ack(stream, n);
-    }
-
-    pub fn watch_close(&self, stream: u64) {
-        self.shared.watch.close_stream(stream);
     }
 
     /// etcd's --experimental-watch-progress-notify-interval.

@@ -45,7 +45,32 @@ pub enum EtcdError {
     Internal(String),
 }
 
+/// Prefix of [`EtcdError::BadRequest`]'s message.
+const UNMARSHAL_PREFIX: &str = "grpc: error unmarshalling request: ";
+/// Prefix of [`EtcdError::Internal`]'s message.
+const SERVER_PREFIX: &str = "etcdserver: ";
+
 impl EtcdError {
+    /// Rebuilds an error from its name and message as [`crate::ipc`] carries
+    /// them between processes. Every variant must round-trip (tested below);
+    /// a name this build does not know keeps its message as Internal.
+    pub fn from_wire(name: &str, message: &str) -> EtcdError {
+        use EtcdError as E;
+        let simple = [
+            E::EmptyKey, E::KeyNotFound, E::ValueProvided, E::LeaseProvided, E::TooManyOps,
+            E::DuplicateKey, E::Compacted, E::FutureRev, E::NoSpace, E::LeaseNotFound,
+            E::RequestTooLarge, E::NoLeader, E::Timeout, E::Stopped,
+        ];
+        if let Some(e) = simple.into_iter().find(|e| e.name() == name) {
+            return e;
+        }
+        match name {
+            "BadRequest" => E::BadRequest(message.strip_prefix(UNMARSHAL_PREFIX).unwrap_or(message).into()),
+            "Internal" => E::Internal(message.strip_prefix(SERVER_PREFIX).unwrap_or(message).into()),
+            _ => E::Internal(message.strip_prefix(SERVER_PREFIX).unwrap_or(message).into()),
+        }
+    }
+
     /// Stable name used across the binding to pick the gRPC status code.
     pub fn name(&self) -> &'static str {
         match self {
@@ -65,6 +90,24 @@ impl EtcdError {
             EtcdError::Stopped => "Stopped",
             EtcdError::BadRequest(_) => "BadRequest",
             EtcdError::Internal(_) => "Internal",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EtcdError as E;
+
+    #[test]
+    fn every_error_round_trips_through_its_wire_form() {
+        let all = [
+            E::EmptyKey, E::KeyNotFound, E::ValueProvided, E::LeaseProvided, E::TooManyOps,
+            E::DuplicateKey, E::Compacted, E::FutureRev, E::NoSpace, E::LeaseNotFound,
+            E::RequestTooLarge, E::NoLeader, E::Timeout, E::Stopped,
+            E::BadRequest("unexpected EOF".into()), E::Internal("disk on fire".into()),
+        ];
+        for e in all {
+            assert_eq!(E::from_wire(e.name(), &e.to_string()), e);
         }
     }
 }

@@ -7,11 +7,13 @@
 //! - [`node`]: the Raft Ready loop (persist, apply, answer).
 //! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
+//! - [`ipc`]: the same interface for gRPC worker processes, over a Unix socket.
 //! - `py` (feature `python`): the only module that knows Python.
 
 pub mod completion;
 pub mod engine;
 pub mod error;
+pub mod ipc;
 pub mod mvcc;
 mod node;
 pub mod pb;

@@ -1,17 +1,23 @@
 //! `ketch._core`: the only module that knows Python. It wraps [`Engine`],
 //! converts its errors in one place, and never holds the GIL while waiting.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::completion::CompletionQueue;
 use crate::engine::{Engine as RustEngine, EngineConfig, Method, StartError};
+use crate::ipc::{IpcClient, IpcServer};
 
 /// One member's engine; see `_core.pyi` for the contract.
 #[pyclass(module = "ketch._core", name = "Engine", frozen)]
 struct PyEngine {
-    engine: RustEngine,
+    engine: Arc<RustEngine>,
+    workers: Mutex<Option<IpcServer>>,
 }
 
 #[pymethods]
@@ -46,7 +52,7 @@ impl PyEngine {
         config.version = version;
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
-        Ok(PyEngine { engine })
+        Ok(PyEngine { engine: Arc::new(engine), workers: Mutex::new(None) })
     }
 
     #[getter]
@@ -70,47 +76,20 @@ impl PyEngine {
     }
 
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let done = self.engine.completions().take();
-        let out = PyList::empty(py);
-        for c in done {
-            let item = match c.result {
-                Ok(bytes) => PyTuple::new(
-                    py,
-                    [
-                        c.token.into_pyobject(py)?.into_any(),
-                        py.None().into_bound(py),
-                        PyBytes::new(py, &bytes).into_any(),
-                    ],
-                )?,
-                Err(e) => PyTuple::new(
-                    py,
-                    [
-                        c.token.into_pyobject(py)?.into_any(),
-                        e.name().into_pyobject(py)?.into_any(),
-                        PyBytes::new(py, e.to_string().as_bytes()).into_any(),
-                    ],
-                )?,
-            };
-            out.append(item)?;
+        drain_queue(py, self.engine.completions())
+    }
+
+    /// Lets gRPC worker processes reach this engine over the abstract Unix
+    /// socket `name` (see ketch.workers).
+    fn serve_workers(&self, name: &str) -> PyResult<()> {
+        let mut workers = self.workers.lock();
+        if workers.is_some() {
+            return Err(PyRuntimeError::new_err("this engine already serves workers"));
         }
-        Ok(out)
-    }
-
-    fn watch_open(&self, token: u64) -> u64 {
-        self.engine.watch_open(token)
-    }
-
-    /// Decodes and applies one WatchRequest; ValueError if it does not decode.
-    fn watch_request(&self, stream: u64, request: &[u8]) -> PyResult<()> {
-        self.engine.watch_request(stream, request).map_err(|e| PyValueError::new_err(e.to_string()))
-    }
-
-    fn watch_ack(&self, stream: u64, n: usize) {
-        self.engine.watch_ack(stream, n);
-    }
-
-    fn watch_close(&self, stream: u64) {
-        self.engine.watch_close(stream);
+        let server = IpcServer::start(self.engine.clone(), name)
+            .map_err(|e| PyOSError::new_err(format!("cannot listen for workers on @{name}: {e}")))?;
+        *workers = Some(server);
+        Ok(())
     }
 
     fn set_watch_progress_interval(&self, seconds: f64) -> PyResult<()> {
@@ -129,8 +108,83 @@ impl PyEngine {
     }
 
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.engine.close());
+        py.detach(|| {
+            // Workers first: they hang up and exit, then the engine finishes.
+            if let Some(workers) = self.workers.lock().take() {
+                workers.stop();
+            }
+            self.engine.close();
+        });
     }
+}
+
+/// A gRPC worker process's handle on the engine process: the same
+/// submit/drain/completion_fd interface as Engine, over a Unix socket.
+#[pyclass(module = "ketch._core", name = "EngineClient", frozen)]
+struct PyEngineClient {
+    client: IpcClient,
+}
+
+#[pymethods]
+impl PyEngineClient {
+    #[new]
+    fn new(py: Python<'_>, name: &str) -> PyResult<Self> {
+        let on_lost = Box::new(|| {
+            // The engine process is gone (stopped or killed): a worker has
+            // nothing left to serve, and its listening sockets must not
+            // outlive the member. Exit now; clients fail over.
+            eprintln!("ketch: worker {}: the engine process went away; exiting", std::process::id());
+            std::process::exit(0);
+        });
+        let client = py
+            .detach(|| IpcClient::connect(name, on_lost))
+            .map_err(|e| PyOSError::new_err(format!("cannot reach the engine at @{name}: {e}")))?;
+        Ok(PyEngineClient { client })
+    }
+
+    fn completion_fd(&self) -> i32 {
+        self.client.completions().fd()
+    }
+
+    fn submit(&self, method: u32, request: &[u8], token: u64) {
+        self.client.submit(method, request, token);
+    }
+
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        drain_queue(py, self.client.completions())
+    }
+
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.client.close());
+    }
+}
+
+/// Every finished request as (token, None, response) or (token, error name, message).
+fn drain_queue<'py>(py: Python<'py>, queue: &CompletionQueue) -> PyResult<Bound<'py, PyList>> {
+    let done = queue.take();
+    let out = PyList::empty(py);
+    for c in done {
+        let item = match c.result {
+            Ok(bytes) => PyTuple::new(
+                py,
+                [
+                    c.token.into_pyobject(py)?.into_any(),
+                    py.None().into_bound(py),
+                    PyBytes::new(py, &bytes).into_any(),
+                ],
+            )?,
+            Err(e) => PyTuple::new(
+                py,
+                [
+                    c.token.into_pyobject(py)?.into_any(),
+                    e.name().into_pyobject(py)?.into_any(),
+                    PyBytes::new(py, e.to_string().as_bytes()).into_any(),
+                ],
+            )?,
+        };
+        out.append(item)?;
+    }
+    Ok(out)
 }
 
 fn start_error(e: StartError) -> PyErr {
@@ -146,6 +200,7 @@ fn start_error(e: StartError) -> PyErr {
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
+    m.add_class::<PyEngineClient>()?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }

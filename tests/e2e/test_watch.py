@@ -272,11 +272,16 @@ def _read_all(stream: WatchStream, counts: dict[int, int]) -> dict[int, list[Eve
 
 
 def _rss_kib(server: Server) -> int:
+    """VmRSS of the member process plus its gRPC worker processes."""
     assert server.proc is not None
-    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    pid = server.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0
+    for p in [pid, *map(int, children)]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def test_stalled_watcher_does_not_slow_writers_or_grow_memory(ketch: Server) -> None:

@@ -144,7 +144,6 @@ struct Inner {
     watchers: HashMap<u64, Watcher>,
     synced: Group,
     unsynced: BTreeSet<u64>,
-    next_stream: u64,
     next_watcher: u64,
     /// Work for the worker: set with the condvar, cleared when it looks.
     dirty: bool,
@@ -211,7 +210,6 @@ impl WatchHub {
                 watchers: HashMap::new(),
                 synced: Group::default(),
                 unsynced: BTreeSet::new(),
-                next_stream: 1,
                 next_watcher: 1,
                 dirty: false,
                 stopped: false,
@@ -238,11 +236,12 @@ impl WatchHub {
         Duration::from_millis(self.progress_interval_ms.load(Ordering::Acquire))
     }
 
-    /// A new stream; its responses go out under `token`.
-    pub fn open_stream(&self, token: u64) -> u64 {
+    /// A new stream named by `token`; its responses go out under it.
+    /// Opening a token already open starts that stream afresh.
+    pub fn open_stream(&self, token: u64) {
+        self.close_stream(token);
         let mut inner = self.inner.lock();
-        let id = inner.next_stream;
-        inner.next_stream += 1;
+        let id = token;
         inner.streams.insert(
             id,
             Stream {
@@ -256,7 +255,6 @@ impl WatchHub {
                 next_progress: Instant::now() + self.progress_interval(),
             },
         );
-        id
     }
 
     /// Drops a stream and all its watchers. Unknown ids are ignored.
@@ -754,8 +752,34 @@ impl WatchCtx for crate::engine::Shared {
     }
 
     fn send(&self, out: Vec<(u64, Vec<u8>)>) {
-        self.completions.push_all(
-            out.into_iter().map(|(token, bytes)| crate::completion::Completion { token, result: Ok(bytes) }),
-        );
+        // push (not push_all): a stream of a worker process is routed to it.
+        for (token, bytes) in out {
+            self.completions.push(token, Ok(bytes));
+        }
+    }
+}
+
+pub(crate) fn is_watch_method(m: crate::engine::Method) -> bool {
+    use crate::engine::Method as M;
+    matches!(m, M::WatchOpen | M::WatchRequest | M::WatchAck | M::WatchClose)
+}
+
+/// The engine's submit for the watch methods: the token is the stream.
+pub(crate) fn submit(shared: &crate::engine::Shared, method: crate::engine::Method, request: &[u8], token: u64) {
+    use crate::engine::Method as M;
+    let hub = &shared.watch;
+    match method {
+        M::WatchOpen => hub.open_stream(token),
+        M::WatchRequest => {
+            if let Err(e) = hub.request(shared, token, request) {
+                shared.completions.push(token, Err(e));
+            }
+        }
+        M::WatchAck => {
+            let n = request.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            hub.ack(token, usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        M::WatchClose => hub.close_stream(token),
+        _ => unreachable!("not a watch method"),
     }
 }

@@ -113,7 +113,8 @@ fn revs_of(resps: &[(u64, WatchResponse)], watch_id: i64) -> Vec<i64> {
 #[test]
 fn watch_live_single_prefix_and_from_key() {
     let (ctx, hub) = setup(Limits::default());
-    let s = hub.open_stream(7);
+    let s = 7;
+    hub.open_stream(s);
     create(&hub, &ctx, s, watch_req("a", "", 0)); // id 0
     create(&hub, &ctx, s, watch_req("a", "b", 0)); // id 1: prefix "a"
     create(&hub, &ctx, s, watch_req("b", "\0", 0)); // id 2: from "b"
@@ -152,7 +153,8 @@ fn watch_live_single_prefix_and_from_key() {
 #[test]
 fn watch_ids_duplicates_empty_range_and_cancel() {
     let (ctx, hub) = setup(Limits::default());
-    let s = hub.open_stream(1);
+    let s = 1;
+    hub.open_stream(s);
     create(&hub, &ctx, s, WatchCreateRequest { watch_id: 1, ..watch_req("k", "", 0) });
     create(&hub, &ctx, s, watch_req("k", "", 0)); // auto: 0
     create(&hub, &ctx, s, watch_req("k", "", 0)); // auto: 2 (1 is taken)
@@ -177,7 +179,8 @@ fn watch_ids_duplicates_empty_range_and_cancel() {
     let r = take(&ctx);
     assert_eq!(r.iter().map(|(_, r)| r.watch_id).collect::<Vec<_>>(), vec![1, 2]);
     // Another stream's ids are its own.
-    let s2 = hub.open_stream(2);
+    let s2 = 2;
+    hub.open_stream(s2);
     create(&hub, &ctx, s2, watch_req("k", "", 0));
     assert_eq!(take(&ctx)[0].1.watch_id, 0);
     assert!(hub.request(&*ctx, s2, b"\xff\xff").is_err());
@@ -189,7 +192,8 @@ fn watch_ids_duplicates_empty_range_and_cancel() {
 #[test]
 fn watch_filters_and_prev_kv() {
     let (ctx, hub) = setup(Limits::default());
-    let s = hub.open_stream(1);
+    let s = 1;
+    hub.open_stream(s);
     create(&hub, &ctx, s, WatchCreateRequest { filters: vec![FilterType::Noput as i32], ..watch_req("k", "", 0) });
     create(&hub, &ctx, s, WatchCreateRequest { filters: vec![FilterType::Nodelete as i32], ..watch_req("k", "", 0) });
     create(&hub, &ctx, s, WatchCreateRequest { prev_kv: true, ..watch_req("k", "", 0) });
@@ -215,7 +219,8 @@ fn watch_history_then_live_while_writes_race() {
     for i in 0..200 {
         put(&ctx, &hub, &format!("k{}", i % 5), "v");
     }
-    let s = hub.open_stream(1);
+    let s = 1;
+    hub.open_stream(s);
     create(&hub, &ctx, s, watch_req("k", "l", 2));
     create(&hub, &ctx, s, watch_req("k3", "", 50));
     assert_eq!(hub.counts(), (0, 2));
@@ -243,7 +248,8 @@ fn watch_history_then_live_while_writes_race() {
 #[test]
 fn watch_future_start_revision_waits() {
     let (ctx, hub) = setup(Limits::default());
-    let s = hub.open_stream(1);
+    let s = 1;
+    hub.open_stream(s);
     create(&hub, &ctx, s, watch_req("k", "", 4));
     let r = take(&ctx);
     assert!(r[0].1.created);
@@ -258,8 +264,10 @@ fn watch_future_start_revision_waits() {
 fn watch_stalled_stream_becomes_victim_then_catches_up() {
     let limits = Limits { max_unacked: 10, ..Limits::default() };
     let (ctx, hub) = setup(limits);
-    let slow = hub.open_stream(1);
-    let fast = hub.open_stream(2);
+    let slow = 1;
+    hub.open_stream(slow);
+    let fast = 2;
+    hub.open_stream(fast);
     create(&hub, &ctx, slow, watch_req("k", "", 0));
     create(&hub, &ctx, fast, watch_req("k", "", 0));
     for _ in 0..100 {
@@ -292,7 +300,8 @@ fn watch_compaction_cancels_an_unsynced_watcher() {
     write(&ctx, &hub, |w| {
         w.compact(&CompactionRequest { revision: 8, physical: false }).unwrap();
     });
-    let s = hub.open_stream(1);
+    let s = 1;
+    hub.open_stream(s);
     create(&hub, &ctx, s, watch_req("k", "", 5));
     create(&hub, &ctx, s, watch_req("k", "", 8));
     hub.ack(s, 2);
@@ -326,7 +335,8 @@ fn watch_compaction_cancels_an_unsynced_watcher() {
 fn watch_fragments_large_responses_for_watchers_that_ask() {
     let limits = Limits { max_request_bytes: 300, ..Limits::default() };
     let (ctx, hub) = setup(limits);
-    let s = hub.open_stream(1);
+    let s = 1;
+    hub.open_stream(s);
     create(&hub, &ctx, s, WatchCreateRequest { fragment: true, ..watch_req("k", "l", 0) });
     create(&hub, &ctx, s, watch_req("k", "l", 0));
     take(&ctx);
@@ -360,7 +370,8 @@ fn watch_progress_request_waits_for_sync_and_ticks() {
     for _ in 0..3 {
         put(&ctx, &hub, "k", "v");
     }
-    let s = hub.open_stream(1);
+    let s = 1;
+    hub.open_stream(s);
     create(&hub, &ctx, s, WatchCreateRequest { progress_notify: true, ..watch_req("k", "", 2) });
     let progress = WatchRequest { request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})) };
     hub.request(&*ctx, s, &progress.encode_to_vec()).unwrap();
@@ -385,7 +396,10 @@ fn watch_progress_request_waits_for_sync_and_ticks() {
 #[test]
 fn watch_many_watchers_see_their_events_in_order() {
     let (ctx, hub) = setup(Limits { max_unacked: usize::MAX, max_unacked_bytes: usize::MAX, ..Limits::default() });
-    let streams: Vec<u64> = (0..4).map(|t| hub.open_stream(t)).collect();
+    let streams: Vec<u64> = (0..4).collect();
+    for &t in &streams {
+        hub.open_stream(t);
+    }
     for i in 0..1000 {
         create(&hub, &ctx, streams[i % 4], watch_req(&format!("key{i:04}"), "", 0));
     }
