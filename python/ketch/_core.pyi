@@ -17,6 +17,15 @@ LEASE_REVOKE: int
 LEASE_KEEP_ALIVE: int  # one request of the LeaseKeepAlive stream
 LEASE_TIME_TO_LIVE: int
 LEASE_LEASES: int
+# Watch streams: the token names the stream; every response of the stream
+# comes out of drain() under it, in order. WATCH_OPEN and WATCH_CLOSE take
+# empty bytes, WATCH_REQUEST a serialized WatchRequest (an undecodable one
+# is answered with an error under the token), WATCH_ACK the number of
+# responses handed to the client as a u64 little-endian (flow control).
+WATCH_OPEN: int
+WATCH_REQUEST: int
+WATCH_ACK: int
+WATCH_CLOSE: int
 
 class Engine:
     """One member's engine: WAL, Raft node, MVCC store, on Rust threads.
@@ -61,6 +70,9 @@ class Engine:
         """Take every finished request: (token, None, response bytes) on success,
         (token, error name, UTF-8 message) on failure. The error name is a key of
         ketch.errors.GRPC_STATUS."""
+
+    def set_watch_progress_interval(self, seconds: float) -> None:
+        """etcd's --experimental-watch-progress-notify-interval."""
 
     def stats(self) -> dict[str, int]:
         """Counters: wal_fsyncs, wal_fsync_nanos, applied_index, revision, ..."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,7 @@ class Config:
     grpc_workers: int = DEFAULT_GRPC_WORKERS
     log_level: str = "info"
     config_file: str = ""
+    watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -167,6 +169,29 @@ def _parse_int64(s: str) -> int:
     if not _INT64_MIN <= v <= _INT64_MAX:
         raise ValueError("value out of range")
     return v
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+}  # fmt: skip
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def _parse_duration(s: str) -> float:
+    """Go's time.ParseDuration ("10m", "1h30m", "250ms", "0"), in seconds."""
+    body = s[1:] if s[:1] in "+-" else s
+    if body == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
+        if m is None:
+            raise ValueError("parse error")  # Go's flag package for a bad duration
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not body:
+        raise ValueError("parse error")
+    return -total if s.startswith("-") else total
 
 
 def _choice(valid: Sequence[str]) -> Callable[[str], str]:
@@ -237,6 +262,11 @@ _FLAGS: dict[str, _Flag] = {
         _Flag("max-txn-ops", "max_txn_ops", _parse_uint),
         _Flag("grpc-workers", "grpc_workers", _parse_workers),
         _Flag("log-level", "log_level", _choice(LOG_LEVELS)),
+        _Flag(
+            "experimental-watch-progress-notify-interval",
+            "watch_progress_notify_interval",
+            _parse_duration,
+        ),
         _Flag("config-file", "config_file", _parse_str),
         _Flag("version", "", _parse_bool, is_bool=True),
     )
@@ -295,6 +325,10 @@ Security:
     Enable client cert authentication.
   --trusted-ca-file ''
     Path to the client server TLS trusted CA cert file.
+
+Experimental feature:
+  --experimental-watch-progress-notify-interval '10m0s'
+    Duration of periodic watch progress notifications.
 
 Logging:
   --log-level 'info'

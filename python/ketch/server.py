@@ -24,6 +24,7 @@ from .config import Config
 from .engine import EngineBridge
 from .services import generic_handlers
 from .tls import server_credentials
+from .watch_service import WatchService
 from .workers import engine_socket_name, start_workers, stop_workers
 
 __all__ = ["ServeError", "bind_listeners", "grpc_options", "run", "serve"]
@@ -178,12 +179,17 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
             engine.cluster_id,
         )
     bridge = EngineBridge(engine, loop)
+    # etcd keeps its 10 minute default unless the flag is positive.
+    if cfg.watch_progress_notify_interval > 0:
+        engine.set_watch_progress_interval(cfg.watch_progress_notify_interval)
+    watch = WatchService(bridge)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         if share_port:
             socket_name = engine_socket_name()
             engine.serve_workers(socket_name)
         server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
+        server.add_generic_rpc_handlers([watch.handler()])
         # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
         # member has a leader: a client that connects earlier waits in the
         # listen backlog instead of getting "no leader" or a timeout.
@@ -198,6 +204,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     finally:
         # Stop listening and let in-flight calls finish, then close the engine
         # (it fsyncs what it accepted); on any exit path, not just a signal.
+        # Watch streams never finish by themselves: end them first.
+        watch.shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
         # Workers finish their in-flight requests through the engine, so the
         # engine closes only after they have exited.

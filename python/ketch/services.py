@@ -4,8 +4,10 @@ Each method is a unary handler over raw bytes (no (de)serializer): the
 request's bytes go to the engine as they came off the wire, and the engine's
 response bytes go back the same way. Python never parses an etcd message on
 this path. Lease.LeaseKeepAlive is a bidirectional stream: each request
-on it is one engine call, answered in order. A method not registered here
-(Watch, the rest of Maintenance and Cluster) gets gRPC's own UNIMPLEMENTED.
+on it is one engine call, answered in order. Watch, a bidirectional
+stream with many responses per request, is in watch_service.py. A method
+registered nowhere (the rest of Maintenance and Cluster) gets gRPC's own
+UNIMPLEMENTED.
 """
 
 from __future__ import annotations

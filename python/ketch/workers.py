@@ -34,6 +34,7 @@ from . import _core
 from .config import Config
 from .engine import EngineBridge
 from .services import generic_handlers
+from .watch_service import WatchService
 
 __all__ = ["engine_socket_name", "start_workers", "stop_workers"]
 
@@ -96,11 +97,14 @@ async def _serve_worker(cfg: Config, socket_name: str) -> None:
     # joins them (SO_REUSEPORT) rather than testing them again.
     bind_listeners(server, cfg, check_free=False)
     server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
+    watch = WatchService(bridge)
+    server.add_generic_rpc_handlers([watch.handler()])
     await server.start()
     log.debug("worker %d serving", os.getpid())
     try:
         await stop.wait()
     finally:
+        watch.shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
         await bridge.close()
 

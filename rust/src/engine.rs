@@ -30,6 +30,7 @@ use crate::completion::CompletionQueue;
 use crate::error::EtcdError;
 use crate::mvcc::{self, Store, StoreOptions};
 use crate::node::{Node, NodeMsg};
+use crate::watch::WatchHub;
 use crate::pb::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, Member, MemberListResponse, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
@@ -52,10 +53,21 @@ pub enum Method {
     LeaseKeepAlive = 10,
     LeaseTimeToLive = 11,
     LeaseLeases = 12,
+    // Watch streams (see `watch`): the token names the stream, and every
+    // response of the stream comes back under it. Numbered apart from the
+    // unary methods.
+    /// Opens a stream (empty request).
+    WatchOpen = 20,
+    /// One serialized WatchRequest on the stream.
+    WatchRequest = 21,
+    /// The caller handed n more responses to its client (n: u64 little-endian).
+    WatchAck = 22,
+    /// Drops the stream and its watchers (empty request).
+    WatchClose = 23,
 }
 
 impl Method {
-    pub const ALL: [Method; 12] = [
+    pub const ALL: [Method; 16] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -68,6 +80,10 @@ impl Method {
         Method::LeaseKeepAlive,
         Method::LeaseTimeToLive,
         Method::LeaseLeases,
+        Method::WatchOpen,
+        Method::WatchRequest,
+        Method::WatchAck,
+        Method::WatchClose,
     ];
 
     pub fn from_u32(n: u32) -> Option<Method> {
@@ -89,6 +105,10 @@ impl Method {
             Method::LeaseKeepAlive => "LEASE_KEEP_ALIVE",
             Method::LeaseTimeToLive => "LEASE_TIME_TO_LIVE",
             Method::LeaseLeases => "LEASE_LEASES",
+            Method::WatchOpen => "WATCH_OPEN",
+            Method::WatchRequest => "WATCH_REQUEST",
+            Method::WatchAck => "WATCH_ACK",
+            Method::WatchClose => "WATCH_CLOSE",
         }
     }
 
@@ -189,6 +209,8 @@ pub struct Shared {
     pub failed: AtomicBool,
     /// Leases and the keys attached to them (`crate::lease`).
     pub lessor: crate::lease::Lessor,
+    /// Every watch stream and watcher (see `watch`).
+    pub watch: WatchHub,
 }
 
 impl Shared {
@@ -291,6 +313,7 @@ impl Engine {
         })?;
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let (node, identity) = Node::open(&config, &store)?;
+        let store_rev = store.current_revision();
         if node.is_leader() {
             lessor.promote(crate::lease::promote_extend(&config), std::time::Instant::now());
         }
@@ -302,6 +325,10 @@ impl Engine {
             config: config.clone(),
             failed: AtomicBool::new(false),
             lessor,
+            watch: WatchHub::new(
+                store_rev,
+                crate::watch::Limits { max_request_bytes: config.max_request_bytes, ..Default::default() },
+            ),
         });
         let (to_node, node_rx) = crossbeam_channel::unbounded();
         let (to_readers, readers_rx) = crossbeam_channel::unbounded();
@@ -310,6 +337,10 @@ impl Engine {
             let shared = shared.clone();
             let to_readers = to_readers.clone();
             threads.push(spawn("ketch-raft", move || node.run(&shared, &node_rx, &to_readers)));
+        }
+        {
+            let shared = shared.clone();
+            threads.push(spawn("ketch-watch", move || shared.watch.run(&*shared)));
         }
         for i in 0..config.reader_threads.max(1) {
             let shared = shared.clone();
@@ -344,6 +375,11 @@ impl Engine {
             );
             return;
         };
+        if crate::watch::is_watch_method(method) {
+            // In line, not on a thread: a stream's calls keep their order.
+            crate::watch::submit(&self.shared, method, &request, token);
+            return;
+        }
         if self.shared.failed.load(Ordering::Acquire) {
             self.shared.completions.push(token, Err(failed_error()));
             return;
@@ -366,12 +402,18 @@ impl Engine {
             return;
         }
         let _ = self.to_node.send(NodeMsg::Stop);
+        self.shared.watch.stop();
         for _ in 0..self.shared.config.reader_threads.max(1) {
             let _ = self.to_readers.send(ReadTask::Stop);
         }
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// etcd's --experimental-watch-progress-notify-interval.
+    pub fn set_watch_progress_interval(&self, interval: Duration) {
+        self.shared.watch.set_progress_interval(interval);
     }
 
     pub fn stats(&self) -> Vec<(&'static str, u64)> {
@@ -387,6 +429,8 @@ impl Engine {
             ("revision", self.shared.store.current_revision() as u64),
             ("compact_revision", self.shared.store.compact_revision() as u64),
             ("db_size", self.shared.store.db_size()),
+            ("watchers_synced", self.shared.watch.counts().0 as u64),
+            ("watchers_unsynced", self.shared.watch.counts().1 as u64),
         ]
     }
 }

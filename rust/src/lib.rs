@@ -6,6 +6,7 @@
 //! - [`mvcc`]: etcd's revisioned key-value store over a redb backend.
 //! - [`lease`]: leases, their keys, and their expiry (decided by the leader, applied through Raft).
 //! - [`node`]: the Raft Ready loop (persist, apply, answer).
+//! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
 //! - [`ipc`]: the same interface for gRPC worker processes, over a Unix socket.
 //! - `py` (feature `python`): the only module that knows Python.
@@ -20,6 +21,7 @@ mod node;
 pub mod pb;
 pub mod raftlog;
 pub mod wal;
+pub mod watch;
 
 #[cfg(feature = "python")]
 mod py;

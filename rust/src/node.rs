@@ -427,6 +427,7 @@ impl Node {
             }
         }
         batch.set_consistent_index(last_index, last_term);
+        let events = batch.take_events();
         let durable = self.last_durable_commit.elapsed() >= DURABLE_COMMIT_INTERVAL;
         batch.commit(durable).map_err(|e| e.to_string())?;
         if durable {
@@ -434,6 +435,8 @@ impl Node {
         } else {
             self.store_dirty = true;
         }
+        // Watchers hear of the writes once readers can see them, before the writers' answers.
+        shared.watch.notify(shared, events);
         self.applied_index = last_index;
         shared.raft.applied_index.store(last_index, Ordering::Release);
         shared.raft.term.store(self.raw.raft.term, Ordering::Release);

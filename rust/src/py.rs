@@ -92,6 +92,13 @@ impl PyEngine {
         Ok(())
     }
 
+    fn set_watch_progress_interval(&self, seconds: f64) -> PyResult<()> {
+        let interval = std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|e| PyValueError::new_err(format!("watch progress interval {seconds}: {e}")))?;
+        self.engine.set_watch_progress_interval(interval);
+        Ok(())
+    }
+
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (k, v) in self.engine.stats() {

@@ -27,7 +27,7 @@ use crate::pb::etcdserverpb::{
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest,
     TxnResponse,
 };
-use crate::pb::mvccpb::KeyValue;
+use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
 mod lease;
 
@@ -216,7 +216,15 @@ impl Store {
             compact_rev: st.compact_rev,
             consistent: st.consistent,
         };
-        Ok(WriteBatch { store: self, st, tx: Some(tx), undo, committed: false, lease_moves: Vec::new() })
+        Ok(WriteBatch {
+            store: self,
+            st,
+            tx: Some(tx),
+            undo,
+            committed: false,
+            lease_moves: Vec::new(),
+            events: Vec::new(),
+        })
     }
 }
 
@@ -262,6 +270,8 @@ pub struct WriteBatch<'a> {
     committed: bool,
     /// (key, lease) per key written; see [`WriteBatch::take_lease_moves`].
     lease_moves: Vec<(Bytes, i64)>,
+    /// What this batch's writes look like to a watcher, in revision order.
+    events: Vec<Event>,
 }
 
 impl Drop for WriteBatch<'_> {
@@ -295,7 +305,15 @@ impl WriteBatch<'_> {
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
         let table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         let begin_rev = self.st.current_rev;
-        Ok(Writer { table, st: &mut self.st, undo: &mut self.undo, begin_rev, changes: 0, lease_moves: &mut self.lease_moves })
+        Ok(Writer {
+            table,
+            st: &mut self.st,
+            undo: &mut self.undo,
+            begin_rev,
+            changes: 0,
+            lease_moves: &mut self.lease_moves,
+            events: &mut self.events,
+        })
     }
 
     /// Put. Errors (validation, missing lease, ignore_* on a missing key)
@@ -351,6 +369,13 @@ impl WriteBatch<'_> {
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
         compact_backend(&mut self.st, &mut table, &mut meta, rev)?;
         Ok(CompactionResponse { header: header(self.st.current_rev) })
+    }
+
+    /// The watch events of every write in this batch so far, in revision
+    /// (then sub-revision) order: a put's new KeyValue; a delete's key with
+    /// `mod_revision` = the delete's revision (etcd's live event shape).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// Records the Raft position of this batch, in the same backend
@@ -431,6 +456,7 @@ struct Writer<'b> {
     begin_rev: i64,
     changes: i64,
     lease_moves: &'b mut Vec<(Bytes, i64)>,
+    events: &'b mut Vec<Event>,
 }
 
 impl Writer<'_> {
@@ -486,6 +512,7 @@ impl Writer<'_> {
         self.table
             .insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())
             .map_err(io("write key record"))?;
+        self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         self.undo.touch(&self.st.index, key);
         self.st.index.keys.entry(key.clone()).or_default().put(rev);
         self.lease_moves.push((key.clone(), lease));
@@ -509,6 +536,8 @@ impl Writer<'_> {
             self.table
                 .insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())
                 .map_err(io("write tombstone"))?;
+            let deleted = KeyValue { key: key.clone(), mod_revision: rev.main, ..Default::default() };
+            self.events.push(Event { r#type: EventType::Delete as i32, kv: Some(deleted), prev_kv: None });
             self.undo.touch(&self.st.index, key);
             let ki = self.st.index.keys.get_mut(key).expect("a found key is indexed");
             let ended = ki.tombstone(rev);
@@ -765,5 +794,40 @@ impl Store {
                 (r.main, r.sub, t)
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// History for watchers: every change with main revision in
+    /// `from..=to`, in revision order, read from the key table (a tombstone
+    /// is a DELETE whose kv has only the key and `mod_revision`). Fails with
+    /// [`EtcdError::Compacted`] when `from` is below the compact revision,
+    /// judged in the same snapshot as the read.
+    pub fn events(&self, from: i64, to: i64) -> Result<Vec<Event>, EtcdError> {
+        let st = self.state.read();
+        if from < st.compact_rev {
+            return Err(EtcdError::Compacted);
+        }
+        let mut out = Vec::new();
+        if to < from {
+            return Ok(out);
+        }
+        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let (lo, hi) = (Revision::new(from, 0).to_key(false), Revision::new(to + 1, 0).to_key(false));
+        for entry in table.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(io("scan key table"))? {
+            let (k, v) = entry.map_err(io("scan key table"))?;
+            let (rev, tombstone) = Revision::from_key(k.value())
+                .ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?;
+            let mut kv = decode_kv(v.value())?;
+            let kind = if tombstone {
+                kv = KeyValue { key: kv.key, mod_revision: rev.main, ..Default::default() };
+                EventType::Delete
+            } else {
+                EventType::Put
+            };
+            out.push(Event { r#type: kind as i32, kv: Some(kv), prev_kv: None });
+        }
+        Ok(out)
     }
 }
