@@ -5,7 +5,7 @@ for the two clients, `requests` for Compare and Op (transactions), `results`
 for what calls return and `errors` for what they raise.
 """
 
-# from .aio import AsyncClient, AsyncLease, AsyncWatch
+from .aio import AsyncClient, AsyncLease, AsyncWatch
 from .endpoints import TLSConfig
 from .errors import (
     AuthFailed,
@@ -51,7 +51,7 @@ from .results import (
 from .sync import Client, KeepAlive, Lease, TxnBuilder, Watch
 
 __all__ = [
-    "AuthFailed", "Client", "Compacted", "Compare",
+    "AsyncClient", "AsyncLease", "AsyncWatch", "AuthFailed", "Client", "Compacted", "Compare",
     "ConnectionFailed", "DeadlineExceeded", "DeleteResult", "DuplicateKey", "EtcdError", "Event",
     "EventType", "FutureRevision", "GetResult", "Header", "InvalidArgument", "KeepAlive",
     "KeepAliveResult", "KeyValue", "LeaderChanged", "Lease", "LeaseExpired", "LeaseGrant",
