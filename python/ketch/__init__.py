@@ -1,13 +1,36 @@
-"""ketch: a Raft-replicated key-value store that speaks etcd's v3 API."""
+"""ketch: a Raft-replicated key-value store that speaks etcd's v3 API.
+
+A small facade. The names that need grpc or the native engine
+(`ketch._core`) load on first use, so `ketch --version` and configuration
+errors answer without loading either.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+#: The etcd server version ketch reports in Maintenance.Status: the API level
+#: it implements. Clients such as kube-apiserver gate features on this, not
+#: on ketch's own version.
+ETCD_VERSION = "3.5.0"
 
-# The client is loaded on first use, not at `import ketch`: the server's
-# command line (--help, --version, flag errors) must not pay for grpc.
+from .config import Config, ConfigError, parse
+from .membership import cluster_id, member_id
+
+if TYPE_CHECKING:
+    from .engine import EngineBridge
+    from .errors import GRPC_STATUS, EngineError
+    from .server import serve
+    from .client import (
+        AsyncClient, AuthFailed, Client, Compacted, Compare, ConnectionFailed, DeadlineExceeded,
+        DuplicateKey, EtcdError, FutureRevision, InvalidArgument, LeaderChanged, LeaseExpired,
+        LeaseNotFound, MemberNotFound, NoLeader, NoSpace, Op, PermissionDenied, RequestTooLarge,
+        TooManyOps, Unavailable, Unimplemented, WatchCanceled,
+    )  # fmt: skip
+
+# The client (ketch.client): loaded on first use too, so the server's command
+# line does not pay for it.
 _CLIENT_NAMES = (
     "AsyncClient", "AuthFailed", "Client", "Compacted", "Compare", "ConnectionFailed",
     "DeadlineExceeded", "DuplicateKey", "EtcdError", "FutureRevision", "InvalidArgument",
@@ -16,20 +39,34 @@ _CLIENT_NAMES = (
     "WatchCanceled",
 )  # fmt: skip
 
-__all__ = ["__version__", *_CLIENT_NAMES]
+__all__ = [
+    "ETCD_VERSION",
+    "GRPC_STATUS",
+    "Config",
+    "ConfigError",
+    "EngineBridge",
+    "EngineError",
+    "__version__",
+    "cluster_id",
+    "member_id",
+    "parse",
+    "serve",
+    *_CLIENT_NAMES,
+]
 
-if TYPE_CHECKING:
-    from .client import (
-        AsyncClient, AuthFailed, Client, Compacted, Compare, ConnectionFailed, DeadlineExceeded,
-        DuplicateKey, EtcdError, FutureRevision, InvalidArgument, LeaderChanged, LeaseExpired,
-        LeaseNotFound, MemberNotFound, NoLeader, NoSpace, Op, PermissionDenied, RequestTooLarge,
-        TooManyOps, Unavailable, Unimplemented, WatchCanceled,
-    )  # fmt: skip
+_LAZY = {
+    "EngineBridge": "engine",
+    "EngineError": "errors",
+    "GRPC_STATUS": "errors",
+    "serve": "server",
+    **{name: "client" for name in _CLIENT_NAMES},
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CLIENT_NAMES:
-        from . import client
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ketch' has no attribute {name!r}")
+    import importlib
 
-        return getattr(client, name)
-    raise AttributeError(f"module 'ketch' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -177,19 +177,19 @@ impl Shared {
     /// Fills the parts of a response header only the server knows, as etcd's
     /// header.fill does: cluster, member, term, and the store revision if the
     /// layer below left it unset.
-    pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
-        let h = header.get_or_insert_with(ResponseHeader::default);
+    pub fn fill_header<R: HasHeader>(&self, resp: &mut R) {
+        let h = resp.header_mut().get_or_insert_with(ResponseHeader::default);
         h.cluster_id = self.identity.cluster_id;
         h.member_id = self.identity.member_id;
         h.raft_term = self.raft.term.load(Ordering::Acquire);
-        if h.revision == 0 {
+        if R::HAS_REVISION && h.revision == 0 {
             h.revision = self.store.current_revision();
         }
     }
 
     pub fn answer<R: Message + HasHeader>(&self, token: u64, result: Result<R, EtcdError>) {
         let encoded = result.map(|mut resp| {
-            self.fill_header(resp.header_mut());
+            self.fill_header(&mut resp);
             resp.encode_to_vec()
         });
         self.completions.push(token, encoded);
@@ -198,6 +198,8 @@ impl Shared {
 
 /// Responses whose header the engine fills.
 pub trait HasHeader {
+    /// etcd's Cluster service answers with no store revision in its header.
+    const HAS_REVISION: bool = true;
     fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
 }
 
@@ -214,9 +216,15 @@ has_header!(
     DeleteRangeResponse,
     TxnResponse,
     CompactionResponse,
-    StatusResponse,
-    MemberListResponse
+    StatusResponse
 );
+
+impl HasHeader for MemberListResponse {
+    const HAS_REVISION: bool = false;
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+        &mut self.header
+    }
+}
 
 /// Work for the reader threads.
 pub(crate) enum ReadTask {

@@ -511,7 +511,7 @@ impl Node {
 }
 
 fn encode_answer<R: Message + crate::engine::HasHeader>(shared: &Shared, mut resp: R) -> Vec<u8> {
-    shared.fill_header(resp.header_mut());
+    shared.fill_header(&mut resp);
     resp.encode_to_vec()
 }
 

@@ -64,6 +64,10 @@ pub(crate) fn read_u64<T: ReadableTable<&'static [u8], &'static [u8]>>(
     })
 }
 
+/// The compacted revision of a store never compacted: etcd's floor is -1, so
+/// compacting at 0 once succeeds.
+pub(crate) const NEVER_COMPACTED: i64 = -1;
+
 pub(crate) fn read_rev<T: ReadableTable<&'static [u8], &'static [u8]>>(
     meta: &T,
     name: &[u8],
@@ -73,6 +77,6 @@ pub(crate) fn read_rev<T: ReadableTable<&'static [u8], &'static [u8]>>(
             .ok_or_else(|| EtcdError::Internal("mvcc: corrupt compact revision".into()))?
             .0
             .main,
-        None => 0,
+        None => NEVER_COMPACTED,
     })
 }

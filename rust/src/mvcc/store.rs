@@ -157,7 +157,7 @@ impl Store {
 
     /// 0 if never compacted.
     pub fn compact_revision(&self) -> i64 {
-        self.compact_rev.load(Ordering::Acquire)
+        self.compact_rev.load(Ordering::Acquire).max(0)
     }
 
     /// (raft index, raft term) of the last applied entry, as last committed.

@@ -457,6 +457,8 @@ fn mvcc_compaction_errors_and_effects() {
     del(&s, "b", ""); // 5
     put(&s, "c", "1"); // 6
     assert_eq!(compact(&s, 7), Err(EtcdError::FutureRev));
+    // Never compacted: etcd's floor is -1, so 0 is accepted and changes nothing.
+    assert_eq!(compact(&s, 0), Ok(6));
     assert_eq!(compact(&s, 0), Err(EtcdError::Compacted));
     let size_before = s.db_size();
     assert_eq!(compact(&s, 5), Ok(6));

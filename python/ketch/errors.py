@@ -1,0 +1,54 @@
+"""The one table from engine error names to gRPC status codes.
+
+The engine names each error (`EtcdError::name()` in rust/src/error.rs) and
+carries etcd's exact wire message; this table picks the status code etcd
+puts beside that message (etcd's `rpctypes/error.go`). Keep the two in step.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = ["GRPC_STATUS", "EngineError", "status_of"]
+
+_C = grpc.StatusCode
+
+GRPC_STATUS: dict[str, grpc.StatusCode] = {
+    "EmptyKey": _C.INVALID_ARGUMENT,
+    "KeyNotFound": _C.INVALID_ARGUMENT,
+    "ValueProvided": _C.INVALID_ARGUMENT,
+    "LeaseProvided": _C.INVALID_ARGUMENT,
+    "TooManyOps": _C.INVALID_ARGUMENT,
+    "DuplicateKey": _C.INVALID_ARGUMENT,
+    "RequestTooLarge": _C.INVALID_ARGUMENT,
+    "Compacted": _C.OUT_OF_RANGE,
+    "FutureRev": _C.OUT_OF_RANGE,
+    "NoSpace": _C.RESOURCE_EXHAUSTED,
+    "LeaseNotFound": _C.NOT_FOUND,
+    "NoLeader": _C.UNAVAILABLE,
+    "Timeout": _C.UNAVAILABLE,
+    "Stopped": _C.UNAVAILABLE,
+    # A request whose bytes do not decode. etcd never sees such a request:
+    # grpc-go rejects it first with codes.Internal and this same message
+    # (grpc/server.go, "grpc: error unmarshalling request: ..."), so that is
+    # what a client of real etcd gets.
+    "BadRequest": _C.INTERNAL,
+    "Internal": _C.INTERNAL,
+}
+
+
+def status_of(name: str) -> grpc.StatusCode:
+    """The status code for an engine error name; UNKNOWN for a name not in the table."""
+    return GRPC_STATUS.get(name, _C.UNKNOWN)
+
+
+class EngineError(Exception):
+    """A request the engine answered with an error: its name and etcd's message."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(name, message)
+        self.name = name
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
