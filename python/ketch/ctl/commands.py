@@ -322,8 +322,13 @@ def cmd_watch(p: ParsedArgs, ctl: Ctl) -> None:
         args = [env_key] + ([env_range] if env_range else [])
     if not args:
         raise CtlError(EXIT_BAD_ARGS, "bad number of arguments")
-    watch = _start_watch(ctl, args, p["prefix"], p["rev"], p["prev-kv"])
-    _print_watch(ctl, watch)
+    try:
+        watch = _start_watch(ctl, args, p["prefix"], p["rev"], p["prev-kv"])
+    except EtcdError as e:
+        # etcdctl's watch channel closes with the error: the same two lines.
+        ctl.out.err(f"watch was canceled ({go_error_text(e)})\n")
+    else:
+        _print_watch(ctl, watch)
     raise CtlError(EXIT_INTERRUPTED, "watch is canceled by the server")
 
 
