@@ -5,7 +5,8 @@ for the two clients, `requests` for Compare and Op (transactions), `results`
 for what calls return and `errors` for what they raise.
 """
 
-from .aio import AsyncClient, AsyncLease, AsyncWatch
+from typing import TYPE_CHECKING, Any
+
 from .endpoints import TLSConfig
 from .errors import (
     AuthFailed,
@@ -49,6 +50,18 @@ from .results import (
     WatchResponse,
 )
 from .sync import Client, KeepAlive, Lease, TxnBuilder, Watch
+
+if TYPE_CHECKING:
+    from .aio import AsyncClient, AsyncLease, AsyncWatch
+
+
+def __getattr__(name: str) -> Any:
+    # asyncio and grpc.aio load only for those who use them (ketchctl starts faster).
+    if name in ("AsyncClient", "AsyncLease", "AsyncWatch"):
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'ketch.client' has no attribute {name!r}")
 
 __all__ = [
     "AsyncClient", "AsyncLease", "AsyncWatch", "AuthFailed", "Client", "Compacted", "Compare",

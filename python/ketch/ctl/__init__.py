@@ -48,7 +48,9 @@ def run(argv: Sequence[str]) -> int:
                 if a in NOT_YET:
                     out.err(f"Error: {a} is not supported by ketchctl yet\n")
                     return EXIT_BAD_FEATURE
-                out.err(f'Error: unknown command "{a}" for "ketchctl"\nRun \'ketchctl --help\' for usage.\n')
+                # cobra says it, then etcdctl's main says it again.
+                msg = f'Error: unknown command "{a}" for "ketchctl"\n'
+                out.err(msg + "Run 'ketchctl --help' for usage.\n" + msg)
                 return EXIT_ERROR
             break
         node = node.children[matches[0]]
@@ -63,7 +65,7 @@ def run(argv: Sequence[str]) -> int:
         parsed = parse_flags(rest, flags)
         apply_env(parsed, GLOBAL_FLAGS)
     except FlagError as e:
-        out.err(f"Error: {e}\n")
+        out.err(f"Error: {e}\n" * 2)  # cobra, then etcdctl's main, as with unknown commands
         return EXIT_ERROR
     if node.run is None or parsed["help"]:
         usage = node.usage or "ketchctl <command>"

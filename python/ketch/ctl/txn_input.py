@@ -91,14 +91,53 @@ _TARGETS = {
 }  # fmt: skip
 
 
+def _scan_quoted(s: str, pos: int) -> tuple[str, int] | None:
+    """fmt.Sscanf's %q: skip spaces, then one Go quoted string; None if there is none."""
+    while pos < len(s) and s[pos] == " ":
+        pos += 1
+    if pos < len(s) and s[pos] == "`":
+        end = s.find("`", pos + 1)
+        return (s[pos + 1 : end], end + 1) if end > 0 else None
+    m = _QUOTED.match(s, pos)
+    if m is None:
+        return None
+    try:
+        return unquote(m.group(1)), m.end()
+    except (ValueError, IndexError):
+        return None
+
+
+def _scan(rest: str) -> tuple[int, str, str, str]:
+    """fmt.Sscanf(rest, "%q) %s %q"): how many values it got, and them."""
+    key = op = val = ""
+    got = _scan_quoted(rest, 0)
+    if got is None:
+        return 0, key, op, val
+    key, pos = got
+    if not rest.startswith(")", pos):
+        return 1, key, op, val
+    pos += 1
+    m = re.compile(r"\s+(\S+)").match(rest, pos)
+    if m is None:
+        return 1, key, op, val
+    op, pos = m.group(1), m.end()
+    got = _scan_quoted(rest, pos)
+    if got is None:
+        return 2, key, op, val
+    return 3, key, op, got[0]
+
+
 def parse_compare(line: str) -> Compare:
     target, paren, rest = line.partition("(")
     if not paren:
         raise TxnInputError(f"malformed comparison: {line}")
-    m = re.match(r'\s*"((?:[^"\\]|\\.)*)"\)\s+(\S+)\s+"((?:[^"\\]|\\.)*)"', rest)
-    if m is None:
-        raise TxnInputError(f"malformed comparison: {line}")
-    key, op, val = unquote(m.group(1)), m.group(2), unquote(m.group(3))
+    n, key, op, val = _scan(rest)
+    if n != 3:
+        from .gofmt import go_quote
+
+        raise TxnInputError(
+            f"malformed comparison: {line}; got {target}({go_quote(key)}) {op} {go_quote(val)}"
+        )
     make = _TARGETS.get(target)
     if make is None:
         raise TxnInputError(f"malformed comparison: {line} (unknown target {target})")
