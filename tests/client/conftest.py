@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from ketch.client import Client
 from ketch.testing import Member, member
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from ketch import Client, ConnectionFailed, DeadlineExceeded, Unavailable
 from ketch._pb import rpc_pb2
 from ketch.testing import Member, free_port, member
@@ -95,11 +94,12 @@ def test_no_endpoint_reachable_is_a_connection_error() -> None:
 
 
 def _certs(tmp: Path) -> dict[str, Path]:
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     now = datetime.datetime.now(datetime.timezone.utc)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from ketch import AsyncClient, Client, Compacted, Compare, FutureRevision, InvalidArgument, Op
 from ketch.testing import Member
 

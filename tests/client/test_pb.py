@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
-
 from ketch._pb import kv_pb2, regen, rpc_pb2
 
 PROTO_DIR = Path(__file__).resolve().parents[2] / "rust" / "proto"

@@ -7,8 +7,7 @@ import asyncio
 import time
 
 import pytest
-
-from ketch import AsyncClient, Client, Compacted, LeaseNotFound, Unimplemented
+from ketch import AsyncClient, Compacted, LeaseNotFound, Unimplemented
 from ketch.client import EventType
 from ketch.testing import Member
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
 from ketch.testing import Member, member
 
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"

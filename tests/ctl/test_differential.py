@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from ketch.testing import Member
 
 from .conftest import ETCDCTL, Outcome, normalize, run

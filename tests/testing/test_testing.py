@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from ketch import Client
 from ketch.testing import Member, ServerStartError, cluster, member
 

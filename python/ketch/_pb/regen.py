@@ -23,7 +23,7 @@ PROTOS = ("kv.proto", "rpc.proto")
 def fix_imports(source: str) -> str:
     """protoc writes `import kv_pb2`, an absolute import of a top-level module;
     inside the ketch._pb package it has to be relative."""
-    return re.sub(r"^import (\w+_pb2) as ", r"from . import \1 as ", source, flags=re.M)
+    return re.sub(r"^import (\w+_pb2) as ", r"from . import \1 as ", source, flags=re.MULTILINE)
 
 
 def generate(out_dir: Path) -> None:

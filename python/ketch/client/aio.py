@@ -54,9 +54,24 @@ from .results import (
     WatchResponse,
 )
 from .sync import (
-    COMPACT, DEFAULT_ENDPOINT, DELETE, KEEPALIVE_PATH, LEASE_GRANT, LEASE_LEASES, LEASE_REVOKE,
-    LEASE_TTL, MEMBER_LIST, PUT, RANGE, RETRY_PAUSE, STATUS, TXN, WATCH_PATH, Timeout,
-    _retryable, _serialize,
+    COMPACT,
+    DEFAULT_ENDPOINT,
+    DELETE,
+    KEEPALIVE_PATH,
+    LEASE_GRANT,
+    LEASE_LEASES,
+    LEASE_REVOKE,
+    LEASE_TTL,
+    MEMBER_LIST,
+    PUT,
+    RANGE,
+    RETRY_PAUSE,
+    STATUS,
+    TXN,
+    WATCH_PATH,
+    Timeout,
+    _retryable,
+    _serialize,
 )  # fmt: skip
 
 __all__ = ["AsyncClient", "AsyncKeepAlive", "AsyncLease", "AsyncWatch"]

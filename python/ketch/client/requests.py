@@ -190,7 +190,7 @@ class CompareTarget:
     """The left side of a compare: one attribute of a key (or of every key in a
     range). Compare it with ==, !=, < or > to get a Compare."""
 
-    __slots__ = ("_target", "_key", "_range_end")
+    __slots__ = ("_key", "_range_end", "_target")
 
     def __init__(self, target: int, key: Bytes, range_end: Bytes | None, prefix: bool) -> None:
         self._target = target

@@ -18,7 +18,14 @@ __all__ = ["main"]
 def run(argv: Sequence[str]) -> int:
     from ..client import EtcdError
     from .commands import (
-        COMMANDS, EXIT_BAD_FEATURE, EXIT_ERROR, NOT_YET, CommandSpec, Ctl, CtlError, go_error_text,
+        COMMANDS,
+        EXIT_BAD_FEATURE,
+        EXIT_ERROR,
+        NOT_YET,
+        CommandSpec,
+        Ctl,
+        CtlError,
+        go_error_text,
     )  # fmt: skip
     from .flags import GLOBAL_FLAGS, FlagError, apply_env, parse_flags
     from .printers import Output, UnsupportedFormat, make_printer

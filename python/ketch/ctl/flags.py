@@ -16,7 +16,7 @@ from typing import Any
 
 from .gofmt import parse_duration, parse_int
 
-__all__ = ["Flag", "FlagError", "GLOBAL_FLAGS", "ParsedArgs", "parse_flags"]
+__all__ = ["GLOBAL_FLAGS", "Flag", "FlagError", "ParsedArgs", "parse_flags"]
 
 
 class FlagError(Exception):
@@ -126,8 +126,7 @@ def parse_flags(argv: Sequence[str], flags: Sequence[Flag]) -> ParsedArgs:
                     if shorts.startswith("="):
                         value, shorts = shorts[1:], ""
                 else:
-                    if shorts.startswith("="):
-                        shorts = shorts[1:]
+                    shorts = shorts.removeprefix("=")
                     if shorts:
                         value, shorts = shorts, ""
                     elif i < len(argv):

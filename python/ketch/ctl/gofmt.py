@@ -37,7 +37,6 @@ def go_quote(data: bytes | str) -> str:
     """fmt's %q of a string: double-quoted, Go escapes, invalid UTF-8 as \\xNN."""
     raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     out = ['"']
-    i = 0
     text = raw.decode("utf-8", "surrogateescape")
     for ch in text:
         o = ord(ch)
@@ -56,7 +55,6 @@ def go_quote(data: bytes | str) -> str:
             out.append(f"\\u{o:04x}")
         else:
             out.append(f"\\U{o:08x}")
-        i += 1
     out.append('"')
     return "".join(out)
 

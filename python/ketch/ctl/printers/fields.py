@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from ...client.results import (
-    DeleteResult, GetResult, Header, KeepAliveResult, KeyValue, LeaseGrant, LeaseInfo, LeaseList,
-    MemberList, PutResult, Status, TxnResult, WatchResponse,
+    DeleteResult,
+    GetResult,
+    Header,
+    KeepAliveResult,
+    KeyValue,
+    LeaseGrant,
+    LeaseInfo,
+    LeaseList,
+    MemberList,
+    PutResult,
+    Status,
+    TxnResult,
+    WatchResponse,
 )  # fmt: skip
 from ..gofmt import go_quote
 from .base import Health, Printer

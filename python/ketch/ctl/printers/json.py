@@ -9,8 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from ...client.results import (
-    DeleteResult, GetResult, Header, KeepAliveResult, LeaseGrant, LeaseInfo, LeaseList,
-    MemberList, PutResult, Status, TxnResult, WatchResponse,
+    DeleteResult,
+    GetResult,
+    Header,
+    KeepAliveResult,
+    LeaseGrant,
+    LeaseInfo,
+    LeaseList,
+    MemberList,
+    PutResult,
+    Status,
+    TxnResult,
+    WatchResponse,
 )  # fmt: skip
 from ..gofmt import go_json, header_fields, pb_to_go
 from .base import Health, Printer

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from ...client.results import (
-    DeleteResult, GetResult, Header, KeepAliveResult, KeyValue, LeaseGrant, LeaseInfo, LeaseList,
-    MemberList, PutResult, Status, TxnResult, WatchResponse,
+    DeleteResult,
+    GetResult,
+    Header,
+    KeepAliveResult,
+    KeyValue,
+    LeaseGrant,
+    LeaseInfo,
+    LeaseList,
+    MemberList,
+    PutResult,
+    Status,
+    TxnResult,
+    WatchResponse,
 )  # fmt: skip
 from .base import Health, Output, Printer, endpoint_status_rows, member_list_rows
 
