@@ -22,6 +22,22 @@ if TYPE_CHECKING:
     from .engine import EngineBridge
     from .errors import GRPC_STATUS, EngineError
     from .server import serve
+    from .client import (
+        AsyncClient, AuthFailed, Client, Compacted, Compare, ConnectionFailed, DeadlineExceeded,
+        DuplicateKey, EtcdError, FutureRevision, InvalidArgument, LeaderChanged, LeaseExpired,
+        LeaseNotFound, MemberNotFound, NoLeader, NoSpace, Op, PermissionDenied, RequestTooLarge,
+        TooManyOps, Unavailable, Unimplemented, WatchCanceled,
+    )  # fmt: skip
+
+# The client (ketch.client): loaded on first use too, so the server's command
+# line does not pay for it.
+_CLIENT_NAMES = (
+    "AsyncClient", "AuthFailed", "Client", "Compacted", "Compare", "ConnectionFailed",
+    "DeadlineExceeded", "DuplicateKey", "EtcdError", "FutureRevision", "InvalidArgument",
+    "LeaderChanged", "LeaseExpired", "LeaseNotFound", "MemberNotFound", "NoLeader", "NoSpace",
+    "Op", "PermissionDenied", "RequestTooLarge", "TooManyOps", "Unavailable", "Unimplemented",
+    "WatchCanceled",
+)  # fmt: skip
 
 __all__ = [
     "ETCD_VERSION",
@@ -35,6 +51,7 @@ __all__ = [
     "member_id",
     "parse",
     "serve",
+    *_CLIENT_NAMES,
 ]
 
 _LAZY = {
@@ -42,6 +59,7 @@ _LAZY = {
     "EngineError": "errors",
     "GRPC_STATUS": "errors",
     "serve": "server",
+    **{name: "client" for name in _CLIENT_NAMES},
 }
 
 
