@@ -1,5 +1,4 @@
-"""Watch and lease, against the real etcd (ketch answers UNIMPLEMENTED for both
-today, which the last tests check the client reports as such)."""
+"""Watch and lease through the client, against the real etcd and against ketch."""
 
 from __future__ import annotations
 
@@ -7,13 +6,13 @@ import asyncio
 import time
 
 import pytest
-from ketch import AsyncClient, Compacted, LeaseNotFound, Unimplemented
+from ketch import AsyncClient, Compacted, LeaseNotFound
 from ketch.client import EventType
 from ketch.testing import Member
 
 
-def test_watch_events_prev_kv_and_start_revision(etcd_server: Member) -> None:
-    with etcd_server.client() as c:
+def test_watch_events_prev_kv_and_start_revision(server: Member) -> None:
+    with server.client() as c:
         start = c.put("w/a", "0").header.revision
         with c.watch("w/", prefix=True, prev_kv=True) as w:
             c.put("w/a", "1")
@@ -29,12 +28,12 @@ def test_watch_events_prev_kv_and_start_revision(etcd_server: Member) -> None:
         assert values[:2] == [b"0", b"1"]
 
 
-def test_watch_resumes_after_the_server_restarts(etcd_server: Member) -> None:
-    with etcd_server.client(timeout=10) as c:
+def test_watch_resumes_after_the_server_restarts(server: Member) -> None:
+    with server.client(timeout=10) as c:
         with c.watch("resume") as w:
             c.put("resume", "before")
             assert w.get(timeout=5).events[0].kv.value == b"before"
-            etcd_server.restart()  # same port, same data: the stream breaks
+            server.restart()  # same port, same data: the stream breaks
             c.put("resume", "after1")
             c.put("resume", "after2")
             got = [e.kv.value for e in w.get(timeout=15).events]
@@ -44,8 +43,8 @@ def test_watch_resumes_after_the_server_restarts(etcd_server: Member) -> None:
         assert w.reconnects >= 1
 
 
-def test_watch_from_a_compacted_revision_raises_compacted(etcd_server: Member) -> None:
-    with etcd_server.client() as c:
+def test_watch_from_a_compacted_revision_raises_compacted(server: Member) -> None:
+    with server.client() as c:
         first = c.put("cw", "1").header.revision
         rev = c.put("cw", "2").header.revision
         c.compact(rev)
@@ -55,8 +54,8 @@ def test_watch_from_a_compacted_revision_raises_compacted(etcd_server: Member) -
         assert e.value.compact_revision == rev
 
 
-def test_lease_context_manager_keeps_alive_then_revokes(etcd_server: Member) -> None:
-    with etcd_server.client() as c:
+def test_lease_context_manager_keeps_alive_then_revokes(server: Member) -> None:
+    with server.client() as c:
         with c.lease(ttl=2) as lease:
             c.put("leased", "v", lease=lease.id)
             time.sleep(2.5)  # past the TTL: only the keep-alive keeps the key
@@ -73,9 +72,9 @@ def test_lease_context_manager_keeps_alive_then_revokes(etcd_server: Member) -> 
         assert c.keep_alive_once(g.id).ttl == 30
 
 
-def test_async_watch_and_lease(etcd_server: Member) -> None:
+def test_async_watch_and_lease(server: Member) -> None:
     async def run() -> None:
-        async with AsyncClient(etcd_server.endpoint) as c:
+        async with AsyncClient(server.endpoint) as c:
             async with await c.watch("aw", prefix=True) as w:
                 await c.put("aw1", "x")
                 resp = await w.get(timeout=5)
@@ -89,11 +88,3 @@ def test_async_watch_and_lease(etcd_server: Member) -> None:
                 await c.keep_alive_once(lease.id)
 
     asyncio.run(run())
-
-
-def test_ketch_reports_watch_and_lease_as_unimplemented(ketch_server: Member) -> None:
-    with ketch_server.client() as c:
-        with pytest.raises(Unimplemented):
-            c.watch("k")
-        with pytest.raises(Unimplemented):
-            c.grant(10)

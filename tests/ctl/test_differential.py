@@ -83,8 +83,6 @@ def test_reads(seeded: Member, fmt: str) -> None:
     failed = [args for args, o in zip(READS, outcomes) if o.rc != 0]
     # --print-value-only is for the simple format only: etcdctl exits 128 for the others.
     expected = [] if fmt == "simple" else [["get", "d/", "--prefix", "--print-value-only"]]
-    if seeded.server == "ketch":  # no Lease service yet: both tools report UNIMPLEMENTED
-        expected.append(["lease", "timetolive", "1234"])
     assert failed == expected
     assert outcomes[1].stdout
 
@@ -215,54 +213,52 @@ def _watch_both(server: Member, args: list[str], actions: list[list[str]]) -> tu
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_watch(etcd_server: Member, fmt: str) -> None:
+def test_watch(server: Member, fmt: str) -> None:
     acts = [["put", f"wt{fmt}/a", "1"], ["put", f"wt{fmt}/b", "2"], ["del", f"wt{fmt}/a"]]
-    want, got = _watch_both(etcd_server, [f"wt{fmt}/", "--prefix", "--prev-kv", "-w", fmt], acts)
+    want, got = _watch_both(server, [f"wt{fmt}/", "--prefix", "--prev-kv", "-w", fmt], acts)
     assert got == want and want.count(b"\n") >= 3
 
 
-def test_watch_errors(etcd_server: Member, ketch_server: Member) -> None:
-    same(etcd_server, ["watch"])
-    same(etcd_server, ["watch", "a", "b", "--prefix"])
-    o = same(ketch_server, ["watch", "k"])  # ketch: UNIMPLEMENTED, as etcdctl reports it
-    assert o.rc == 5 and o.errors[-1] == "Error: watch is canceled by the server"
+def test_watch_errors(server: Member) -> None:
+    same(server, ["watch"])
+    same(server, ["watch", "a", "b", "--prefix"])
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_lease(etcd_server: Member, fmt: str) -> None:
+def test_lease(server: Member, fmt: str) -> None:
     w = ["-w", fmt]
-    with etcd_server.client() as c:
+    with server.client() as c:
         lease = c.grant(600)
         c.put(f"lk{fmt}", "v", lease=lease.id)
     lid = f"{lease.id:x}"
-    same(etcd_server, ["lease", "timetolive", lid, "--keys", *w])
-    same(etcd_server, ["lease", "list", *w])
-    same(etcd_server, ["lease", "keep-alive", "--once", lid, *w])
-    same(etcd_server, ["lease", "timetolive", "ffff", *w])
-    same(etcd_server, ["lease", "revoke", "ffff", *w])
-    same(etcd_server, ["lease", "keep-alive", "--once", "ffff", *w])
+    same(server, ["lease", "timetolive", lid, "--keys", *w])
+    same(server, ["lease", "list", *w])
+    same(server, ["lease", "keep-alive", "--once", lid, *w])
+    same(server, ["lease", "timetolive", "ffff", *w])
+    same(server, ["lease", "revoke", "ffff", *w])
+    same(server, ["lease", "keep-alive", "--once", "ffff", *w])
     ids = []
     for tool in ("etcdctl", "ketchctl"):
-        o = run(tool, etcd_server.endpoint, ["lease", "grant", "60", *w])
+        o = run(tool, server.endpoint, ["lease", "grant", "60", *w])
         ids.append(re.search(rb"\d{10,}|[0-9a-f]{16}", o.stdout).group())  # type: ignore[union-attr]
         assert o.rc == 0
-    want = run("etcdctl", etcd_server.endpoint, ["lease", "grant", "60", *w])
-    got = run("ketchctl", etcd_server.endpoint, ["lease", "grant", "60", *w])
+    want = run("etcdctl", server.endpoint, ["lease", "grant", "60", *w])
+    got = run("ketchctl", server.endpoint, ["lease", "grant", "60", *w])
     pattern = rb"\d{10,}|[0-9a-f]{16}"
     assert normalize(re.sub(pattern, b"ID", got.stdout)) == normalize(re.sub(pattern, b"ID", want.stdout))
     for lease_hex in [lid]:
-        a = run("etcdctl", etcd_server.endpoint, ["lease", "revoke", lease_hex, *w])
-        b = run("ketchctl", etcd_server.endpoint, ["lease", "revoke", lease_hex, *w])
+        a = run("etcdctl", server.endpoint, ["lease", "revoke", lease_hex, *w])
+        b = run("ketchctl", server.endpoint, ["lease", "revoke", lease_hex, *w])
         assert a.rc == 0 and b.rc == 1  # the second finds it revoked: etcd's error, as etcdctl says it
         assert b.errors == ["Error: failed to revoke lease (etcdserver: requested lease not found)"]
 
 
-def test_lease_keep_alive_stream(etcd_server: Member) -> None:
-    with etcd_server.client() as c:
+def test_lease_keep_alive_stream(server: Member) -> None:
+    with server.client() as c:
         lid = f"{c.grant(3).id:x}"
     outs = []
     for cmd in ([ETCDCTL], [sys.executable, "-m", "ketch.ctl"]):
-        p = subprocess.Popen([*cmd, "--endpoints", etcd_server.endpoint, "lease", "keep-alive", lid],
+        p = subprocess.Popen([*cmd, "--endpoints", server.endpoint, "lease", "keep-alive", lid],
                              stdout=subprocess.PIPE, env={"ETCDCTL_API": "3"})  # fmt: skip
         time.sleep(1.5)
         p.send_signal(signal.SIGTERM)
