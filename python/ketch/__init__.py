@@ -19,15 +19,35 @@ from .config import Config, ConfigError, parse
 from .membership import cluster_id, member_id
 
 if TYPE_CHECKING:
+    from .client import (
+        AsyncClient,
+        AuthFailed,
+        Client,
+        Compacted,
+        Compare,
+        ConnectionFailed,
+        DeadlineExceeded,
+        DuplicateKey,
+        EtcdError,
+        FutureRevision,
+        InvalidArgument,
+        LeaderChanged,
+        LeaseExpired,
+        LeaseNotFound,
+        MemberNotFound,
+        NoLeader,
+        NoSpace,
+        Op,
+        PermissionDenied,
+        RequestTooLarge,
+        TooManyOps,
+        Unavailable,
+        Unimplemented,
+        WatchCanceled,
+    )
     from .engine import EngineBridge
     from .errors import GRPC_STATUS, EngineError
     from .server import serve
-    from .client import (
-        AsyncClient, AuthFailed, Client, Compacted, Compare, ConnectionFailed, DeadlineExceeded,
-        DuplicateKey, EtcdError, FutureRevision, InvalidArgument, LeaderChanged, LeaseExpired,
-        LeaseNotFound, MemberNotFound, NoLeader, NoSpace, Op, PermissionDenied, RequestTooLarge,
-        TooManyOps, Unavailable, Unimplemented, WatchCanceled,
-    )  # fmt: skip
 
 # The client (ketch.client): loaded on first use too, so the server's command
 # line does not pay for it.
@@ -39,19 +59,44 @@ _CLIENT_NAMES = (
     "WatchCanceled",
 )  # fmt: skip
 
+# Spelled out (with _CLIENT_NAMES) rather than built: linters and type checkers read
+# __all__ without running it.
 __all__ = [
     "ETCD_VERSION",
     "GRPC_STATUS",
+    "AsyncClient",
+    "AuthFailed",
+    "Client",
+    "Compacted",
+    "Compare",
     "Config",
     "ConfigError",
+    "ConnectionFailed",
+    "DeadlineExceeded",
+    "DuplicateKey",
     "EngineBridge",
     "EngineError",
+    "EtcdError",
+    "FutureRevision",
+    "InvalidArgument",
+    "LeaderChanged",
+    "LeaseExpired",
+    "LeaseNotFound",
+    "MemberNotFound",
+    "NoLeader",
+    "NoSpace",
+    "Op",
+    "PermissionDenied",
+    "RequestTooLarge",
+    "TooManyOps",
+    "Unavailable",
+    "Unimplemented",
+    "WatchCanceled",
     "__version__",
     "cluster_id",
     "member_id",
     "parse",
     "serve",
-    *_CLIENT_NAMES,
 ]
 
 _LAZY = {

@@ -87,9 +87,11 @@ def test_fails_over_to_the_next_endpoint(ketch_server: Member) -> None:
 
 
 def test_no_endpoint_reachable_is_a_connection_error() -> None:
-    with Client(f"http://127.0.0.1:{free_port()}", dial_timeout=0.3, timeout=None) as c:
-        with pytest.raises(ConnectionFailed) as e:
-            c.get("k")
+    with (
+        Client(f"http://127.0.0.1:{free_port()}", dial_timeout=0.3, timeout=None) as c,
+        pytest.raises(ConnectionFailed) as e,
+    ):
+        c.get("k")
     assert "could not connect" in str(e.value) and e.value.hint
 
 
@@ -134,8 +136,11 @@ def _certs(tmp: Path) -> dict[str, Path]:
         files[who].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         files[who + "-key"] = tmp / f"{who}-key.pem"
         files[who + "-key"].write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption())  # fmt: skip
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
         )
     return files
 
@@ -152,9 +157,11 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
         with Client(url, ca_cert=f["ca"], cert=f["client"], key=f["client-key"]) as c:
             assert c.put("tls", "v").header.revision > 0
             assert c.get("tls").value == b"v"
-        with Client(url, ca_cert=f["ca"], dial_timeout=0.5, timeout=2) as c:
-            with pytest.raises(Unavailable):  # the server requires a client certificate
-                c.get("tls")
+        with (
+            Client(url, ca_cert=f["ca"], dial_timeout=0.5, timeout=2) as c,
+            pytest.raises(Unavailable),  # the server requires a client certificate
+        ):
+            c.get("tls")
     finally:
         m.stop()
 

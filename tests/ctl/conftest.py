@@ -32,7 +32,7 @@ def run(tool: str, endpoint: str, args: list[str], stdin: bytes | None = None,
     cmd = [ETCDCTL] if tool == "etcdctl" else [sys.executable, "-m", "ketch.ctl"]
     p = subprocess.run(
         [*cmd, "--endpoints", endpoint, *args], input=stdin or b"", capture_output=True,
-        timeout=TIMEOUT, env=base,
+        timeout=TIMEOUT, env=base, check=False,  # the caller looks at the exit status
     )  # fmt: skip
     lines = p.stderr.decode(errors="replace").splitlines()
     errors = [ln.replace("etcdctl", "ketchctl") for ln in lines if not ln.startswith('{"level"')]

@@ -153,17 +153,17 @@ def test_compaction(seeded: Member) -> None:
 
 @pytest.mark.parametrize("fmt", ["simple", "json", "fields", "table"])
 def test_endpoint_health(seeded: Member, fmt: str) -> None:
+    took = re.compile(r"\d+(\.\d+)?(ns|µs|ms|s)")
+
+    def table(out: bytes) -> str:  # the took column's width follows the duration's
+        return re.sub(r"-+", "-", re.sub(r" +", " ", took.sub("T", out.decode())))
+
     for args in (["endpoint", "health"], ["endpoint", "health", "--cluster"]):
         want = run("etcdctl", seeded.endpoint, [*args, "-w", fmt])
         got = run("ketchctl", seeded.endpoint, [*args, "-w", fmt])
-        took = re.compile(r"\d+(\.\d+)?(ns|µs|ms|s)")
         norm = [took.sub("T", ln) for ln in want.errors], [took.sub("T", ln) for ln in got.errors]
         assert got.rc == want.rc == 0
         assert norm[1] == norm[0]
-
-        def table(out: bytes) -> str:  # the took column's width follows the duration's
-            return re.sub(r"-+", "-", re.sub(r" +", " ", took.sub("T", out.decode())))
-
         assert table(got.stdout) == table(want.stdout)
 
 

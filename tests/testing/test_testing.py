@@ -39,14 +39,18 @@ def test_fixtures_from_the_plugin(ketch_member: Member, ketch_client: Client) ->
 
 
 def test_three_member_cluster_says_it_is_not_there_yet() -> None:
-    with pytest.raises(NotImplementedError, match="cannot form a 3-member cluster yet"):
-        with cluster(size=3):
-            pass
+    with (
+        pytest.raises(NotImplementedError, match="cannot form a 3-member cluster yet"),
+        cluster(size=3),
+    ):
+        pass
     with cluster(size=1) as members:
         assert len(members) == 1
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
-    with pytest.raises(ServerStartError, match="exited with status"):
-        with member(data_dir=tmp_path, extra_args=["--no-such-flag"]):
-            pass
+    with (
+        pytest.raises(ServerStartError, match="exited with status"),
+        member(data_dir=tmp_path, extra_args=["--no-such-flag"]),
+    ):
+        pass

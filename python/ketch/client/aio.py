@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -73,6 +73,9 @@ from .sync import (
     _retryable,
     _serialize,
 )  # fmt: skip
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs 3.11; only the checker reads it
 
 __all__ = ["AsyncClient", "AsyncKeepAlive", "AsyncLease", "AsyncWatch"]
 
@@ -208,7 +211,7 @@ class AsyncClient:
         for ch in channels:
             await ch.close()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -342,7 +345,14 @@ class AsyncClient:
     ) -> AsyncWatch:
         """Start a watch; returns once the server has accepted it (see `Client.watch`)."""
         k, end = rq.key_range(key, range_end, prefix, from_key)
-        filters = [f for f, on in ((0, no_put), (1, no_delete)) if on]
+        filters = [
+            f
+            for f, on in (
+                (rpc_pb2.WatchCreateRequest.NOPUT, no_put),
+                (rpc_pb2.WatchCreateRequest.NODELETE, no_delete),
+            )
+            if on
+        ]
         create = rpc_pb2.WatchCreateRequest(
             key=k, range_end=end, start_revision=start_revision, prev_kv=prev_kv,
             progress_notify=progress_notify, filters=filters,
@@ -511,7 +521,7 @@ class AsyncWatch:
         if self._call is not None:
             self._call.cancel()
 
-    async def __aenter__(self) -> AsyncWatch:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -603,7 +613,7 @@ class AsyncLease:
         self._task: asyncio.Task[None] | None = None
         self._keeper: AsyncKeepAlive | None = None
 
-    async def __aenter__(self) -> AsyncLease:
+    async def __aenter__(self) -> Self:
         grant = await self._client.grant(self._ttl, id=self._want_id)
         self.id, self.ttl = grant.id, grant.ttl
         if self._keep_alive:

@@ -12,14 +12,13 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 from urllib.parse import urlsplit
 
 import grpc
 
 __all__ = ["Endpoint", "EndpointRing", "TLSConfig", "channel_options", "parse_endpoints"]
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 @dataclass(frozen=True)

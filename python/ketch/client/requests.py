@@ -7,13 +7,13 @@ Keys and values may be given as str (encoded as UTF-8) or bytes. A range is
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
 from .._pb import rpc_pb2
 
 __all__ = ["Compare", "CompareTarget", "Op", "prefix_range_end", "to_bytes"]
 
-Bytes = Union[str, bytes]
+Bytes = str | bytes
 SortOrder = Literal["none", "ascend", "descend"]
 SortTarget = Literal["key", "version", "create", "mod", "value"]
 
@@ -192,7 +192,13 @@ class CompareTarget:
 
     __slots__ = ("_key", "_range_end", "_target")
 
-    def __init__(self, target: int, key: Bytes, range_end: Bytes | None, prefix: bool) -> None:
+    def __init__(
+        self,
+        target: rpc_pb2.Compare.CompareTarget,
+        key: Bytes,
+        range_end: Bytes | None,
+        prefix: bool,
+    ) -> None:
         self._target = target
         self._key, end = key_range(key, range_end, prefix, False)
         self._range_end = end
@@ -200,7 +206,7 @@ class CompareTarget:
     def _make(self, op: str, other: object) -> Compare:
         pb = rpc_pb2.Compare(
             result=_RESULTS[op], target=self._target, key=self._key, range_end=self._range_end
-        )  # type: ignore[call-overload]
+        )
         if self._target == rpc_pb2.Compare.VALUE:
             pb.value = to_bytes(other)  # type: ignore[arg-type]
         else:

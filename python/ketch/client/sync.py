@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import EllipsisType, TracebackType
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -59,11 +59,14 @@ from .results import (
     WatchResponse,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs 3.11; only the checker reads it
+
 __all__ = ["Client", "KeepAlive", "Lease", "TxnBuilder", "Watch"]
 
 M = TypeVar("M", bound=Message)
 # A call's timeout in seconds; None waits forever; ... (the default) means the client's.
-Timeout = Union[float, None, EllipsisType]
+Timeout = float | None | EllipsisType
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 RETRY_PAUSE = 0.05  # between rounds over every endpoint, when all were unreachable
 
@@ -233,7 +236,7 @@ class Client:
         for ch in channels:
             ch.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -382,7 +385,14 @@ class Client:
         WatchResponse batches; if the connection drops it resumes from the
         revision after the last event seen, on whichever endpoint answers."""
         k, end = rq.key_range(key, range_end, prefix, from_key)
-        filters = [f for f, on in ((0, no_put), (1, no_delete)) if on]
+        filters = [
+            f
+            for f, on in (
+                (rpc_pb2.WatchCreateRequest.NOPUT, no_put),
+                (rpc_pb2.WatchCreateRequest.NODELETE, no_delete),
+            )
+            if on
+        ]
         create = rpc_pb2.WatchCreateRequest(
             key=k, range_end=end, start_revision=start_revision, prev_kv=prev_kv,
             progress_notify=progress_notify, filters=filters,
@@ -462,12 +472,16 @@ class Client:
         return self.call(ALARM, req, idempotent=True, timeout=timeout)
 
     def disarm(
-        self, member_id: int = 0, alarm: int = 0, *, timeout: Timeout = ...
+        self,
+        member_id: int = 0,
+        alarm: rpc_pb2.AlarmType = rpc_pb2.NONE,
+        *,
+        timeout: Timeout = ...,
     ) -> rpc_pb2.AlarmResponse:
         """Deactivate an alarm (by default every alarm of every member)."""
         req = rpc_pb2.AlarmRequest(
             action=rpc_pb2.AlarmRequest.DEACTIVATE, memberID=member_id, alarm=alarm
-        )  # type: ignore[arg-type]
+        )
         return self.call(ALARM, req, idempotent=False, timeout=timeout)
 
     def defragment(self, endpoint: str | None = None, *, timeout: Timeout = ...) -> Header:
@@ -705,7 +719,7 @@ class Watch:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> Watch:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -825,7 +839,7 @@ class KeepAlive:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> KeepAlive:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -844,7 +858,7 @@ class Lease:
         self._keep_alive = keep_alive
         self._keeper: KeepAlive | None = None
 
-    def __enter__(self) -> Lease:
+    def __enter__(self) -> Self:
         if self._keep_alive:
             self._keeper = KeepAlive(self._client, self.id, interval=None, forever=True)
         return self

@@ -109,16 +109,18 @@ def pb_to_go(msg: Message) -> dict[str, Any]:
     every field omitempty, enums as numbers, a oneof as {"Name": {"FieldName": ...}}."""
     out: dict[str, Any] = {}
     for fd in msg.DESCRIPTOR.fields:
+        is_message = fd.type == FieldDescriptor.TYPE_MESSAGE
         oneof = fd.containing_oneof
         if oneof is not None:
             if msg.WhichOneof(oneof.name) == fd.name:
-                out[_camel(oneof.name)] = {_camel(fd.name): _field_value(fd, getattr(msg, fd.name))}
+                chosen = _field_value(is_message, getattr(msg, fd.name))
+                out[_camel(oneof.name)] = {_camel(fd.name): chosen}
             continue
         value = getattr(msg, fd.name)
         if fd.is_repeated:
             if len(value):
-                out[fd.name] = [_field_value(fd, v) for v in value]
-        elif fd.type == FieldDescriptor.TYPE_MESSAGE:
+                out[fd.name] = [_field_value(is_message, v) for v in value]
+        elif is_message:
             if msg.HasField(fd.name):
                 out[fd.name] = pb_to_go(value)
         elif value:
@@ -126,8 +128,8 @@ def pb_to_go(msg: Message) -> dict[str, Any]:
     return out
 
 
-def _field_value(fd: FieldDescriptor, value: Any) -> Any:
-    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+def _field_value(is_message: bool, value: Any) -> Any:
+    if is_message:
         return pb_to_go(value)
     return value
 
@@ -182,7 +184,7 @@ def _fmt_frac(v: int, prec: int) -> tuple[str, int]:
 
 def go_duration(seconds: float) -> str:
     """time.Duration.String, e.g. 1.097867ms, 988.895µs, 2m3.5s."""
-    ns = int(round(seconds * 1e9))
+    ns = round(seconds * 1e9)
     if ns == 0:
         return "0s"
     neg = ns < 0

@@ -155,7 +155,7 @@ def parse_compare(line: str) -> Compare:
 
 
 def _lines(stream: IO[str]) -> list[str]:
-    out = []
+    out: list[str] = []
     while True:
         line = stream.readline()
         if not line.endswith("\n"):
