@@ -138,8 +138,10 @@ fn serve_connection(engine: Arc<Engine>, stream: UnixStream, route: u16) -> io::
         while let Ok(Some((method, token, request))) = read_request(&mut reader) {
             engine.submit(method, request, routed | token);
         }
-        // The worker hung up (or sent garbage): forget its route, which
-        // drops the writer's channel and ends the writer thread.
+        // The worker hung up (or sent garbage): drop its watch streams, and
+        // forget its route, which drops the writer's channel and ends the
+        // writer thread.
+        engine.shared().watch.close_route(route);
         engine.completions().remove_route(route);
         let _ = stream.shutdown(std::net::Shutdown::Both);
     })?;
@@ -343,6 +345,31 @@ mod tests {
         for w in &workers {
             w.close();
         }
+        engine.close();
+    }
+
+    #[test]
+    fn a_worker_that_hangs_up_leaves_no_watch_streams_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(Engine::start(EngineConfig::new(dir.path(), 7, 9)).unwrap());
+        let name = format!("ketch-test-{}-{}", std::process::id(), line!());
+        let server = IpcServer::start(engine.clone(), &name).unwrap();
+        let client = IpcClient::connect(&name, Box::new(|| {})).unwrap();
+        for token in 1..=3 {
+            client.submit(Method::WatchOpen as u32, &[], token);
+        }
+        // An ordinary request behind the opens: once it is answered, the
+        // opens (handled in order on the same connection) have happened.
+        client.submit(Method::KvRange as u32, &RangeRequest { key: "a".into(), ..Default::default() }.encode_to_vec(), 9);
+        wait_for(client.completions(), 1);
+        assert_eq!(engine.shared().watch.stream_count(), 3);
+        client.close();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while engine.shared().watch.stream_count() != 0 {
+            assert!(Instant::now() < deadline, "streams of a gone worker were kept");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.stop();
         engine.close();
     }
 

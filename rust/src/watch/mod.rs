@@ -266,6 +266,27 @@ impl WatchHub {
         }
     }
 
+    /// Drops every stream of a gRPC worker process that hung up: their
+    /// tokens carry its route (see `completion::ROUTE_SHIFT`).
+    pub fn close_route(&self, route: u16) {
+        let streams: Vec<u64> = self
+            .inner
+            .lock()
+            .streams
+            .keys()
+            .copied()
+            .filter(|token| (token >> crate::completion::ROUTE_SHIFT) as u16 == route)
+            .collect();
+        for token in streams {
+            self.close_stream(token);
+        }
+    }
+
+    /// How many streams are open (for stats and tests).
+    pub fn stream_count(&self) -> usize {
+        self.inner.lock().streams.len()
+    }
+
     /// Python has handed `n` more responses of the stream to gRPC.
     pub fn ack(&self, stream: u64, n: usize) {
         let mut inner = self.inner.lock();
