@@ -565,6 +565,25 @@ class _RequestQueue:
 _DONE = object()
 
 
+def _take(out: queue.Queue[Any], timeout: float | None, deadline_message: str) -> Any:
+    """The next item a stream's reader thread queued for its iterator.
+
+    Raises DeadlineExceeded when nothing came within `timeout`, StopIteration
+    once the stream ended, and the stream's error if it failed; the end marker
+    is put back so every later call ends the same way."""
+    try:
+        item = out.get(timeout=timeout)
+    except queue.Empty:
+        raise DeadlineExceeded(deadline_message, grpc.StatusCode.DEADLINE_EXCEEDED) from None
+    if item is _DONE:
+        out.put(_DONE)
+        raise StopIteration
+    if isinstance(item, BaseException):
+        out.put(_DONE)
+        raise item
+    return item
+
+
 class Watch:
     """A running watch: an iterator of WatchResponse, and a context manager that cancels it.
 
@@ -684,19 +703,8 @@ class Watch:
     def get(self, timeout: float | None = None) -> WatchResponse:
         """The next batch; raises DeadlineExceeded after `timeout` seconds without one,
         StopIteration once the watch is closed, and the watch's error if it failed."""
-        try:
-            item = self._out.get(timeout=timeout)
-        except queue.Empty:
-            raise DeadlineExceeded(
-                f"no watch event within {timeout}s", grpc.StatusCode.DEADLINE_EXCEEDED
-            ) from None
-        if item is _DONE:
-            self._out.put(_DONE)
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._out.put(_DONE)
-            raise item
-        return item  # type: ignore[no-any-return]
+        item: WatchResponse = _take(self._out, timeout, f"no watch event within {timeout}s")
+        return item
 
     def __iter__(self) -> Iterator[WatchResponse]:
         return self
@@ -806,19 +814,8 @@ class KeepAlive:
                 self._requests.close()
 
     def get(self, timeout: float | None = None) -> KeepAliveResult:
-        try:
-            item = self._out.get(timeout=timeout)
-        except queue.Empty:
-            raise DeadlineExceeded(
-                "context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED
-            ) from None
-        if item is _DONE:
-            self._out.put(_DONE)
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._out.put(_DONE)
-            raise item
-        return item  # type: ignore[no-any-return]
+        item: KeepAliveResult = _take(self._out, timeout, "context deadline exceeded")
+        return item
 
     def __iter__(self) -> Iterator[KeepAliveResult]:
         return self
