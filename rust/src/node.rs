@@ -202,12 +202,12 @@ impl Node {
                 }
             }
             if let Err(e) = self.on_ready(shared, to_readers) {
-                self.fail(shared, &e);
+                self.fail(shared, rx, &e);
                 return;
             }
             if self.store_dirty && now.duration_since(self.last_durable_commit) >= DURABLE_COMMIT_INTERVAL {
                 if let Err(e) = self.durable_commit(shared) {
-                    self.fail(shared, &e);
+                    self.fail(shared, rx, &e);
                     return;
                 }
             }
@@ -215,7 +215,7 @@ impl Node {
         // Clean stop: everything acknowledged is already in the fsynced WAL;
         // make the store durable too so the next start replays nothing.
         if let Err(e) = self.durable_commit(shared) {
-            self.fail(shared, &e);
+            self.fail(shared, rx, &e);
             return;
         }
         for (_, (token, _)) in self.pending_writes.drain() {
@@ -549,10 +549,21 @@ impl Node {
 
     /// Storage failed under the node: refuse everything from now on, as etcd
     /// would by crashing, but keep the process up so the error is seen.
-    fn fail(&mut self, shared: &Shared, why: &str) {
+    fn fail(&mut self, shared: &Shared, rx: &Receiver<NodeMsg>, why: &str) {
         eprintln!("ketch: engine stopped: {why}");
+        // Set first: from here on submit refuses at once, so what is queued
+        // below is all that will ever reach this thread.
         shared.failed.store(true, Ordering::Release);
-        for (_, (token, _)) in self.pending_writes.drain() {
+        let waiting = self.pending_writes.drain().map(|(_, (token, _))| token);
+        let held_reads = self.read_batch.drain(..).map(|(_, token)| token);
+        let raft_reads = self.reads_in_raft.drain().flat_map(|(_, (_, reads))| reads).map(|(_, token)| token);
+        let applying = self.reads_waiting_apply.drain(..).flat_map(|p| p.reads).map(|(_, token)| token);
+        let queued = rx.try_iter().filter_map(|msg| match msg {
+            NodeMsg::Write { token, .. } | NodeMsg::Read { token, .. } => Some(token),
+            NodeMsg::Stop => None,
+        });
+        let tokens: Vec<u64> = waiting.chain(held_reads).chain(raft_reads).chain(applying).chain(queued).collect();
+        for token in tokens {
             shared.completions.push(token, Err(failed_error()));
         }
     }
