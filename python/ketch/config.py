@@ -423,6 +423,7 @@ _YAML_KEYS = (
     "max-txn-ops",
     "grpc-workers",
     "log-level",
+    "experimental-watch-progress-notify-interval",
 )
 _YAML_TLS_KEYS = ("cert-file", "key-file", "trusted-ca-file", "client-cert-auth")
 
@@ -470,7 +471,10 @@ def _yaml_value(path: str, where: str, v: Any, flag_name: str | None = None) -> 
                 f"error verifying flags, {path}: {where} must be true or false, not {v!r}"
             )
         return v
-    if flag.parse in (_parse_uint, _parse_int64):
+    if flag.parse is _parse_duration and isinstance(v, int) and not isinstance(v, bool):
+        # etcd decodes a time.Duration from YAML as integer nanoseconds.
+        return v / 1e9
+    if flag.parse in (_parse_uint, _parse_int64, _parse_workers):
         if isinstance(v, bool) or not isinstance(v, int):
             raise ConfigError(
                 f"error verifying flags, {path}: {where} must be an integer, not {v!r}"

@@ -255,6 +255,19 @@ def test_bad_config_file(tmp_path: Path, text: str, fragment: str) -> None:
     assert e.value.exit_code == 1 and fragment in str(e.value) and "\n" not in str(e.value)
 
 
+def test_config_file_ketch_keys_and_durations(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    # etcd decodes a YAML duration as integer nanoseconds; a Go duration string is accepted too.
+    f.write_text("grpc-workers: 3\nexperimental-watch-progress-notify-interval: 90000000000\n")
+    cfg = parse(["--config-file", str(f)], NO_ENV)
+    assert (cfg.grpc_workers, cfg.watch_progress_notify_interval) == (3, 90.0)
+    f.write_text("experimental-watch-progress-notify-interval: 1m30s\n")
+    assert parse(["--config-file", str(f)], NO_ENV).watch_progress_notify_interval == 90.0
+    f.write_text("grpc-workers: 0\n")
+    with pytest.raises(ConfigError, match="grpc-workers"):
+        parse(["--config-file", str(f)], NO_ENV)
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         parse(["--config-file", str(tmp_path / "nope.yaml")], NO_ENV)
