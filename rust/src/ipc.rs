@@ -223,8 +223,11 @@ impl IpcClient {
                 while let Ok(Some(c)) = read_answer(&mut reader) {
                     completions.push(c.token, c.result);
                 }
-                lost.store(true, Ordering::Release);
-                on_lost();
+                // `close` marks the client lost before it shuts the socket:
+                // only an end the worker did not ask for is a lost engine.
+                if !lost.swap(true, Ordering::AcqRel) {
+                    on_lost();
+                }
             })?
         };
         Ok(IpcClient {
@@ -256,6 +259,7 @@ impl IpcClient {
     }
 
     pub fn close(&self) {
+        self.lost.store(true, Ordering::Release);
         let _ = self.stream.lock().get_ref().shutdown(std::net::Shutdown::Both);
         if let Some(t) = self.reader.lock().take() {
             let _ = t.join();
@@ -354,7 +358,8 @@ mod tests {
         let engine = Arc::new(Engine::start(EngineConfig::new(dir.path(), 7, 9)).unwrap());
         let name = format!("ketch-test-{}-{}", std::process::id(), line!());
         let server = IpcServer::start(engine.clone(), &name).unwrap();
-        let client = IpcClient::connect(&name, Box::new(|| {})).unwrap();
+        let (lost_tx, lost_rx) = crossbeam_channel::bounded(1);
+        let client = IpcClient::connect(&name, Box::new(move || lost_tx.send(()).unwrap())).unwrap();
         for token in 1..=3 {
             client.submit(Method::WatchOpen as u32, &[], token);
         }
@@ -364,6 +369,8 @@ mod tests {
         wait_for(client.completions(), 1);
         assert_eq!(engine.shared().watch.stream_count(), 3);
         client.close();
+        // Hanging up itself is not losing the engine.
+        assert!(lost_rx.recv_timeout(Duration::from_millis(200)).is_err());
         let deadline = Instant::now() + Duration::from_secs(5);
         while engine.shared().watch.stream_count() != 0 {
             assert!(Instant::now() < deadline, "streams of a gone worker were kept");
