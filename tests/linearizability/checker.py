@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 Value = bytes | None  # a key's value; None = absent
+Arg = bytes | tuple[bytes, bytes] | None  # put's value, cas's (expected, new)
 
 
 class Unknown(Enum):
@@ -62,7 +63,7 @@ class Op:
     ret: float
     key: bytes
     kind: str
-    arg: object = None
+    arg: Arg = None
     output: object = None
 
     @property
@@ -76,7 +77,8 @@ class Op:
         elif self.kind == "get":
             what = "get()"
         else:
-            exp, new = self.arg  # type: ignore[misc]
+            assert isinstance(self.arg, tuple)
+            exp, new = self.arg
             what = f"cas({exp!r} -> {new!r})"
         out = "?" if self.pending else repr(self.output)
         return f"client {self.client} [{self.call:.6f}, {ret}] {what} = {out}"
@@ -90,7 +92,8 @@ def step(state: Value, op: Op) -> tuple[bool, Value]:
     if op.kind == "get":
         return op.pending or op.output == state, state
     if op.kind == "cas":
-        expected, new = op.arg  # type: ignore[misc]
+        assert isinstance(op.arg, tuple)
+        expected, new = op.arg
         succeeded = state is not None and state == expected
         if not op.pending and op.output != succeeded:
             return False, state

@@ -23,7 +23,7 @@ import pytest
 from ..conftest import ServerFactory
 from ..support import Server
 from ..wire import KV
-from .checker import UNKNOWN, Op, Verdict, check
+from .checker import UNKNOWN, Arg, Op, Verdict, check
 
 THREADS = 6
 KEYS = [f"linz/k{i}".encode() for i in range(5)]
@@ -63,6 +63,7 @@ class Workload:
                     generation, kv = self.generation, KV(self.target, own_connection=True)
                 key = rng.choice(KEYS)
                 r = rng.random()
+                arg: Arg
                 if r < 0.35:
                     kind, arg = "put", f"c{t}.{n}".encode()
                 elif r < 0.75:
@@ -85,23 +86,26 @@ class Workload:
                 ret = time.monotonic()
                 with self.lock:
                     self.ops.append(Op(client_id, call, ret, key, kind, arg, out))
-                if kind == "get" and out is not None:
-                    last_seen[key] = out  # type: ignore[assignment]
-                elif kind == "put" or (kind == "cas" and out):
-                    last_seen[key] = arg if kind == "put" else arg[1]  # type: ignore[index,assignment]
+                if isinstance(out, bytes):  # a get that found the key
+                    last_seen[key] = out
+                elif isinstance(arg, bytes):  # a put
+                    last_seen[key] = arg
+                elif isinstance(arg, tuple) and out:  # a CAS that succeeded
+                    last_seen[key] = arg[1]
                 time.sleep(rng.uniform(0, THINK))
         finally:
             kv.close()
 
     @staticmethod
-    def _do(kv: KV, key: bytes, kind: str, arg: object) -> object:
+    def _do(kv: KV, key: bytes, kind: str, arg: Arg) -> object:
         if kind == "put":
             assert isinstance(arg, bytes)
             kv.put(key, arg, timeout=OP_TIMEOUT)
             return None
         if kind == "get":
             return kv.get(key, timeout=OP_TIMEOUT)
-        expected, new = arg  # type: ignore[misc]
+        assert isinstance(arg, tuple)
+        expected, new = arg
         return kv.cas(key, expected, new, timeout=OP_TIMEOUT)
 
     def run(self) -> tuple[float, float]:
