@@ -29,7 +29,7 @@ THREADS = 6
 KEYS = [f"linz/k{i}".encode() for i in range(5)]
 DURATION = 3.0
 OP_TIMEOUT = 2.0
-THINK = 0.004  # up to this long between a client's ops: bounds the history's size
+THINK = 0.0005  # up to this long between a client's ops: a little slack in the timing
 CHECK_TIMEOUT = 60.0
 
 
