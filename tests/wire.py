@@ -98,6 +98,9 @@ class KV:
         self._range: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
             "/etcdserverpb.KV/Range"
         )
+        self._txn: grpc.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
+            "/etcdserverpb.KV/Txn"
+        )
 
     def close(self) -> None:
         self.channel.close()
@@ -118,3 +121,25 @@ class KV:
             f = decode(raw)
             kvs.append(KeyValue(_bytes(f, 1), _int(f, 2), _int(f, 3), _int(f, 4), _bytes(f, 5)))
         return _int(header, 3), kvs
+
+    def get(self, key: bytes, timeout: float = 5.0) -> bytes | None:
+        """One key's value, None if absent (a linearizable Range)."""
+        resp = decode(self._range(_field_bytes(1, key), timeout=timeout))
+        kvs = resp.get(2, [])
+        if not kvs:
+            return None
+        raw = kvs[0]
+        assert isinstance(raw, bytes)
+        return _bytes(decode(raw), 5)
+
+    def cas(self, key: bytes, expected: bytes, new: bytes, timeout: float = 5.0) -> bool:
+        """Txn: if key's value == expected then put new; whether it succeeded."""
+        # Compare{result EQUAL (0), target VALUE (3), key, value}; RequestOp{request_put}.
+        compare = (
+            _varint(2 << 3 | 0) + _varint(3) + _field_bytes(3, key) + _field_bytes(7, expected)
+        )
+        then_put = _field_bytes(2, _field_bytes(1, key) + _field_bytes(2, new))
+        resp = decode(
+            self._txn(_field_bytes(1, compare) + _field_bytes(2, then_put), timeout=timeout)
+        )
+        return bool(_int(resp, 2))
