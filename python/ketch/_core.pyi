@@ -17,6 +17,9 @@ LEASE_REVOKE: int
 LEASE_KEEP_ALIVE: int  # one request of the LeaseKeepAlive stream
 LEASE_TIME_TO_LIVE: int
 LEASE_LEASES: int
+MAINTENANCE_ALARM: int  # every action goes through Raft, GET too (as etcd)
+MAINTENANCE_HASH: int
+MAINTENANCE_HASH_KV: int
 # Watch streams: the token names the stream; every response of the stream
 # comes out of drain() under it, in order. WATCH_OPEN and WATCH_CLOSE take
 # empty bytes, WATCH_REQUEST a serialized WatchRequest (an undecodable one

@@ -32,7 +32,12 @@ _METHODS: dict[str, dict[str, int]] = {
         "Txn": _core.KV_TXN,
         "Compact": _core.KV_COMPACT,
     },
-    "etcdserverpb.Maintenance": {"Status": _core.MAINTENANCE_STATUS},
+    "etcdserverpb.Maintenance": {
+        "Status": _core.MAINTENANCE_STATUS,
+        "Alarm": _core.MAINTENANCE_ALARM,
+        "Hash": _core.MAINTENANCE_HASH,
+        "HashKV": _core.MAINTENANCE_HASH_KV,
+    },
     "etcdserverpb.Cluster": {"MemberList": _core.CLUSTER_MEMBER_LIST},
     "etcdserverpb.Lease": {
         "LeaseGrant": _core.LEASE_GRANT,

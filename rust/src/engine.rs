@@ -32,8 +32,9 @@ use crate::mvcc::{self, Store, StoreOptions};
 use crate::node::{Node, NodeMsg};
 use crate::watch::WatchHub;
 use crate::pb::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, Member, MemberListResponse, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse,
+    HashResponse, Member, MemberListResponse, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, StatusResponse, TxnResponse,
 };
 
 /// Which etcd RPC a request's bytes belong to. The numbers are the binding's
@@ -53,6 +54,10 @@ pub enum Method {
     LeaseKeepAlive = 10,
     LeaseTimeToLive = 11,
     LeaseLeases = 12,
+    /// Every action goes through Raft, GET too (etcd's EtcdServer.Alarm).
+    MaintenanceAlarm = 13,
+    MaintenanceHash = 14,
+    MaintenanceHashKv = 15,
     // Watch streams (see `watch`): the token names the stream, and every
     // response of the stream comes back under it. Numbered apart from the
     // unary methods.
@@ -67,7 +72,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 16] = [
+    pub const ALL: [Method; 19] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -80,6 +85,9 @@ impl Method {
         Method::LeaseKeepAlive,
         Method::LeaseTimeToLive,
         Method::LeaseLeases,
+        Method::MaintenanceAlarm,
+        Method::MaintenanceHash,
+        Method::MaintenanceHashKv,
         Method::WatchOpen,
         Method::WatchRequest,
         Method::WatchAck,
@@ -105,6 +113,9 @@ impl Method {
             Method::LeaseKeepAlive => "LEASE_KEEP_ALIVE",
             Method::LeaseTimeToLive => "LEASE_TIME_TO_LIVE",
             Method::LeaseLeases => "LEASE_LEASES",
+            Method::MaintenanceAlarm => "MAINTENANCE_ALARM",
+            Method::MaintenanceHash => "MAINTENANCE_HASH",
+            Method::MaintenanceHashKv => "MAINTENANCE_HASH_KV",
             Method::WatchOpen => "WATCH_OPEN",
             Method::WatchRequest => "WATCH_REQUEST",
             Method::WatchAck => "WATCH_ACK",
@@ -114,7 +125,7 @@ impl Method {
 
     fn is_write(self) -> bool {
         matches!(self, Method::KvPut | Method::KvDeleteRange | Method::KvTxn | Method::KvCompact)
-            || matches!(self, Method::LeaseGrant | Method::LeaseRevoke)
+            || matches!(self, Method::LeaseGrant | Method::LeaseRevoke | Method::MaintenanceAlarm)
     }
 }
 
@@ -256,7 +267,9 @@ has_header!(
     DeleteRangeResponse,
     TxnResponse,
     CompactionResponse,
-    StatusResponse
+    StatusResponse,
+    HashResponse,
+    HashKvResponse
 );
 
 impl HasHeader for MemberListResponse {
@@ -477,6 +490,13 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 },
                 Method::MaintenanceStatus => shared.answer(token, Ok(status(shared))),
                 Method::ClusterMemberList => shared.answer(token, Ok(member_list(shared))),
+                Method::MaintenanceHash => {
+                    shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
+                }
+                Method::MaintenanceHashKv => {
+                    let result = decode::<HashKvRequest>(request).and_then(|r| hash_kv(shared, &r));
+                    shared.answer(token, result);
+                }
                 Method::LeaseKeepAlive | Method::LeaseTimeToLive | Method::LeaseLeases => {
                     crate::lease::serve(shared, method, request, token);
                 }
@@ -500,10 +520,35 @@ fn status(shared: &Shared) -> StatusResponse {
         raft_index: r.commit_index.load(Ordering::Acquire),
         raft_term: r.term.load(Ordering::Acquire),
         raft_applied_index: r.applied_index.load(Ordering::Acquire),
-        errors: Vec::new(),
+        errors: shared.store.alarms().iter().map(|&(alarm, member)| alarm_string(member, alarm)).collect(),
         db_size_in_use: shared.store.db_size_in_use() as i64,
         is_learner: false,
     }
+}
+
+/// etcd's HashKV: the header's revision is the store's at the time of the hash.
+fn hash_kv(shared: &Shared, r: &HashKvRequest) -> Result<HashKvResponse, EtcdError> {
+    let (hash, current, compacted) = shared.store.hash_kv(r.revision)?;
+    Ok(HashKvResponse {
+        header: Some(ResponseHeader { revision: current, ..ResponseHeader::default() }),
+        hash,
+        compact_revision: compacted,
+    })
+}
+
+/// An alarm as etcd's Status lists it: gogoproto's compact text form of
+/// AlarmMember, trailing space included ("memberID:1 alarm:NOSPACE ").
+pub(crate) fn alarm_string(member: u64, alarm: i32) -> String {
+    let name = crate::pb::etcdserverpb::AlarmType::try_from(alarm)
+        .map_or_else(|_| alarm.to_string(), |a| a.as_str_name().to_owned());
+    let mut s = String::new();
+    if member != 0 {
+        s.push_str(&format!("memberID:{member} "));
+    }
+    if alarm != 0 {
+        s.push_str(&format!("alarm:{name} "));
+    }
+    s
 }
 
 fn member_list(shared: &Shared) -> MemberListResponse {

@@ -25,6 +25,9 @@ pub enum EtcdError {
     FutureRev,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// A CORRUPT alarm is active: etcd refuses writes and compaction.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
@@ -52,7 +55,7 @@ pub enum EtcdError {
 /// Every variant without data, for [`EtcdError::from_wire`]. The match in
 /// `is_unit` below stops compiling when a variant is added, as a reminder to
 /// list it here too.
-const UNIT_VARIANTS: [EtcdError; 16] = [
+const UNIT_VARIANTS: [EtcdError; 17] = [
     EtcdError::EmptyKey,
     EtcdError::KeyNotFound,
     EtcdError::ValueProvided,
@@ -62,6 +65,7 @@ const UNIT_VARIANTS: [EtcdError; 16] = [
     EtcdError::Compacted,
     EtcdError::FutureRev,
     EtcdError::NoSpace,
+    EtcdError::Corrupt,
     EtcdError::LeaseNotFound,
     EtcdError::LeaseExists,
     EtcdError::LeaseTtlTooLarge,
@@ -104,6 +108,7 @@ impl EtcdError {
             EtcdError::Compacted => "Compacted",
             EtcdError::FutureRev => "FutureRev",
             EtcdError::NoSpace => "NoSpace",
+            EtcdError::Corrupt => "Corrupt",
             EtcdError::LeaseNotFound => "LeaseNotFound",
             EtcdError::LeaseExists => "LeaseExists",
             EtcdError::LeaseTtlTooLarge => "LeaseTtlTooLarge",
@@ -133,6 +138,7 @@ mod tests {
             | E::Compacted
             | E::FutureRev
             | E::NoSpace
+            | E::Corrupt
             | E::LeaseNotFound
             | E::LeaseExists
             | E::LeaseTtlTooLarge

@@ -29,7 +29,11 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
+mod alarm;
+mod hash;
 mod lease;
+
+pub use alarm::{ALARM_CORRUPT, ALARM_NOSPACE};
 
 /// Store settings.
 #[derive(Clone, Debug)]
@@ -57,6 +61,7 @@ struct State {
     current_rev: i64,
     compact_rev: i64,
     consistent: (u64, u64),
+    alarms: alarm::Alarms,
 }
 
 /// etcd's MVCC key-value store over a redb file. See the module doc.
@@ -71,6 +76,7 @@ pub struct Store {
     current_rev: AtomicI64,
     compact_rev: AtomicI64,
     consistent: Mutex<(u64, u64)>,
+    alarms: Mutex<Vec<(i32, u64)>>,
     durable_index: AtomicU64,
     in_use: AtomicU64,
     /// A non-durable commit has happened since the last durable one.
@@ -101,6 +107,7 @@ impl Store {
             current_rev: AtomicI64::new(state.current_rev),
             compact_rev: AtomicI64::new(state.compact_rev),
             consistent: Mutex::new(state.consistent),
+            alarms: Mutex::new(state.alarms.iter().copied().collect()),
             durable_index: AtomicU64::new(durable),
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
@@ -146,6 +153,7 @@ impl Store {
             current_rev: last.max(finished),
             compact_rev: finished,
             consistent,
+            alarms: alarm::load(tx)?,
         };
         if scheduled > finished {
             compact_backend(&mut state, &mut table, &mut meta, scheduled)?;
@@ -215,6 +223,7 @@ impl Store {
             current_rev: st.current_rev,
             compact_rev: st.compact_rev,
             consistent: st.consistent,
+            alarms: st.alarms.clone(),
         };
         Ok(WriteBatch {
             store: self,
@@ -251,6 +260,7 @@ struct Undo {
     current_rev: i64,
     compact_rev: i64,
     consistent: (u64, u64),
+    alarms: alarm::Alarms,
 }
 
 impl Undo {
@@ -282,7 +292,14 @@ impl Drop for WriteBatch<'_> {
         // The backend transaction aborts when dropped; the index is ours to restore.
         let undo = std::mem::replace(
             &mut self.undo,
-            Undo { keys: HashMap::new(), whole: None, current_rev: 0, compact_rev: 0, consistent: (0, 0) },
+            Undo {
+                keys: HashMap::new(),
+                whole: None,
+                current_rev: 0,
+                compact_rev: 0,
+                consistent: (0, 0),
+                alarms: alarm::Alarms::new(),
+            },
         );
         let st = &mut *self.st;
         if let Some(whole) = undo.whole {
@@ -297,6 +314,7 @@ impl Drop for WriteBatch<'_> {
         st.current_rev = undo.current_rev;
         st.compact_rev = undo.compact_rev;
         st.consistent = undo.consistent;
+        st.alarms = undo.alarms;
     }
 }
 
@@ -407,6 +425,7 @@ impl WriteBatch<'_> {
         s.current_rev.store(self.st.current_rev, Ordering::Release);
         s.compact_rev.store(self.st.compact_rev, Ordering::Release);
         *s.consistent.lock() = (index, term);
+        *s.alarms.lock() = self.st.alarms.iter().copied().collect();
         if durable {
             s.durable_index.store(index, Ordering::Release);
             s.dirty.store(false, Ordering::Release);

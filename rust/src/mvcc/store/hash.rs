@@ -1,0 +1,75 @@
+//! Hashes for comparing members (Maintenance.Hash, Maintenance.HashKV).
+//!
+//! CRC-32 (IEEE) over table names, then each record's key bytes and value
+//! bytes in key order. Every member applies the same entries to the same
+//! tables, so members agree; etcd's own numbers differ (Castagnoli over
+//! bbolt's buckets, whose content differs from ketch's tables).
+
+use redb::{ReadableDatabase, TableDefinition};
+
+use super::alarm::ALARM_TABLE;
+use super::lease::LEASE_TABLE;
+use super::Store;
+use crate::error::EtcdError;
+use crate::mvcc::backend::{io, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_TABLE};
+use crate::mvcc::revision::Revision;
+
+type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+impl Store {
+    /// etcd's HashByRev: the key table up to main revision `rev` (0: the
+    /// current one). Returns (hash, current revision, compact revision);
+    /// the compact revision is -1 when never compacted, as etcd's.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let st = self.state.read();
+        let (current, compacted) = (st.current_rev, st.compact_rev);
+        if rev > 0 && rev <= compacted {
+            return Err(EtcdError::Compacted);
+        }
+        if rev > 0 && rev > current {
+            return Err(EtcdError::FutureRev);
+        }
+        let rev = if rev == 0 { current } else { rev };
+        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        drop(st);
+        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(b"key");
+        // Compaction removes what it drops at once, so everything up to
+        // `rev` is what every member keeps.
+        let end = Revision::new(rev + 1, 0).to_key(false);
+        for entry in table.range::<&[u8]>(..end.as_slice()).map_err(io("scan key table"))? {
+            let (k, v) = entry.map_err(io("scan key table"))?;
+            h.update(k.value());
+            h.update(v.value());
+        }
+        Ok((h.finalize(), current, compacted))
+    }
+
+    /// etcd's backend Hash: every table, leaving out the Raft position
+    /// (members apply at their own pace; etcd ignores it too).
+    pub fn hash_all(&self) -> Result<u32, EtcdError> {
+        let st = self.state.read();
+        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        drop(st);
+        let mut h = crc32fast::Hasher::new();
+        let tables: [(&str, Table); 4] = [("alarm", ALARM_TABLE), ("key", KEY_TABLE), ("lease", LEASE_TABLE), ("meta", META_TABLE)];
+        for (name, def) in tables {
+            let table = match rtx.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(io("open table")(e)),
+            };
+            h.update(name.as_bytes());
+            for entry in table.range::<&[u8]>(..).map_err(io("scan table"))? {
+                let (k, v) = entry.map_err(io("scan table"))?;
+                if name == "meta" && (k.value() == META_CONSISTENT_INDEX || k.value() == META_CONSISTENT_TERM) {
+                    continue;
+                }
+                h.update(k.value());
+                h.update(v.value());
+            }
+        }
+        Ok(h.finalize())
+    }
+}
