@@ -20,6 +20,9 @@ LEASE_LEASES: int
 MAINTENANCE_ALARM: int  # every action goes through Raft, GET too (as etcd)
 MAINTENANCE_HASH: int
 MAINTENANCE_HASH_KV: int
+# Copies the backend to a file under the data dir and answers its path
+# (UTF-8 bytes, not a message); the caller streams the file and removes it.
+MAINTENANCE_SNAPSHOT: int
 # Watch streams: the token names the stream; every response of the stream
 # comes out of drain() under it, in order. WATCH_OPEN and WATCH_CLOSE take
 # empty bytes, WATCH_REQUEST a serialized WatchRequest (an undecodable one

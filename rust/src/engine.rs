@@ -58,6 +58,9 @@ pub enum Method {
     MaintenanceAlarm = 13,
     MaintenanceHash = 14,
     MaintenanceHashKv = 15,
+    /// Copies the backend to a file beside it; answers that file's path
+    /// (UTF-8), not a message: the caller streams the file and removes it.
+    MaintenanceSnapshot = 16,
     // Watch streams (see `watch`): the token names the stream, and every
     // response of the stream comes back under it. Numbered apart from the
     // unary methods.
@@ -72,7 +75,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 19] = [
+    pub const ALL: [Method; 20] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -88,6 +91,7 @@ impl Method {
         Method::MaintenanceAlarm,
         Method::MaintenanceHash,
         Method::MaintenanceHashKv,
+        Method::MaintenanceSnapshot,
         Method::WatchOpen,
         Method::WatchRequest,
         Method::WatchAck,
@@ -116,6 +120,7 @@ impl Method {
             Method::MaintenanceAlarm => "MAINTENANCE_ALARM",
             Method::MaintenanceHash => "MAINTENANCE_HASH",
             Method::MaintenanceHashKv => "MAINTENANCE_HASH_KV",
+            Method::MaintenanceSnapshot => "MAINTENANCE_SNAPSHOT",
             Method::WatchOpen => "WATCH_OPEN",
             Method::WatchRequest => "WATCH_REQUEST",
             Method::WatchAck => "WATCH_ACK",
@@ -492,6 +497,11 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 Method::ClusterMemberList => shared.answer(token, Ok(member_list(shared))),
                 Method::MaintenanceHash => {
                     shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
+                }
+                Method::MaintenanceSnapshot => {
+                    let dest = shared.config.data_dir.join("member").join(format!("snapshot-{token}.tmp"));
+                    let result = shared.store.copy_to(&dest).map(|_| dest.to_string_lossy().into_owned().into_bytes());
+                    shared.completions.push(token, result);
                 }
                 Method::MaintenanceHashKv => {
                     let result = decode::<HashKvRequest>(request).and_then(|r| hash_kv(shared, &r));

@@ -1,4 +1,5 @@
 //! The store: reads, and write batches that apply Raft entries.
+//! Alarms, hashes and the snapshot copy are in `store/`.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::HashMap;

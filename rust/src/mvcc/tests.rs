@@ -636,3 +636,19 @@ fn hash_kv_is_deterministic_and_bounded_by_revision() {
     assert_eq!(one.hash_kv(3), Err(EtcdError::Compacted));
     assert_eq!(one.hash_kv(4).unwrap().2, 3);
 }
+
+#[test]
+fn copy_to_is_a_store_that_opens_with_every_commit() {
+    let (dir, s) = open();
+    put(&s, "a", "1"); // non-durable commits: the copy must still hold them
+    put(&s, "b", "2");
+    let dest = dir.path().join("copy");
+    let size = s.copy_to(&dest).unwrap();
+    assert_eq!(size, std::fs::metadata(&dest).unwrap().len());
+    put(&s, "c", "3");
+    let copy = Store::open(&dest, StoreOptions::default()).unwrap();
+    assert_eq!(copy.current_revision(), 3);
+    assert_eq!(get(&copy, "b", 0).unwrap().value, b("2"));
+    assert!(get(&copy, "c", 0).is_none());
+    assert_eq!(copy.hash_kv(0).unwrap().0, s.hash_kv(3).unwrap().0);
+}

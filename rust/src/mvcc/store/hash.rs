@@ -5,7 +5,10 @@
 //! tables, so members agree; etcd's own numbers differ (Castagnoli over
 //! bbolt's buckets, whose content differs from ketch's tables).
 
-use redb::{ReadableDatabase, TableDefinition};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use redb::{Durability, ReadableDatabase, TableDefinition};
 
 use super::alarm::ALARM_TABLE;
 use super::lease::LEASE_TABLE;
@@ -17,6 +20,22 @@ use crate::mvcc::revision::Revision;
 type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
 
 impl Store {
+    /// A consistent copy of the backend at `dest` (etcd's backend
+    /// Snapshot): holds writers off, makes every commit durable so the file
+    /// holds it, and copies the file. Returns the copy's size.
+    pub fn copy_to(&self, dest: &Path) -> Result<u64, EtcdError> {
+        let _no_batch = self.state.write();
+        let mut tx = self.db.begin_write().map_err(io("begin write"))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
+        tx.commit().map_err(io("commit before snapshot"))?;
+        self.durable_index.store(self.consistent.lock().0, Ordering::Release);
+        self.dirty.store(false, Ordering::Release);
+        std::fs::copy(&self.path, dest).map_err(|e| {
+            EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
+        })
+    }
+
     /// etcd's HashByRev: the key table up to main revision `rev` (0: the
     /// current one). Returns (hash, current revision, compact revision);
     /// the compact revision is -1 when never compacted, as etcd's.
