@@ -25,6 +25,7 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "FutureRev": _C.OUT_OF_RANGE,
     "NoSpace": _C.RESOURCE_EXHAUSTED,
     "Corrupt": _C.DATA_LOSS,
+    "BadLeaderTransferee": _C.FAILED_PRECONDITION,
     "LeaseNotFound": _C.NOT_FOUND,
     "LeaseExists": _C.FAILED_PRECONDITION,
     "LeaseTtlTooLarge": _C.OUT_OF_RANGE,

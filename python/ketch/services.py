@@ -41,6 +41,8 @@ _METHODS: dict[str, dict[str, int]] = {
         "Alarm": _core.MAINTENANCE_ALARM,
         "Hash": _core.MAINTENANCE_HASH,
         "HashKV": _core.MAINTENANCE_HASH_KV,
+        "Defragment": _core.MAINTENANCE_DEFRAGMENT,
+        "MoveLeader": _core.MAINTENANCE_MOVE_LEADER,
     },
     "etcdserverpb.Cluster": {"MemberList": _core.CLUSTER_MEMBER_LIST},
     "etcdserverpb.Lease": {

@@ -33,7 +33,7 @@ use crate::node::{Node, NodeMsg};
 use crate::watch::WatchHub;
 use crate::pb::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse,
-    HashResponse, Member, MemberListResponse, PutResponse, RangeRequest, RangeResponse,
+    HashResponse, Member, MemberListResponse, MoveLeaderRequest, PutResponse, RangeRequest, RangeResponse,
     ResponseHeader, StatusResponse, TxnResponse,
 };
 
@@ -61,6 +61,9 @@ pub enum Method {
     /// Copies the backend to a file beside it; answers that file's path
     /// (UTF-8), not a message: the caller streams the file and removes it.
     MaintenanceSnapshot = 16,
+    /// Per member, not through Raft (etcd's Defragment).
+    MaintenanceDefragment = 17,
+    MaintenanceMoveLeader = 18,
     // Watch streams (see `watch`): the token names the stream, and every
     // response of the stream comes back under it. Numbered apart from the
     // unary methods.
@@ -75,7 +78,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 20] = [
+    pub const ALL: [Method; 22] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -92,6 +95,8 @@ impl Method {
         Method::MaintenanceHash,
         Method::MaintenanceHashKv,
         Method::MaintenanceSnapshot,
+        Method::MaintenanceDefragment,
+        Method::MaintenanceMoveLeader,
         Method::WatchOpen,
         Method::WatchRequest,
         Method::WatchAck,
@@ -121,6 +126,8 @@ impl Method {
             Method::MaintenanceHash => "MAINTENANCE_HASH",
             Method::MaintenanceHashKv => "MAINTENANCE_HASH_KV",
             Method::MaintenanceSnapshot => "MAINTENANCE_SNAPSHOT",
+            Method::MaintenanceDefragment => "MAINTENANCE_DEFRAGMENT",
+            Method::MaintenanceMoveLeader => "MAINTENANCE_MOVE_LEADER",
             Method::WatchOpen => "WATCH_OPEN",
             Method::WatchRequest => "WATCH_REQUEST",
             Method::WatchAck => "WATCH_ACK",
@@ -497,6 +504,24 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 Method::ClusterMemberList => shared.answer(token, Ok(member_list(shared))),
                 Method::MaintenanceHash => {
                     shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
+                }
+                Method::MaintenanceDefragment => {
+                    // etcd answers with an empty DefragmentResponse, no header: no bytes.
+                    shared.completions.push(token, shared.store.defragment().map(|()| Vec::new()));
+                }
+                Method::MaintenanceMoveLeader => {
+                    // etcd's MoveLeader for the one member there is: moving
+                    // to itself is done at once (raft ignores the transfer and
+                    // the leader already is the target); any other ID is not
+                    // a member. The answer is an empty MoveLeaderResponse.
+                    let result = decode::<MoveLeaderRequest>(request).and_then(|r| {
+                        if r.target_id == shared.identity.member_id {
+                            Ok(Vec::new())
+                        } else {
+                            Err(EtcdError::BadLeaderTransferee)
+                        }
+                    });
+                    shared.completions.push(token, result);
                 }
                 Method::MaintenanceSnapshot => {
                     let dest = shared.config.data_dir.join("member").join(format!("snapshot-{token}.tmp"));

@@ -28,6 +28,9 @@ pub enum EtcdError {
     /// A CORRUPT alarm is active: etcd refuses writes and compaction.
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    /// MoveLeader to a member that is not in the cluster (or a learner).
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
@@ -55,7 +58,7 @@ pub enum EtcdError {
 /// Every variant without data, for [`EtcdError::from_wire`]. The match in
 /// `is_unit` below stops compiling when a variant is added, as a reminder to
 /// list it here too.
-const UNIT_VARIANTS: [EtcdError; 17] = [
+const UNIT_VARIANTS: [EtcdError; 18] = [
     EtcdError::EmptyKey,
     EtcdError::KeyNotFound,
     EtcdError::ValueProvided,
@@ -66,6 +69,7 @@ const UNIT_VARIANTS: [EtcdError; 17] = [
     EtcdError::FutureRev,
     EtcdError::NoSpace,
     EtcdError::Corrupt,
+    EtcdError::BadLeaderTransferee,
     EtcdError::LeaseNotFound,
     EtcdError::LeaseExists,
     EtcdError::LeaseTtlTooLarge,
@@ -109,6 +113,7 @@ impl EtcdError {
             EtcdError::FutureRev => "FutureRev",
             EtcdError::NoSpace => "NoSpace",
             EtcdError::Corrupt => "Corrupt",
+            EtcdError::BadLeaderTransferee => "BadLeaderTransferee",
             EtcdError::LeaseNotFound => "LeaseNotFound",
             EtcdError::LeaseExists => "LeaseExists",
             EtcdError::LeaseTtlTooLarge => "LeaseTtlTooLarge",
@@ -139,6 +144,7 @@ mod tests {
             | E::FutureRev
             | E::NoSpace
             | E::Corrupt
+            | E::BadLeaderTransferee
             | E::LeaseNotFound
             | E::LeaseExists
             | E::LeaseTtlTooLarge

@@ -164,3 +164,46 @@ def test_snapshot_save(make_server, tmp_path) -> None:
     assert not list(server.data_dir.glob("member/snapshot-*"))
     # That the body opens as a store holding the keys is checked in Rust
     # (mvcc::tests::copy_to_is_a_store_that_opens_with_every_commit).
+
+
+def test_defrag_differential_and_data_intact(make_server) -> None:
+    steps = [
+        *[step("put", f"k{i}", "v" * 2000) for i in range(30)],
+        step("del", "k", "--prefix"),
+        step("put", "kept", "yes"),
+        step("compact", "32"),
+        step("defrag"),
+        step("get", "", "--from-key"),
+        step("put", "after", "1"),
+        step("get", "", "--from-key"),
+    ]
+    etcd = differential(make_server, steps)
+    assert etcd[33].stdout.startswith("Finished defragmenting etcd member[")
+
+
+def test_defrag_does_not_grow_the_file(make_server) -> None:
+    server = make_server("ketch")
+    _fill(server, [(f"k{i}", "v" * 5000) for i in range(40)])
+    rc, _, err = server.etcdctl("del", "k", "--prefix")
+    assert rc == 0, err
+    rc, _, err = server.etcdctl("compact", "42")
+    assert rc == 0, err
+    before = (server.data_dir / "member" / "db.redb").stat().st_size
+    hash_before = _hashkv(server)
+    rc, _, err = server.etcdctl("defrag")
+    assert rc == 0, err
+    assert (server.data_dir / "member" / "db.redb").stat().st_size <= before
+    assert _hashkv(server) == hash_before
+
+
+def test_move_leader_differential(make_server) -> None:
+    steps = [step("move-leader", "1234abcd"), step("move-leader", "0")]
+    differential(make_server, steps)
+
+
+def test_move_leader_to_itself(make_server) -> None:
+    server = make_server("ketch")
+    me = _member_hex(server)
+    rc, out, err = server.etcdctl("move-leader", me)
+    assert rc == 0, err
+    assert out == f"Leadership transferred from {me} to {me}\n"

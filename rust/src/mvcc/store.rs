@@ -67,7 +67,9 @@ struct State {
 
 /// etcd's MVCC key-value store over a redb file. See the module doc.
 pub struct Store {
-    db: Database,
+    /// Write-locked only to defragment (redb's compact needs `&mut`), with
+    /// the state lock held too, so no transaction is open then.
+    db: RwLock<Database>,
     path: PathBuf,
     opts: StoreOptions,
     state: RwLock<State>,
@@ -102,7 +104,7 @@ impl Store {
         let (state, durable) = Self::rebuild(&tx).map_err(ctx)?;
         tx.commit().map_err(io("commit on open")).map_err(ctx)?;
         let store = Store {
-            db,
+            db: RwLock::new(db),
             path: path.to_path_buf(),
             opts,
             current_rev: AtomicI64::new(state.current_rev),
@@ -191,7 +193,7 @@ impl Store {
     /// transaction, so while a batch is open the last answer is repeated.
     pub fn db_size_in_use(&self) -> u64 {
         if let Some(_no_batch) = self.state.try_read() {
-            let stats = self.db.begin_write().ok().and_then(|tx| {
+            let stats = self.db.read().begin_write().ok().and_then(|tx| {
                 let s = tx.stats().ok();
                 let _ = tx.abort();
                 s
@@ -208,7 +210,7 @@ impl Store {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
         check_range(req)?;
         let st = self.state.read();
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         range_at(&st.index, &table, req, st.current_rev, st.compact_rev)
     }
@@ -217,7 +219,7 @@ impl Store {
     /// transaction, readers held off until it commits or is dropped.
     pub fn write_batch(&self) -> Result<WriteBatch<'_>, EtcdError> {
         let st = self.state.write();
-        let tx = self.db.begin_write().map_err(io("begin write"))?;
+        let tx = self.db.read().begin_write().map_err(io("begin write"))?;
         let undo = Undo {
             keys: HashMap::new(),
             whole: None,
@@ -243,7 +245,7 @@ impl Drop for Store {
     /// commit flushes them.
     fn drop(&mut self) {
         if self.dirty.load(Ordering::Acquire) {
-            if let Ok(mut tx) = self.db.begin_write() {
+            if let Ok(mut tx) = self.db.read().begin_write() {
                 let _ = tx.set_durability(Durability::Immediate);
                 let _ = tx.commit();
             }
@@ -803,7 +805,7 @@ impl Store {
     /// Every record in the backend as (main, sub, tombstone), for tests.
     pub(crate) fn state_for_test(&self) -> Vec<(i64, i64, bool)> {
         let _st = self.state.read();
-        let rtx = self.db.begin_read().unwrap();
+        let rtx = self.db.read().begin_read().unwrap();
         let table = rtx.open_table(KEY_TABLE).unwrap();
         table
             .range::<&[u8]>(..)
@@ -832,7 +834,7 @@ impl Store {
         if to < from {
             return Ok(out);
         }
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         let (lo, hi) = (Revision::new(from, 0).to_key(false), Revision::new(to + 1, 0).to_key(false));
         for entry in table.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(io("scan key table"))? {

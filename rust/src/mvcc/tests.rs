@@ -652,3 +652,24 @@ fn copy_to_is_a_store_that_opens_with_every_commit() {
     assert!(get(&copy, "c", 0).is_none());
     assert_eq!(copy.hash_kv(0).unwrap().0, s.hash_kv(3).unwrap().0);
 }
+
+#[test]
+fn defragment_keeps_data_and_does_not_grow_the_file() {
+    let (dir, s) = open();
+    let big = "v".repeat(10_000);
+    for i in 0..50 {
+        put(&s, &format!("k{i}"), &big);
+    }
+    del(&s, "k", "l");
+    compact(&s, s.current_revision()).unwrap();
+    put(&s, "kept", "yes");
+    let before = s.db_size();
+    let hash = s.hash_kv(0).unwrap();
+    s.defragment().unwrap();
+    assert!(s.db_size() <= before, "{} > {before}", s.db_size());
+    assert_eq!(s.hash_kv(0).unwrap(), hash);
+    put(&s, "after", "1");
+    let s = reopen(&dir, s);
+    assert_eq!(get(&s, "kept", 0).unwrap().value, b("yes"));
+    assert_eq!(get(&s, "after", 0).unwrap().value, b("1"));
+}

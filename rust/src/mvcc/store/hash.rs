@@ -25,15 +25,41 @@ impl Store {
     /// holds it, and copies the file. Returns the copy's size.
     pub fn copy_to(&self, dest: &Path) -> Result<u64, EtcdError> {
         let _no_batch = self.state.write();
-        let mut tx = self.db.begin_write().map_err(io("begin write"))?;
-        tx.set_durability(Durability::Immediate)
-            .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
-        tx.commit().map_err(io("commit before snapshot"))?;
-        self.durable_index.store(self.consistent.lock().0, Ordering::Release);
-        self.dirty.store(false, Ordering::Release);
+        self.make_durable()?;
         std::fs::copy(&self.path, dest).map_err(|e| {
             EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
         })
+    }
+
+    /// etcd's Defragment: rewrites the backend so its file holds no free
+    /// pages at the end (redb's compact). Readers and writers wait meanwhile,
+    /// as they do in etcd. The file does not grow.
+    pub fn defragment(&self) -> Result<(), EtcdError> {
+        let _no_batch = self.state.write();
+        self.make_durable()?;
+        let mut db = self.db.write();
+        // Each call moves what it can; a few rounds reach the fixed point.
+        for _ in 0..8 {
+            let moved = db
+                .compact()
+                .map_err(|e| EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display())))?;
+            if !moved {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits nothing, durably: every earlier commit reaches the file.
+    /// Call with the state lock held (no batch open).
+    fn make_durable(&self) -> Result<(), EtcdError> {
+        let mut tx = self.db.read().begin_write().map_err(io("begin write"))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
+        tx.commit().map_err(io("durable commit"))?;
+        self.durable_index.store(self.consistent.lock().0, Ordering::Release);
+        self.dirty.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// etcd's HashByRev: the key table up to main revision `rev` (0: the
@@ -49,8 +75,7 @@ impl Store {
             return Err(EtcdError::FutureRev);
         }
         let rev = if rev == 0 { current } else { rev };
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
-        drop(st);
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         let mut h = crc32fast::Hasher::new();
         h.update(b"key");
@@ -68,9 +93,8 @@ impl Store {
     /// etcd's backend Hash: every table, leaving out the Raft position
     /// (members apply at their own pace; etcd ignores it too).
     pub fn hash_all(&self) -> Result<u32, EtcdError> {
-        let st = self.state.read();
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
-        drop(st);
+        let _st = self.state.read();
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let mut h = crc32fast::Hasher::new();
         let tables: [(&str, Table); 4] = [("alarm", ALARM_TABLE), ("key", KEY_TABLE), ("lease", LEASE_TABLE), ("meta", META_TABLE)];
         for (name, def) in tables {
