@@ -17,6 +17,14 @@ LEASE_REVOKE: int
 LEASE_KEEP_ALIVE: int  # one request of the LeaseKeepAlive stream
 LEASE_TIME_TO_LIVE: int
 LEASE_LEASES: int
+MAINTENANCE_ALARM: int  # every action goes through Raft, GET too (as etcd)
+MAINTENANCE_HASH: int
+MAINTENANCE_HASH_KV: int
+# Copies the backend to a file under the data dir and answers its path
+# (UTF-8 bytes, not a message); the caller streams the file and removes it.
+MAINTENANCE_SNAPSHOT: int
+MAINTENANCE_MOVE_LEADER: int  # one member: only the member itself is a valid target
+MAINTENANCE_DEFRAGMENT: int  # per member, not through Raft; writers wait meanwhile
 # Watch streams: the token names the stream; every response of the stream
 # comes out of drain() under it, in order. WATCH_OPEN and WATCH_CLOSE take
 # empty bytes, WATCH_REQUEST a serialized WatchRequest (an undecodable one

@@ -24,6 +24,8 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "Compacted": _C.OUT_OF_RANGE,
     "FutureRev": _C.OUT_OF_RANGE,
     "NoSpace": _C.RESOURCE_EXHAUSTED,
+    "Corrupt": _C.DATA_LOSS,
+    "BadLeaderTransferee": _C.FAILED_PRECONDITION,
     "LeaseNotFound": _C.NOT_FOUND,
     "LeaseExists": _C.FAILED_PRECONDITION,
     "LeaseTtlTooLarge": _C.OUT_OF_RANGE,

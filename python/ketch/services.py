@@ -3,7 +3,7 @@
 Each method is a unary handler over raw bytes (no (de)serializer): the
 request's bytes go to the engine as they came off the wire, and the engine's
 response bytes go back the same way. Python never parses an etcd message on
-this path. Lease.LeaseKeepAlive is a bidirectional stream: each request
+this path (Maintenance.Snapshot aside: see `_snapshot`). Lease.LeaseKeepAlive is a bidirectional stream: each request
 on it is one engine call, answered in order. Watch, a bidirectional
 stream with many responses per request, is in watch_service.py. A method
 registered nowhere (the rest of Maintenance and Cluster) gets gRPC's own
@@ -12,12 +12,16 @@ UNIMPLEMENTED.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import grpc.aio
 
 from . import _core
+from ._pb import rpc_pb2
 from .engine import EngineBridge
 from .errors import GRPC_STATUS, EngineError
 
@@ -32,7 +36,14 @@ _METHODS: dict[str, dict[str, int]] = {
         "Txn": _core.KV_TXN,
         "Compact": _core.KV_COMPACT,
     },
-    "etcdserverpb.Maintenance": {"Status": _core.MAINTENANCE_STATUS},
+    "etcdserverpb.Maintenance": {
+        "Status": _core.MAINTENANCE_STATUS,
+        "Alarm": _core.MAINTENANCE_ALARM,
+        "Hash": _core.MAINTENANCE_HASH,
+        "HashKV": _core.MAINTENANCE_HASH_KV,
+        "Defragment": _core.MAINTENANCE_DEFRAGMENT,
+        "MoveLeader": _core.MAINTENANCE_MOVE_LEADER,
+    },
     "etcdserverpb.Cluster": {"MemberList": _core.CLUSTER_MEMBER_LIST},
     "etcdserverpb.Lease": {
         "LeaseGrant": _core.LEASE_GRANT,
@@ -95,6 +106,51 @@ def _keep_alive(bridge: EngineBridge, max_receive: int) -> Callable[..., AsyncIt
     return handle
 
 
+# etcd's snapshotSendBufferSize.
+_SNAPSHOT_CHUNK = 32 * 1024
+
+
+def _snapshot(bridge: EngineBridge) -> Callable[..., AsyncIterator[bytes]]:
+    """Maintenance.Snapshot, as etcd's maintenanceServer.Snapshot: the
+    backend in 32 KiB blobs, each with the bytes still to come, then one more
+    response whose blob is the SHA-256 of everything sent (etcdctl keeps it
+    at the end of the file; `snapshot restore` checks it). The engine copies
+    the backend to a file (consistent: writers wait meanwhile); this streams
+    and removes it. Only here does Python build an etcd message: the engine
+    answers with the copy's path."""
+    call = bridge.call
+    status = GRPC_STATUS.get
+    unknown = grpc.StatusCode.UNKNOWN
+
+    async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        try:
+            path = (await call(_core.MAINTENANCE_SNAPSHOT, request)).decode()
+        except EngineError as e:
+            await context.abort(status(e.name, unknown), e.message)
+            raise  # abort() raises; this is for type checkers
+        try:
+            # File I/O off the event loop: a snapshot can be gigabytes.
+            f = await asyncio.to_thread(open, path, "rb")
+            with f:
+                total = os.fstat(f.fileno()).st_size
+                digest = hashlib.sha256()
+                sent = 0
+                while sent < total:
+                    blob = await asyncio.to_thread(f.read, _SNAPSHOT_CHUNK)
+                    if not blob:
+                        break
+                    sent += len(blob)
+                    digest.update(blob)
+                    yield rpc_pb2.SnapshotResponse(
+                        remaining_bytes=total - sent, blob=blob
+                    ).SerializeToString()
+            yield rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest.digest()).SerializeToString()
+        finally:
+            os.unlink(path)
+
+    return handle
+
+
 def generic_handlers(bridge: EngineBridge, max_receive: int) -> list[grpc.GenericRpcHandler]:
     """One generic handler per service, every method calling the engine.
 
@@ -116,4 +172,8 @@ def generic_handlers(bridge: EngineBridge, max_receive: int) -> list[grpc.Generi
         "etcdserverpb.Lease",
         {"LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(_keep_alive(bridge, max_receive))},
     )
-    return [*unary, streams]
+    snapshot = grpc.method_handlers_generic_handler(
+        "etcdserverpb.Maintenance",
+        {"Snapshot": grpc.unary_stream_rpc_method_handler(_snapshot(bridge))},
+    )
+    return [*unary, streams, snapshot]

@@ -32,8 +32,9 @@ use crate::mvcc::{self, Store, StoreOptions};
 use crate::node::{Node, NodeMsg};
 use crate::watch::WatchHub;
 use crate::pb::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, Member, MemberListResponse, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse,
+    HashResponse, Member, MemberListResponse, MoveLeaderRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, StatusResponse, TxnResponse,
 };
 
 /// Which etcd RPC a request's bytes belong to. The numbers are the binding's
@@ -53,6 +54,16 @@ pub enum Method {
     LeaseKeepAlive = 10,
     LeaseTimeToLive = 11,
     LeaseLeases = 12,
+    /// Every action goes through Raft, GET too (etcd's EtcdServer.Alarm).
+    MaintenanceAlarm = 13,
+    MaintenanceHash = 14,
+    MaintenanceHashKv = 15,
+    /// Copies the backend to a file beside it; answers that file's path
+    /// (UTF-8), not a message: the caller streams the file and removes it.
+    MaintenanceSnapshot = 16,
+    /// Per member, not through Raft (etcd's Defragment).
+    MaintenanceDefragment = 17,
+    MaintenanceMoveLeader = 18,
     // Watch streams (see `watch`): the token names the stream, and every
     // response of the stream comes back under it. Numbered apart from the
     // unary methods.
@@ -67,7 +78,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 16] = [
+    pub const ALL: [Method; 22] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -80,6 +91,12 @@ impl Method {
         Method::LeaseKeepAlive,
         Method::LeaseTimeToLive,
         Method::LeaseLeases,
+        Method::MaintenanceAlarm,
+        Method::MaintenanceHash,
+        Method::MaintenanceHashKv,
+        Method::MaintenanceSnapshot,
+        Method::MaintenanceDefragment,
+        Method::MaintenanceMoveLeader,
         Method::WatchOpen,
         Method::WatchRequest,
         Method::WatchAck,
@@ -105,6 +122,12 @@ impl Method {
             Method::LeaseKeepAlive => "LEASE_KEEP_ALIVE",
             Method::LeaseTimeToLive => "LEASE_TIME_TO_LIVE",
             Method::LeaseLeases => "LEASE_LEASES",
+            Method::MaintenanceAlarm => "MAINTENANCE_ALARM",
+            Method::MaintenanceHash => "MAINTENANCE_HASH",
+            Method::MaintenanceHashKv => "MAINTENANCE_HASH_KV",
+            Method::MaintenanceSnapshot => "MAINTENANCE_SNAPSHOT",
+            Method::MaintenanceDefragment => "MAINTENANCE_DEFRAGMENT",
+            Method::MaintenanceMoveLeader => "MAINTENANCE_MOVE_LEADER",
             Method::WatchOpen => "WATCH_OPEN",
             Method::WatchRequest => "WATCH_REQUEST",
             Method::WatchAck => "WATCH_ACK",
@@ -114,7 +137,7 @@ impl Method {
 
     fn is_write(self) -> bool {
         matches!(self, Method::KvPut | Method::KvDeleteRange | Method::KvTxn | Method::KvCompact)
-            || matches!(self, Method::LeaseGrant | Method::LeaseRevoke)
+            || matches!(self, Method::LeaseGrant | Method::LeaseRevoke | Method::MaintenanceAlarm)
     }
 }
 
@@ -256,7 +279,9 @@ has_header!(
     DeleteRangeResponse,
     TxnResponse,
     CompactionResponse,
-    StatusResponse
+    StatusResponse,
+    HashResponse,
+    HashKvResponse
 );
 
 impl HasHeader for MemberListResponse {
@@ -477,6 +502,36 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 },
                 Method::MaintenanceStatus => shared.answer(token, Ok(status(shared))),
                 Method::ClusterMemberList => shared.answer(token, Ok(member_list(shared))),
+                Method::MaintenanceHash => {
+                    shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
+                }
+                Method::MaintenanceDefragment => {
+                    // etcd answers with an empty DefragmentResponse, no header: no bytes.
+                    shared.completions.push(token, shared.store.defragment().map(|()| Vec::new()));
+                }
+                Method::MaintenanceMoveLeader => {
+                    // etcd's MoveLeader for the one member there is: moving
+                    // to itself is done at once (raft ignores the transfer and
+                    // the leader already is the target); any other ID is not
+                    // a member. The answer is an empty MoveLeaderResponse.
+                    let result = decode::<MoveLeaderRequest>(request).and_then(|r| {
+                        if r.target_id == shared.identity.member_id {
+                            Ok(Vec::new())
+                        } else {
+                            Err(EtcdError::BadLeaderTransferee)
+                        }
+                    });
+                    shared.completions.push(token, result);
+                }
+                Method::MaintenanceSnapshot => {
+                    let dest = shared.config.data_dir.join("member").join(format!("snapshot-{token}.tmp"));
+                    let result = shared.store.copy_to(&dest).map(|_| dest.to_string_lossy().into_owned().into_bytes());
+                    shared.completions.push(token, result);
+                }
+                Method::MaintenanceHashKv => {
+                    let result = decode::<HashKvRequest>(request).and_then(|r| hash_kv(shared, &r));
+                    shared.answer(token, result);
+                }
                 Method::LeaseKeepAlive | Method::LeaseTimeToLive | Method::LeaseLeases => {
                     crate::lease::serve(shared, method, request, token);
                 }
@@ -500,10 +555,35 @@ fn status(shared: &Shared) -> StatusResponse {
         raft_index: r.commit_index.load(Ordering::Acquire),
         raft_term: r.term.load(Ordering::Acquire),
         raft_applied_index: r.applied_index.load(Ordering::Acquire),
-        errors: Vec::new(),
+        errors: shared.store.alarms().iter().map(|&(alarm, member)| alarm_string(member, alarm)).collect(),
         db_size_in_use: shared.store.db_size_in_use() as i64,
         is_learner: false,
     }
+}
+
+/// etcd's HashKV: the header's revision is the store's at the time of the hash.
+fn hash_kv(shared: &Shared, r: &HashKvRequest) -> Result<HashKvResponse, EtcdError> {
+    let (hash, current, compacted) = shared.store.hash_kv(r.revision)?;
+    Ok(HashKvResponse {
+        header: Some(ResponseHeader { revision: current, ..ResponseHeader::default() }),
+        hash,
+        compact_revision: compacted,
+    })
+}
+
+/// An alarm as etcd's Status lists it: gogoproto's compact text form of
+/// AlarmMember, trailing space included ("memberID:1 alarm:NOSPACE ").
+pub(crate) fn alarm_string(member: u64, alarm: i32) -> String {
+    let name = crate::pb::etcdserverpb::AlarmType::try_from(alarm)
+        .map_or_else(|_| alarm.to_string(), |a| a.as_str_name().to_owned());
+    let mut s = String::new();
+    if member != 0 {
+        s.push_str(&format!("memberID:{member} "));
+    }
+    if alarm != 0 {
+        s.push_str(&format!("alarm:{name} "));
+    }
+    s
 }
 
 fn member_list(shared: &Shared) -> MemberListResponse {

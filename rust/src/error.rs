@@ -25,6 +25,12 @@ pub enum EtcdError {
     FutureRev,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// A CORRUPT alarm is active: etcd refuses writes and compaction.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
+    /// MoveLeader to a member that is not in the cluster (or a learner).
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: lease already exists")]
@@ -52,7 +58,7 @@ pub enum EtcdError {
 /// Every variant without data, for [`EtcdError::from_wire`]. The match in
 /// `is_unit` below stops compiling when a variant is added, as a reminder to
 /// list it here too.
-const UNIT_VARIANTS: [EtcdError; 16] = [
+const UNIT_VARIANTS: [EtcdError; 18] = [
     EtcdError::EmptyKey,
     EtcdError::KeyNotFound,
     EtcdError::ValueProvided,
@@ -62,6 +68,8 @@ const UNIT_VARIANTS: [EtcdError; 16] = [
     EtcdError::Compacted,
     EtcdError::FutureRev,
     EtcdError::NoSpace,
+    EtcdError::Corrupt,
+    EtcdError::BadLeaderTransferee,
     EtcdError::LeaseNotFound,
     EtcdError::LeaseExists,
     EtcdError::LeaseTtlTooLarge,
@@ -104,6 +112,8 @@ impl EtcdError {
             EtcdError::Compacted => "Compacted",
             EtcdError::FutureRev => "FutureRev",
             EtcdError::NoSpace => "NoSpace",
+            EtcdError::Corrupt => "Corrupt",
+            EtcdError::BadLeaderTransferee => "BadLeaderTransferee",
             EtcdError::LeaseNotFound => "LeaseNotFound",
             EtcdError::LeaseExists => "LeaseExists",
             EtcdError::LeaseTtlTooLarge => "LeaseTtlTooLarge",
@@ -133,6 +143,8 @@ mod tests {
             | E::Compacted
             | E::FutureRev
             | E::NoSpace
+            | E::Corrupt
+            | E::BadLeaderTransferee
             | E::LeaseNotFound
             | E::LeaseExists
             | E::LeaseTtlTooLarge

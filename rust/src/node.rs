@@ -29,10 +29,10 @@ use raft::{Ready, StateRole, Storage};
 
 use crate::engine::{decode, failed_error, EngineConfig, Identity, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
 use crate::error::EtcdError;
-use crate::mvcc::{self, LeaseCheck, Store};
+use crate::mvcc::{self, LeaseCheck, Store, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
 use crate::lease;
 use crate::pb::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
+    alarm_request::AlarmAction, request_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
     TxnRequest,
 };
 use crate::pb::ketchpb::{internal_request, InternalRequest, MemberMetadata};
@@ -270,23 +270,27 @@ impl Node {
             return Err(EtcdError::RequestTooLarge);
         }
         use internal_request::Request as R;
-        let (body, grows) = match method {
+        // etcd's quota layer (v3rpc/quota.go) checks Put, Txn and LeaseGrant:
+        // (checked, estimated bytes the request adds).
+        let (body, quota_cost) = match method {
             Method::KvPut => {
                 let r: PutRequest = decode(request)?;
                 mvcc::check_put(&r)?;
-                (R::Put(r), true)
+                let cost = cost_put(&r);
+                (R::Put(r), Some(cost))
             }
             Method::KvDeleteRange => {
                 let r: DeleteRangeRequest = decode(request)?;
                 mvcc::check_delete_range(&r)?;
-                (R::DeleteRange(r), false)
+                (R::DeleteRange(r), None)
             }
             Method::KvTxn => {
                 let r: TxnRequest = decode(request)?;
                 mvcc::check_txn(&r, shared.config.max_txn_ops)?;
-                (R::Txn(r), true)
+                let cost = cost_txn(&r);
+                (R::Txn(r), Some(cost))
             }
-            Method::KvCompact => (R::Compaction(decode::<CompactionRequest>(request)?), false),
+            Method::KvCompact => (R::Compaction(decode::<CompactionRequest>(request)?), None),
             Method::LeaseGrant => {
                 let mut r: LeaseGrantRequest = decode(request)?;
                 // etcd's LeaseGrant: the member that proposes picks a
@@ -300,17 +304,29 @@ impl Node {
                         }
                     };
                 }
-                (R::LeaseGrant(r), true)
+                (R::LeaseGrant(r), Some(LEASE_OVERHEAD))
             }
-            Method::LeaseRevoke => (R::LeaseRevoke(decode::<LeaseRevokeRequest>(request)?), false),
+            Method::LeaseRevoke => (R::LeaseRevoke(decode::<LeaseRevokeRequest>(request)?), None),
+            Method::MaintenanceAlarm => (R::Alarm(decode::<AlarmRequest>(request)?), None),
             _ => unreachable!("reads go to the readers"),
         };
-        if grows {
+        if let Some(cost) = quota_cost {
+            // etcd's backendQuota.Available: size + cost < quota, or refuse
+            // and raise NOSPACE through the log (quotaAlarmer.check). Nobody
+            // waits for the alarm's entry.
             let quota = match shared.config.quota_backend_bytes {
                 0 => DEFAULT_QUOTA_BYTES,
                 q => q,
             };
-            if shared.store.db_size() > quota {
+            if shared.store.db_size().saturating_add(cost) >= quota {
+                let alarm = AlarmRequest {
+                    action: AlarmAction::Activate as i32,
+                    member_id: shared.identity.member_id,
+                    alarm: AlarmType::Nospace as i32,
+                };
+                let entry = InternalRequest { id: self.next_request_id, request: Some(R::Alarm(alarm)) };
+                self.next_request_id += 1;
+                let _ = self.raw.propose(Vec::new(), entry.encode_to_vec());
                 return Err(EtcdError::NoSpace);
             }
         }
@@ -392,7 +408,9 @@ impl Node {
                         .map_err(|e| format!("undecodable entry at index {}: {e}", entry.index))?;
                     let leases: &dyn LeaseCheck = &shared.lessor;
                     use internal_request::Request as R;
-                    let result: Result<Vec<u8>, EtcdError> = match &req.request {
+                    let result: Result<Vec<u8>, EtcdError> = match refused_by_alarm(&batch, &req.request) {
+                        Some(e) => Err(e),
+                        None => match &req.request {
                         Some(R::Put(r)) => batch.put(r, leases).map(|resp| encode_answer(shared, resp)),
                         Some(R::DeleteRange(r)) => batch.delete_range(r).map(|resp| encode_answer(shared, resp)),
                         Some(R::Txn(r)) => batch.txn(r, leases).map(|resp| encode_answer(shared, resp)),
@@ -401,7 +419,10 @@ impl Node {
                             .map(|resp| encode_answer(shared, resp)),
                         Some(R::LeaseRevoke(r)) => lease::apply_revoke(&shared.lessor, &mut batch, r)
                             .map(|resp| encode_answer(shared, resp)),
+                        // etcd answers Alarm with no header at all.
+                        Some(R::Alarm(r)) => apply_alarm(&mut batch, r).map(|resp| resp.encode_to_vec()),
                         None => Ok(Vec::new()),
+                        },
                     };
                     // Keys the entry wrote move between leases (attach, detach).
                     shared.lessor.apply_moves(batch.take_lease_moves());
@@ -567,6 +588,79 @@ impl Node {
             shared.completions.push(token, Err(failed_error()));
         }
     }
+}
+
+/// etcd's estimate of what a request adds to the backend (etcdserver/quota.go).
+const KV_OVERHEAD: u64 = 256;
+const LEASE_OVERHEAD: u64 = 64;
+
+fn cost_put(r: &PutRequest) -> u64 {
+    KV_OVERHEAD + r.key.len() as u64 + r.value.len() as u64
+}
+
+/// The larger branch's puts; nested txns are not counted (as etcd).
+fn cost_txn(r: &TxnRequest) -> u64 {
+    let branch = |ops: &[crate::pb::etcdserverpb::RequestOp]| -> u64 {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(request_op::Request::RequestPut(p)) => cost_put(p),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&r.success).max(branch(&r.failure))
+}
+
+/// etcd swaps its applier while an alarm is active: CORRUPT refuses Put,
+/// Txn, Compaction, LeaseGrant and LeaseRevoke (applierV3Corrupt); NOSPACE
+/// refuses Put, a Txn with puts, and LeaseGrant (applierV3Capped). Deletes,
+/// reads and Alarm itself still apply. When both are active, CORRUPT wins.
+fn refused_by_alarm(batch: &WriteBatch<'_>, req: &Option<internal_request::Request>) -> Option<EtcdError> {
+    use internal_request::Request as R;
+    if batch.has_alarm(ALARM_CORRUPT) {
+        return match req {
+            Some(R::Put(_) | R::Txn(_) | R::Compaction(_) | R::LeaseGrant(_) | R::LeaseRevoke(_)) => {
+                Some(EtcdError::Corrupt)
+            }
+            _ => None,
+        };
+    }
+    if batch.has_alarm(ALARM_NOSPACE) {
+        return match req {
+            Some(R::Put(_) | R::LeaseGrant(_)) => Some(EtcdError::NoSpace),
+            Some(R::Txn(t)) if cost_txn(t) > 0 => Some(EtcdError::NoSpace),
+            _ => None,
+        };
+    }
+    None
+}
+
+/// etcd's applierV3backend.Alarm over its AlarmStore. GET with alarm NONE
+/// lists every alarm; ACTIVATE answers the alarm (new or already active);
+/// DEACTIVATE answers it only if it was active.
+fn apply_alarm(batch: &mut WriteBatch<'_>, r: &AlarmRequest) -> Result<AlarmResponse, EtcdError> {
+    let member = |(alarm, member_id): (i32, u64)| AlarmMember { member_id, alarm };
+    let alarms = match AlarmAction::try_from(r.action) {
+        Ok(AlarmAction::Get) => batch
+            .alarms()
+            .into_iter()
+            .filter(|(a, _)| r.alarm == AlarmType::None as i32 || *a == r.alarm)
+            .map(member)
+            .collect(),
+        Ok(AlarmAction::Activate) => {
+            batch.activate_alarm(r.member_id, r.alarm)?;
+            vec![member((r.alarm, r.member_id))]
+        }
+        Ok(AlarmAction::Deactivate) => {
+            if batch.deactivate_alarm(r.member_id, r.alarm)? {
+                vec![member((r.alarm, r.member_id))]
+            } else {
+                Vec::new()
+            }
+        }
+        Err(_) => Vec::new(),
+    };
+    Ok(AlarmResponse { header: None, alarms })
 }
 
 fn encode_answer<R: Message + crate::engine::HasHeader>(shared: &Shared, mut resp: R) -> Vec<u8> {

@@ -33,6 +33,8 @@
 //! - table `lease`: lease ID → granted TTL (both i64 big-endian), written in
 //!   the same transaction as the keys a grant or revoke touches (see
 //!   `store/lease.rs`).
+//! - table `alarm`: active alarms, (member ID, alarm type) → nothing (see
+//!   `store/alarm.rs`).
 //! - in memory: the key index ([`key_index`]), key → generations of
 //!   revisions, rebuilt on open by replaying `key` in order. The current
 //!   revision is the newest record's main revision, or the compact revision
@@ -63,5 +65,5 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
-pub use store::{LeaseCheck, Store, StoreOptions, WriteBatch};
+pub use store::{LeaseCheck, Store, StoreOptions, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
 pub use validate::{check_delete_range, check_put, check_range, check_txn};

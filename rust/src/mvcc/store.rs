@@ -1,4 +1,5 @@
 //! The store: reads, and write batches that apply Raft entries.
+//! Alarms, hashes and the snapshot copy are in `store/`.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::HashMap;
@@ -29,7 +30,11 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
+mod alarm;
+mod hash;
 mod lease;
+
+pub use alarm::{ALARM_CORRUPT, ALARM_NOSPACE};
 
 /// Store settings.
 #[derive(Clone, Debug)]
@@ -57,11 +62,14 @@ struct State {
     current_rev: i64,
     compact_rev: i64,
     consistent: (u64, u64),
+    alarms: alarm::Alarms,
 }
 
 /// etcd's MVCC key-value store over a redb file. See the module doc.
 pub struct Store {
-    db: Database,
+    /// Write-locked only to defragment (redb's compact needs `&mut`), with
+    /// the state lock held too, so no transaction is open then.
+    db: RwLock<Database>,
     path: PathBuf,
     opts: StoreOptions,
     state: RwLock<State>,
@@ -71,6 +79,7 @@ pub struct Store {
     current_rev: AtomicI64,
     compact_rev: AtomicI64,
     consistent: Mutex<(u64, u64)>,
+    alarms: Mutex<Vec<(i32, u64)>>,
     durable_index: AtomicU64,
     in_use: AtomicU64,
     /// A non-durable commit has happened since the last durable one.
@@ -95,12 +104,13 @@ impl Store {
         let (state, durable) = Self::rebuild(&tx).map_err(ctx)?;
         tx.commit().map_err(io("commit on open")).map_err(ctx)?;
         let store = Store {
-            db,
+            db: RwLock::new(db),
             path: path.to_path_buf(),
             opts,
             current_rev: AtomicI64::new(state.current_rev),
             compact_rev: AtomicI64::new(state.compact_rev),
             consistent: Mutex::new(state.consistent),
+            alarms: Mutex::new(state.alarms.iter().copied().collect()),
             durable_index: AtomicU64::new(durable),
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
@@ -146,6 +156,7 @@ impl Store {
             current_rev: last.max(finished),
             compact_rev: finished,
             consistent,
+            alarms: alarm::load(tx)?,
         };
         if scheduled > finished {
             compact_backend(&mut state, &mut table, &mut meta, scheduled)?;
@@ -182,7 +193,7 @@ impl Store {
     /// transaction, so while a batch is open the last answer is repeated.
     pub fn db_size_in_use(&self) -> u64 {
         if let Some(_no_batch) = self.state.try_read() {
-            let stats = self.db.begin_write().ok().and_then(|tx| {
+            let stats = self.db.read().begin_write().ok().and_then(|tx| {
                 let s = tx.stats().ok();
                 let _ = tx.abort();
                 s
@@ -199,7 +210,7 @@ impl Store {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, EtcdError> {
         check_range(req)?;
         let st = self.state.read();
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         range_at(&st.index, &table, req, st.current_rev, st.compact_rev)
     }
@@ -208,13 +219,14 @@ impl Store {
     /// transaction, readers held off until it commits or is dropped.
     pub fn write_batch(&self) -> Result<WriteBatch<'_>, EtcdError> {
         let st = self.state.write();
-        let tx = self.db.begin_write().map_err(io("begin write"))?;
+        let tx = self.db.read().begin_write().map_err(io("begin write"))?;
         let undo = Undo {
             keys: HashMap::new(),
             whole: None,
             current_rev: st.current_rev,
             compact_rev: st.compact_rev,
             consistent: st.consistent,
+            alarms: st.alarms.clone(),
         };
         Ok(WriteBatch {
             store: self,
@@ -233,7 +245,7 @@ impl Drop for Store {
     /// commit flushes them.
     fn drop(&mut self) {
         if self.dirty.load(Ordering::Acquire) {
-            if let Ok(mut tx) = self.db.begin_write() {
+            if let Ok(mut tx) = self.db.read().begin_write() {
                 let _ = tx.set_durability(Durability::Immediate);
                 let _ = tx.commit();
             }
@@ -251,6 +263,7 @@ struct Undo {
     current_rev: i64,
     compact_rev: i64,
     consistent: (u64, u64),
+    alarms: alarm::Alarms,
 }
 
 impl Undo {
@@ -282,7 +295,14 @@ impl Drop for WriteBatch<'_> {
         // The backend transaction aborts when dropped; the index is ours to restore.
         let undo = std::mem::replace(
             &mut self.undo,
-            Undo { keys: HashMap::new(), whole: None, current_rev: 0, compact_rev: 0, consistent: (0, 0) },
+            Undo {
+                keys: HashMap::new(),
+                whole: None,
+                current_rev: 0,
+                compact_rev: 0,
+                consistent: (0, 0),
+                alarms: alarm::Alarms::new(),
+            },
         );
         let st = &mut *self.st;
         if let Some(whole) = undo.whole {
@@ -297,6 +317,7 @@ impl Drop for WriteBatch<'_> {
         st.current_rev = undo.current_rev;
         st.compact_rev = undo.compact_rev;
         st.consistent = undo.consistent;
+        st.alarms = undo.alarms;
     }
 }
 
@@ -407,6 +428,7 @@ impl WriteBatch<'_> {
         s.current_rev.store(self.st.current_rev, Ordering::Release);
         s.compact_rev.store(self.st.compact_rev, Ordering::Release);
         *s.consistent.lock() = (index, term);
+        *s.alarms.lock() = self.st.alarms.iter().copied().collect();
         if durable {
             s.durable_index.store(index, Ordering::Release);
             s.dirty.store(false, Ordering::Release);
@@ -783,7 +805,7 @@ impl Store {
     /// Every record in the backend as (main, sub, tombstone), for tests.
     pub(crate) fn state_for_test(&self) -> Vec<(i64, i64, bool)> {
         let _st = self.state.read();
-        let rtx = self.db.begin_read().unwrap();
+        let rtx = self.db.read().begin_read().unwrap();
         let table = rtx.open_table(KEY_TABLE).unwrap();
         table
             .range::<&[u8]>(..)
@@ -812,7 +834,7 @@ impl Store {
         if to < from {
             return Ok(out);
         }
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         let (lo, hi) = (Revision::new(from, 0).to_key(false), Revision::new(to + 1, 0).to_key(false));
         for entry in table.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(io("scan key table"))? {

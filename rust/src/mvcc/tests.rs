@@ -591,3 +591,85 @@ fn mvcc_readers_wait_for_an_open_batch() {
         assert_eq!(h.join().unwrap().unwrap().value, b("1"));
     });
 }
+
+#[test]
+fn alarms_persist_in_the_batch_and_roll_back_with_it() {
+    let (dir, s) = open();
+    let mut w = s.write_batch().unwrap();
+    assert!(w.activate_alarm(7, ALARM_NOSPACE).unwrap());
+    assert!(!w.activate_alarm(7, ALARM_NOSPACE).unwrap());
+    drop(w); // rolled back
+    assert!(s.alarms().is_empty());
+    let mut w = s.write_batch().unwrap();
+    assert!(w.activate_alarm(7, ALARM_NOSPACE).unwrap());
+    assert!(w.activate_alarm(9, ALARM_CORRUPT).unwrap());
+    w.commit(false).unwrap();
+    let s = reopen(&dir, s);
+    assert_eq!(s.alarms(), vec![(ALARM_NOSPACE, 7), (ALARM_CORRUPT, 9)]);
+    let mut w = s.write_batch().unwrap();
+    assert!(w.deactivate_alarm(7, ALARM_NOSPACE).unwrap());
+    assert!(!w.deactivate_alarm(7, ALARM_NOSPACE).unwrap());
+    assert!(w.has_alarm(ALARM_CORRUPT) && !w.has_alarm(ALARM_NOSPACE));
+    w.commit(true).unwrap();
+    let s = reopen(&dir, s);
+    assert_eq!(s.alarms(), vec![(ALARM_CORRUPT, 9)]);
+}
+
+#[test]
+fn hash_kv_is_deterministic_and_bounded_by_revision() {
+    let (_d1, one) = open();
+    let (_d2, two) = open();
+    for s in [&one, &two] {
+        put(s, "a", "1");
+        put(s, "b", "2");
+    }
+    assert_eq!(one.hash_kv(0).unwrap(), two.hash_kv(0).unwrap());
+    assert_eq!(one.hash_all().unwrap(), two.hash_all().unwrap());
+    let (at2, cur, compacted) = one.hash_kv(2).unwrap();
+    assert_eq!((cur, compacted), (3, -1));
+    put(&one, "c", "3");
+    assert_eq!(one.hash_kv(2).unwrap().0, at2);
+    assert_ne!(one.hash_kv(0).unwrap().0, two.hash_kv(0).unwrap().0);
+    assert_ne!(one.hash_all().unwrap(), two.hash_all().unwrap());
+    assert_eq!(one.hash_kv(5), Err(EtcdError::FutureRev));
+    compact(&one, 3).unwrap();
+    assert_eq!(one.hash_kv(3), Err(EtcdError::Compacted));
+    assert_eq!(one.hash_kv(4).unwrap().2, 3);
+}
+
+#[test]
+fn copy_to_is_a_store_that_opens_with_every_commit() {
+    let (dir, s) = open();
+    put(&s, "a", "1"); // non-durable commits: the copy must still hold them
+    put(&s, "b", "2");
+    let dest = dir.path().join("copy");
+    let size = s.copy_to(&dest).unwrap();
+    assert_eq!(size, std::fs::metadata(&dest).unwrap().len());
+    put(&s, "c", "3");
+    let copy = Store::open(&dest, StoreOptions::default()).unwrap();
+    assert_eq!(copy.current_revision(), 3);
+    assert_eq!(get(&copy, "b", 0).unwrap().value, b("2"));
+    assert!(get(&copy, "c", 0).is_none());
+    assert_eq!(copy.hash_kv(0).unwrap().0, s.hash_kv(3).unwrap().0);
+}
+
+#[test]
+fn defragment_keeps_data_and_does_not_grow_the_file() {
+    let (dir, s) = open();
+    let big = "v".repeat(10_000);
+    for i in 0..50 {
+        put(&s, &format!("k{i}"), &big);
+    }
+    del(&s, "k", "l");
+    compact(&s, s.current_revision()).unwrap();
+    put(&s, "kept", "yes");
+    let before = s.db_size();
+    let hash = s.hash_kv(0).unwrap();
+    s.defragment().unwrap();
+    assert!(s.db_size() <= before, "{} > {before}", s.db_size());
+    assert_eq!(s.hash_kv(0).unwrap(), hash);
+    put(&s, "after", "1");
+    let s = reopen(&dir, s);
+    assert_eq!(get(&s, "kept", 0).unwrap().value, b("yes"));
+    assert_eq!(get(&s, "after", 0).unwrap().value, b("1"));
+}

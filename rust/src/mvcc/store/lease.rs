@@ -30,7 +30,7 @@ impl Store {
     /// Every lease in the backend as (ID, granted TTL), in ID byte order.
     pub fn leases(&self) -> Result<Vec<(i64, i64)>, EtcdError> {
         let _st = self.state.read();
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let table = match rtx.open_table(LEASE_TABLE) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -51,7 +51,7 @@ impl Store {
     /// from the records it replays).
     pub fn leased_keys(&self) -> Result<Vec<(Bytes, i64)>, EtcdError> {
         let st = self.state.read();
-        let rtx = self.db.begin_read().map_err(io("begin read"))?;
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
         let mut out = Vec::new();
         for (key, found) in st.index.range(&KeySpan::new(b"", &[0]), st.current_rev) {

@@ -1,0 +1,118 @@
+//! Hashes for comparing members (Maintenance.Hash, Maintenance.HashKV).
+//!
+//! CRC-32 (IEEE) over table names, then each record's key bytes and value
+//! bytes in key order. Every member applies the same entries to the same
+//! tables, so members agree; etcd's own numbers differ (Castagnoli over
+//! bbolt's buckets, whose content differs from ketch's tables).
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use redb::{Durability, ReadableDatabase, TableDefinition};
+
+use super::alarm::ALARM_TABLE;
+use super::lease::LEASE_TABLE;
+use super::Store;
+use crate::error::EtcdError;
+use crate::mvcc::backend::{io, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_TABLE};
+use crate::mvcc::revision::Revision;
+
+type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+impl Store {
+    /// A consistent copy of the backend at `dest` (etcd's backend
+    /// Snapshot): holds writers off, makes every commit durable so the file
+    /// holds it, and copies the file. Returns the copy's size.
+    pub fn copy_to(&self, dest: &Path) -> Result<u64, EtcdError> {
+        let _no_batch = self.state.write();
+        self.make_durable()?;
+        std::fs::copy(&self.path, dest).map_err(|e| {
+            EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
+        })
+    }
+
+    /// etcd's Defragment: rewrites the backend so its file holds no free
+    /// pages at the end (redb's compact). Readers and writers wait meanwhile,
+    /// as they do in etcd. The file does not grow.
+    pub fn defragment(&self) -> Result<(), EtcdError> {
+        let _no_batch = self.state.write();
+        self.make_durable()?;
+        let mut db = self.db.write();
+        // Each call moves what it can; a few rounds reach the fixed point.
+        for _ in 0..8 {
+            let moved = db
+                .compact()
+                .map_err(|e| EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display())))?;
+            if !moved {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits nothing, durably: every earlier commit reaches the file.
+    /// Call with the state lock held (no batch open).
+    fn make_durable(&self) -> Result<(), EtcdError> {
+        let mut tx = self.db.read().begin_write().map_err(io("begin write"))?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
+        tx.commit().map_err(io("durable commit"))?;
+        self.durable_index.store(self.consistent.lock().0, Ordering::Release);
+        self.dirty.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// etcd's HashByRev: the key table up to main revision `rev` (0: the
+    /// current one). Returns (hash, current revision, compact revision);
+    /// the compact revision is -1 when never compacted, as etcd's.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let st = self.state.read();
+        let (current, compacted) = (st.current_rev, st.compact_rev);
+        if rev > 0 && rev <= compacted {
+            return Err(EtcdError::Compacted);
+        }
+        if rev > 0 && rev > current {
+            return Err(EtcdError::FutureRev);
+        }
+        let rev = if rev == 0 { current } else { rev };
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
+        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(b"key");
+        // Compaction removes what it drops at once, so everything up to
+        // `rev` is what every member keeps.
+        let end = Revision::new(rev + 1, 0).to_key(false);
+        for entry in table.range::<&[u8]>(..end.as_slice()).map_err(io("scan key table"))? {
+            let (k, v) = entry.map_err(io("scan key table"))?;
+            h.update(k.value());
+            h.update(v.value());
+        }
+        Ok((h.finalize(), current, compacted))
+    }
+
+    /// etcd's backend Hash: every table, leaving out the Raft position
+    /// (members apply at their own pace; etcd ignores it too).
+    pub fn hash_all(&self) -> Result<u32, EtcdError> {
+        let _st = self.state.read();
+        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
+        let mut h = crc32fast::Hasher::new();
+        let tables: [(&str, Table); 4] = [("alarm", ALARM_TABLE), ("key", KEY_TABLE), ("lease", LEASE_TABLE), ("meta", META_TABLE)];
+        for (name, def) in tables {
+            let table = match rtx.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(io("open table")(e)),
+            };
+            h.update(name.as_bytes());
+            for entry in table.range::<&[u8]>(..).map_err(io("scan table"))? {
+                let (k, v) = entry.map_err(io("scan table"))?;
+                if name == "meta" && (k.value() == META_CONSISTENT_INDEX || k.value() == META_CONSISTENT_TERM) {
+                    continue;
+                }
+                h.update(k.value());
+                h.update(v.value());
+            }
+        }
+        Ok(h.finalize())
+    }
+}
