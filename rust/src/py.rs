@@ -134,7 +134,12 @@ impl PyEngineClient {
             // nothing left to serve, and its listening sockets must not
             // outlive the member. Exit now; clients fail over.
             eprintln!("ketch: worker {}: the engine process went away; exiting", std::process::id());
-            std::process::exit(0);
+            // _exit, not exit: this runs on the IPC reader thread while the
+            // event loop runs Python on the main thread; atexit handlers
+            // (Python's, grpc's) must not run under it, and there is nothing
+            // to flush.
+            // SAFETY: _exit takes no pointers and does not return.
+            unsafe { libc::_exit(0) };
         });
         let client = py
             .detach(|| IpcClient::connect(name, on_lost))
