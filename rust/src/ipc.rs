@@ -148,7 +148,8 @@ fn serve_connection(engine: Arc<Engine>, stream: UnixStream, route: u16) -> io::
     Ok(())
 }
 
-fn read_request(reader: &mut impl Read) -> io::Result<Option<(u32, u64, Bytes)>> {
+/// One length-prefixed frame, or None at a clean end of the stream.
+fn read_frame(reader: &mut impl Read, min_len: usize, what: &str) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len) {
         Ok(()) => {}
@@ -156,11 +157,18 @@ fn read_request(reader: &mut impl Read) -> io::Result<Option<(u32, u64, Bytes)>>
         Err(e) => return Err(e),
     }
     let len = u32::from_le_bytes(len) as usize;
-    if !(12..=MAX_FRAME).contains(&len) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad request frame length {len}")));
+    if !(min_len..=MAX_FRAME).contains(&len) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad {what} frame length {len}")));
     }
     let mut frame = vec![0u8; len];
     reader.read_exact(&mut frame)?;
+    Ok(Some(frame))
+}
+
+fn read_request(reader: &mut impl Read) -> io::Result<Option<(u32, u64, Bytes)>> {
+    let Some(frame) = read_frame(reader, 12, "request")? else {
+        return Ok(None);
+    };
     let method = u32::from_le_bytes(frame[0..4].try_into().expect("4 bytes"));
     let token = u64::from_le_bytes(frame[4..12].try_into().expect("8 bytes"));
     let mut request = Bytes::from(frame);
@@ -268,18 +276,9 @@ impl IpcClient {
 }
 
 fn read_answer(reader: &mut impl Read) -> io::Result<Option<Completion>> {
-    let mut len = [0u8; 4];
-    match reader.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if !(10..=MAX_FRAME).contains(&len) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad answer frame length {len}")));
-    }
-    let mut frame = vec![0u8; len];
-    reader.read_exact(&mut frame)?;
+    let Some(mut frame) = read_frame(reader, 10, "answer")? else {
+        return Ok(None);
+    };
     let token = u64::from_le_bytes(frame[0..8].try_into().expect("8 bytes"));
     let (status, name_len) = (frame[8], frame[9] as usize);
     let payload = frame.split_off(10 + name_len);
