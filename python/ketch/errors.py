@@ -48,6 +48,11 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "TooManyLearners": _C.FAILED_PRECONDITION,  # "etcdserver: too many learner members in cluster"
     # "etcdserver: re-configuration failed due to not enough started members"
     "NotEnoughStartedMembers": _C.FAILED_PRECONDITION,
+    # "etcdserver: request timed out, possibly due to previous leader failure"
+    "TimeoutDueToLeaderFail": _C.UNAVAILABLE,
+    # "etcdserver: request timed out, leader transfer took too long": not in
+    # etcd's v3rpc error map, so grpc-go sends it as codes.Unknown.
+    "LeaderTransferTimeout": _C.UNKNOWN,
     # A request whose bytes do not decode. etcd never sees such a request:
     # grpc-go rejects it first with codes.Internal and this same message
     # (grpc/server.go, "grpc: error unmarshalling request: ..."), so that is
