@@ -346,7 +346,14 @@ async def _abort_with(context: grpc.aio.ServicerContext, e: EngineError) -> None
 
 
 class PeerTransport:
-    """Carries the engine's outbound Raft batches to the other members."""
+    """Carries the engine's outbound Raft batches to the other members.
+
+    known_peers: peer URLs by member ID to use until the engine's own member
+    list names another member: a member joining a running cluster starts
+    with an empty log, so it knows the others only from the member list it
+    fetched (etcd's "remotes"), and must answer the leader before it can
+    learn them from the log.
+    """
 
     def __init__(
         self,
@@ -355,6 +362,7 @@ class PeerTransport:
         credentials: grpc.ChannelCredentials | None = None,
         *,
         queue_batches: int = SEND_QUEUE_BATCHES,
+        known_peers: dict[int, tuple[str, ...]] | None = None,
     ) -> None:
         self._engine = engine
         self._loop = loop
@@ -364,6 +372,7 @@ class PeerTransport:
         self._metadata = _cluster_metadata(engine.cluster_id)
         self._senders: dict[int, _Sender] = {}
         self._urls: dict[int, tuple[str, ...]] = {}
+        self._known_peers = dict(known_peers or {})
         self._closed = False
         self.refresh_members()
         self._fd = engine.peer_fd()
@@ -397,7 +406,13 @@ class PeerTransport:
         """Take the peer URLs from the engine's member list again (call when
         stats()["membership_version"] changed): a removed member's sender
         stops, an updated member's reconnects to its new URLs."""
-        self._urls = {m[0]: tuple(m[2]) for m in self._engine.members()}
+        by_id = {m[0]: tuple(m[2]) for m in self._engine.members()}
+        if self._known_peers:
+            if len(by_id) > 1:
+                self._known_peers = {}  # the log has told the engine who is in the cluster
+            else:
+                by_id = {**self._known_peers, **by_id}
+        self._urls = by_id
         for member_id, sender in list(self._senders.items()):
             urls = self._urls.get(member_id)
             if urls is None:

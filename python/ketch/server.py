@@ -200,11 +200,12 @@ def _channel_credentials(cfg: Config) -> grpc.ChannelCredentials | None:
 
 async def _join_existing(
     cfg: Config, credentials: grpc.ChannelCredentials | None
-) -> tuple[int, int]:
-    """(member ID, cluster ID) the running cluster gave this member, from
-    another member's member list (etcd's GetClusterFromRemotePeers and
-    ValidateClusterAndAssignIDs: the list must have as many members as
-    --initial-cluster, each matching one of it by peer URLs)."""
+) -> tuple[int, int, dict[int, tuple[str, ...]]]:
+    """(member ID, cluster ID, every member's peer URLs by ID) as the running
+    cluster knows them, from another member's member list (etcd's
+    GetClusterFromRemotePeers and ValidateClusterAndAssignIDs: the list must
+    have as many members as --initial-cluster, each matching one of it by
+    peer URLs)."""
     local = cfg.initial_members
     others = [u for _, name, urls in local if name != cfg.name for u in urls]
     try:
@@ -232,7 +233,7 @@ async def _join_existing(
             f"error validating peerURLs {existing}: no member has this member's "
             f"peer URLs ({','.join(mine)})"
         )
-    return member_id, cluster_id
+    return member_id, cluster_id, {m.ID: tuple(m.peerURLs) for m in answer.members}
 
 
 def _open_engine(
@@ -322,8 +323,9 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         credentials = _channel_credentials(cfg)
         member_id, cluster_id = cfg.member_id, cfg.cluster_id
         initial_members = cfg.initial_members
+        known_peers: dict[int, tuple[str, ...]] = {}
         if _data_dir_is_new(cfg) and cfg.initial_cluster_state == "existing":
-            member_id, cluster_id = await _join_existing(cfg, credentials)
+            member_id, cluster_id, known_peers = await _join_existing(cfg, credentials)
             initial_members = []
             log.info("joining cluster %x as member %x", cluster_id, member_id)
         log.info(
@@ -349,7 +351,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     if cfg.watch_progress_notify_interval > 0:
         engine.set_watch_progress_interval(cfg.watch_progress_notify_interval)
     watch = WatchService(bridge)
-    transport = PeerTransport(engine, loop, credentials)
+    transport = PeerTransport(engine, loop, credentials, known_peers=known_peers)
     to_leader = _leader_forwarder(engine, bridge, transport)
     membership = loop.create_task(_watch_membership(engine, transport, stop))
     workers: list[subprocess.Popen[bytes]] = []

@@ -433,3 +433,26 @@ def test_removed_member_stops_its_sender(port: int) -> None:
             await receiver.stop()
 
     run(main())
+
+
+def test_a_joining_member_answers_peers_it_only_knows_from_the_member_list(port: int) -> None:
+    async def main() -> None:
+        receiver = Peer(FakeEngine(7), port)
+        await receiver.start()
+        joiner = FakeEngine(7, {})  # empty log: the engine knows no member yet
+        transport = PeerTransport(
+            joiner, asyncio.get_running_loop(), known_peers={2: (receiver.url,)}
+        )
+        try:
+            joiner.push(2, b"vote")
+            await eventually(lambda: receiver.engine.stepped == [b"vote"])
+            # Once the log has named the members, the engine's list is the truth.
+            joiner._members = {1: ["http://127.0.0.1:1"], 3: ["http://127.0.0.1:3"]}
+            transport.refresh_members()
+            joiner.push(2, b"gone")
+            await eventually(lambda: joiner.unreachable == [2])
+        finally:
+            await transport.close()
+            await receiver.stop()
+
+    run(main())

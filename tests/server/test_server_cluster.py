@@ -85,16 +85,18 @@ def test_join_learns_ids_from_a_running_member(
     urls = [[f"http://127.0.0.1:{p}"] for p in ports]
     answer = member_list(0x77, [(0xA, urls[0]), (0xB, urls[1]), (0xC, urls[2])])
 
-    async def main() -> tuple[int, int]:
+    async def main() -> Any:
         b = serving_members(answer, ports[1])  # a is down: asked first, skipped
         await b.start()
         try:
-            result: tuple[int, int] = await server._join_existing(cfg, None)
+            result = await server._join_existing(cfg, None)
             return result
         finally:
             await b.stop()
 
-    assert run(main()) == (0xC, 0x77)
+    member_id, cluster_id, peers = run(main())
+    assert (member_id, cluster_id) == (0xC, 0x77)
+    assert peers == {0xA: tuple(urls[0]), 0xB: tuple(urls[1]), 0xC: tuple(urls[2])}
 
 
 @pytest.mark.parametrize(
