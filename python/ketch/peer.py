@@ -510,8 +510,11 @@ class _Sender:
                     self._became_active()
                     delay = RECONNECT_MIN_SECONDS
                     batch = queue.get_nowait() if queue.qsize() else await queue.get()
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as e:
-                self._became_inactive(e)
+            except grpc.aio.AioRpcError as e:
+                self._became_inactive(e.details() or str(e.code()))
+            except asyncio.InvalidStateError:
+                # The call ended while idle; its status says why.
+                self._became_inactive(await call.details() or str(await call.code()))
             finally:
                 call.cancel()
             # The batch in hand and everything queued is lost with the call.
@@ -531,16 +534,12 @@ class _Sender:
             self._active = True
             log.info("peer %x became active", self.member_id)
 
-    def _became_inactive(self, e: BaseException) -> None:
+    def _became_inactive(self, why: str) -> None:
         if self._active:
             self._active = False
-            details = e.details() if isinstance(e, grpc.aio.AioRpcError) else str(e)
-            log.warning("peer %x became inactive (message send to peer failed): %s",
-                        self.member_id, details)  # fmt: skip
-            if isinstance(e, grpc.aio.AioRpcError) and (
-                e.code() == grpc.StatusCode.FAILED_PRECONDITION
-            ):
-                log.error("peer %x refused us: %s", self.member_id, details)
+            log.warning(
+                "peer %x became inactive (message send to peer failed): %s", self.member_id, why
+            )
 
     async def _send_snapshot(self, data: bytes) -> None:
         ok = False
