@@ -386,9 +386,11 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # Workers finish their in-flight requests through the engine, so the
         # engine closes only after they have exited.
         await loop.run_in_executor(None, stop_workers, workers)
-        # Peers last: a worker's forwarded call comes in through the peer server.
-        await peer_server.stop(SHUTDOWN_GRACE_SECONDS)
+        # Peers last: a worker's forwarded call comes in through the peer
+        # server. Other members' Messages streams never end by themselves,
+        # so no grace period: they reconnect to whoever serves next.
         await transport.close()
+        await peer_server.stop(None)
         await bridge.close()
     log.info("stopped; engine stats: %s", engine.stats())
 
