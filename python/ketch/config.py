@@ -95,6 +95,10 @@ class Config:
     key_file: str = ""
     trusted_ca_file: str = ""
     client_cert_auth: bool = False
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_trusted_ca_file: str = ""
+    peer_client_cert_auth: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     quota_backend_bytes: int = 0
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
@@ -114,9 +118,17 @@ class Config:
     @property
     def cluster_id(self) -> int:
         """The cluster's ID for a new data dir (etcd's genID over the initial members)."""
-        members = _cluster_map(self.initial_cluster)
+        return membership.cluster_id(m[0] for m in self.initial_members)
+
+    @property
+    def initial_members(self) -> list[tuple[int, str, list[str]]]:
+        """Every member of --initial-cluster as (member ID, name, peer URLs), self included,
+        in the flag's order: what the engine bootstraps a new cluster with."""
         token = self.initial_cluster_token
-        return membership.cluster_id(membership.member_id(urls, token) for urls in members.values())
+        return [
+            (membership.member_id(urls, token), name, list(urls))
+            for name, urls in _cluster_map(self.initial_cluster).items()
+        ]
 
 
 # --- values -----------------------------------------------------------------
@@ -257,6 +269,10 @@ _FLAGS: dict[str, _Flag] = {
         _Flag("key-file", "key_file", _parse_str),
         _Flag("trusted-ca-file", "trusted_ca_file", _parse_str),
         _Flag("client-cert-auth", "client_cert_auth", _parse_bool, is_bool=True),
+        _Flag("peer-cert-file", "peer_cert_file", _parse_str),
+        _Flag("peer-key-file", "peer_key_file", _parse_str),
+        _Flag("peer-trusted-ca-file", "peer_trusted_ca_file", _parse_str),
+        _Flag("peer-client-cert-auth", "peer_client_cert_auth", _parse_bool, is_bool=True),
         _Flag("max-request-bytes", "max_request_bytes", _parse_uint),
         _Flag("quota-backend-bytes", "quota_backend_bytes", _parse_int64),
         _Flag("max-txn-ops", "max_txn_ops", _parse_uint),
@@ -292,7 +308,7 @@ Member:
   --listen-client-urls 'http://localhost:2379'
     List of URLs to listen on for client traffic.
   --listen-peer-urls 'http://localhost:2380'
-    List of URLs to listen on for peer traffic (not used yet: one member only).
+    List of URLs to listen on for peer traffic.
   --max-request-bytes '1572864'
     Maximum client request size in bytes the server will accept.
   --max-txn-ops '128'
@@ -308,7 +324,7 @@ Clustering:
   --initial-advertise-peer-urls 'http://localhost:2380'
     List of this member's peer URLs to advertise to the rest of the cluster.
   --initial-cluster 'default=http://localhost:2380'
-    Initial cluster configuration for bootstrapping (one member for now).
+    Initial cluster configuration for bootstrapping.
   --initial-cluster-state 'new'
     Initial cluster state ('new' or 'existing').
   --initial-cluster-token 'etcd-cluster'
@@ -325,6 +341,14 @@ Security:
     Enable client cert authentication.
   --trusted-ca-file ''
     Path to the client server TLS trusted CA cert file.
+  --peer-cert-file ''
+    Path to the peer server TLS cert file.
+  --peer-key-file ''
+    Path to the peer server TLS key file.
+  --peer-client-cert-auth 'false'
+    Enable peer client cert authentication.
+  --peer-trusted-ca-file ''
+    Path to the peer server TLS trusted CA file.
 
 Experimental feature:
   --experimental-watch-progress-notify-interval '10m0s'
@@ -426,6 +450,8 @@ _YAML_KEYS = (
     "experimental-watch-progress-notify-interval",
 )
 _YAML_TLS_KEYS = ("cert-file", "key-file", "trusted-ca-file", "client-cert-auth")
+# etcd's configYAML: the same four keys under `peer-transport-security`.
+_YAML_TLS_SECTIONS = {"client-transport-security": "", "peer-transport-security": "peer-"}
 
 
 def _from_yaml(path: str) -> dict[str, Any]:
@@ -451,15 +477,16 @@ def _from_yaml(path: str) -> dict[str, Any]:
     for key in _YAML_KEYS:
         if key in doc and doc[key] is not None:
             values[key] = _yaml_value(path, key, doc[key])
-    tls = doc.get("client-transport-security")
-    if tls is not None:
+    for section, prefix in _YAML_TLS_SECTIONS.items():
+        tls = doc.get(section)
+        if tls is None:
+            continue
         if not isinstance(tls, dict):
-            raise ConfigError(
-                f"error verifying flags, {path}: client-transport-security must be a mapping"
-            )
+            raise ConfigError(f"error verifying flags, {path}: {section} must be a mapping")
         for key in _YAML_TLS_KEYS:
             if key in tls and tls[key] is not None:
-                values[key] = _yaml_value(path, f"client-transport-security.{key}", tls[key], key)
+                flag = prefix + key
+                values[flag] = _yaml_value(path, f"{section}.{key}", tls[key], flag)
     return values
 
 
@@ -590,11 +617,11 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
             f"--initial-advertise-peer-urls has {','.join(extra)} but missing from "
             f"--initial-cluster={initial_cluster}"
         )
-    if len(members) > 1:
-        raise fail(
-            f"--initial-cluster names {len(members)} members ({', '.join(sorted(members))}); "
-            "ketch runs single-member clusters only for now"
-        )
+    all_urls = [u for urls in members.values() for u in urls]
+    if len(set(all_urls)) != len(all_urls):
+        # etcd's VerifyBootstrap/VerifyJoinExisting, with URLsMap.String()'s sorted names.
+        listing = ",".join(f"{n}={u}" for n in sorted(members) for u in members[n])
+        raise ConfigError(f"initial cluster {listing} has duplicate url")
 
     if any(urlsplit(u).scheme == "https" for u in cfg.listen_client_urls) and not (
         cfg.cert_file and cfg.key_file
@@ -602,6 +629,17 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
         u = next(u for u in cfg.listen_client_urls if urlsplit(u).scheme == "https")
         raise fail(
             f"TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with HTTPS scheme"
+        )
+    for u in cfg.listen_peer_urls:
+        parts = urlsplit(u)
+        if parts.scheme == "https" and not (cfg.peer_cert_file and cfg.peer_key_file):
+            # etcd's transport.NewListener, word for word (not a flag error there).
+            raise ConfigError(
+                f"cannot listen on TLS for {parts.netloc}: KeyFile and CertFile are not presented"
+            )
+    if cfg.peer_client_cert_auth and not cfg.peer_trusted_ca_file:
+        raise fail(
+            "--peer-client-cert-auth needs --peer-trusted-ca-file to verify peer certificates against"
         )
     if cfg.client_cert_auth and not cfg.trusted_ca_file:
         raise fail(
