@@ -78,6 +78,9 @@ class VersionRequested(Exception):
     """--version was given: print the version and exit 0."""
 
 
+MAX_ELECTION_MS = 50_000  # etcd's maxElectionMs
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the server needs, validated. URL lists keep their flag's order."""
@@ -103,6 +106,9 @@ class Config:
     quota_backend_bytes: int = 0
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     grpc_workers: int = DEFAULT_GRPC_WORKERS
+    heartbeat_interval: int = 100  # ms: one Raft tick
+    election_timeout: int = 1000  # ms
+    snapshot_count: int = 100_000
     log_level: str = "info"
     config_file: str = ""
     watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
@@ -277,6 +283,9 @@ _FLAGS: dict[str, _Flag] = {
         _Flag("quota-backend-bytes", "quota_backend_bytes", _parse_int64),
         _Flag("max-txn-ops", "max_txn_ops", _parse_uint),
         _Flag("grpc-workers", "grpc_workers", _parse_workers),
+        _Flag("heartbeat-interval", "heartbeat_interval", _parse_uint),
+        _Flag("election-timeout", "election_timeout", _parse_uint),
+        _Flag("snapshot-count", "snapshot_count", _parse_uint),
         _Flag("log-level", "log_level", _choice(LOG_LEVELS)),
         _Flag(
             "experimental-watch-progress-notify-interval",
@@ -319,6 +328,13 @@ Member:
     ketch only: gRPC server processes sharing the client port. One Python gRPC
     process serves a few thousand requests per second per core; more workers
     let throughput grow with cores. They all reach this member's one engine.
+
+  --heartbeat-interval '100'
+    Time (in milliseconds) of a heartbeat interval.
+  --election-timeout '1000'
+    Time (in milliseconds) for an election to timeout.
+  --snapshot-count '100000'
+    Number of committed transactions to trigger a snapshot to disk.
 
 Clustering:
   --initial-advertise-peer-urls 'http://localhost:2380'
@@ -446,6 +462,9 @@ _YAML_KEYS = (
     "quota-backend-bytes",
     "max-txn-ops",
     "grpc-workers",
+    "heartbeat-interval",
+    "election-timeout",
+    "snapshot-count",
     "log-level",
     "experimental-watch-progress-notify-interval",
 )
@@ -637,6 +656,19 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
             raise ConfigError(
                 f"cannot listen on TLS for {parts.netloc}: KeyFile and CertFile are not presented"
             )
+    # etcd's embed.Config.Validate, word for word.
+    if cfg.heartbeat_interval <= 0:
+        raise fail(f"--heartbeat-interval must be >0 (set to {cfg.heartbeat_interval}ms)")
+    if 5 * cfg.heartbeat_interval > cfg.election_timeout:
+        raise fail(
+            f"--election-timeout[{cfg.election_timeout}ms] should be at least as 5 times as "
+            f"--heartbeat-interval[{cfg.heartbeat_interval}ms]"
+        )
+    if cfg.election_timeout > MAX_ELECTION_MS:
+        raise fail(
+            f"--election-timeout[{cfg.election_timeout}ms] is too long, and should be set "
+            f"less than {MAX_ELECTION_MS}ms"
+        )
     if cfg.peer_client_cert_auth and not cfg.peer_trusted_ca_file:
         raise fail(
             "--peer-client-cert-auth needs --peer-trusted-ca-file to verify peer certificates against"

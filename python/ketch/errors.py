@@ -39,15 +39,17 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "NotSupportedForLearner": _C.UNAVAILABLE,  # "etcdserver: rpc not supported for learner"
     "MemberExists": _C.FAILED_PRECONDITION,  # "etcdserver: member ID already exist"
     "PeerUrlExists": _C.FAILED_PRECONDITION,  # "etcdserver: Peer URLs already exists"
+    "MemberBadUrls": _C.INVALID_ARGUMENT,  # "etcdserver: given member URLs are invalid"
+    # etcd answers a removed ID as not found too (v3rpc/util.go maps
+    # membership.ErrIDRemoved to ErrGRPCMemberNotFound); so does the engine.
     "MemberNotFound": _C.NOT_FOUND,  # "etcdserver: member not found"
-    # etcd answers a removed ID as not found (v3rpc/util.go maps
-    # membership.ErrIDRemoved to ErrGRPCMemberNotFound), whatever the engine calls it.
-    "MemberIdRemoved": _C.NOT_FOUND,
     "MemberNotLearner": _C.FAILED_PRECONDITION,  # "etcdserver: can only promote a learner member"
     "LearnerNotReady": _C.FAILED_PRECONDITION,  # "... a learner member which is in sync with leader"
     "TooManyLearners": _C.FAILED_PRECONDITION,  # "etcdserver: too many learner members in cluster"
-    # "etcdserver: re-configuration failed due to not enough started members"
-    "NotEnoughStartedMembers": _C.FAILED_PRECONDITION,
+    # "etcdserver: re-configuration failed due to not enough started members":
+    # etcd's util.go maps it to rpctypes.ErrMemberNotEnoughStarted, a plain
+    # error rather than a gRPC status, so its clients see codes.Unknown.
+    "NotEnoughStartedMembers": _C.UNKNOWN,
     # "etcdserver: request timed out, possibly due to previous leader failure"
     "TimeoutDueToLeaderFail": _C.UNAVAILABLE,
     # "etcdserver: request timed out, leader transfer took too long": not in

@@ -256,6 +256,9 @@ def _open_engine(
             max_txn_ops=cfg.max_txn_ops,
             version=ETCD_VERSION,
             initial_members=initial_members,
+            tick_ms=cfg.heartbeat_interval,
+            election_ticks=cfg.election_timeout // cfg.heartbeat_interval,
+            snapshot_count=cfg.snapshot_count,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None
@@ -395,9 +398,16 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     log.info("stopped; engine stats: %s", engine.stats())
 
 
+def _ready(engine: _core.Engine) -> bool:
+    """etcd's ReadyNotify: a leader is known and the cluster has applied this
+    member's name and client URLs (its publish), so `member list` shows them."""
+    stats = engine.stats()
+    return bool(stats.get("raft_leader")) and bool(stats.get("published"))
+
+
 async def _wait_for_leader(engine: _core.Engine, stop: asyncio.Event) -> None:
     deadline = asyncio.get_running_loop().time() + LEADER_WAIT_SECONDS
-    while not engine.stats().get("raft_leader") and not stop.is_set():
+    while not _ready(engine) and not stop.is_set():
         if asyncio.get_running_loop().time() > deadline:
             log.warning("no leader after %.0fs; serving anyway", LEADER_WAIT_SECONDS)
             return

@@ -50,6 +50,9 @@ pub enum EtcdError {
     NotLeader,
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
+    /// MemberAdd/MemberUpdate with no peer URL, or one etcd's types.NewURLs refuses.
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
     #[error("etcdserver: member ID already exist")]
     MemberExists,
     /// Also what etcd answers for an ID that was removed.
@@ -86,7 +89,7 @@ pub enum EtcdError {
 /// Every variant without data, for [`EtcdError::from_wire`]. The match in
 /// `is_unit` below stops compiling when a variant is added, as a reminder to
 /// list it here too.
-const UNIT_VARIANTS: [EtcdError; 31] = [
+const UNIT_VARIANTS: [EtcdError; 32] = [
     EtcdError::EmptyKey,
     EtcdError::KeyNotFound,
     EtcdError::ValueProvided,
@@ -107,6 +110,7 @@ const UNIT_VARIANTS: [EtcdError; 31] = [
     EtcdError::Stopped,
     EtcdError::NotLeader,
     EtcdError::PeerUrlExists,
+    EtcdError::MemberBadUrls,
     EtcdError::MemberExists,
     EtcdError::MemberNotFound,
     EtcdError::MemberNotLearner,
@@ -164,6 +168,7 @@ impl EtcdError {
             EtcdError::Stopped => "Stopped",
             EtcdError::NotLeader => "NotLeader",
             EtcdError::PeerUrlExists => "PeerUrlExists",
+            EtcdError::MemberBadUrls => "MemberBadUrls",
             EtcdError::MemberExists => "MemberExists",
             EtcdError::MemberNotFound => "MemberNotFound",
             EtcdError::MemberNotLearner => "MemberNotLearner",
@@ -208,6 +213,7 @@ mod tests {
             | E::Stopped
             | E::NotLeader
             | E::PeerUrlExists
+            | E::MemberBadUrls
             | E::MemberExists
             | E::MemberNotFound
             | E::MemberNotLearner

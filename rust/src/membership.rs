@@ -79,8 +79,29 @@ fn peer_url_taken(ms: &Membership, urls: &[String], except: u64) -> bool {
     ms.members.values().any(|m| m.id != except && m.peer_ur_ls.iter().any(|u| urls.contains(u)))
 }
 
+/// etcd's types.NewURLs, which MemberAdd runs first: at
+/// least one URL, each http(s) or unix(s), with a host:port and no path.
+pub(crate) fn check_peer_urls(urls: &[String]) -> Result<(), EtcdError> {
+    let valid = |u: &str| {
+        let u = u.trim();
+        let Some((scheme, rest)) = u.split_once("://") else {
+            return false;
+        };
+        let (host_port, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+        let port_ok = host_port.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+        });
+        matches!(scheme, "http" | "https" | "unix" | "unixs") && port_ok && path.is_empty()
+    };
+    if urls.is_empty() || !urls.iter().all(|u| valid(u)) {
+        return Err(EtcdError::MemberBadUrls);
+    }
+    Ok(())
+}
+
 /// etcd's checks before proposing MemberAdd; the member to add.
 pub(crate) fn check_add(ms: &Membership, req: &MemberAddRequest, id: u64) -> Result<Member, EtcdError> {
+    check_peer_urls(&req.peer_ur_ls)?;
     if ms.members.contains_key(&id) {
         return Err(EtcdError::MemberExists);
     }
@@ -121,6 +142,7 @@ pub(crate) fn check_remove(ms: &Membership, id: u64) -> Result<&Member, EtcdErro
 }
 
 /// etcd's checks before proposing MemberUpdate.
+/// (etcd's MemberUpdate does not check the URLs' form.)
 pub(crate) fn check_update(ms: &Membership, req: &MemberUpdateRequest) -> Result<(), EtcdError> {
     if !ms.members.contains_key(&req.id) {
         return Err(EtcdError::MemberNotFound);
@@ -248,6 +270,15 @@ mod tests {
         ms.removed.insert(9);
         assert_eq!(check_add(&three(), &req("http://h:9", false), 9).map(|m| m.id), Ok(9));
         assert_eq!(check_add(&ms, &req("http://h:9", true), 9), Err(EtcdError::MemberNotFound));
+    }
+
+    #[test]
+    fn peer_urls_are_checked_as_etcd_does() {
+        let urls = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_peer_urls(&urls(&["http://127.0.0.1:2380", "https://[::1]:7"])), Ok(()));
+        for bad in [&[][..], &["127.0.0.1:2380"], &["ftp://h:1"], &["http://h"], &["http://h:1/path"], &["http://:1"]] {
+            assert_eq!(check_peer_urls(&urls(bad)), Err(EtcdError::MemberBadUrls), "{bad:?}");
+        }
     }
 
     #[test]

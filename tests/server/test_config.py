@@ -176,6 +176,15 @@ def test_listen_client_urls_need_advertise_client_urls() -> None:
             "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:1 with HTTPS scheme",
         ),
         (["--client-cert-auth"], "--client-cert-auth needs --trusted-ca-file"),
+        (
+            ["--heartbeat-interval", "300", "--election-timeout", "1000"],
+            # etcd 3.4.23's line, from the same flags
+            "--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]",
+        ),
+        (
+            ["--election-timeout", "60000"],
+            "--election-timeout[60000ms] is too long, and should be set less than 50000ms",
+        ),
     ],
 )
 def test_invalid_combinations_exit_1(args: list[str], fragment: str) -> None:
@@ -347,3 +356,14 @@ def test_peer_tls_flags_and_yaml(tmp_path: Path) -> None:
         "yca.crt",
     )
     assert y.peer_client_cert_auth is True and y.cert_file == "c.crt"
+
+
+def test_raft_timing_and_snapshot_count() -> None:
+    cfg = parse(
+        ["--heartbeat-interval", "50", "--election-timeout", "500", "--snapshot-count", "20"],
+        NO_ENV,
+    )
+    assert (cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count) == (50, 500, 20)
+    defaults = parse([], NO_ENV)
+    assert (defaults.heartbeat_interval, defaults.election_timeout) == (100, 1000)
+    assert defaults.snapshot_count == 100_000

@@ -42,14 +42,14 @@ def test_cluster_codes_are_etcds() -> None:
     assert GRPC_STATUS["LeaderChanged"] == c.UNAVAILABLE
     assert GRPC_STATUS["TooManyRequests"] == c.RESOURCE_EXHAUSTED
     assert GRPC_STATUS["NotSupportedForLearner"] == c.UNAVAILABLE
-    assert GRPC_STATUS["MemberNotFound"] == GRPC_STATUS["MemberIdRemoved"] == c.NOT_FOUND
+    assert GRPC_STATUS["MemberNotFound"] == c.NOT_FOUND
+    assert GRPC_STATUS["NotEnoughStartedMembers"] == c.UNKNOWN
     for name in (
         "MemberExists",
         "PeerUrlExists",
         "MemberNotLearner",
         "LearnerNotReady",
         "TooManyLearners",
-        "NotEnoughStartedMembers",
     ):
         assert GRPC_STATUS[name] == c.FAILED_PRECONDITION, name
 
