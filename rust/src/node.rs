@@ -62,6 +62,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 /// Store commits between WAL-covered entries skip fsync; at most this much
 /// applied state is replayed from the WAL after a crash.
 const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// See `after_durable_commit`.
+const CATCH_UP_ENTRIES: u64 = 5000;
 /// How often a member retries publishing its name and client URLs until
 /// the cluster has applied them (etcd retries its publish the same way).
 const PUBLISH_RETRY: Duration = Duration::from_secs(2);
@@ -771,11 +773,16 @@ impl Node {
     fn after_durable_commit(&mut self, shared: &Shared) -> Result<(), String> {
         self.store_dirty = false;
         self.last_durable_commit = Instant::now();
+        // Entries kept behind the compaction point, so a follower a little
+        // behind catches up from the log rather than a whole snapshot
+        // (etcd's snapshotCatchUpEntries, 5000; fewer for a small
+        // --snapshot-count, so that tests can reach snapshots).
+        let keep = CATCH_UP_ENTRIES.min(shared.config.snapshot_count);
         let durable = shared.store.durable_consistent_index();
         let log = self.raw.mut_store();
         let first = log.first_index().unwrap_or(1);
-        if durable >= first && durable - first + 1 > shared.config.snapshot_count {
-            log.compact_to(durable).map_err(|e| e.to_string())?;
+        if durable >= first && durable - first + 1 > shared.config.snapshot_count + keep {
+            log.compact_to(durable - keep).map_err(|e| e.to_string())?;
         }
         Ok(())
     }

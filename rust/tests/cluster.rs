@@ -236,3 +236,23 @@ fn a_learner_catches_up_from_a_snapshot_is_promoted_and_a_member_is_removed() {
     c.put(new_id, "after", "removal").unwrap();
     assert_eq!(c.get(leader, "after", false).unwrap().as_deref(), Some("removal"));
 }
+
+#[test]
+fn a_lease_outlives_its_leader_and_then_expires_on_the_next() {
+    use ketch::pb::etcdserverpb::{LeaseGrantRequest, LeaseGrantResponse};
+    let c = Cluster::start(&[1, 2, 3], 100_000);
+    let leader = c.leader();
+    let grant: LeaseGrantResponse = c.call(leader, Method::LeaseGrant, &LeaseGrantRequest { ttl: 3, id: 0 }).unwrap();
+    let put = PutRequest { key: "owned".into(), value: "x".into(), lease: grant.id, ..Default::default() };
+    let _: PutResponse = c.call(leader, Method::KvPut, &put).unwrap();
+    c.kill(leader);
+    let next = c.leader();
+    // The new leader took the lease over (etcd's promote: every lease gets
+    // at least its TTL again), so the key is still there ...
+    assert_eq!(c.get(next, "owned", false).unwrap().as_deref(), Some("x"));
+    // ... until nobody keeps it alive: the new leader revokes it through the
+    // log, and every member deletes the key.
+    wait_for("the lease to expire under the new leader", || c.get(next, "owned", false).unwrap().is_none());
+    let other = [1, 2, 3].into_iter().find(|&i| i != leader && i != next).unwrap();
+    assert!(c.get(other, "owned", false).unwrap().is_none());
+}
