@@ -57,6 +57,9 @@ class TLSFiles:
     server_key: Path
     client_cert: Path
     client_key: Path
+    # For members talking to each other: server and client use in one cert.
+    peer_cert: Path
+    peer_key: Path
 
 
 @dataclass
@@ -265,7 +268,7 @@ def make_tls_files(directory: Path) -> TLSFiles:
     )  # fmt: skip
 
     def leaf(
-        cn: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+        cn: str, usages: list[x509.ObjectIdentifier], sans: list[x509.GeneralName]
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         k = key()
         b = (
@@ -277,7 +280,7 @@ def make_tls_files(directory: Path) -> TLSFiles:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                 critical=False,
@@ -287,12 +290,11 @@ def make_tls_files(directory: Path) -> TLSFiles:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return b.sign(ca_key, hashes.SHA256()), k
 
-    server_cert, server_key = leaf(
-        "ketch test server",
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-    )
-    client_cert, client_key = leaf("ketch test client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    local = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server_cert, server_key = leaf("ketch test server", [ExtendedKeyUsageOID.SERVER_AUTH], local)
+    client_cert, client_key = leaf("ketch test client", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
+    peer_usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    peer_cert, peer_key = leaf("ketch test peer", peer_usages, local)
 
     files = TLSFiles(
         ca=directory / "ca.pem",
@@ -300,6 +302,8 @@ def make_tls_files(directory: Path) -> TLSFiles:
         server_key=directory / "server-key.pem",
         client_cert=directory / "client.pem",
         client_key=directory / "client-key.pem",
+        peer_cert=directory / "peer.pem",
+        peer_key=directory / "peer-key.pem",
     )
     pem = serialization.Encoding.PEM
     files.ca.write_bytes(ca_cert.public_bytes(pem))
@@ -307,4 +311,6 @@ def make_tls_files(directory: Path) -> TLSFiles:
     files.client_cert.write_bytes(client_cert.public_bytes(pem))
     write_key(files.server_key, server_key)
     write_key(files.client_key, client_key)
+    files.peer_cert.write_bytes(peer_cert.public_bytes(pem))
+    write_key(files.peer_key, peer_key)
     return files
