@@ -68,6 +68,9 @@ const CATCH_UP_ENTRIES: u64 = 5000;
 /// the cluster has applied them (etcd retries its publish the same way).
 const PUBLISH_RETRY: Duration = Duration::from_secs(2);
 
+/// Linearizable reads and the tokens waiting for them.
+type Reads = Vec<(RangeRequest, u64)>;
+
 struct PendingRead {
     index: u64,
     since: Instant,
@@ -83,7 +86,8 @@ pub(crate) struct Node {
     /// When the oldest read in `read_batch` arrived (for the timeout).
     read_batch_since: Option<Instant>,
     /// Read batches sent to Raft, by context id, awaiting their read index.
-    reads_in_raft: HashMap<u64, (Instant, Vec<(RangeRequest, u64)>)>,
+    /// (sent, Raft term then, reads).
+    reads_in_raft: HashMap<u64, (Instant, u64, Reads)>,
     next_read_ctx: u64,
     /// Read batches with a known read index, waiting for apply to reach it.
     reads_waiting_apply: Vec<PendingRead>,
@@ -96,6 +100,9 @@ pub(crate) struct Node {
     moving_leader: Option<(u64, u64, Instant)>,
     last_publish: Option<Instant>,
     member_id: u64,
+    /// The Raft term as `expire` last saw it, and when it last changed.
+    term_seen: u64,
+    term_changed_at: Instant,
 }
 
 impl Node {
@@ -153,6 +160,7 @@ impl Node {
         };
         raft_config.validate()?;
         let raw = RawNode::new(&raft_config, log, &raft_logger())?;
+        let term_seen = raw.raft.term;
         let identity = Identity {
             member_id: meta.member_id,
             cluster_id: meta.cluster_id,
@@ -176,6 +184,8 @@ impl Node {
             moving_leader: None,
             last_publish: None,
             member_id: meta.member_id,
+            term_seen,
+            term_changed_at: Instant::now(),
         };
         Ok((node, identity))
     }
@@ -238,7 +248,7 @@ impl Node {
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 let batch = std::mem::take(&mut self.read_batch);
-                self.reads_in_raft.insert(ctx, (Instant::now(), batch));
+                self.reads_in_raft.insert(ctx, (Instant::now(), self.raw.raft.term, batch));
                 self.raw.read_index(ctx.to_be_bytes().to_vec());
             }
             let now = Instant::now();
@@ -279,7 +289,7 @@ impl Node {
         if let Some((_, token, _)) = self.moving_leader.take() {
             shared.completions.push(token, Err(EtcdError::Stopped));
         }
-        let stranded = self.read_batch.drain(..).chain(self.reads_in_raft.drain().flat_map(|(_, (_, r))| r));
+        let stranded = self.read_batch.drain(..).chain(self.reads_in_raft.drain().flat_map(|(_, (_, _, r))| r));
         for (_, token) in stranded {
             shared.completions.push(token, Err(EtcdError::Stopped));
         }
@@ -453,7 +463,7 @@ impl Node {
         // 3. ReadIndex answers.
         for rs in ready.take_read_states() {
             let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or_default());
-            if let Some((since, reads)) = self.reads_in_raft.remove(&ctx) {
+            if let Some((since, _, reads)) = self.reads_in_raft.remove(&ctx) {
                 self.reads_waiting_apply.push(PendingRead { index: rs.index, since, reads });
             }
         }
@@ -801,30 +811,50 @@ impl Node {
     }
 
     /// Answers "request timed out" to whatever has waited too long: writes
-    /// and reads stuck without a leader.
+    /// and reads stuck without a leader (etcd's words: "possibly due to
+    /// previous leader failure" when the leader changed meanwhile). A
+    /// ReadIndex sent in an earlier term is lost with that term's leader:
+    /// "leader changed" at once, as etcd's linearizable read loop says.
     fn expire(&mut self, shared: &Shared, now: Instant) {
         let timed_out = |since: Instant| now.duration_since(since) > REQUEST_TIMEOUT;
-        if self.read_batch_since.is_some_and(timed_out) {
+        let term = self.raw.raft.term;
+        if term != self.term_seen {
+            self.term_seen = term;
+            self.term_changed_at = now;
+        }
+        let changed_at = self.term_changed_at;
+        let timeout_error = |since: Instant| {
+            if changed_at > since {
+                EtcdError::TimeoutDueToLeaderFail
+            } else {
+                EtcdError::Timeout
+            }
+        };
+        if let Some(since) = self.read_batch_since.filter(|&s| timed_out(s)) {
             self.read_batch_since = None;
             for (_, token) in self.read_batch.drain(..) {
-                shared.completions.push(token, Err(EtcdError::Timeout));
+                shared.completions.push(token, Err(timeout_error(since)));
             }
         }
         self.pending_writes.retain(|_, (token, since)| {
             if timed_out(*since) {
-                shared.completions.push(*token, Err(EtcdError::Timeout));
+                shared.completions.push(*token, Err(timeout_error(*since)));
                 return false;
             }
             true
         });
-        self.reads_in_raft.retain(|_, (since, reads)| {
-            if timed_out(*since) {
-                for (_, token) in reads.drain(..) {
-                    shared.completions.push(token, Err(EtcdError::Timeout));
-                }
-                return false;
+        self.reads_in_raft.retain(|_, (since, read_term, reads)| {
+            let error = if *read_term != term {
+                EtcdError::LeaderChanged
+            } else if timed_out(*since) {
+                EtcdError::Timeout
+            } else {
+                return true;
+            };
+            for (_, token) in reads.drain(..) {
+                shared.completions.push(token, Err(error.clone()));
             }
-            true
+            false
         });
         self.reads_waiting_apply.retain_mut(|pending| {
             if timed_out(pending.since) {
@@ -875,7 +905,7 @@ impl Node {
         shared.failed.store(true, Ordering::Release);
         let waiting = self.pending_writes.drain().map(|(_, (token, _))| token);
         let held_reads = self.read_batch.drain(..).map(|(_, token)| token);
-        let raft_reads = self.reads_in_raft.drain().flat_map(|(_, (_, reads))| reads).map(|(_, token)| token);
+        let raft_reads = self.reads_in_raft.drain().flat_map(|(_, (_, _, reads))| reads).map(|(_, token)| token);
         let applying = self.reads_waiting_apply.drain(..).flat_map(|p| p.reads).map(|(_, token)| token);
         let queued = rx.try_iter().filter_map(|msg| match msg {
             NodeMsg::Write { token, .. } | NodeMsg::Read { token, .. } => Some(token),
