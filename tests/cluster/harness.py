@@ -73,7 +73,11 @@ class Status:
 
 class Cluster:
     def __init__(
-        self, kind: str, make_server: ServerFactory, network: Network, extra_args: Iterable[str] = ()
+        self,
+        kind: str,
+        make_server: ServerFactory,
+        network: Network,
+        extra_args: Iterable[str] = (),
     ) -> None:
         self.kind = kind
         self.make_server = make_server
@@ -158,6 +162,22 @@ class Cluster:
             raise ClusterError(f"etcdctl {' '.join(args)} exited {rc}: {err.strip()}")
         return out
 
+    def reconfigure(self, *args: str, via: Iterable[Member] | None = None) -> str:
+        """`etcdctl member ...`, retried while the cluster says it is not healthy enough.
+
+        etcd (--strict-reconfig-check, the default) refuses a membership change
+        with "etcdserver: unhealthy cluster" unless every voter has been
+        connected to the leader for 5 s (HealthInterval), as right after a
+        start or a restart: a refusal that changed nothing, so retrying is safe."""
+        deadline = time.monotonic() + CATCH_UP_DEADLINE
+        while True:
+            try:
+                return self.ctl("member", *args, via=via)
+            except ClusterError as e:
+                if "unhealthy cluster" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
     def refresh_ids(self) -> None:
         listed = json.loads(self.ctl("member", "list", "-w", "json"))["members"]
         by_name = {x.get("name", ""): int(x["ID"]) for x in listed}
@@ -184,7 +204,9 @@ class Cluster:
                 )
         return result
 
-    def leader(self, among: Iterable[Member] | None = None, timeout: float = ELECTION_DEADLINE) -> Member:
+    def leader(
+        self, among: Iterable[Member] | None = None, timeout: float = ELECTION_DEADLINE
+    ) -> Member:
         """The member of `among` that a majority of `among` (itself included) follows."""
         among = list(among or self.running())
         deadline = time.monotonic() + timeout
@@ -198,31 +220,46 @@ class Cluster:
                 if followers > len(among) // 2:
                     return m
             if time.monotonic() > deadline:
-                raise ClusterError(f"no leader among {[m.name for m in among]} in {timeout}s: {statuses}")
+                raise ClusterError(
+                    f"no leader among {[m.name for m in among]} in {timeout}s: {statuses}"
+                )
             time.sleep(0.1)
 
     def add(self, name: str, learner: bool = False) -> Member:
         """`etcdctl member add` (and start) a new member; returns once it has started."""
-        m = self._new_member(name)
+        return self._join(self._new_member(name), learner)
+
+    def replace(self, m: Member) -> Member:
+        """Replace dead member `m` by an empty one on the same name and addresses.
+
+        The operator's procedure (a member's identity is its data dir): member
+        remove, member add, start it on an empty data dir to join the cluster."""
+        assert not m.running and not m.server.data_dir.exists()
+        self.remove(m)
+        return self._join(m, learner=False)
+
+    def _join(self, m: Member, learner: bool) -> Member:
         flags = ["--learner"] if learner else []
-        added = json.loads(self.ctl("member", "add", name, f"--peer-urls={m.peer_url}", *flags, "-w", "json"))
-        m.id = int(added["member"]["ID"])
-        self.members[name] = m
-        self._configure(m, [x for x in self.members.values() if x.id != 0 or x is m], "existing")
+        added = self.reconfigure("add", m.name, f"--peer-urls={m.peer_url}", *flags, "-w", "json")
+        m.id = int(json.loads(added)["member"]["ID"])
+        self.members[m.name] = m
+        self._configure(m, self.members.values(), "existing")
         self.spawn(m)
         self.wait_started(m)
         return m
 
     def promote(self, m: Member) -> None:
-        self.ctl("member", "promote", m.hex_id)
+        self.reconfigure("promote", m.hex_id)
 
     def remove(self, m: Member) -> None:
-        self.ctl("member", "remove", m.hex_id, via=[x for x in self.running() if x is not m])
+        self.reconfigure("remove", m.hex_id, via=[x for x in self.running() if x is not m])
         del self.members[m.name]
 
     def member_list(self) -> dict[int, dict[str, object]]:
         """`member list` by member id."""
-        return {int(x["ID"]): x for x in json.loads(self.ctl("member", "list", "-w", "json"))["members"]}
+        return {
+            int(x["ID"]): x for x in json.loads(self.ctl("member", "list", "-w", "json"))["members"]
+        }
 
     # -- data ---------------------------------------------------------------
 
@@ -234,13 +271,23 @@ class Cluster:
         kvs = {b64decode(kv["key"]): b64decode(kv.get("value", "")) for kv in out.get("kvs", [])}
         return int(out["header"]["revision"]), kvs
 
-    def wait_converged(self, members: Iterable[Member] | None = None, timeout: float = CATCH_UP_DEADLINE) -> dict[bytes, bytes]:
+    def wait_converged(
+        self, members: Iterable[Member] | None = None, timeout: float = CATCH_UP_DEADLINE
+    ) -> dict[bytes, bytes]:
         """Until every member holds the same revision and data (writes have stopped); that data."""
         members = list(members or self.running())
         deadline = time.monotonic() + timeout
         while True:
             dumps = {m.name: self.dump(m) for m in members}
-            if len({json.dumps([r, sorted((k.hex(), v.hex()) for k, v in d.items())]) for r, d in dumps.values()}) == 1:
+            if (
+                len(
+                    {
+                        json.dumps([r, sorted((k.hex(), v.hex()) for k, v in d.items())])
+                        for r, d in dumps.values()
+                    }
+                )
+                == 1
+            ):
                 return next(iter(dumps.values()))[1]
             if time.monotonic() > deadline:
                 revs = {name: r for name, (r, _) in dumps.items()}

@@ -54,7 +54,9 @@ def test_leader_killed_under_load(make_cluster: ClusterFactory, kind: str, size:
         wait_serving(c, new, deadline=killed + ELECTION_DEADLINE)
         acked_at_failover = load.acknowledged()
         time.sleep(PHASE)
-        assert load.acknowledged() > acked_at_failover, f"no op completed after the failover: {load.errors[-3:]}"
+        assert load.acknowledged() > acked_at_failover, (
+            f"no op completed after the failover: {load.errors[-3:]}"
+        )
 
         c.restart(old)
         time.sleep(PHASE)
