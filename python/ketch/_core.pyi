@@ -12,6 +12,12 @@ KV_TXN: int
 KV_COMPACT: int
 MAINTENANCE_STATUS: int
 CLUSTER_MEMBER_LIST: int
+# Raw etcdserverpb Member* requests in, responses out, through Raft like etcd's.
+# MemberPromote is answered NotLeader on a follower (services.py forwards it).
+CLUSTER_MEMBER_ADD: int
+CLUSTER_MEMBER_REMOVE: int
+CLUSTER_MEMBER_UPDATE: int
+CLUSTER_MEMBER_PROMOTE: int
 LEASE_GRANT: int
 LEASE_REVOKE: int
 LEASE_KEEP_ALIVE: int  # one request of the LeaseKeepAlive stream
@@ -55,11 +61,19 @@ class Engine:
         quota_backend_bytes: int,
         max_txn_ops: int,
         version: str,
+        initial_members: list[tuple[int, str, list[str]]] = ...,
+        tick_ms: int = 100,
+        election_ticks: int = 10,
+        snapshot_count: int = 100000,
     ) -> None:
         """Open (or create) the member's data dir and start its threads.
 
         member_id and cluster_id are used only when the data dir is new; an
         existing one keeps the IDs it was created with (see the properties).
+        initial_members (new data dir only): every member of a new cluster as
+        (member ID, name, peer URLs), this one included; empty: this member
+        joins a running cluster, with the IDs the cluster gave it, and waits
+        for the leader to send it the log.
         Raises OSError or ValueError naming the file when the data dir cannot
         be opened or is corrupt.
         """
@@ -83,7 +97,29 @@ class Engine:
         """etcd's --experimental-watch-progress-notify-interval."""
 
     def stats(self) -> dict[str, int]:
-        """Counters: wal_fsyncs, wal_fsync_nanos, applied_index, revision, ..."""
+        """Counters: wal_fsyncs, wal_fsync_nanos, applied_index, revision,
+        raft_leader, membership_version (bumps on every applied membership
+        change), removed (1 once this member applied its own removal),
+        is_learner, ..."""
+
+    # --- the peer transport's side (ketch.peer) ---
+    def peer_fd(self) -> int:
+        """A non-blocking eventfd that becomes readable when drain_peer() has work."""
+
+    def drain_peer(self) -> list[tuple[int, bool, bytes]]:
+        """Outbound Raft traffic: (to member ID, is_snapshot, opaque batch); resets peer_fd."""
+
+    def step(self, batch: bytes) -> None:
+        """An inbound batch from a peer. Never blocks; ValueError if it does not decode."""
+
+    def report_unreachable(self, member_id: int) -> None:
+        """Sending to that member failed."""
+
+    def report_snapshot(self, member_id: int, ok: bool) -> None:
+        """A snapshot batch to that member was delivered (ok) or failed."""
+
+    def members(self) -> list[tuple[int, str, list[str], list[str], bool]]:
+        """(ID, name, peer URLs, client URLs, is_learner) as this member last applied them."""
 
     def serve_workers(self, name: str) -> None:
         """Let gRPC worker processes reach this engine over the abstract Unix socket @name."""

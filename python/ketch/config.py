@@ -78,6 +78,9 @@ class VersionRequested(Exception):
     """--version was given: print the version and exit 0."""
 
 
+MAX_ELECTION_MS = 50_000  # etcd's maxElectionMs
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the server needs, validated. URL lists keep their flag's order."""
@@ -95,10 +98,17 @@ class Config:
     key_file: str = ""
     trusted_ca_file: str = ""
     client_cert_auth: bool = False
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_trusted_ca_file: str = ""
+    peer_client_cert_auth: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     quota_backend_bytes: int = 0
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     grpc_workers: int = DEFAULT_GRPC_WORKERS
+    heartbeat_interval: int = 100  # ms: one Raft tick
+    election_timeout: int = 1000  # ms
+    snapshot_count: int = 100_000
     log_level: str = "info"
     config_file: str = ""
     watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
@@ -114,9 +124,17 @@ class Config:
     @property
     def cluster_id(self) -> int:
         """The cluster's ID for a new data dir (etcd's genID over the initial members)."""
-        members = _cluster_map(self.initial_cluster)
+        return membership.cluster_id(m[0] for m in self.initial_members)
+
+    @property
+    def initial_members(self) -> list[tuple[int, str, list[str]]]:
+        """Every member of --initial-cluster as (member ID, name, peer URLs), self included,
+        in the flag's order: what the engine bootstraps a new cluster with."""
         token = self.initial_cluster_token
-        return membership.cluster_id(membership.member_id(urls, token) for urls in members.values())
+        return [
+            (membership.member_id(urls, token), name, list(urls))
+            for name, urls in _cluster_map(self.initial_cluster).items()
+        ]
 
 
 # --- values -----------------------------------------------------------------
@@ -257,10 +275,17 @@ _FLAGS: dict[str, _Flag] = {
         _Flag("key-file", "key_file", _parse_str),
         _Flag("trusted-ca-file", "trusted_ca_file", _parse_str),
         _Flag("client-cert-auth", "client_cert_auth", _parse_bool, is_bool=True),
+        _Flag("peer-cert-file", "peer_cert_file", _parse_str),
+        _Flag("peer-key-file", "peer_key_file", _parse_str),
+        _Flag("peer-trusted-ca-file", "peer_trusted_ca_file", _parse_str),
+        _Flag("peer-client-cert-auth", "peer_client_cert_auth", _parse_bool, is_bool=True),
         _Flag("max-request-bytes", "max_request_bytes", _parse_uint),
         _Flag("quota-backend-bytes", "quota_backend_bytes", _parse_int64),
         _Flag("max-txn-ops", "max_txn_ops", _parse_uint),
         _Flag("grpc-workers", "grpc_workers", _parse_workers),
+        _Flag("heartbeat-interval", "heartbeat_interval", _parse_uint),
+        _Flag("election-timeout", "election_timeout", _parse_uint),
+        _Flag("snapshot-count", "snapshot_count", _parse_uint),
         _Flag("log-level", "log_level", _choice(LOG_LEVELS)),
         _Flag(
             "experimental-watch-progress-notify-interval",
@@ -292,7 +317,7 @@ Member:
   --listen-client-urls 'http://localhost:2379'
     List of URLs to listen on for client traffic.
   --listen-peer-urls 'http://localhost:2380'
-    List of URLs to listen on for peer traffic (not used yet: one member only).
+    List of URLs to listen on for peer traffic.
   --max-request-bytes '1572864'
     Maximum client request size in bytes the server will accept.
   --max-txn-ops '128'
@@ -304,11 +329,18 @@ Member:
     process serves a few thousand requests per second per core; more workers
     let throughput grow with cores. They all reach this member's one engine.
 
+  --heartbeat-interval '100'
+    Time (in milliseconds) of a heartbeat interval.
+  --election-timeout '1000'
+    Time (in milliseconds) for an election to timeout.
+  --snapshot-count '100000'
+    Number of committed transactions to trigger a snapshot to disk.
+
 Clustering:
   --initial-advertise-peer-urls 'http://localhost:2380'
     List of this member's peer URLs to advertise to the rest of the cluster.
   --initial-cluster 'default=http://localhost:2380'
-    Initial cluster configuration for bootstrapping (one member for now).
+    Initial cluster configuration for bootstrapping.
   --initial-cluster-state 'new'
     Initial cluster state ('new' or 'existing').
   --initial-cluster-token 'etcd-cluster'
@@ -325,6 +357,14 @@ Security:
     Enable client cert authentication.
   --trusted-ca-file ''
     Path to the client server TLS trusted CA cert file.
+  --peer-cert-file ''
+    Path to the peer server TLS cert file.
+  --peer-key-file ''
+    Path to the peer server TLS key file.
+  --peer-client-cert-auth 'false'
+    Enable peer client cert authentication.
+  --peer-trusted-ca-file ''
+    Path to the peer server TLS trusted CA file.
 
 Experimental feature:
   --experimental-watch-progress-notify-interval '10m0s'
@@ -422,10 +462,15 @@ _YAML_KEYS = (
     "quota-backend-bytes",
     "max-txn-ops",
     "grpc-workers",
+    "heartbeat-interval",
+    "election-timeout",
+    "snapshot-count",
     "log-level",
     "experimental-watch-progress-notify-interval",
 )
 _YAML_TLS_KEYS = ("cert-file", "key-file", "trusted-ca-file", "client-cert-auth")
+# etcd's configYAML: the same four keys under `peer-transport-security`.
+_YAML_TLS_SECTIONS = {"client-transport-security": "", "peer-transport-security": "peer-"}
 
 
 def _from_yaml(path: str) -> dict[str, Any]:
@@ -451,15 +496,16 @@ def _from_yaml(path: str) -> dict[str, Any]:
     for key in _YAML_KEYS:
         if key in doc and doc[key] is not None:
             values[key] = _yaml_value(path, key, doc[key])
-    tls = doc.get("client-transport-security")
-    if tls is not None:
+    for section, prefix in _YAML_TLS_SECTIONS.items():
+        tls = doc.get(section)
+        if tls is None:
+            continue
         if not isinstance(tls, dict):
-            raise ConfigError(
-                f"error verifying flags, {path}: client-transport-security must be a mapping"
-            )
+            raise ConfigError(f"error verifying flags, {path}: {section} must be a mapping")
         for key in _YAML_TLS_KEYS:
             if key in tls and tls[key] is not None:
-                values[key] = _yaml_value(path, f"client-transport-security.{key}", tls[key], key)
+                flag = prefix + key
+                values[flag] = _yaml_value(path, f"{section}.{key}", tls[key], flag)
     return values
 
 
@@ -590,11 +636,11 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
             f"--initial-advertise-peer-urls has {','.join(extra)} but missing from "
             f"--initial-cluster={initial_cluster}"
         )
-    if len(members) > 1:
-        raise fail(
-            f"--initial-cluster names {len(members)} members ({', '.join(sorted(members))}); "
-            "ketch runs single-member clusters only for now"
-        )
+    all_urls = [u for urls in members.values() for u in urls]
+    if len(set(all_urls)) != len(all_urls):
+        # etcd's VerifyBootstrap/VerifyJoinExisting, with URLsMap.String()'s sorted names.
+        listing = ",".join(f"{n}={u}" for n in sorted(members) for u in members[n])
+        raise ConfigError(f"initial cluster {listing} has duplicate url")
 
     if any(urlsplit(u).scheme == "https" for u in cfg.listen_client_urls) and not (
         cfg.cert_file and cfg.key_file
@@ -602,6 +648,30 @@ def _validate(values: dict[str, Any], warnings: tuple[str, ...]) -> Config:
         u = next(u for u in cfg.listen_client_urls if urlsplit(u).scheme == "https")
         raise fail(
             f"TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with HTTPS scheme"
+        )
+    for u in cfg.listen_peer_urls:
+        parts = urlsplit(u)
+        if parts.scheme == "https" and not (cfg.peer_cert_file and cfg.peer_key_file):
+            # etcd's transport.NewListener, word for word (not a flag error there).
+            raise ConfigError(
+                f"cannot listen on TLS for {parts.netloc}: KeyFile and CertFile are not presented"
+            )
+    # etcd's embed.Config.Validate, word for word.
+    if cfg.heartbeat_interval <= 0:
+        raise fail(f"--heartbeat-interval must be >0 (set to {cfg.heartbeat_interval}ms)")
+    if 5 * cfg.heartbeat_interval > cfg.election_timeout:
+        raise fail(
+            f"--election-timeout[{cfg.election_timeout}ms] should be at least as 5 times as "
+            f"--heartbeat-interval[{cfg.heartbeat_interval}ms]"
+        )
+    if cfg.election_timeout > MAX_ELECTION_MS:
+        raise fail(
+            f"--election-timeout[{cfg.election_timeout}ms] is too long, and should be set "
+            f"less than {MAX_ELECTION_MS}ms"
+        )
+    if cfg.peer_client_cert_auth and not cfg.peer_trusted_ca_file:
+        raise fail(
+            "--peer-client-cert-auth needs --peer-trusted-ca-file to verify peer certificates against"
         )
     if cfg.client_cert_auth and not cfg.trusted_ca_file:
         raise fail(

@@ -32,6 +32,29 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     "NoLeader": _C.UNAVAILABLE,
     "Timeout": _C.UNAVAILABLE,
     "Stopped": _C.UNAVAILABLE,
+    # Cluster membership and leadership (etcd's ErrGRPCMember*, ErrGRPCNotLeader, ...).
+    "NotLeader": _C.FAILED_PRECONDITION,  # "etcdserver: not leader"
+    "LeaderChanged": _C.UNAVAILABLE,  # "etcdserver: leader changed"
+    "TooManyRequests": _C.RESOURCE_EXHAUSTED,  # "etcdserver: too many requests"
+    "NotSupportedForLearner": _C.UNAVAILABLE,  # "etcdserver: rpc not supported for learner"
+    "MemberExists": _C.FAILED_PRECONDITION,  # "etcdserver: member ID already exist"
+    "PeerUrlExists": _C.FAILED_PRECONDITION,  # "etcdserver: Peer URLs already exists"
+    "MemberBadUrls": _C.INVALID_ARGUMENT,  # "etcdserver: given member URLs are invalid"
+    # etcd answers a removed ID as not found too (v3rpc/util.go maps
+    # membership.ErrIDRemoved to ErrGRPCMemberNotFound); so does the engine.
+    "MemberNotFound": _C.NOT_FOUND,  # "etcdserver: member not found"
+    "MemberNotLearner": _C.FAILED_PRECONDITION,  # "etcdserver: can only promote a learner member"
+    "LearnerNotReady": _C.FAILED_PRECONDITION,  # "... a learner member which is in sync with leader"
+    "TooManyLearners": _C.FAILED_PRECONDITION,  # "etcdserver: too many learner members in cluster"
+    # "etcdserver: re-configuration failed due to not enough started members":
+    # etcd's util.go maps it to rpctypes.ErrMemberNotEnoughStarted, a plain
+    # error rather than a gRPC status, so its clients see codes.Unknown.
+    "NotEnoughStartedMembers": _C.UNKNOWN,
+    # "etcdserver: request timed out, possibly due to previous leader failure"
+    "TimeoutDueToLeaderFail": _C.UNAVAILABLE,
+    # "etcdserver: request timed out, leader transfer took too long": not in
+    # etcd's v3rpc error map, so grpc-go sends it as codes.Unknown.
+    "LeaderTransferTimeout": _C.UNKNOWN,
     # A request whose bytes do not decode. etcd never sees such a request:
     # grpc-go rejects it first with codes.Internal and this same message
     # (grpc/server.go, "grpc: error unmarshalling request: ..."), so that is

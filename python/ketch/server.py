@@ -1,16 +1,21 @@
 """The ketch server process: engine + gRPC on one uvloop event loop.
 
-Start-up follows etcd's order: bind every client listener first (a port in
-use fails before the data dir is touched), then open the engine, and serve
-once the member has a leader.
+Start-up follows etcd's order: bind every peer and client listener first (a
+port in use fails before the data dir is touched), then open the engine,
+start the peer transport (ketch.peer), and serve clients once the member has
+a leader. A member joining a running cluster (--initial-cluster-state
+existing, new data dir) first asks the other members for the member list,
+to learn the IDs the cluster gave it.
 SIGTERM or SIGINT stops the listeners, lets in-flight requests finish, and
-closes the engine (which fsyncs) before the process exits 0.
+closes the engine (which fsyncs) before the process exits 0. So does this
+member's removal from the cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -20,9 +25,20 @@ import grpc
 import grpc.aio
 
 from . import ETCD_VERSION, _core
+from ._pb import rpc_pb2
 from .config import Config
 from .engine import EngineBridge
-from .services import generic_handlers
+from .errors import EngineError
+from .peer import (
+    SERVER_OPTIONS,
+    PeerError,
+    PeerService,
+    PeerTransport,
+    fetch_members,
+    peer_channel_credentials,
+    peer_server_credentials,
+)
+from .services import Forward, generic_handlers
 from .tls import server_credentials
 from .watch_service import WatchService
 from .workers import engine_socket_name, start_workers, stop_workers
@@ -86,6 +102,37 @@ def _bind_failure(host: str, port: int) -> str | None:
     return None
 
 
+def bind_peer_listeners(server: grpc.aio.Server, cfg: Config) -> None:
+    """Every --listen-peer-urls, on the peer gRPC server."""
+    credentials = None
+    for url in cfg.listen_peer_urls:
+        parts = urlsplit(url)
+        address = parts.netloc
+        reason = _bind_failure(parts.hostname or "", parts.port or 0)
+        if reason is not None:
+            raise ServeError(f"listen tcp {address}: bind: {reason}")
+        try:
+            if parts.scheme == "https":
+                if credentials is None:
+                    credentials = peer_server_credentials(cfg)
+                port = server.add_secure_port(address, credentials)
+            else:
+                port = server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
+        except OSError as e:
+            raise ServeError(str(e.strerror)) from None
+        if port == 0:
+            raise ServeError(
+                f"listen tcp {address}: bind: gRPC could not listen there (see its log above)"
+            )
+        if parts.scheme == "https":
+            auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
+            log.info("listening for peers on %s (TLS%s)", address, auth)
+        else:
+            log.info("listening for peers on %s", address)
+
+
 def bind_listeners(server: grpc.aio.Server, cfg: Config, check_free: bool = True) -> None:
     credentials = None
     for url in cfg.listen_client_urls:
@@ -126,23 +173,140 @@ _QUOTA_OFF = 2**64 - 1
 LEADER_WAIT_SECONDS = 10.0
 
 
-def _open_engine(cfg: Config) -> _core.Engine:
+MEMBERSHIP_POLL_SECONDS = 0.2
+# How long a follower keeps trying to reach a leader for a forwarded call
+# (etcd's follower retries the leader until its request deadline).
+FORWARD_DEADLINE_SECONDS = 5.0
+FORWARD_RETRY_SECONDS = 0.05
+
+
+def _data_dir_is_new(cfg: Config) -> bool:
+    try:
+        return not os.listdir(cfg.data_dir)
+    except FileNotFoundError:
+        return True
+
+
+def _channel_credentials(cfg: Config) -> grpc.ChannelCredentials | None:
+    """Peer TLS for https peer URLs; None when no peer file is given (http, or
+    https verified against the system's roots)."""
+    if not (cfg.peer_cert_file or cfg.peer_trusted_ca_file):
+        return None
+    try:
+        return peer_channel_credentials(cfg)
+    except OSError as e:
+        raise ServeError(str(e.strerror)) from None
+
+
+async def _join_existing(
+    cfg: Config, credentials: grpc.ChannelCredentials | None
+) -> tuple[int, int, dict[int, tuple[str, ...]]]:
+    """(member ID, cluster ID, every member's peer URLs by ID) as the running
+    cluster knows them, from another member's member list (etcd's
+    GetClusterFromRemotePeers and ValidateClusterAndAssignIDs: the list must
+    have as many members as --initial-cluster, each matching one of it by
+    peer URLs)."""
+    local = cfg.initial_members
+    others = [u for _, name, urls in local if name != cfg.name for u in urls]
+    try:
+        answer = rpc_pb2.MemberListResponse.FromString(await fetch_members(others, credentials))
+    except PeerError as e:
+        raise ServeError(str(e)) from None
+    cluster_id = answer.header.cluster_id
+    listing = " ".join(f"{m.ID:x}={','.join(m.peerURLs)}" for m in answer.members)
+    existing = f"{{ClusterID:{cluster_id:x} Members:[{listing}]}}"
+    if len(answer.members) != len(local):
+        raise ServeError(f"error validating peerURLs {existing}: member count is unequal")
+    mine = sorted(next(urls for _, name, urls in local if name == cfg.name))
+    member_id = 0
+    for m in answer.members:
+        urls = sorted(m.peerURLs)
+        if not any(sorted(u) == urls for _, _, u in local):
+            raise ServeError(
+                f"error validating peerURLs {existing}: PeerURLs: no match found for "
+                f"existing member ({m.ID:x}, [{' '.join(m.peerURLs)}]), last resolver error (<nil>)"
+            )
+        if urls == mine:
+            member_id = m.ID
+    if not member_id:
+        raise ServeError(
+            f"error validating peerURLs {existing}: no member has this member's "
+            f"peer URLs ({','.join(mine)})"
+        )
+    return member_id, cluster_id, {m.ID: tuple(m.peerURLs) for m in answer.members}
+
+
+def _open_engine(
+    cfg: Config,
+    member_id: int,
+    cluster_id: int,
+    initial_members: list[tuple[int, str, list[str]]],
+) -> _core.Engine:
     quota = _QUOTA_OFF if cfg.quota_backend_bytes < 0 else cfg.quota_backend_bytes
     try:
         return _core.Engine(
             cfg.data_dir,
             name=cfg.name,
-            member_id=cfg.member_id,
-            cluster_id=cfg.cluster_id,
+            member_id=member_id,
+            cluster_id=cluster_id,
             peer_urls=list(cfg.initial_advertise_peer_urls),
             client_urls=list(cfg.advertise_client_urls),
             max_request_bytes=cfg.max_request_bytes,
             quota_backend_bytes=quota,
             max_txn_ops=cfg.max_txn_ops,
             version=ETCD_VERSION,
+            initial_members=initial_members,
+            tick_ms=cfg.heartbeat_interval,
+            election_ticks=cfg.election_timeout // cfg.heartbeat_interval,
+            snapshot_count=cfg.snapshot_count,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None
+
+
+def _leader_forwarder(
+    engine: _core.Engine, bridge: EngineBridge, transport: PeerTransport
+) -> Forward:
+    """Runs a request on whichever member is the leader, following it while
+    leadership moves, until FORWARD_DEADLINE_SECONDS (then etcd's no leader)."""
+    local = engine.member_id
+
+    async def to_leader(method: int, request: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FORWARD_DEADLINE_SECONDS
+        while True:
+            leader = engine.stats().get("raft_leader", 0)
+            try:
+                if leader == local:
+                    return await bridge.call(method, request)
+                if leader:
+                    return await transport.forward(leader, method, request)
+            except EngineError as e:
+                if e.name != "NotLeader":
+                    raise
+            if loop.time() >= deadline:
+                raise EngineError("NoLeader", "etcdserver: no leader")
+            await asyncio.sleep(FORWARD_RETRY_SECONDS)
+
+    return to_leader
+
+
+async def _watch_membership(
+    engine: _core.Engine, transport: PeerTransport, stop: asyncio.Event
+) -> None:
+    """Follow membership changes (the transport's peer URLs) and stop the
+    server once this member has been removed from the cluster."""
+    version = None
+    while not stop.is_set():
+        stats = engine.stats()
+        if stats.get("removed"):
+            log.warning("the member has been permanently removed from the cluster")
+            stop.set()
+            return
+        if stats.get("membership_version") != version:
+            version = stats.get("membership_version")
+            transport.refresh_members()
+        await asyncio.sleep(MEMBERSHIP_POLL_SECONDS)
 
 
 async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
@@ -155,24 +319,31 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
 
     share_port = cfg.grpc_workers > 1
     server = grpc.aio.server(options=grpc_options(cfg, share_port))
+    peer_server = grpc.aio.server(options=SERVER_OPTIONS)
     try:
+        bind_peer_listeners(peer_server, cfg)
         bind_listeners(server, cfg)
+        credentials = _channel_credentials(cfg)
+        member_id, cluster_id = cfg.member_id, cfg.cluster_id
+        initial_members = cfg.initial_members
+        known_peers: dict[int, tuple[str, ...]] = {}
+        if _data_dir_is_new(cfg) and cfg.initial_cluster_state == "existing":
+            member_id, cluster_id, known_peers = await _join_existing(cfg, credentials)
+            initial_members = []
+            log.info("joining cluster %x as member %x", cluster_id, member_id)
+        log.info(
+            "name=%s data-dir=%s member-id=%x cluster-id=%x",
+            cfg.name,
+            cfg.data_dir,
+            member_id,
+            cluster_id,
+        )
+        engine = _open_engine(cfg, member_id, cluster_id, initial_members)
     except BaseException:
         await server.stop(None)
+        await peer_server.stop(None)
         raise
-    log.info(
-        "name=%s data-dir=%s member-id=%x cluster-id=%x",
-        cfg.name,
-        cfg.data_dir,
-        cfg.member_id,
-        cfg.cluster_id,
-    )
-    try:
-        engine = _open_engine(cfg)
-    except BaseException:
-        await server.stop(None)
-        raise
-    if engine.member_id != cfg.member_id or engine.cluster_id != cfg.cluster_id:
+    if engine.member_id != member_id or engine.cluster_id != cluster_id:
         log.info(
             "data dir keeps its own IDs: member-id=%x cluster-id=%x",
             engine.member_id,
@@ -183,12 +354,19 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     if cfg.watch_progress_notify_interval > 0:
         engine.set_watch_progress_interval(cfg.watch_progress_notify_interval)
     watch = WatchService(bridge)
+    transport = PeerTransport(engine, loop, credentials, known_peers=known_peers)
+    to_leader = _leader_forwarder(engine, bridge, transport)
+    membership = loop.create_task(_watch_membership(engine, transport, stop))
     workers: list[subprocess.Popen[bytes]] = []
     try:
+        peer_server.add_generic_rpc_handlers(
+            [PeerService(engine, bridge.call, _core.CLUSTER_MEMBER_LIST, to_leader).handler()]
+        )
+        await peer_server.start()
         if share_port:
             socket_name = engine_socket_name()
             engine.serve_workers(socket_name)
-        server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
+        server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg), to_leader))
         server.add_generic_rpc_handlers([watch.handler()])
         # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
         # member has a leader: a client that connects earlier waits in the
@@ -196,27 +374,40 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         await _wait_for_leader(engine, stop)
         await server.start()
         if share_port:
-            workers = start_workers(cfg, socket_name, cfg.grpc_workers - 1)
+            workers = start_workers(cfg, socket_name, cfg.grpc_workers - 1, engine.cluster_id)
             log.info("started %d gRPC worker processes", len(workers))
         log.info("ready to serve client requests")
         await stop.wait()
-        log.info("received stop signal; finishing in-flight requests")
+        log.info("stopping; finishing in-flight requests")
     finally:
         # Stop listening and let in-flight calls finish, then close the engine
         # (it fsyncs what it accepted); on any exit path, not just a signal.
         # Watch streams never finish by themselves: end them first.
+        membership.cancel()
         watch.shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
         # Workers finish their in-flight requests through the engine, so the
         # engine closes only after they have exited.
         await loop.run_in_executor(None, stop_workers, workers)
+        # Peers last: a worker's forwarded call comes in through the peer
+        # server. Other members' Messages streams never end by themselves,
+        # so no grace period: they reconnect to whoever serves next.
+        await transport.close()
+        await peer_server.stop(None)
         await bridge.close()
     log.info("stopped; engine stats: %s", engine.stats())
 
 
+def _ready(engine: _core.Engine) -> bool:
+    """etcd's ReadyNotify: a leader is known and the cluster has applied this
+    member's name and client URLs (its publish), so `member list` shows them."""
+    stats = engine.stats()
+    return bool(stats.get("raft_leader")) and bool(stats.get("published"))
+
+
 async def _wait_for_leader(engine: _core.Engine, stop: asyncio.Event) -> None:
     deadline = asyncio.get_running_loop().time() + LEADER_WAIT_SECONDS
-    while not engine.stats().get("raft_leader") and not stop.is_set():
+    while not _ready(engine) and not stop.is_set():
         if asyncio.get_running_loop().time() > deadline:
             log.warning("no leader after %.0fs; serving anyway", LEADER_WAIT_SECONDS)
             return

@@ -6,8 +6,13 @@ response bytes go back the same way. Python never parses an etcd message on
 this path (Maintenance.Snapshot aside: see `_snapshot`). Lease.LeaseKeepAlive is a bidirectional stream: each request
 on it is one engine call, answered in order. Watch, a bidirectional
 stream with many responses per request, is in watch_service.py. A method
-registered nowhere (the rest of Maintenance and Cluster) gets gRPC's own
-UNIMPLEMENTED.
+registered nowhere gets gRPC's own UNIMPLEMENTED.
+
+A few calls only the leader can answer (MemberPromote and the lease calls
+whose answer lives in the leader's lessor: etcd forwards those too). On any
+other member the engine answers NotLeader, and the handler runs the same
+request on the leader through `forward` (ketch.peer's Forward RPC) and
+answers with what the leader answered.
 """
 
 from __future__ import annotations
@@ -44,7 +49,13 @@ _METHODS: dict[str, dict[str, int]] = {
         "Defragment": _core.MAINTENANCE_DEFRAGMENT,
         "MoveLeader": _core.MAINTENANCE_MOVE_LEADER,
     },
-    "etcdserverpb.Cluster": {"MemberList": _core.CLUSTER_MEMBER_LIST},
+    "etcdserverpb.Cluster": {
+        "MemberAdd": _core.CLUSTER_MEMBER_ADD,
+        "MemberRemove": _core.CLUSTER_MEMBER_REMOVE,
+        "MemberUpdate": _core.CLUSTER_MEMBER_UPDATE,
+        "MemberList": _core.CLUSTER_MEMBER_LIST,
+        "MemberPromote": _core.CLUSTER_MEMBER_PROMOTE,
+    },
     "etcdserverpb.Lease": {
         "LeaseGrant": _core.LEASE_GRANT,
         "LeaseRevoke": _core.LEASE_REVOKE,
@@ -53,11 +64,44 @@ _METHODS: dict[str, dict[str, int]] = {
     },
 }
 
+# Methods the engine answers with NotLeader on a follower (see the module doc).
+FORWARDED_METHODS = frozenset(
+    {
+        _core.CLUSTER_MEMBER_PROMOTE,
+        _core.LEASE_KEEP_ALIVE,
+        _core.LEASE_TIME_TO_LIVE,
+        _core.LEASE_LEASES,
+    }
+)
+
 _Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+# Runs (method, request bytes) on the leader: its answer, or its EngineError.
+Forward = Callable[[int, bytes], Awaitable[bytes]]
 
 
-def _unary(bridge: EngineBridge, method: int, max_receive: int) -> _Handler:
+def _calling(bridge: EngineBridge, method: int, forward: Forward | None) -> Forward:
+    """How a handler runs its method: on this member's engine, and for a
+    forwarded method on the leader when this member is not the leader."""
     call = bridge.call
+    if forward is None or method not in FORWARDED_METHODS:
+        return call
+    to_leader = forward
+
+    async def call_or_forward(method: int, request: bytes) -> bytes:
+        try:
+            return await call(method, request)
+        except EngineError as e:
+            if e.name != "NotLeader":
+                raise
+        return await to_leader(method, request)
+
+    return call_or_forward
+
+
+def _unary(
+    bridge: EngineBridge, method: int, max_receive: int, forward: Forward | None = None
+) -> _Handler:
+    call = _calling(bridge, method, forward)
     status = GRPC_STATUS.get
     unknown = grpc.StatusCode.UNKNOWN
     exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -79,13 +123,16 @@ def _unary(bridge: EngineBridge, method: int, max_receive: int) -> _Handler:
     return handle
 
 
-def _keep_alive(bridge: EngineBridge, max_receive: int) -> Callable[..., AsyncIterator[bytes]]:
+def _keep_alive(
+    bridge: EngineBridge, max_receive: int, forward: Forward | None = None
+) -> Callable[..., AsyncIterator[bytes]]:
     """LeaseKeepAlive: one renew per request on the stream, answered in order
-    (etcd's leaseKeepAlive loop). An engine error ends the stream with it."""
-    call = bridge.call
+    (etcd's leaseKeepAlive loop); on a follower each renew goes to the leader.
+    An engine error ends the stream with it."""
+    method = _core.LEASE_KEEP_ALIVE
+    call = _calling(bridge, method, forward)
     status = GRPC_STATUS.get
     unknown = grpc.StatusCode.UNKNOWN
-    method = _core.LEASE_KEEP_ALIVE
 
     async def handle(
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -144,24 +191,30 @@ def _snapshot(bridge: EngineBridge) -> Callable[..., AsyncIterator[bytes]]:
                     yield rpc_pb2.SnapshotResponse(
                         remaining_bytes=total - sent, blob=blob
                     ).SerializeToString()
-            yield rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest.digest()).SerializeToString()
+            yield rpc_pb2.SnapshotResponse(
+                remaining_bytes=0, blob=digest.digest()
+            ).SerializeToString()
         finally:
             os.unlink(path)
 
     return handle
 
 
-def generic_handlers(bridge: EngineBridge, max_receive: int) -> list[grpc.GenericRpcHandler]:
+def generic_handlers(
+    bridge: EngineBridge, max_receive: int, forward: Forward | None = None
+) -> list[grpc.GenericRpcHandler]:
     """One generic handler per service, every method calling the engine.
 
     max_receive is etcd's gRPC message limit (max-request-bytes + 512 KiB);
     the server's own gRPC limit must sit above it so this check sees the request.
+    forward runs a FORWARDED_METHODS request on the leader (None: one
+    member, nothing to forward to).
     """
     unary = [
         grpc.method_handlers_generic_handler(
             service,
             {
-                name: grpc.unary_unary_rpc_method_handler(_unary(bridge, num, max_receive))
+                name: grpc.unary_unary_rpc_method_handler(_unary(bridge, num, max_receive, forward))
                 for name, num in methods.items()
             },
         )
@@ -170,7 +223,11 @@ def generic_handlers(bridge: EngineBridge, max_receive: int) -> list[grpc.Generi
     # The server asks each generic handler in turn; this one only knows the stream.
     streams = grpc.method_handlers_generic_handler(
         "etcdserverpb.Lease",
-        {"LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(_keep_alive(bridge, max_receive))},
+        {
+            "LeaseKeepAlive": grpc.stream_stream_rpc_method_handler(
+                _keep_alive(bridge, max_receive, forward)
+            )
+        },
     )
     snapshot = grpc.method_handlers_generic_handler(
         "etcdserverpb.Maintenance",

@@ -7,7 +7,10 @@ same client URLs (SO_REUSEPORT: the kernel spreads connections across them)
 and hand each request's bytes to the engine over an abstract Unix socket
 that Rust owns on both ends (rust/src/ipc.rs). A worker runs exactly the same
 handlers as the member process; only its EngineBridge talks to
-`_core.EngineClient` instead of `_core.Engine`.
+`_core.EngineClient` instead of `_core.Engine`. A call only the leader can
+answer (services.FORWARDED_METHODS) goes from a worker to its own member's
+peer service (ketch.peer's Forward, allowed one more hop), which passes it
+on to the leader: only the member process knows who leads.
 
 Lifecycle: the member starts workers once it serves; on SIGTERM it stops its
 own listeners, sends SIGTERM to the workers and waits for them (each
@@ -33,6 +36,7 @@ import grpc.aio
 from . import _core
 from .config import Config
 from .engine import EngineBridge
+from .peer import forward_via, open_channel
 from .services import generic_handlers
 from .watch_service import WatchService
 
@@ -42,6 +46,7 @@ log = logging.getLogger("ketch")
 
 _CONFIG_ENV = "KETCH_WORKER_CONFIG"
 _SOCKET_ENV = "KETCH_WORKER_ENGINE"
+_CLUSTER_ID_ENV = "KETCH_WORKER_CLUSTER_ID"
 WORKER_STOP_SECONDS = 10.0
 
 
@@ -50,11 +55,15 @@ def engine_socket_name() -> str:
     return f"ketch-{os.getpid()}-{secrets.token_hex(6)}"
 
 
-def start_workers(cfg: Config, socket_name: str, count: int) -> list[subprocess.Popen[bytes]]:
-    """Start `count` worker processes serving cfg's client URLs through the engine at socket_name."""
+def start_workers(
+    cfg: Config, socket_name: str, count: int, cluster_id: int
+) -> list[subprocess.Popen[bytes]]:
+    """Start `count` worker processes serving cfg's client URLs through the
+    engine at socket_name; cluster_id is the member's (for its peer service)."""
     env = dict(os.environ)
     env[_CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
     env[_SOCKET_ENV] = socket_name
+    env[_CLUSTER_ID_ENV] = str(cluster_id)
     return [
         subprocess.Popen([sys.executable, "-m", "ketch.workers"], env=env, stdin=subprocess.DEVNULL)
         for _ in range(count)
@@ -83,8 +92,14 @@ def _config_from_env() -> Config:
     return Config(**fields)
 
 
-async def _serve_worker(cfg: Config, socket_name: str) -> None:
-    from .server import SHUTDOWN_GRACE_SECONDS, bind_listeners, grpc_options, max_receive_bytes
+async def _serve_worker(cfg: Config, socket_name: str, cluster_id: int) -> None:
+    from .server import (
+        SHUTDOWN_GRACE_SECONDS,
+        _channel_credentials,
+        bind_listeners,
+        grpc_options,
+        max_receive_bytes,
+    )
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -96,7 +111,15 @@ async def _serve_worker(cfg: Config, socket_name: str) -> None:
     # The member process checked and bound these ports already; a worker
     # joins them (SO_REUSEPORT) rather than testing them again.
     bind_listeners(server, cfg, check_free=False)
-    server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg)))
+    # The member's peer service, at the URL its peers reach it by.
+    member = open_channel(cfg.initial_advertise_peer_urls[0], _channel_credentials(cfg))
+
+    async def through_member(method: int, request: bytes) -> bytes:
+        return await forward_via(member, cluster_id, method, request, hops=1)
+
+    server.add_generic_rpc_handlers(
+        generic_handlers(bridge, max_receive_bytes(cfg), through_member)
+    )
     watch = WatchService(bridge)
     server.add_generic_rpc_handlers([watch.handler()])
     await server.start()
@@ -106,6 +129,7 @@ async def _serve_worker(cfg: Config, socket_name: str) -> None:
     finally:
         watch.shutdown()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
+        await member.close()
         await bridge.close()
 
 
@@ -117,7 +141,7 @@ def main() -> None:
 
     cfg = _config_from_env()
     configure_logging(cfg.log_level)
-    uvloop.run(_serve_worker(cfg, os.environ[_SOCKET_ENV]))
+    uvloop.run(_serve_worker(cfg, os.environ[_SOCKET_ENV], int(os.environ[_CLUSTER_ID_ENV])))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::EtcdError;
+use crate::eventfd::EventFd;
 
 /// One answer: the caller's token and the encoded response, or the error.
 pub struct Completion {
@@ -29,25 +30,18 @@ pub const LOCAL_TOKEN_MASK: u64 = (1 << ROUTE_SHIFT) - 1;
 
 pub struct CompletionQueue {
     queue: Mutex<Vec<Completion>>,
-    eventfd: OwnedFd,
+    eventfd: EventFd,
     routes: RwLock<HashMap<u16, Sender<Completion>>>,
 }
 
 impl CompletionQueue {
     pub fn new() -> io::Result<CompletionQueue> {
-        // SAFETY: eventfd takes no pointers; a negative return is checked below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by eventfd and is owned by nobody else.
-        let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(CompletionQueue { queue: Mutex::new(Vec::new()), eventfd, routes: RwLock::new(HashMap::new()) })
+        Ok(CompletionQueue { queue: Mutex::new(Vec::new()), eventfd: EventFd::new()?, routes: RwLock::new(HashMap::new()) })
     }
 
     /// The fd to wait on for readability.
     pub fn fd(&self) -> RawFd {
-        self.eventfd.as_raw_fd()
+        self.eventfd.fd()
     }
 
     /// Sends answers for tokens routed to `route` down `sink` from now on.
@@ -95,18 +89,12 @@ impl CompletionQueue {
     /// Takes everything queued. Clears the eventfd first, so an answer pushed
     /// while we take is either taken now or wakes the loop again: never lost.
     pub fn take(&self) -> Vec<Completion> {
-        let mut buf = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into a valid 8-byte buffer. EAGAIN
-        // (nothing signalled) is expected and ignored.
-        unsafe { libc::read(self.fd(), buf.as_mut_ptr().cast(), 8) };
+        self.eventfd.clear();
         std::mem::take(&mut *self.queue.lock())
     }
 
     fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64. The only failure for a
-        // non-blocking eventfd is a saturated counter, which still wakes.
-        unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) };
+        self.eventfd.ring();
     }
 }
 

@@ -30,10 +30,12 @@ use crate::completion::CompletionQueue;
 use crate::error::EtcdError;
 use crate::mvcc::{self, Store, StoreOptions};
 use crate::node::{Node, NodeMsg};
+use crate::peer::{OutboundBatch, PeerOutbox};
 use crate::watch::WatchHub;
 use crate::pb::etcdserverpb::{
     CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse,
-    HashResponse, Member, MemberListResponse, MoveLeaderRequest, PutResponse, RangeRequest, RangeResponse,
+    HashResponse, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse, MemberUpdateResponse, PutResponse,
+    RangeRequest, RangeResponse,
     ResponseHeader, StatusResponse, TxnResponse,
 };
 
@@ -75,10 +77,16 @@ pub enum Method {
     WatchAck = 22,
     /// Drops the stream and its watchers (empty request).
     WatchClose = 23,
+    // The Cluster service's changes, proposed by the node thread.
+    ClusterMemberAdd = 24,
+    ClusterMemberRemove = 25,
+    ClusterMemberUpdate = 26,
+    /// Leader only: answers NotLeader elsewhere, for the caller to forward.
+    ClusterMemberPromote = 27,
 }
 
 impl Method {
-    pub const ALL: [Method; 22] = [
+    pub const ALL: [Method; 26] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -101,6 +109,10 @@ impl Method {
         Method::WatchRequest,
         Method::WatchAck,
         Method::WatchClose,
+        Method::ClusterMemberAdd,
+        Method::ClusterMemberRemove,
+        Method::ClusterMemberUpdate,
+        Method::ClusterMemberPromote,
     ];
 
     pub fn from_u32(n: u32) -> Option<Method> {
@@ -132,12 +144,21 @@ impl Method {
             Method::WatchRequest => "WATCH_REQUEST",
             Method::WatchAck => "WATCH_ACK",
             Method::WatchClose => "WATCH_CLOSE",
+            Method::ClusterMemberAdd => "CLUSTER_MEMBER_ADD",
+            Method::ClusterMemberRemove => "CLUSTER_MEMBER_REMOVE",
+            Method::ClusterMemberUpdate => "CLUSTER_MEMBER_UPDATE",
+            Method::ClusterMemberPromote => "CLUSTER_MEMBER_PROMOTE",
         }
     }
 
     fn is_write(self) -> bool {
         matches!(self, Method::KvPut | Method::KvDeleteRange | Method::KvTxn | Method::KvCompact)
             || matches!(self, Method::LeaseGrant | Method::LeaseRevoke | Method::MaintenanceAlarm)
+            || matches!(self, Method::MaintenanceMoveLeader)
+            || matches!(
+                self,
+                Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberUpdate | Method::ClusterMemberPromote
+            )
     }
 }
 
@@ -165,6 +186,10 @@ pub struct EngineConfig {
     /// Fold the Raft log into the store after this many applied entries (etcd's --snapshot-count).
     pub snapshot_count: u64,
     pub reader_threads: usize,
+    /// A new cluster's members (ID, name, peer URLs), this one included; used
+    /// only when the data dir is new. Empty: this member joins a running
+    /// cluster, which tells it everything through Raft.
+    pub initial_members: Vec<(u64, String, Vec<String>)>,
 }
 
 impl EngineConfig {
@@ -184,6 +209,7 @@ impl EngineConfig {
             election_ticks: 10,
             snapshot_count: 100_000,
             reader_threads: 2,
+            initial_members: vec![(member_id, "default".into(), vec!["http://localhost:2380".into()])],
         }
     }
 
@@ -209,6 +235,15 @@ pub struct RaftStatus {
     pub applied_index: AtomicU64,
     pub wal_fsyncs: AtomicU64,
     pub wal_fsync_nanos: AtomicU64,
+    /// Bumped on every applied change to the member list.
+    pub membership_version: AtomicU64,
+    pub is_learner: AtomicBool,
+    /// This member applied its own removal.
+    pub removed: AtomicBool,
+    /// The cluster's member list has this member's name and client URLs.
+    pub published: AtomicBool,
+    /// Snapshots from a leader this member installed since it started.
+    pub snapshots_installed: AtomicU64,
 }
 
 /// Who this member is, fixed for its life.
@@ -234,6 +269,8 @@ pub struct Shared {
     pub lessor: crate::lease::Lessor,
     /// Every watch stream and watcher (see `watch`).
     pub watch: WatchHub,
+    /// Raft messages for other members, waiting for the transport.
+    pub peers: PeerOutbox,
 }
 
 impl Shared {
@@ -284,12 +321,21 @@ has_header!(
     HashKvResponse
 );
 
-impl HasHeader for MemberListResponse {
-    const HAS_REVISION: bool = false;
-    fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
-        &mut self.header
-    }
+macro_rules! has_header_without_revision {
+    ($($t:ty),*) => {$(
+        impl HasHeader for $t {
+            const HAS_REVISION: bool = false;
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> { &mut self.header }
+        }
+    )*};
 }
+has_header_without_revision!(
+    MemberListResponse,
+    MemberAddResponse,
+    MemberRemoveResponse,
+    MemberUpdateResponse,
+    MemberPromoteResponse
+);
 
 /// Work for the reader threads.
 pub(crate) enum ReadTask {
@@ -336,12 +382,13 @@ impl Engine {
             what: "creating the completion eventfd".into(),
             source,
         })?;
+        let peers = PeerOutbox::new().map_err(|source| StartError::Io {
+            what: "creating the peer outbox eventfd".into(),
+            source,
+        })?;
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let (node, identity) = Node::open(&config, &store)?;
         let store_rev = store.current_revision();
-        if node.is_leader() {
-            lessor.promote(crate::lease::promote_extend(&config), std::time::Instant::now());
-        }
         let shared = Arc::new(Shared {
             store,
             completions,
@@ -354,7 +401,10 @@ impl Engine {
                 store_rev,
                 crate::watch::Limits { max_request_bytes: config.max_request_bytes, ..Default::default() },
             ),
+            peers,
         });
+        let me = shared.store.membership().members.get(&shared.identity.member_id).cloned();
+        shared.raft.is_learner.store(me.as_ref().is_some_and(|m| m.is_learner), Ordering::Release);
         let (to_node, node_rx) = crossbeam_channel::unbounded();
         let (to_readers, readers_rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::new();
@@ -436,6 +486,37 @@ impl Engine {
         }
     }
 
+    /// Hands a batch of Raft messages from a peer to the node; never blocks.
+    pub fn step(&self, batch: &[u8]) -> Result<(), String> {
+        let messages = crate::peer::decode_batch(batch)?;
+        let _ = self.to_node.send(NodeMsg::Step(messages));
+        Ok(())
+    }
+
+    /// The transport lost its connection to `member_id`.
+    pub fn report_unreachable(&self, member_id: u64) {
+        let _ = self.to_node.send(NodeMsg::Unreachable(member_id));
+    }
+
+    /// The transport delivered (or gave up on) a snapshot to `member_id`.
+    pub fn report_snapshot(&self, member_id: u64, delivered: bool) {
+        let _ = self.to_node.send(NodeMsg::SnapshotSent(member_id, delivered));
+    }
+
+    /// Outbound Raft traffic for the transport.
+    pub fn take_peer_batches(&self) -> Vec<OutboundBatch> {
+        self.shared.peers.take()
+    }
+
+    pub fn peer_fd(&self) -> std::os::fd::RawFd {
+        self.shared.peers.fd()
+    }
+
+    /// The cluster's members as this member last applied them.
+    pub fn members(&self) -> Vec<crate::pb::etcdserverpb::Member> {
+        crate::membership::member_list(&self.shared.store.membership())
+    }
+
     /// etcd's --experimental-watch-progress-notify-interval.
     pub fn set_watch_progress_interval(&self, interval: Duration) {
         self.shared.watch.set_progress_interval(interval);
@@ -456,6 +537,11 @@ impl Engine {
             ("db_size", self.shared.store.db_size()),
             ("watchers_synced", self.shared.watch.counts().0 as u64),
             ("watchers_unsynced", self.shared.watch.counts().1 as u64),
+            ("membership_version", r.membership_version.load(Ordering::Acquire)),
+            ("is_learner", u64::from(r.is_learner.load(Ordering::Acquire))),
+            ("removed", u64::from(r.removed.load(Ordering::Acquire))),
+            ("published", u64::from(r.published.load(Ordering::Acquire))),
+            ("snapshots_installed", r.snapshots_installed.load(Ordering::Acquire)),
         ]
     }
 }
@@ -492,6 +578,10 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                     Ok(request) if request.serializable => {
                         shared.answer(token, shared.store.range(&request));
                     }
+                    // etcd's learners serve serializable reads only.
+                    Ok(_) if shared.raft.is_learner.load(Ordering::Acquire) => {
+                        shared.completions.push(token, Err(EtcdError::NotSupportedForLearner));
+                    }
                     Ok(request) => {
                         // Linearizable: the node confirms leadership (ReadIndex)
                         // and hands it back once applied; batched there.
@@ -508,20 +598,6 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 Method::MaintenanceDefragment => {
                     // etcd answers with an empty DefragmentResponse, no header: no bytes.
                     shared.completions.push(token, shared.store.defragment().map(|()| Vec::new()));
-                }
-                Method::MaintenanceMoveLeader => {
-                    // etcd's MoveLeader for the one member there is: moving
-                    // to itself is done at once (raft ignores the transfer and
-                    // the leader already is the target); any other ID is not
-                    // a member. The answer is an empty MoveLeaderResponse.
-                    let result = decode::<MoveLeaderRequest>(request).and_then(|r| {
-                        if r.target_id == shared.identity.member_id {
-                            Ok(Vec::new())
-                        } else {
-                            Err(EtcdError::BadLeaderTransferee)
-                        }
-                    });
-                    shared.completions.push(token, result);
                 }
                 Method::MaintenanceSnapshot => {
                     let dest = shared.config.data_dir.join("member").join(format!("snapshot-{token}.tmp"));
@@ -557,7 +633,7 @@ fn status(shared: &Shared) -> StatusResponse {
         raft_applied_index: r.applied_index.load(Ordering::Acquire),
         errors: shared.store.alarms().iter().map(|&(alarm, member)| alarm_string(member, alarm)).collect(),
         db_size_in_use: shared.store.db_size_in_use() as i64,
-        is_learner: false,
+        is_learner: r.is_learner.load(Ordering::Acquire),
     }
 }
 
@@ -587,17 +663,7 @@ pub(crate) fn alarm_string(member: u64, alarm: i32) -> String {
 }
 
 fn member_list(shared: &Shared) -> MemberListResponse {
-    let id = &shared.identity;
-    MemberListResponse {
-        header: None,
-        members: vec![Member {
-            id: id.member_id,
-            name: id.name.clone(),
-            peer_ur_ls: id.peer_urls.clone(),
-            client_ur_ls: id.client_urls.clone(),
-            is_learner: false,
-        }],
-    }
+    MemberListResponse { header: None, members: crate::membership::member_list(&shared.store.membership()) }
 }
 
 /// True if `dir` holds a member's data (a WAL).

@@ -45,6 +45,37 @@ pub enum EtcdError {
     Timeout,
     #[error("etcdserver: server stopped")]
     Stopped,
+    /// A leader-only call (MoveLeader, MemberPromote, lease keep-alive) on a follower.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    /// MemberAdd/MemberUpdate with no peer URL, or one etcd's types.NewURLs refuses.
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    /// Also what etcd answers for an ID that was removed.
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
     /// The request bytes are not a valid protobuf message of the method's type.
     /// gRPC itself would say this before etcd saw the request.
     #[error("grpc: error unmarshalling request: {0}")]
@@ -58,7 +89,7 @@ pub enum EtcdError {
 /// Every variant without data, for [`EtcdError::from_wire`]. The match in
 /// `is_unit` below stops compiling when a variant is added, as a reminder to
 /// list it here too.
-const UNIT_VARIANTS: [EtcdError; 18] = [
+const UNIT_VARIANTS: [EtcdError; 32] = [
     EtcdError::EmptyKey,
     EtcdError::KeyNotFound,
     EtcdError::ValueProvided,
@@ -77,6 +108,20 @@ const UNIT_VARIANTS: [EtcdError; 18] = [
     EtcdError::NoLeader,
     EtcdError::Timeout,
     EtcdError::Stopped,
+    EtcdError::NotLeader,
+    EtcdError::PeerUrlExists,
+    EtcdError::MemberBadUrls,
+    EtcdError::MemberExists,
+    EtcdError::MemberNotFound,
+    EtcdError::MemberNotLearner,
+    EtcdError::LearnerNotReady,
+    EtcdError::TooManyLearners,
+    EtcdError::NotEnoughStartedMembers,
+    EtcdError::LeaderChanged,
+    EtcdError::TooManyRequests,
+    EtcdError::NotSupportedForLearner,
+    EtcdError::LeaderTransferTimeout,
+    EtcdError::TimeoutDueToLeaderFail,
 ];
 
 /// Prefix of [`EtcdError::BadRequest`]'s message.
@@ -121,6 +166,20 @@ impl EtcdError {
             EtcdError::NoLeader => "NoLeader",
             EtcdError::Timeout => "Timeout",
             EtcdError::Stopped => "Stopped",
+            EtcdError::NotLeader => "NotLeader",
+            EtcdError::PeerUrlExists => "PeerUrlExists",
+            EtcdError::MemberBadUrls => "MemberBadUrls",
+            EtcdError::MemberExists => "MemberExists",
+            EtcdError::MemberNotFound => "MemberNotFound",
+            EtcdError::MemberNotLearner => "MemberNotLearner",
+            EtcdError::LearnerNotReady => "LearnerNotReady",
+            EtcdError::TooManyLearners => "TooManyLearners",
+            EtcdError::NotEnoughStartedMembers => "NotEnoughStartedMembers",
+            EtcdError::LeaderChanged => "LeaderChanged",
+            EtcdError::TooManyRequests => "TooManyRequests",
+            EtcdError::NotSupportedForLearner => "NotSupportedForLearner",
+            EtcdError::LeaderTransferTimeout => "LeaderTransferTimeout",
+            EtcdError::TimeoutDueToLeaderFail => "TimeoutDueToLeaderFail",
             EtcdError::BadRequest(_) => "BadRequest",
             EtcdError::Internal(_) => "Internal",
         }
@@ -151,7 +210,21 @@ mod tests {
             | E::RequestTooLarge
             | E::NoLeader
             | E::Timeout
-            | E::Stopped => true,
+            | E::Stopped
+            | E::NotLeader
+            | E::PeerUrlExists
+            | E::MemberBadUrls
+            | E::MemberExists
+            | E::MemberNotFound
+            | E::MemberNotLearner
+            | E::LearnerNotReady
+            | E::TooManyLearners
+            | E::NotEnoughStartedMembers
+            | E::LeaderChanged
+            | E::TooManyRequests
+            | E::NotSupportedForLearner
+            | E::LeaderTransferTimeout
+            | E::TimeoutDueToLeaderFail => true,
         }
     }
 

@@ -331,7 +331,7 @@ mod tests {
             tokens.sort_unstable();
             assert_eq!(tokens, (1..=50).collect::<Vec<_>>());
             for c in got {
-                PutResponse::decode(c.result.unwrap().as_slice()).unwrap();
+                PutResponse::decode(c.result.expect("put answered").as_slice()).unwrap();
             }
         }
         // Errors cross the socket as etcd errors.

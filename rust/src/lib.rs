@@ -5,7 +5,8 @@
 //! - [`raftlog`]: raft-rs's `Storage` over the WAL.
 //! - [`mvcc`]: etcd's revisioned key-value store over a redb backend.
 //! - [`lease`]: leases, their keys, and their expiry (decided by the leader, applied through Raft).
-//! - [`node`]: the Raft Ready loop (persist, apply, answer).
+//! - [`node`]: the Raft Ready loop (persist, apply, answer; membership changes).
+//! - [`peer`]: Raft messages to and from other members, as bytes for the Python transport.
 //! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
 //! - [`ipc`]: the same interface for gRPC worker processes, over a Unix socket.
@@ -14,11 +15,14 @@
 pub mod completion;
 pub mod engine;
 pub mod error;
+mod eventfd;
 pub mod ipc;
 pub mod lease;
 pub mod mvcc;
+pub mod membership;
 mod node;
 pub mod pb;
+pub mod peer;
 pub mod raftlog;
 pub mod wal;
 pub mod watch;

@@ -16,26 +16,30 @@
 //!     made its entry durable and this step applied it.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use prost::Message;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message as RaftMessage, Snapshot};
 use raft::prelude::{Config as RaftConfig, RawNode};
-use raft::{Ready, StateRole, Storage};
+use raft::{Ready, SnapshotStatus, StateRole, Storage};
 
 use crate::engine::{decode, failed_error, EngineConfig, Identity, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
 use crate::error::EtcdError;
 use crate::mvcc::{self, LeaseCheck, Store, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
 use crate::lease;
+use crate::membership::{self, ConfOutcome};
 use crate::pb::etcdserverpb::{
-    alarm_request::AlarmAction, request_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
-    TxnRequest,
+    alarm_request::AlarmAction, request_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest,
+    Member, MemberAddRequest, MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
+    MemberUpdateResponse, MoveLeaderRequest, PutRequest, RangeRequest, TxnRequest,
 };
-use crate::pb::ketchpb::{internal_request, InternalRequest, MemberMetadata};
+use crate::pb::ketchpb::{internal_request, InternalRequest, MemberAttributes, MemberMetadata};
 use crate::raftlog::RaftLog;
 
 /// Messages to the node thread.
@@ -43,6 +47,12 @@ pub(crate) enum NodeMsg {
     Write { method: Method, request: Bytes, token: u64 },
     /// A decoded linearizable Range waiting for a read index.
     Read { request: RangeRequest, token: u64 },
+    /// Raft messages from a peer.
+    Step(Vec<RaftMessage>),
+    /// The transport could not reach this peer.
+    Unreachable(u64),
+    /// The transport delivered (true) or gave up on (false) a snapshot to this peer.
+    SnapshotSent(u64, bool),
     Stop,
 }
 
@@ -52,6 +62,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 /// Store commits between WAL-covered entries skip fsync; at most this much
 /// applied state is replayed from the WAL after a crash.
 const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a member retries publishing its name and client URLs until
+/// the cluster has applied them (etcd retries its publish the same way).
+const PUBLISH_RETRY: Duration = Duration::from_secs(2);
 
 struct PendingRead {
     index: u64,
@@ -75,6 +88,12 @@ pub(crate) struct Node {
     applied_index: u64,
     store_dirty: bool,
     last_durable_commit: Instant,
+    /// A backend copy being made for followers behind the log's start.
+    snapshot_job: Option<Receiver<Result<Snapshot, String>>>,
+    /// A MoveLeader in progress: (target, token, since).
+    moving_leader: Option<(u64, u64, Instant)>,
+    last_publish: Option<Instant>,
+    member_id: u64,
 }
 
 impl Node {
@@ -94,11 +113,16 @@ impl Node {
             (opened.log, meta)
         } else {
             let meta = MemberMetadata { member_id: config.member_id, cluster_id: config.cluster_id };
-            let conf_state = ConfState { voters: vec![config.member_id], ..ConfState::default() };
-            let log = RaftLog::create(&wal_dir, &meta.encode_to_vec(), conf_state, 1)?;
-            (log, meta)
+            (bootstrap_log(&wal_dir, &meta, &config.initial_members)?, meta)
         };
+        restore_interrupted_snapshot(config, store, &log)?;
         let (applied, _) = store.consistent_index();
+        // Raft's configuration as of the applied index is the store's member
+        // list (conf changes before it are not replayed); a store that has
+        // applied nothing yet takes the log's.
+        if applied > 0 {
+            log.set_conf_state(store.membership().conf_state());
+        }
         if applied > log.last_index() {
             return Err(StartError::Config(format!(
                 "the store at {} has applied Raft index {applied} but the WAL in {} ends at {}; \
@@ -126,12 +150,7 @@ impl Node {
             ..RaftConfig::default()
         };
         raft_config.validate()?;
-        let sole_voter = log.conf_state().voters == [meta.member_id] && log.conf_state().learners.is_empty();
-        let mut raw = RawNode::new(&raft_config, log, &raft_logger())?;
-        if sole_voter {
-            // A one-member group needs no election timeout to know who leads.
-            raw.campaign()?;
-        }
+        let raw = RawNode::new(&raft_config, log, &raft_logger())?;
         let identity = Identity {
             member_id: meta.member_id,
             cluster_id: meta.cluster_id,
@@ -142,7 +161,7 @@ impl Node {
         let node = Node {
             raw,
             pending_writes: HashMap::new(),
-            next_request_id: request_id_seed(),
+            next_request_id: request_id_seed(meta.member_id),
             read_batch: Vec::new(),
             read_batch_since: None,
             reads_in_raft: HashMap::new(),
@@ -151,19 +170,55 @@ impl Node {
             applied_index: applied,
             store_dirty: false,
             last_durable_commit: Instant::now(),
+            snapshot_job: None,
+            moving_leader: None,
+            last_publish: None,
+            member_id: meta.member_id,
         };
         Ok((node, identity))
     }
 
-    /// True when this member leads (a sole voter does from `open` on).
+    /// A sole voter needs no election timeout to know who leads. raft-rs
+    /// refuses to campaign while configuration entries wait to be applied,
+    /// so this runs once they are.
+    fn campaign_if_alone(&mut self, shared: &Shared, to_readers: &Sender<ReadTask>) -> Result<(), String> {
+        let raft = &self.raw.raft;
+        let alone = raft.prs().conf().voters().ids().iter().eq([self.member_id]);
+        if !alone || raft.state == StateRole::Leader || raft.raft_log.applied < raft.raft_log.committed {
+            return Ok(());
+        }
+        self.raw.campaign().map_err(|e| e.to_string())?;
+        self.lessor_follows_leadership(shared);
+        self.on_ready(shared, to_readers)
+    }
+
+    /// Leadership changed (in a tick, a message, or a campaign): the lessor
+    /// follows before anything is answered in the new role.
+    fn lessor_follows_leadership(&self, shared: &Shared) {
+        let leader = self.raw.raft.state == StateRole::Leader;
+        if leader != shared.lessor.is_primary() {
+            if leader {
+                shared.lessor.promote(lease::promote_extend(&shared.config), Instant::now());
+            } else {
+                shared.lessor.demote();
+            }
+        }
+    }
+
     pub(crate) fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
     }
 
-    pub(crate) fn run(mut self, shared: &Shared, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>) {
+    pub(crate) fn run(mut self, shared: &Arc<Shared>, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>) {
         let tick = shared.config.tick;
         let mut next_tick = Instant::now() + tick;
         let mut stopping = false;
+        // Apply what is committed but not applied (a new cluster's bootstrap
+        // entries) before taking requests, so a sole member leads at once.
+        if let Err(e) = self.on_ready(shared, to_readers).and_then(|()| self.campaign_if_alone(shared, to_readers)) {
+            self.fail(shared, rx, &e);
+            return;
+        }
         while !stopping {
             // Wait for work or the next tick, then take everything queued so
             // one Ready (and one fsync) covers the whole burst.
@@ -190,18 +245,16 @@ impl Node {
                 next_tick = now + tick;
                 self.expire(shared, now);
                 self.revoke_expired_leases(shared, now);
+                self.publish_attributes(shared, now);
+                self.check_move_leader(shared, now);
             }
-            // Leadership changed (in tick, a message, or campaign at open):
-            // the lessor follows before anything is answered in the new role.
-            let leader = self.raw.raft.state == StateRole::Leader;
-            if leader != shared.lessor.is_primary() {
-                if leader {
-                    shared.lessor.promote(lease::promote_extend(&shared.config), Instant::now());
-                } else {
-                    shared.lessor.demote();
-                }
-            }
+            self.lessor_follows_leadership(shared);
             if let Err(e) = self.on_ready(shared, to_readers) {
+                self.fail(shared, rx, &e);
+                return;
+            }
+            self.tend_snapshot_job(shared);
+            if let Err(e) = self.campaign_if_alone(shared, to_readers) {
                 self.fail(shared, rx, &e);
                 return;
             }
@@ -219,6 +272,9 @@ impl Node {
             return;
         }
         for (_, (token, _)) in self.pending_writes.drain() {
+            shared.completions.push(token, Err(EtcdError::Stopped));
+        }
+        if let Some((_, token, _)) = self.moving_leader.take() {
             shared.completions.push(token, Err(EtcdError::Stopped));
         }
         let stranded = self.read_batch.drain(..).chain(self.reads_in_raft.drain().flat_map(|(_, (_, r))| r));
@@ -239,6 +295,23 @@ impl Node {
             NodeMsg::Read { request, token } => {
                 self.read_batch_since.get_or_insert_with(Instant::now);
                 self.read_batch.push((request, token));
+            }
+            NodeMsg::Step(messages) => {
+                for m in messages {
+                    // Messages from members this one does not know (removed,
+                    // or not yet applied) are dropped, as etcd's raft does.
+                    let _ = self.raw.step(m);
+                }
+            }
+            NodeMsg::Unreachable(id) => self.raw.report_unreachable(id),
+            NodeMsg::SnapshotSent(id, ok) => {
+                self.raw.report_snapshot(id, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure });
+            }
+            NodeMsg::Write { method: Method::MaintenanceMoveLeader, request, token } => self.move_leader(shared, request, token),
+            NodeMsg::Write { method: m @ (Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberPromote), request, token } => {
+                if let Err(e) = self.propose_member_change(shared, m, request, token) {
+                    shared.completions.push(token, Err(e));
+                }
             }
             NodeMsg::Write { method, request, token } => {
                 match self.prepare_write(shared, method, request) {
@@ -268,6 +341,9 @@ impl Node {
     fn prepare_write(&mut self, shared: &Shared, method: Method, request: Bytes) -> Result<InternalRequest, EtcdError> {
         if request.len() > shared.config.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
+        }
+        if shared.raft.is_learner.load(Ordering::Acquire) {
+            return Err(EtcdError::NotSupportedForLearner);
         }
         use internal_request::Request as R;
         // etcd's quota layer (v3rpc/quota.go) checks Put, Txn and LeaseGrant:
@@ -308,6 +384,11 @@ impl Node {
             }
             Method::LeaseRevoke => (R::LeaseRevoke(decode::<LeaseRevokeRequest>(request)?), None),
             Method::MaintenanceAlarm => (R::Alarm(decode::<AlarmRequest>(request)?), None),
+            Method::ClusterMemberUpdate => {
+                let r: MemberUpdateRequest = decode(request)?;
+                membership::check_update(&shared.store.membership(), &r)?;
+                (R::MemberUpdate(r), None)
+            }
             _ => unreachable!("reads go to the readers"),
         };
         if let Some(cost) = quota_cost {
@@ -353,11 +434,19 @@ impl Node {
         let mut ready: Ready = self.raw.ready();
         // Answers built while applying carry the current term.
         self.publish(shared);
-        // 1. Messages a leader may send before persisting. A one-member group has none.
-        debug_assert!(ready.messages().is_empty() || !is_single(&self.raw));
-        // 2. Snapshots arrive only from a leader of a larger group.
+        // Entries applied below were committed by this Ready's hard state,
+        // which is persisted only in step 5; the log learns the commit index
+        // now so it never compacts past what it believes committed.
+        if let Some(hs) = ready.hs() {
+            let commit = hs.commit;
+            self.raw.mut_store().set_commit(commit);
+        }
+        // 1. Messages a leader may send before persisting.
+        shared.peers.send(ready.take_messages());
+        // 2. A snapshot from the leader replaces the store.
         if !ready.snapshot().is_empty() {
-            return Err("received a Raft snapshot, but this member is a one-member group".into());
+            let snapshot = ready.snapshot().clone();
+            self.install_snapshot(shared, &snapshot)?;
         }
         // 3. ReadIndex answers.
         for rs in ready.take_read_states() {
@@ -377,12 +466,14 @@ impl Node {
         if ready.must_sync() || !ready.entries().is_empty() {
             log.sync().map_err(|e| e.to_string())?;
         }
-        // 6. Messages that had to wait for the fsync: none in a one-member group.
+        // 6. Messages that had to wait for the fsync (votes, append acks).
+        shared.peers.send(ready.take_persisted_messages());
         // 7. Advance; for a one-member group this commits what step 5 persisted.
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit);
         }
+        shared.peers.send(light.take_messages());
         self.apply(shared, light.take_committed_entries())?;
         self.raw.advance_apply();
         self.release_reads(to_readers);
@@ -421,6 +512,9 @@ impl Node {
                             .map(|resp| encode_answer(shared, resp)),
                         // etcd answers Alarm with no header at all.
                         Some(R::Alarm(r)) => apply_alarm(&mut batch, r).map(|resp| resp.encode_to_vec()),
+                        Some(R::MemberAttributes(a)) => apply_attributes(&mut batch, a).map(|()| Vec::new()),
+                        Some(R::MemberUpdate(u)) => apply_member_update(&mut batch, u)
+                            .map(|members| encode_answer(shared, MemberUpdateResponse { header: None, members })),
                         None => Ok(Vec::new()),
                         },
                     };
@@ -436,8 +530,10 @@ impl Node {
                 EntryType::EntryConfChange => {
                     let mut cc = ConfChange::default();
                     cc.merge_from_bytes(&entry.data).map_err(|e| e.to_string())?;
-                    let cs = self.raw.apply_conf_change(&cc).map_err(|e| e.to_string())?;
-                    self.raw.mut_store().set_conf_state(cs);
+                    let result = self.apply_conf_change(shared, &mut batch, &cc)?;
+                    if let Some((token, _)) = self.pending_writes.remove(&membership::request_id_of(&cc)) {
+                        answers.push((token, result));
+                    }
                 }
                 EntryType::EntryConfChangeV2 => {
                     let mut cc = ConfChangeV2::default();
@@ -465,6 +561,201 @@ impl Node {
             shared.completions.push(token, result);
         }
         Ok(())
+    }
+
+    /// MemberAdd, MemberRemove, MemberPromote: etcd's checks, then a Raft
+    /// configuration change; the answer goes out when it is applied.
+    fn propose_member_change(&mut self, shared: &Shared, method: Method, request: Bytes, token: u64) -> Result<(), EtcdError> {
+        if shared.raft.is_learner.load(Ordering::Acquire) {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
+        let ms = shared.store.membership();
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        let cc = match method {
+            Method::ClusterMemberAdd => {
+                let r: MemberAddRequest = decode(request)?;
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let member = membership::check_add(&ms, &r, membership::added_member_id(&r.peer_ur_ls, now))?;
+                let kind = if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+                membership::conf_change(kind, id, member)
+            }
+            Method::ClusterMemberRemove => {
+                let r: MemberRemoveRequest = decode(request)?;
+                let member = membership::check_remove(&ms, r.id)?.clone();
+                membership::conf_change(ConfChangeType::RemoveNode, id, member)
+            }
+            Method::ClusterMemberPromote => {
+                let r: MemberPromoteRequest = decode(request)?;
+                // Only the leader knows how far the learner has come (etcd
+                // forwards promote to the leader; so does ketch's caller).
+                if !self.is_leader() {
+                    return Err(EtcdError::NotLeader);
+                }
+                let member = membership::check_promote(&ms, r.id)?.clone();
+                let prs = self.raw.raft.prs();
+                let leader_match = prs.get(self.member_id).map_or(0, |p| p.matched);
+                let learner_match = prs.get(r.id).map_or(0, |p| p.matched);
+                if (learner_match as f64) < (leader_match as f64) * membership::LEARNER_READY_PERCENT {
+                    return Err(EtcdError::LearnerNotReady);
+                }
+                membership::conf_change(ConfChangeType::AddNode, id, Member { is_learner: false, ..member })
+            }
+            _ => unreachable!("not a member change"),
+        };
+        match self.raw.propose_conf_change(Vec::new(), cc) {
+            Ok(()) => {
+                self.pending_writes.insert(id, (token, Instant::now()));
+                Ok(())
+            }
+            Err(raft::Error::ProposalDropped) => Err(EtcdError::NoLeader),
+            Err(e) => Err(EtcdError::Internal(format!("raft: {e}"))),
+        }
+    }
+
+    /// Applies a committed configuration change to Raft and the member list
+    /// together; the proposer's answer, or the error that refused it.
+    fn apply_conf_change(&mut self, shared: &Shared, batch: &mut WriteBatch<'_>, cc: &ConfChange) -> Result<Result<Vec<u8>, EtcdError>, String> {
+        let (outcome, member) = match membership::plan_conf_change(batch.membership(), cc) {
+            Ok(plan) => plan,
+            Err(EtcdError::Internal(m)) => return Err(m),
+            Err(e) => return Ok(Err(e)),
+        };
+        let cs = self.raw.apply_conf_change(cc).map_err(|e| e.to_string())?;
+        self.raw.mut_store().set_conf_state(cs);
+        let stored = |e: EtcdError| e.to_string();
+        match outcome {
+            ConfOutcome::Added | ConfOutcome::Promoted => batch.put_member(&member).map_err(stored)?,
+            ConfOutcome::Removed => batch.remove_member(member.id).map_err(stored)?,
+        }
+        shared.raft.membership_version.fetch_add(1, Ordering::AcqRel);
+        if member.id == self.member_id {
+            shared.raft.is_learner.store(member.is_learner, Ordering::Release);
+            if outcome == ConfOutcome::Removed {
+                eprintln!("ketch: this member ({:x}) was removed from the cluster", self.member_id);
+                shared.raft.removed.store(true, Ordering::Release);
+            }
+        }
+        let members = membership::member_list(batch.membership());
+        Ok(Ok(match outcome {
+            ConfOutcome::Added => encode_answer(shared, MemberAddResponse { header: None, member: Some(member), members }),
+            ConfOutcome::Promoted => encode_answer(shared, MemberPromoteResponse { header: None, members }),
+            ConfOutcome::Removed => encode_answer(shared, MemberRemoveResponse { header: None, members }),
+        }))
+    }
+
+    /// Installs a snapshot from the leader (step 2 of the Ready loop): the
+    /// copy is written beside the store and fsynced, the WAL marks it, and
+    /// only then does the copy replace the store. A crash in between finds
+    /// the file at start-up ([`restore_interrupted_snapshot`]).
+    fn install_snapshot(&mut self, shared: &Shared, snapshot: &Snapshot) -> Result<(), String> {
+        let m = snapshot.get_metadata();
+        let path = incoming_snapshot_path(&shared.config, m.term, m.index);
+        write_synced(&path, &snapshot.data).map_err(|e| format!("saving the snapshot from the leader at {}: {e}", path.display()))?;
+        let log = self.raw.mut_store();
+        log.apply_snapshot(snapshot).map_err(|e| e.to_string())?;
+        log.sync().map_err(|e| e.to_string())?;
+        shared.store.restore(&path).map_err(|e| e.to_string())?;
+        self.raw.mut_store().release_before(m.index + 1).map_err(|e| e.to_string())?;
+        after_restore(shared).map_err(|e| e.to_string())?;
+        self.applied_index = m.index;
+        shared.raft.applied_index.store(m.index, Ordering::Release);
+        shared.raft.membership_version.fetch_add(1, Ordering::AcqRel);
+        shared.raft.snapshots_installed.fetch_add(1, Ordering::AcqRel);
+        let me = shared.store.membership().members.get(&self.member_id).map(|m| m.is_learner);
+        shared.raft.is_learner.store(me.unwrap_or(false), Ordering::Release);
+        eprintln!("ketch: restored the store from the leader's snapshot at index {} (term {})", m.index, m.term);
+        Ok(())
+    }
+
+    /// Starts a backend copy when raft wanted a snapshot, and hands a
+    /// finished one to the log. The copy runs on its own thread so the
+    /// leader keeps serving meanwhile.
+    fn tend_snapshot_job(&mut self, shared: &Arc<Shared>) {
+        if let Some(job) = &self.snapshot_job {
+            match job.try_recv() {
+                Ok(Ok(snapshot)) => {
+                    self.raw.mut_store().set_prepared_snapshot(snapshot);
+                    self.snapshot_job = None;
+                }
+                Ok(Err(e)) => {
+                    eprintln!("ketch: making a snapshot for a follower failed: {e}");
+                    self.snapshot_job = None;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+                Err(crossbeam_channel::TryRecvError::Disconnected) => self.snapshot_job = None,
+            }
+        }
+        if self.snapshot_job.is_none() && self.raw.store().take_snapshot_request() {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let shared = shared.clone();
+            let spawned = std::thread::Builder::new().name("ketch-snapshot".into()).spawn(move || {
+                let _ = tx.send(make_snapshot(&shared));
+            });
+            if spawned.is_ok() {
+                self.snapshot_job = Some(rx);
+            }
+        }
+    }
+
+    /// etcd's publish: once there is a leader, the member proposes its name
+    /// and client URLs until the cluster's member list has them.
+    fn publish_attributes(&mut self, shared: &Shared, now: Instant) {
+        let ms = shared.store.membership();
+        let Some(me) = ms.members.get(&self.member_id) else {
+            return; // a joining member learns of itself from the log first
+        };
+        let id = &shared.identity;
+        if me.name == id.name && me.client_ur_ls == id.client_urls {
+            shared.raft.published.store(true, Ordering::Release);
+            return;
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID || self.last_publish.is_some_and(|t| now.duration_since(t) < PUBLISH_RETRY) {
+            return;
+        }
+        self.last_publish = Some(now);
+        let attrs = MemberAttributes { member_id: self.member_id, name: id.name.clone(), client_urls: id.client_urls.clone() };
+        let entry = InternalRequest { id: self.next_request_id, request: Some(internal_request::Request::MemberAttributes(attrs)) };
+        self.next_request_id += 1;
+        let _ = self.raw.propose(Vec::new(), entry.encode_to_vec());
+    }
+
+    /// etcd's MoveLeader: on the leader only, to a voting member; answered
+    /// once the target leads.
+    fn move_leader(&mut self, shared: &Shared, request: Bytes, token: u64) {
+        let result = decode::<MoveLeaderRequest>(request).and_then(|r| {
+            if !self.is_leader() {
+                return Err(EtcdError::NotLeader);
+            }
+            match shared.store.membership().members.get(&r.target_id) {
+                Some(m) if !m.is_learner => Ok(r.target_id),
+                _ => Err(EtcdError::BadLeaderTransferee),
+            }
+        });
+        match result {
+            Err(e) => shared.completions.push(token, Err(e)),
+            Ok(target) if target == self.member_id => shared.completions.push(token, Ok(Vec::new())),
+            Ok(target) => {
+                if let Some((_, old, _)) = self.moving_leader.replace((target, token, Instant::now())) {
+                    shared.completions.push(old, Err(EtcdError::LeaderChanged));
+                }
+                self.raw.transfer_leader(target);
+            }
+        }
+    }
+
+    fn check_move_leader(&mut self, shared: &Shared, now: Instant) {
+        let Some((target, token, since)) = self.moving_leader else {
+            return;
+        };
+        if self.raw.raft.leader_id == target {
+            shared.completions.push(token, Ok(Vec::new()));
+        } else if now.duration_since(since) > REQUEST_TIMEOUT {
+            shared.completions.push(token, Err(EtcdError::LeaderTransferTimeout));
+        } else {
+            return;
+        }
+        self.moving_leader = None;
     }
 
     /// Makes the store's applied state durable, then lets the Raft log drop
@@ -581,13 +872,113 @@ impl Node {
         let applying = self.reads_waiting_apply.drain(..).flat_map(|p| p.reads).map(|(_, token)| token);
         let queued = rx.try_iter().filter_map(|msg| match msg {
             NodeMsg::Write { token, .. } | NodeMsg::Read { token, .. } => Some(token),
-            NodeMsg::Stop => None,
+            NodeMsg::Stop | NodeMsg::Step(_) | NodeMsg::Unreachable(_) | NodeMsg::SnapshotSent(..) => None,
         });
         let tokens: Vec<u64> = waiting.chain(held_reads).chain(raft_reads).chain(applying).chain(queued).collect();
         for token in tokens {
             shared.completions.push(token, Err(failed_error()));
         }
     }
+}
+
+/// The log of a new member. With initial members (a new cluster) it holds
+/// etcd's bootstrap entries, committed; without (joining a running cluster)
+/// it is empty at term 0 and waits for the leader.
+fn bootstrap_log(wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String, Vec<String>)]) -> Result<RaftLog, StartError> {
+    if initial.is_empty() {
+        return Ok(RaftLog::create(wal_dir, &meta.encode_to_vec(), ConfState::default(), 0)?);
+    }
+    if !initial.iter().any(|m| m.0 == meta.member_id) {
+        return Err(StartError::Config(format!("member {:x} is not one of the initial members", meta.member_id)));
+    }
+    let mut voters: Vec<u64> = initial.iter().map(|m| m.0).collect();
+    voters.sort_unstable();
+    let mut log = RaftLog::create(wal_dir, &meta.encode_to_vec(), ConfState { voters, ..ConfState::default() }, 1)?;
+    let entries = membership::bootstrap_entries(initial);
+    let commit = entries.len() as u64;
+    log.append(&entries)?;
+    log.set_hard_state(&HardState { term: 1, vote: 0, commit, ..HardState::default() })?;
+    log.sync()?;
+    Ok(log)
+}
+
+fn snapshot_dir(config: &EngineConfig) -> PathBuf {
+    config.data_dir.join("member").join("snap")
+}
+
+fn incoming_snapshot_path(config: &EngineConfig, term: u64, index: u64) -> PathBuf {
+    snapshot_dir(config).join(format!("{term:016x}-{index:016x}.redb"))
+}
+
+/// A crash between marking a leader's snapshot in the WAL and swapping it
+/// in leaves the store behind the log's start: finish the swap from the
+/// file kept beside it.
+fn restore_interrupted_snapshot(config: &EngineConfig, store: &Store, log: &RaftLog) -> Result<(), StartError> {
+    let (index, term) = log.snapshot_mark();
+    if store.consistent_index().0 >= index {
+        return Ok(());
+    }
+    let path = incoming_snapshot_path(config, term, index);
+    if !path.exists() {
+        return Err(StartError::Config(format!(
+            "the WAL starts after index {index} but the store has applied only {} and the snapshot file {} is missing; \
+             remove this member's data dir and add it to the cluster again",
+            store.consistent_index().0,
+            path.display()
+        )));
+    }
+    store.restore(&path).map_err(StartError::Store)
+}
+
+/// After the store was replaced: leases as the store has them now.
+fn after_restore(shared: &Shared) -> Result<(), EtcdError> {
+    shared.lessor.replace_with(lease::open(&shared.store, &shared.config)?);
+    shared.watch.restored(shared.store.current_revision());
+    Ok(())
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// A Raft snapshot of the whole backend (runs on its own thread).
+fn make_snapshot(shared: &Shared) -> Result<Snapshot, String> {
+    let dir = snapshot_dir(&shared.config);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join("outgoing.redb.tmp");
+    let info = shared.store.snapshot_to(&path).map_err(|e| e.to_string())?;
+    let data = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()));
+    let _ = std::fs::remove_file(&path);
+    let mut snapshot = Snapshot { data: data?.into(), ..Snapshot::default() };
+    let m = snapshot.mut_metadata();
+    m.index = info.index;
+    m.term = info.term;
+    m.set_conf_state(info.membership.conf_state());
+    Ok(snapshot)
+}
+
+/// A member publishes its name and client URLs (etcd's MemberAttrSet).
+fn apply_attributes(batch: &mut WriteBatch<'_>, a: &MemberAttributes) -> Result<(), EtcdError> {
+    let Some(m) = batch.membership().members.get(&a.member_id) else {
+        return Ok(()); // removed meanwhile
+    };
+    let m = Member { name: a.name.clone(), client_ur_ls: a.client_urls.clone(), ..m.clone() };
+    batch.put_member(&m)
+}
+
+fn apply_member_update(batch: &mut WriteBatch<'_>, u: &MemberUpdateRequest) -> Result<Vec<Member>, EtcdError> {
+    let Some(m) = batch.membership().members.get(&u.id) else {
+        return Err(EtcdError::MemberNotFound);
+    };
+    let m = Member { peer_ur_ls: u.peer_ur_ls.clone(), ..m.clone() };
+    batch.put_member(&m)?;
+    Ok(membership::member_list(batch.membership()))
 }
 
 /// etcd's estimate of what a request adds to the backend (etcdserver/quota.go).
@@ -668,15 +1059,13 @@ fn encode_answer<R: Message + crate::engine::HasHeader>(shared: &Shared, mut res
     resp.encode_to_vec()
 }
 
-fn is_single(raw: &RawNode<RaftLog>) -> bool {
-    raw.raft.prs().conf().voters().ids().len() == 1
-}
-
-/// Request ids start from the wall clock in microseconds, so ids of one run
-/// never collide with the ids of entries an earlier run left in the log.
-fn request_id_seed() -> u64 {
-    let micros = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-    micros << 12
+/// Request IDs as etcd's idutil makes them: the member ID's low 16 bits on
+/// top, so members do not collide, then the wall clock in milliseconds
+/// shifted left by 8, so an ID of this run never repeats one that an earlier
+/// run left in the log; counting up from there.
+fn request_id_seed(member_id: u64) -> u64 {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    ((member_id & 0xffff) << 48) | ((millis << 8) & ((1 << 48) - 1))
 }
 
 /// raft-rs logs through slog; ketch passes its warnings and errors to stderr.

@@ -24,7 +24,8 @@ struct PyEngine {
 impl PyEngine {
     #[new]
     #[pyo3(signature = (data_dir, *, name, member_id, cluster_id, peer_urls, client_urls,
-                        max_request_bytes, quota_backend_bytes, max_txn_ops, version))]
+                        max_request_bytes, quota_backend_bytes, max_txn_ops, version,
+                        initial_members=None, tick_ms=100, election_ticks=10, snapshot_count=100_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -38,11 +39,24 @@ impl PyEngine {
         quota_backend_bytes: u64,
         max_txn_ops: usize,
         version: String,
+        initial_members: Option<Vec<(u64, String, Vec<String>)>>,
+        tick_ms: u64,
+        election_ticks: usize,
+        snapshot_count: u64,
     ) -> PyResult<Self> {
         if member_id == 0 {
             return Err(PyValueError::new_err("member_id must not be 0"));
         }
+        if tick_ms == 0 || election_ticks < 2 {
+            return Err(PyValueError::new_err("tick_ms must be positive and election_ticks at least 2"));
+        }
         let mut config = EngineConfig::new(data_dir, member_id, cluster_id);
+        // None: a cluster of this member alone, as before clustering.
+        config.initial_members =
+            initial_members.unwrap_or_else(|| vec![(member_id, name.clone(), peer_urls.clone())]);
+        config.tick = std::time::Duration::from_millis(tick_ms);
+        config.election_ticks = election_ticks;
+        config.snapshot_count = snapshot_count;
         config.name = name;
         config.peer_urls = peer_urls;
         config.client_urls = client_urls;
@@ -77,6 +91,42 @@ impl PyEngine {
 
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         drain_queue(py, self.engine.completions())
+    }
+
+    fn peer_fd(&self) -> i32 {
+        self.engine.peer_fd()
+    }
+
+    /// Outbound Raft traffic: [(to member id, is_snapshot, batch bytes)].
+    fn drain_peer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for b in self.engine.take_peer_batches() {
+            out.append((b.to, b.is_snapshot, PyBytes::new(py, &b.bytes)))?;
+        }
+        Ok(out)
+    }
+
+    /// An inbound batch from a peer. Decoding a large snapshot takes a
+    /// while, so the GIL is released.
+    fn step(&self, py: Python<'_>, batch: &[u8]) -> PyResult<()> {
+        py.detach(|| self.engine.step(batch)).map_err(PyValueError::new_err)
+    }
+
+    fn report_unreachable(&self, member_id: u64) {
+        self.engine.report_unreachable(member_id);
+    }
+
+    fn report_snapshot(&self, member_id: u64, ok: bool) {
+        self.engine.report_snapshot(member_id, ok);
+    }
+
+    /// [(id, name, peer URLs, client URLs, is_learner)], sorted by ID.
+    fn members(&self) -> Vec<(u64, String, Vec<String>, Vec<String>, bool)> {
+        self.engine
+            .members()
+            .into_iter()
+            .map(|m| (m.id, m.name, m.peer_ur_ls, m.client_ur_ls, m.is_learner))
+            .collect()
     }
 
     /// Lets gRPC worker processes reach this engine over the abstract Unix

@@ -13,6 +13,7 @@
 //!                 first_index = s+1
 //! ```
 
+use std::cell::Cell;
 use std::path::Path;
 
 use protobuf::Message as _;
@@ -33,6 +34,11 @@ pub struct RaftLog {
     snapshot_term: u64,
     /// Entries snapshot_index+1 ..= last_index, in order.
     entries: Vec<Entry>,
+    /// A copy of the state machine made for followers that are behind the
+    /// log's start; see [`raft::Storage::snapshot`] below.
+    prepared: Option<Snapshot>,
+    /// raft asked for a snapshot that `prepared` could not serve.
+    snapshot_wanted: Cell<bool>,
 }
 
 /// What a reopened log hands back besides itself.
@@ -63,6 +69,8 @@ impl RaftLog {
             snapshot_index: 0,
             snapshot_term: 0,
             entries: Vec::new(),
+            prepared: None,
+            snapshot_wanted: Cell::new(false),
         })
     }
 
@@ -77,6 +85,8 @@ impl RaftLog {
             snapshot_index: recovered.snapshot.index,
             snapshot_term: recovered.snapshot.term,
             entries: recovered.entries,
+            prepared: None,
+            snapshot_wanted: Cell::new(false),
         };
         Ok(Opened { log, metadata: recovered.metadata })
     }
@@ -151,6 +161,46 @@ impl RaftLog {
         })?;
         self.wal.sync()?;
         self.wal.release_before(index + 1)
+    }
+
+    /// Installs a snapshot from the leader: the log now starts after it and
+    /// holds nothing else (raft-rs does the same to its view). The WAL's
+    /// mark is buffered: durable at the next [`RaftLog::sync`], which must
+    /// come before the state machine is replaced (then a crash finds either
+    /// the old store and log, or the mark and the snapshot file beside it).
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), WalError> {
+        let m = snapshot.get_metadata();
+        self.entries.clear();
+        self.snapshot_index = m.index;
+        self.snapshot_term = m.term;
+        self.conf_state = m.get_conf_state().clone();
+        if self.hard_state.commit < m.index {
+            self.hard_state.commit = m.index;
+        }
+        if self.prepared.as_ref().is_some_and(|p| p.get_metadata().index < m.index) {
+            self.prepared = None;
+        }
+        self.wal.save_snapshot(&SnapshotMark { index: m.index, term: m.term, conf_state: self.conf_state.clone() })
+    }
+
+    /// Lets the WAL drop segments that only hold entries before `index`.
+    pub fn release_before(&mut self, index: u64) -> Result<(), WalError> {
+        self.wal.release_before(index)
+    }
+
+    /// True once after raft asked for a snapshot the log could not give.
+    pub fn take_snapshot_request(&self) -> bool {
+        self.snapshot_wanted.replace(false)
+    }
+
+    /// A state machine copy for followers, served from the next request on.
+    pub fn set_prepared_snapshot(&mut self, snapshot: Snapshot) {
+        self.prepared = Some(snapshot);
+    }
+
+    /// (index, term) of the last entry folded into a snapshot.
+    pub fn snapshot_mark(&self) -> (u64, u64) {
+        (self.snapshot_index, self.snapshot_term)
     }
 
     pub fn hard_state(&self) -> &HardState {
@@ -233,9 +283,18 @@ impl raft::Storage for RaftLog {
         Ok(RaftLog::last_index(self))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Only a lagging follower asks for a snapshot, and a one-member group
-        // has none. Streaming the backend to followers comes with clustering.
+    /// A follower needs entries the log no longer has. Copying the backend
+    /// takes a while, so the first ask only records the wish (raft retries
+    /// on the follower's next heartbeat answer); the node thread has the copy
+    /// made off-thread and hands it over with `set_prepared_snapshot`.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if let Some(s) = &self.prepared {
+            let index = s.get_metadata().index;
+            if index >= request_index && index >= self.snapshot_index {
+                return Ok(s.clone());
+            }
+        }
+        self.snapshot_wanted.set(true);
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }

@@ -80,17 +80,6 @@ def test_version_and_help() -> None:
     assert "--listen-client-urls" in out and "--config-file" in out
 
 
-def test_more_than_one_member_is_refused(tmp_path: Path) -> None:
-    cluster = "a=http://127.0.0.1:2380,b=http://127.0.0.1:2381"
-    rc, _, err = run(
-        [*ketch_command(), "--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-         "--initial-cluster", cluster],
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert rc == 1
-    assert err.count("\n") == 1 and "single-member" in err and "2 members (a, b)" in err
-
-
 def test_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

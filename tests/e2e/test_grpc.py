@@ -42,15 +42,26 @@ def test_undecodable_request_is_internal_like_grpc_go(
     assert want[1].startswith(UNMARSHAL) and got[1].startswith(UNMARSHAL)
 
 
+def test_methods_not_served_yet_are_unimplemented(ketch: Server) -> None:
+    assert call(ketch, "/etcdserverpb.Auth/AuthEnable", b"")[0] == grpc.StatusCode.UNIMPLEMENTED
+
+
 @pytest.mark.parametrize(
-    "method",
+    ("method", "status", "message"),
     [
-        "/etcdserverpb.Cluster/MemberAdd",
-        "/etcdserverpb.Auth/AuthEnable",
+        # etcd's MemberAdd checks the URLs first; MemberUpdate looks up ID 0.
+        ("/etcdserverpb.Cluster/MemberAdd", grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: given member URLs are invalid"),
+        ("/etcdserverpb.Cluster/MemberUpdate", grpc.StatusCode.NOT_FOUND, "etcdserver: member not found"),
     ],
-)
-def test_methods_not_served_yet_are_unimplemented(ketch: Server, method: str) -> None:
-    assert call(ketch, method, b"")[0] == grpc.StatusCode.UNIMPLEMENTED
+)  # fmt: skip
+def test_empty_member_changes_get_etcds_error(
+    make_server, method: str, status: grpc.StatusCode, message: str
+) -> None:
+    etcd = make_server("etcd")
+    ketch = make_server("ketch")
+    want = call(etcd, method, b"")
+    assert want == (status, message)
+    assert call(ketch, method, b"") == want
 
 
 def test_served_methods_answer_an_empty_request(ketch: Server) -> None:

@@ -156,9 +156,16 @@ def test_listen_client_urls_need_advertise_client_urls() -> None:
             "--initial-cluster has default=http://localhost:9999 but missing from --initial-advertise-peer-urls=http://localhost:2380",
         ),
         (
-            ["--initial-cluster", "default=http://localhost:2380,b=http://10.0.0.2:2380"],
-            "ketch runs single-member clusters only for now",
+            ["--initial-cluster", "default=http://localhost:2380,b=http://localhost:2380"],
+            # etcd 3.4.23's line, from the same flags
+            "initial cluster b=http://localhost:2380,default=http://localhost:2380 has duplicate url",
         ),
+        (
+            ["--listen-peer-urls", "https://127.0.0.1:23801"],
+            # etcd 3.4.23's line, from the same flags
+            "cannot listen on TLS for 127.0.0.1:23801: KeyFile and CertFile are not presented",
+        ),
+        (["--peer-client-cert-auth"], "--peer-client-cert-auth needs --peer-trusted-ca-file"),
         (
             [
                 "--listen-client-urls",
@@ -169,6 +176,15 @@ def test_listen_client_urls_need_advertise_client_urls() -> None:
             "TLS key/cert (--cert-file, --key-file) must be provided for client url https://127.0.0.1:1 with HTTPS scheme",
         ),
         (["--client-cert-auth"], "--client-cert-auth needs --trusted-ca-file"),
+        (
+            ["--heartbeat-interval", "300", "--election-timeout", "1000"],
+            # etcd 3.4.23's line, from the same flags
+            "--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[300ms]",
+        ),
+        (
+            ["--election-timeout", "60000"],
+            "--election-timeout[60000ms] is too long, and should be set less than 50000ms",
+        ),
     ],
 )
 def test_invalid_combinations_exit_1(args: list[str], fragment: str) -> None:
@@ -278,3 +294,76 @@ def test_config_is_frozen() -> None:
     cfg = parse([], NO_ENV)
     with pytest.raises(AttributeError):
         cfg.name = "other"  # type: ignore[misc]
+
+
+THREE = "a=http://127.0.0.1:23801,b=http://127.0.0.1:23802,c=http://127.0.0.1:23803"
+
+
+def test_multi_member_initial_cluster() -> None:
+    cfg = parse(
+        [
+            "--name", "b",
+            "--initial-cluster", THREE,
+            "--initial-cluster-token", "tok",
+            "--initial-cluster-state", "existing",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:23802",
+            "--listen-peer-urls", "http://127.0.0.1:23802",
+        ],
+        NO_ENV,
+    )  # fmt: skip
+    # The IDs etcd 3.4.23 logs for the same flags ("starting member ... in cluster ...").
+    assert cfg.member_id == 0x2737ECEDBF2A9065
+    assert cfg.cluster_id == 0x64D937C925E41B58
+    assert cfg.initial_members == [
+        (0x4036B1DB24775EA0, "a", ["http://127.0.0.1:23801"]),
+        (0x2737ECEDBF2A9065, "b", ["http://127.0.0.1:23802"]),
+        (0x80AF5D65A6E2F603, "c", ["http://127.0.0.1:23803"]),
+    ]
+    assert cfg.initial_cluster_state == "existing"
+    assert cfg.listen_peer_urls == ("http://127.0.0.1:23802",)
+
+
+def test_peer_tls_flags_and_yaml(tmp_path: Path) -> None:
+    cfg = parse(
+        [
+            "--listen-peer-urls", "https://127.0.0.1:23801",
+            "--peer-cert-file", "p.crt",
+            "--peer-key-file", "p.key",
+            "--peer-trusted-ca-file", "ca.crt",
+            "--peer-client-cert-auth",
+        ],
+        NO_ENV,
+    )  # fmt: skip
+    assert (cfg.peer_cert_file, cfg.peer_key_file, cfg.peer_trusted_ca_file) == (
+        "p.crt",
+        "p.key",
+        "ca.crt",
+    )
+    assert cfg.peer_client_cert_auth is True
+    env = parse([], {"ETCD_PEER_CERT_FILE": "e.crt", "ETCD_PEER_CLIENT_CERT_AUTH": "false"})
+    assert env.peer_cert_file == "e.crt" and env.peer_client_cert_auth is False
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "peer-transport-security:\n"
+        "  cert-file: y.crt\n  key-file: y.key\n  trusted-ca-file: yca.crt\n"
+        "  client-cert-auth: true\n"
+        "client-transport-security:\n  cert-file: c.crt\n"
+    )
+    y = parse(["--config-file", str(f)], NO_ENV)
+    assert (y.peer_cert_file, y.peer_key_file, y.peer_trusted_ca_file) == (
+        "y.crt",
+        "y.key",
+        "yca.crt",
+    )
+    assert y.peer_client_cert_auth is True and y.cert_file == "c.crt"
+
+
+def test_raft_timing_and_snapshot_count() -> None:
+    cfg = parse(
+        ["--heartbeat-interval", "50", "--election-timeout", "500", "--snapshot-count", "20"],
+        NO_ENV,
+    )
+    assert (cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count) == (50, 500, 20)
+    defaults = parse([], NO_ENV)
+    assert (defaults.heartbeat_interval, defaults.election_timeout) == (100, 1000)
+    assert defaults.snapshot_count == 100_000

@@ -35,6 +35,25 @@ def test_codes_are_etcds() -> None:
     assert status_of("SomethingNew") == c.UNKNOWN
 
 
+def test_cluster_codes_are_etcds() -> None:
+    """rpctypes/error.go: ErrGRPCNotLeader, ErrGRPCMember*, ErrGRPCTooManyLearners, ..."""
+    c = grpc.StatusCode
+    assert GRPC_STATUS["NotLeader"] == c.FAILED_PRECONDITION
+    assert GRPC_STATUS["LeaderChanged"] == c.UNAVAILABLE
+    assert GRPC_STATUS["TooManyRequests"] == c.RESOURCE_EXHAUSTED
+    assert GRPC_STATUS["NotSupportedForLearner"] == c.UNAVAILABLE
+    assert GRPC_STATUS["MemberNotFound"] == c.NOT_FOUND
+    assert GRPC_STATUS["NotEnoughStartedMembers"] == c.UNKNOWN
+    for name in (
+        "MemberExists",
+        "PeerUrlExists",
+        "MemberNotLearner",
+        "LearnerNotReady",
+        "TooManyLearners",
+    ):
+        assert GRPC_STATUS[name] == c.FAILED_PRECONDITION, name
+
+
 def test_engine_error_carries_the_message_verbatim() -> None:
     e = EngineError("Compacted", "etcdserver: mvcc: required revision has been compacted")
     assert (e.name, e.message, str(e)) == (

@@ -99,6 +99,12 @@ impl Lessor {
         Lessor { inner: Mutex::new(inner), primary: AtomicBool::new(false), min_ttl }
     }
 
+    /// Takes the leases and keys of `other` (a lessor rebuilt from a store
+    /// restored from a Raft snapshot); whether this one is primary is kept.
+    pub fn replace_with(&self, other: Lessor) {
+        *self.inner.lock() = other.inner.into_inner();
+    }
+
     pub fn min_ttl(&self) -> i64 {
         self.min_ttl
     }

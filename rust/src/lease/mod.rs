@@ -98,6 +98,12 @@ pub fn apply_revoke(
 pub(crate) fn serve(shared: &Shared, method: Method, request: Bytes, token: u64) {
     let lessor = &shared.lessor;
     let now = Instant::now();
+    // Only the leader's lessor knows expiries (etcd forwards these calls to
+    // the leader); the caller forwards on NotLeader.
+    if !lessor.is_primary() {
+        shared.completions.push(token, Err(EtcdError::NotLeader));
+        return;
+    }
     match method {
         Method::LeaseKeepAlive => {
             let result = decode::<LeaseKeepAliveRequest>(request).and_then(|r| {
@@ -112,21 +118,16 @@ pub(crate) fn serve(shared: &Shared, method: Method, request: Bytes, token: u64)
             shared.answer(token, result);
         }
         Method::LeaseTimeToLive => {
-            let result = decode::<LeaseTimeToLiveRequest>(request).and_then(|r| {
-                if !lessor.is_primary() {
-                    return Err(EtcdError::NoLeader);
-                }
-                // etcd's API layer turns "not found" into TTL -1 (etcdctl: "already expired").
-                Ok(match lessor.time_to_live(r.id, r.keys, now) {
-                    Some(info) => LeaseTimeToLiveResponse {
-                        header: None,
-                        id: r.id,
-                        ttl: info.remaining,
-                        granted_ttl: info.granted,
-                        keys: info.keys,
-                    },
-                    None => LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, granted_ttl: 0, keys: vec![] },
-                })
+            // etcd's API layer turns "not found" into TTL -1 (etcdctl: "already expired").
+            let result = decode::<LeaseTimeToLiveRequest>(request).map(|r| match lessor.time_to_live(r.id, r.keys, now) {
+                Some(info) => LeaseTimeToLiveResponse {
+                    header: None,
+                    id: r.id,
+                    ttl: info.remaining,
+                    granted_ttl: info.granted,
+                    keys: info.keys,
+                },
+                None => LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, granted_ttl: 0, keys: vec![] },
             });
             shared.answer(token, result);
         }

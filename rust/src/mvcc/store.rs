@@ -33,8 +33,12 @@ use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 mod alarm;
 mod hash;
 mod lease;
+mod members;
+mod snapshot;
 
 pub use alarm::{ALARM_CORRUPT, ALARM_NOSPACE};
+pub use members::Membership;
+pub use snapshot::SnapshotInfo;
 
 /// Store settings.
 #[derive(Clone, Debug)]
@@ -63,6 +67,7 @@ struct State {
     compact_rev: i64,
     consistent: (u64, u64),
     alarms: alarm::Alarms,
+    membership: Membership,
 }
 
 /// etcd's MVCC key-value store over a redb file. See the module doc.
@@ -80,6 +85,7 @@ pub struct Store {
     compact_rev: AtomicI64,
     consistent: Mutex<(u64, u64)>,
     alarms: Mutex<Vec<(i32, u64)>>,
+    membership: Mutex<Membership>,
     durable_index: AtomicU64,
     in_use: AtomicU64,
     /// A non-durable commit has happened since the last durable one.
@@ -111,6 +117,7 @@ impl Store {
             compact_rev: AtomicI64::new(state.compact_rev),
             consistent: Mutex::new(state.consistent),
             alarms: Mutex::new(state.alarms.iter().copied().collect()),
+            membership: Mutex::new(state.membership.clone()),
             durable_index: AtomicU64::new(durable),
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
@@ -157,6 +164,7 @@ impl Store {
             compact_rev: finished,
             consistent,
             alarms: alarm::load(tx)?,
+            membership: members::load(tx)?,
         };
         if scheduled > finished {
             compact_backend(&mut state, &mut table, &mut meta, scheduled)?;
@@ -227,6 +235,7 @@ impl Store {
             compact_rev: st.compact_rev,
             consistent: st.consistent,
             alarms: st.alarms.clone(),
+            membership: None,
         };
         Ok(WriteBatch {
             store: self,
@@ -264,6 +273,8 @@ struct Undo {
     compact_rev: i64,
     consistent: (u64, u64),
     alarms: alarm::Alarms,
+    /// The member list before the batch first changed it.
+    membership: Option<Membership>,
 }
 
 impl Undo {
@@ -302,6 +313,7 @@ impl Drop for WriteBatch<'_> {
                 compact_rev: 0,
                 consistent: (0, 0),
                 alarms: alarm::Alarms::new(),
+                membership: None,
             },
         );
         let st = &mut *self.st;
@@ -318,6 +330,9 @@ impl Drop for WriteBatch<'_> {
         st.compact_rev = undo.compact_rev;
         st.consistent = undo.consistent;
         st.alarms = undo.alarms;
+        if let Some(membership) = undo.membership {
+            st.membership = membership;
+        }
     }
 }
 
@@ -429,6 +444,9 @@ impl WriteBatch<'_> {
         s.compact_rev.store(self.st.compact_rev, Ordering::Release);
         *s.consistent.lock() = (index, term);
         *s.alarms.lock() = self.st.alarms.iter().copied().collect();
+        if self.undo.membership.is_some() {
+            *s.membership.lock() = self.st.membership.clone();
+        }
         if durable {
             s.durable_index.store(index, Ordering::Release);
             s.dirty.store(false, Ordering::Release);

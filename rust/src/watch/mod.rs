@@ -720,6 +720,25 @@ impl WatchHub {
         self.wake.notify_one();
     }
 
+    /// The store was replaced by a Raft snapshot and is now at `current_rev`:
+    /// the revisions in between never came through [`WatchHub::notify`], so
+    /// every synced watcher goes back to catching up from history (or is
+    /// cancelled as compacted if the snapshot's history starts later).
+    pub fn restored(&self, current_rev: i64) {
+        let mut inner = self.inner.lock();
+        let Inner { watchers, synced, unsynced, last_rev, dirty, .. } = &mut *inner;
+        for (key, w) in watchers.iter_mut() {
+            if w.synced {
+                synced.remove(*key, &w.range);
+                w.synced = false;
+                unsynced.insert(*key);
+            }
+        }
+        *last_rev = current_rev;
+        *dirty = true;
+        self.poke(&mut inner);
+    }
+
     /// (synced, unsynced) watcher counts, for stats and tests.
     pub fn counts(&self) -> (usize, usize) {
         let inner = self.inner.lock();

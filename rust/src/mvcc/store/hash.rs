@@ -52,7 +52,7 @@ impl Store {
 
     /// Commits nothing, durably: every earlier commit reaches the file.
     /// Call with the state lock held (no batch open).
-    fn make_durable(&self) -> Result<(), EtcdError> {
+    pub(super) fn make_durable(&self) -> Result<(), EtcdError> {
         let mut tx = self.db.read().begin_write().map_err(io("begin write"))?;
         tx.set_durability(Durability::Immediate)
             .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;

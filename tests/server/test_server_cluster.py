@@ -1,0 +1,267 @@
+"""ketch.server's cluster pieces, without a real engine: joining a running
+cluster, following the leader for forwarded calls, noticing removal, and
+binding the peer listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable
+from types import ModuleType
+from typing import Any
+
+import grpc.aio
+import pytest
+from ketch import _core, peer
+from ketch._pb import rpc_pb2
+from ketch.config import parse
+from ketch.errors import EngineError
+
+from ..support import free_port
+from .test_peer import FakeEngine, Peer
+
+# The contract's method numbers, for an engine built before they landed.
+_CONTRACT = {
+    "CLUSTER_MEMBER_ADD": 24,
+    "CLUSTER_MEMBER_REMOVE": 25,
+    "CLUSTER_MEMBER_UPDATE": 26,
+    "CLUSTER_MEMBER_PROMOTE": 27,
+}
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    for name, number in _CONTRACT.items():
+        if not hasattr(_core, name):
+            monkeypatch.setattr(_core, name, number, raising=False)
+    from ketch import server
+
+    return server
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, 60)
+
+    return asyncio.run(bounded())
+
+
+def three(ports: list[int], state: str = "existing", name: str = "c") -> Any:
+    cluster = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip("abc", ports))
+    me = ports["abc".index(name)]
+    return parse(
+        [
+            "--name", name,
+            "--initial-cluster", cluster,
+            "--initial-cluster-state", state,
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{me}",
+            "--listen-peer-urls", f"http://127.0.0.1:{me}",
+        ],
+        {},
+    )  # fmt: skip
+
+
+def member_list(cluster_id: int, members: list[tuple[int, list[str]]]) -> bytes:
+    answer = rpc_pb2.MemberListResponse()
+    answer.header.cluster_id = cluster_id
+    for member_id, urls in members:
+        answer.members.add(ID=member_id, peerURLs=urls)
+    return answer.SerializeToString()
+
+
+def serving_members(answer: bytes, port: int) -> Peer:
+    async def call(method: int, request: bytes) -> bytes:
+        return answer
+
+    return Peer(FakeEngine(0x77), port, call=call)
+
+
+def test_join_learns_ids_from_a_running_member(
+    server: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(peer, "MEMBERS_TIMEOUT_SECONDS", 0.5)
+    ports = [free_port() for _ in range(3)]
+    cfg = three(ports)
+    urls = [[f"http://127.0.0.1:{p}"] for p in ports]
+    answer = member_list(0x77, [(0xA, urls[0]), (0xB, urls[1]), (0xC, urls[2])])
+
+    async def main() -> Any:
+        b = serving_members(answer, ports[1])  # a is down: asked first, skipped
+        await b.start()
+        try:
+            result = await server._join_existing(cfg, None)
+            return result
+        finally:
+            await b.stop()
+
+    member_id, cluster_id, peers = run(main())
+    assert (member_id, cluster_id) == (0xC, 0x77)
+    assert peers == {0xA: tuple(urls[0]), 0xB: tuple(urls[1]), 0xC: tuple(urls[2])}
+
+
+@pytest.mark.parametrize(
+    ("members", "fragment"),
+    [
+        ("two", ": member count is unequal"),
+        (
+            "stranger",
+            ": PeerURLs: no match found for existing member (d, [http://10.9.9.9:1]), last resolver error (<nil>)",
+        ),
+    ],
+)
+def test_join_refuses_a_cluster_unlike_initial_cluster(
+    server: ModuleType, members: str, fragment: str
+) -> None:
+    ports = [free_port() for _ in range(3)]
+    cfg = three(ports)
+    urls = [[f"http://127.0.0.1:{p}"] for p in ports]
+    listed = [(0xA, urls[0]), (0xB, urls[1])]
+    if members == "stranger":
+        listed.append((0xD, ["http://10.9.9.9:1"]))
+    answer = member_list(0x77, listed)
+
+    async def main() -> None:
+        a = serving_members(answer, ports[0])
+        await a.start()
+        try:
+            with pytest.raises(server.ServeError) as e:
+                await server._join_existing(cfg, None)
+            assert str(e.value).startswith("error validating peerURLs {ClusterID:77 Members:[")
+            assert str(e.value).endswith(fragment)
+        finally:
+            await a.stop()
+
+    run(main())
+
+
+def test_join_with_no_member_up_fails_in_etcds_words(
+    server: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(peer, "MEMBERS_TIMEOUT_SECONDS", 0.2)
+    cfg = three([free_port() for _ in range(3)])
+    with pytest.raises(server.ServeError) as e:
+        run(server._join_existing(cfg, None))
+    assert str(e.value) == (
+        "cannot fetch cluster info from peer urls: "
+        "could not retrieve cluster information from the given URLs"
+    )
+
+
+class StatsEngine:
+    def __init__(self, **stats: int) -> None:
+        self.member_id = 1
+        self.stats_now = dict(stats)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.stats_now)
+
+
+class Bridge:
+    def __init__(self, answer: bytes | EngineError) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    async def call(self, method: int, request: bytes) -> bytes:
+        self.calls += 1
+        if isinstance(self.answer, EngineError):
+            raise self.answer
+        return self.answer
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int, bytes]] = []
+        self.refreshed = 0
+        self.answers: list[bytes | EngineError] = []
+
+    async def forward(self, to: int, method: int, request: bytes) -> bytes:
+        self.sent.append((to, method, request))
+        answer = self.answers.pop(0)
+        if isinstance(answer, EngineError):
+            raise answer
+        return answer
+
+    def refresh_members(self) -> None:
+        self.refreshed += 1
+
+
+NOT_LEADER = EngineError("NotLeader", "etcdserver: not leader")
+
+
+def test_forwarder_follows_the_leader(server: ModuleType) -> None:
+    engine = StatsEngine(raft_leader=2)
+    transport = Transport()
+    # The old leader says it no longer leads; by then leadership has moved here.
+    transport.answers = [NOT_LEADER]
+    bridge = Bridge(b"local")
+    to_leader = server._leader_forwarder(engine, bridge, transport)
+
+    async def main() -> bytes:
+        task = asyncio.ensure_future(to_leader(7, b"req"))
+        await asyncio.sleep(0.01)
+        engine.stats_now["raft_leader"] = 1
+        answer: bytes = await task
+        return answer
+
+    assert run(main()) == b"local"
+    assert transport.sent == [(2, 7, b"req")]
+
+    transport.answers = [b"remote"]
+    engine.stats_now["raft_leader"] = 3
+    assert run(to_leader(7, b"x")) == b"remote"
+    transport.answers = [EngineError("LeaseNotFound", "etcdserver: requested lease not found")]
+    with pytest.raises(EngineError) as e:
+        run(to_leader(7, b"x"))
+    assert e.value.name == "LeaseNotFound"
+
+
+def test_forwarder_without_a_leader_is_no_leader(
+    server: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "FORWARD_DEADLINE_SECONDS", 0.1)
+    to_leader = server._leader_forwarder(StatsEngine(raft_leader=0), Bridge(b""), Transport())
+    with pytest.raises(EngineError) as e:
+        run(to_leader(7, b"x"))
+    assert (e.value.name, e.value.message) == ("NoLeader", "etcdserver: no leader")
+
+
+def test_removal_stops_the_server(
+    server: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(server, "MEMBERSHIP_POLL_SECONDS", 0.01)
+    engine = StatsEngine(membership_version=1, removed=0)
+    transport = Transport()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(server._watch_membership(engine, transport, stop))
+        await asyncio.sleep(0.05)
+        assert transport.refreshed == 1
+        engine.stats_now["membership_version"] = 2
+        await asyncio.sleep(0.05)
+        assert transport.refreshed == 2 and not stop.is_set()
+        engine.stats_now["removed"] = 1
+        await asyncio.wait_for(stop.wait(), 5)
+        await task
+
+    run(main())
+    assert "the member has been permanently removed from the cluster" in caplog.text
+
+
+def test_peer_port_in_use_fails_like_go(server: ModuleType) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = three([port, free_port(), free_port()], state="new", name="a")
+
+        async def main() -> None:
+            s = grpc.aio.server()
+            try:
+                with pytest.raises(server.ServeError) as e:
+                    server.bind_peer_listeners(s, cfg)
+                assert str(e.value) == f"listen tcp 127.0.0.1:{port}: bind: address already in use"
+            finally:
+                await s.stop(None)
+
+        run(main())
