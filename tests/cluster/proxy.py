@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 HOST = "127.0.0.1"
 UNKNOWN = "?"  # a connection from no known member (a member that just exited, a stray client)
 CHUNK = 1 << 16
+LOOPBACK = "0100007F"  # 127.0.0.1 as /proc/net/tcp prints it (host byte order)
 
 
 def _proc_tree(pid: int) -> list[int]:
@@ -57,15 +58,24 @@ def _proc_tree(pid: int) -> list[int]:
 
 
 def _socket_inode(local_port: int, remote_port: int) -> int | None:
-    """The inode of the IPv4 loopback socket 127.0.0.1:local_port -> 127.0.0.1:remote_port."""
-    want_local = f"0100007F:{local_port:04X}"
-    want_remote = f"0100007F:{remote_port:04X}"
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            cols = line.split()
-            if cols[1] == want_local and cols[2] == want_remote:
-                return int(cols[9])
+    """The inode of the loopback socket 127.0.0.1:local_port -> 127.0.0.1:remote_port.
+
+    Looked up in tcp6 as well: gRPC (ketch's peer transport) dials from dual-stack
+    sockets, listed there with v4-mapped addresses (::ffff:127.0.0.1, which
+    /proc prints as 0000000000000000FFFF00000100007F)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                local, remote = cols[1].split(":"), cols[2].split(":")
+                if (
+                    local[0].endswith(LOOPBACK)
+                    and remote[0].endswith(LOOPBACK)
+                    and int(local[1], 16) == local_port
+                    and int(remote[1], 16) == remote_port
+                ):
+                    return int(cols[9])
     return None
 
 

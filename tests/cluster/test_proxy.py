@@ -82,6 +82,17 @@ def test_forwards_and_knows_who_dialed(net: Network, echo_port: int) -> None:
     assert net.add("b", echo_port) == port_b  # adding again keeps the advertised port
 
 
+def test_knows_who_dialed_from_a_dual_stack_socket(net: Network, echo_port: int) -> None:
+    """As gRPC dials: an IPv6 socket to the v4-mapped address, listed in /proc/net/tcp6."""
+    port_b = net.add("b", echo_port)
+    net.set_pid("a", os.getpid())
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.settimeout(2.0)
+        s.connect(("::ffff:127.0.0.1", port_b))
+        assert echoes(s)
+        assert net.links() == [("a", "b", False)]
+
+
 def test_a_connection_from_no_member_is_unknown_and_still_forwarded(
     net: Network, echo_port: int
 ) -> None:
