@@ -22,6 +22,7 @@ from ..wire import KV
 from .conftest import KINDS, ClusterFactory
 from .harness import ELECTION_MS
 from .load import Load, assert_linearizable, assert_markers_kept, final_reads
+from .proxy import UNKNOWN as UNKNOWN_MEMBER
 
 PHASE = 1.5
 MINORITY_TIMEOUT = 4 * ELECTION_MS / 1000  # long enough that a slow success would show
@@ -38,6 +39,9 @@ def test_isolated_leader_serves_nothing_and_healing_loses_nothing(
     try:
         time.sleep(PHASE)
         old = c.leader()
+        # The cut is only two-way if the proxy knows who dialed each connection.
+        unknown = [(src, dst) for src, dst, _ in c.network.links() if src == UNKNOWN_MEMBER]
+        assert not unknown, f"peer connections from no known member: {unknown}"
         c.network.isolate([old.name])
         majority = [m for m in c.running() if m is not old]
         new = c.leader(among=majority)
