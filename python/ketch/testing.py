@@ -19,9 +19,9 @@ installed), for tests that compare the two. The command that runs ketch is
 this interpreter's `-m ketch`, or the KETCH_TESTING_SERVER environment
 variable (split like a shell command) to test against a ketch installed elsewhere.
 
-`cluster(size)` exists for 3-member clusters, but ketch cannot form one yet
-(no multi-member Raft transport): any size other than 1 raises
-NotImplementedError saying so.
+`cluster(size)` starts `size` members forming one cluster (names m0, m1, ...)
+and yields them; `[m.endpoint for m in members]` is what a Client or etcdctl
+takes. Each member is stopped by PID when the block ends, like member()'s.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class Member:
     peer_port: int
     name: str = "default"
     extra_args: Sequence[str] = ()
+    # "name=peer-url,..." for all founding members; None: this member alone.
+    initial_cluster: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
@@ -112,7 +114,7 @@ class Member:
             "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", f"{self.name}={self.peer_url}",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             *self.extra_args,
         ]  # fmt: skip
 
@@ -120,7 +122,13 @@ class Member:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def start(self, timeout: float = START_TIMEOUT) -> Member:
-        """Start the process and wait until it answers a status call."""
+        """Start the process and wait until it answers a read."""
+        self.spawn()
+        self.wait_serving(timeout)
+        return self
+
+    def spawn(self) -> Member:
+        """Start the process without waiting: a cluster's members serve only once a quorum runs."""
         if self.proc is not None:
             raise RuntimeError(f"{self.server} member {self.name} is already running")
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.{self.server}.log"
@@ -130,17 +138,21 @@ class Member:
             self.argv(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             env=env, cwd=self.data_dir.parent,
         )  # fmt: skip
+        return self
+
+    def wait_serving(self, timeout: float = START_TIMEOUT) -> None:
+        """Until a (linearizable) read succeeds; on failure the process is stopped."""
         try:
             self._wait_serving(timeout)
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _wait_serving(self, timeout: float) -> None:
         from .client import Client, EtcdError
 
-        assert self.proc is not None
+        if self.proc is None:
+            raise RuntimeError(f"{self.server} member {self.name} is not running")
         deadline = time.monotonic() + timeout
         with Client(self.endpoint, timeout=1.0, dial_timeout=0.2) as c:
             while True:
@@ -218,15 +230,46 @@ def member(
 
 
 @contextlib.contextmanager
-def cluster(size: int = 3, **options: object) -> Iterator[list[Member]]:
-    """`size` members forming one cluster. Only size=1 works today."""
-    if size != 1:
-        raise NotImplementedError(
-            f"ketch cannot form a {size}-member cluster yet: it has no multi-member Raft "
-            "transport (an open issue). Use member() or cluster(size=1) for now."
-        )
-    with member(**options) as m:  # type: ignore[arg-type]
-        yield [m]
+def cluster(
+    size: int = 3,
+    *,
+    server: Server = "ketch",
+    data_dir: str | Path | None = None,
+    extra_args: Sequence[str] = (),
+    timeout: float = START_TIMEOUT,
+) -> Iterator[list[Member]]:
+    """`size` members forming one new cluster, running for the duration of the block.
+
+    Member i is named m{i}, with its data in {data_dir}/m{i} (a temporary
+    directory removed afterwards when `data_dir` is None). All are started
+    before any is waited for, since none serves until a quorum has met."""
+    if size < 1:
+        raise ValueError(f"a cluster has at least one member, not {size}")
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ketch-testing-")))
+        else:
+            root = Path(data_dir)
+            root.mkdir(parents=True, exist_ok=True)
+        members = [
+            Member(server, root / f"m{i}", free_port(), free_port(), f"m{i}", tuple(extra_args))
+            for i in range(size)
+        ]
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+        for m in members:
+            m.initial_cluster = initial
+            m.extra_args = (
+                "--initial-cluster-state", "new",
+                "--initial-cluster-token", root.name,  # one cluster, one token
+                *m.extra_args,
+            )  # fmt: skip
+        for m in members:
+            stack.callback(m.stop)
+        for m in members:
+            m.spawn()
+        for m in members:
+            m.wait_serving(timeout)
+        yield members
 
 
 # -- pytest plugin (entry point `ketch` in the pytest11 group) --------------

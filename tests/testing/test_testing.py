@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from ketch import Client
-from ketch.testing import Member, ServerStartError, cluster, member
+from ketch.testing import Member, Server, ServerStartError, cluster, member
 
 
 def test_member_starts_a_server_and_stops_it_by_pid() -> None:
@@ -38,14 +38,33 @@ def test_fixtures_from_the_plugin(ketch_member: Member, ketch_client: Client) ->
     assert ketch_member.proc is not None and ketch_member.proc.poll() is None
 
 
-def test_three_member_cluster_says_it_is_not_there_yet() -> None:
-    with (
-        pytest.raises(NotImplementedError, match="cannot form a 3-member cluster yet"),
-        cluster(size=3),
-    ):
+@pytest.mark.parametrize("server", ["etcd", "ketch"])
+def test_cluster_replicates_and_stops_every_member_by_pid(server: Server) -> None:
+    with cluster(3, server=server) as members:
+        pids = [m.pid for m in members]
+        assert None not in pids and len({m.endpoint for m in members}) == 3
+        with Client([m.endpoint for m in members]) as c:
+            listed = c.member_list().members
+            assert sorted((x.name, x.client_urls) for x in listed) == [
+                (m.name, (m.client_url,)) for m in members
+            ]
+            c.put("k", "replicated")
+        for m in members:
+            with m.client() as c:
+                assert c.get("k").value == b"replicated"
+        data_root = members[0].data_dir.parent
+    for pid in pids:
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not data_root.exists()
+
+
+def test_cluster_of_one_is_a_member_and_of_none_is_an_error(tmp_path: Path) -> None:
+    with cluster(1, data_dir=tmp_path) as (m,), m.client() as c:
+        assert c.member_list().members[0].name == "m0"
+    with pytest.raises(ValueError, match="at least one member"), cluster(0):
         pass
-    with cluster(size=1) as members:
-        assert len(members) == 1
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
