@@ -109,6 +109,9 @@ def test_learner_catches_up_from_a_snapshot_and_is_promoted(
             time.monotonic() + CATCH_UP_DEADLINE, "promote the learner", lambda: c.promote(learner)
         )
         assert c.member_list()[learner.id].get("isLearner", False) is False
+        # It did get a snapshot: each server says so in its log.
+        applied = {"etcd": "incoming snapshot", "ketch": "from the leader's snapshot"}[kind]
+        assert applied in learner.server.log_text()
         time.sleep(PHASE)
     finally:
         load.stop()
