@@ -20,7 +20,7 @@ from ..client import EtcdError
 from ..client.requests import Op
 from ..client.results import Header
 from ..client.sync import LEASE_REVOKE
-from . import maintenance, members
+from . import concurrency, maintenance, members
 from .context import (
     EXIT_BAD_ARGS,
     EXIT_BAD_CONNECTION,
@@ -509,8 +509,12 @@ COMMANDS = _group("ketchctl", "", [
         CommandSpec("restore", maintenance.cmd_snapshot_not_yet, [], "restore <filename> [options]"),
         CommandSpec("status", maintenance.cmd_snapshot_not_yet, [], "status <filename>"),
     ]),
+    CommandSpec("lock", concurrency.cmd_lock, [Flag("ttl", "int", 10)],
+                "lock <lockname> [exec-command arg1 arg2 ...]"),
+    CommandSpec("elect", concurrency.cmd_elect, [Flag("listen", "bool", False, "l")],
+                "elect <election-name> [proposal]"),
     CommandSpec("version", cmd_version, [], "version"),
 ])  # fmt: skip
 
 # etcdctl commands ketchctl does not have yet: named, so the error says so.
-NOT_YET = ("make-mirror", "migrate", "lock", "elect", "auth", "user", "role", "check")
+NOT_YET = ("make-mirror", "migrate", "auth", "user", "role", "check")
