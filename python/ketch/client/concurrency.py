@@ -29,13 +29,9 @@ if TYPE_CHECKING:
 
     from .sync import Client, KeepAlive
 
-__all__ = ["Election", "Mutex", "Session", "SessionExpired"]
+__all__ = ["Election", "Mutex", "Session"]
 
 DEFAULT_TTL = 60  # clientv3/concurrency's defaultSessionTTL
-
-
-class SessionExpired(EtcdError):
-    """The session's lease expired or was revoked: what it held is gone."""
 
 
 class Session:
