@@ -481,7 +481,9 @@ class AsyncClient:
         the SHA-256 of the others. `timeout` bounds the whole transfer (default: none)."""
         deadline = self._deadline(timeout)
         _, ch = await self.connect(deadline if deadline is not None else self._deadline(...), endpoint)
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded("context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED)
         call = ch.unary_stream(
             SNAPSHOT_PATH,
             request_serializer=_serialize,

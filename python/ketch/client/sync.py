@@ -509,7 +509,9 @@ class Client:
         `timeout` bounds the whole transfer (by default there is no limit)."""
         deadline = self._deadline(timeout)
         ch = self.connect(deadline if deadline is not None else self._deadline(...), endpoint)
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded("context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED)
         stream = ch.channel.unary_stream(
             SNAPSHOT_PATH,
             request_serializer=_serialize,
