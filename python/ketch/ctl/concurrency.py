@@ -25,20 +25,40 @@ class _Interrupted(Exception):
     """SIGINT or SIGTERM arrived (etcdctl cancels its context then)."""
 
 
-@contextmanager
-def _signals() -> Iterator[threading.Event]:
-    """While inside: the first SIGINT/SIGTERM sets the event and raises
-    _Interrupted in the main thread (to break out of a blocking wait)."""
-    got = threading.Event()
+class _SignalGate:
+    """SIGINT/SIGTERM, as etcdctl's context cancel: `got` is set by the first
+    one, which also raises _Interrupted if it comes inside `interruptible()`
+    (to break out of a blocking wait). Elsewhere it is only noted, so that
+    printing or releasing is never cut off half-way."""
 
-    def handler(signum: int, frame: object) -> None:
-        if not got.is_set():
-            got.set()
+    def __init__(self) -> None:
+        self.got = threading.Event()
+        self._raise = False
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if not self.got.is_set():
+            self.got.set()
+            if self._raise:
+                self._raise = False
+                raise _Interrupted
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        if self.got.is_set():
             raise _Interrupted
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+@contextmanager
+def _signals() -> Iterator[_SignalGate]:
+    gate = _SignalGate()
+    old = {s: signal.signal(s, gate._handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield got
+        yield gate
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -46,11 +66,8 @@ def _signals() -> Iterator[threading.Event]:
 
 def _hold(session: Session, got: threading.Event) -> bool:
     """Until a signal (True) or the session's lease is gone (False)."""
-    try:
-        while session.alive and not got.is_set():
-            got.wait(0.2)
-    except _Interrupted:
-        pass
+    while session.alive and not got.is_set():
+        got.wait(0.2)
     return got.is_set()
 
 
@@ -73,9 +90,10 @@ def cmd_lock(p: ParsedArgs, ctl: Ctl) -> None:
     client = ctl.client()
     session = Session(client, ttl=p["ttl"])
     mutex = Mutex(session, p.args[0])
-    with _signals() as got:
+    with _signals() as gate:
         try:
-            mutex.lock()
+            with gate.interruptible():
+                mutex.lock()
         except _Interrupted:
             raise CtlError(EXIT_ERROR, "context canceled") from None
         if len(p.args) > 1:
@@ -93,7 +111,7 @@ def cmd_lock(p: ParsedArgs, ctl: Ctl) -> None:
             raise CtlError(EXIT_ERROR, "lock lost on init")
         ctl.printer.get(held)
         ctl.out.flush()
-        if _hold(session, got):
+        if _hold(session, gate.got):
             mutex.unlock()
             return
     raise CtlError(EXIT_ERROR, "session expired")
@@ -111,21 +129,23 @@ def cmd_elect(p: ParsedArgs, ctl: Ctl) -> None:
     client = ctl.client()
     session = Session(client)
     election = Election(session, p.args[0])
-    with _signals() as got:
+    with _signals() as gate:
         if len(p.args) == 1:
             try:
-                for leader in election.observe():
-                    ctl.printer.get(leader)
-                    ctl.out.flush()
+                with gate.interruptible():
+                    for leader in election.observe():
+                        ctl.printer.get(leader)
+                        ctl.out.flush()
             except _Interrupted:
                 return
             raise CtlError(EXIT_ERROR, "elect: observer lost")
         try:
-            election.campaign(p.args[1].encode(errors="surrogateescape"))
+            with gate.interruptible():
+                election.campaign(p.args[1].encode(errors="surrogateescape"))
         except _Interrupted:
             raise CtlError(EXIT_ERROR, "context canceled") from None
         ctl.printer.get(client.get(election.key))
         ctl.out.flush()
-        if not _hold(session, got):
+        if not _hold(session, gate.got):
             raise CtlError(EXIT_ERROR, "elect: session expired")
         election.resign()
