@@ -124,8 +124,8 @@ def test_snapshot_save(server: Member, tmp_path: Path) -> None:
     assert len(data) == len(etcdctls) and len(data) % 512 == 32
     assert hashlib.sha256(data[:-32]).digest() == data[-32:]
     assert not Path(path + ".part").exists()
-    for args in (["snapshot", "save"], ["snapshot", "save", "/nonexistent/dir/x.db"],
-                 ["snapshot", "save", path, "--command-timeout", "1ms"]):  # fmt: skip
+    # (Not --command-timeout 1ms: etcdctl itself sometimes finishes a small snapshot within it.)
+    for args in (["snapshot", "save"], ["snapshot", "save", "/nonexistent/dir/x.db"]):
         same(server, args)
     two = f"{server.endpoint},{server.endpoint}"
     a, b = run("etcdctl", two, ["snapshot", "save", path]), run("ketchctl", two, ["snapshot", "save", path])
