@@ -7,6 +7,7 @@ for what calls return and `errors` for what they raise.
 
 from typing import TYPE_CHECKING, Any
 
+from .concurrency import Election, Mutex, Session
 from .endpoints import TLSConfig
 from .errors import (
     AuthFailed,
@@ -65,11 +66,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AsyncClient", "AsyncLease", "AsyncWatch", "AuthFailed", "Client", "Compacted", "Compare",
-    "ConnectionFailed", "DeadlineExceeded", "DeleteResult", "DuplicateKey", "EtcdError", "Event",
+    "ConnectionFailed", "DeadlineExceeded", "DeleteResult", "DuplicateKey", "Election",
+    "EtcdError", "Event",
     "EventType", "FutureRevision", "GetResult", "Header", "InvalidArgument", "KeepAlive",
     "KeepAliveResult", "KeyValue", "LeaderChanged", "Lease", "LeaseExpired", "LeaseGrant",
-    "LeaseInfo", "LeaseList", "LeaseNotFound", "Member", "MemberList", "MemberNotFound",
-    "NoLeader", "NoSpace", "Op", "PermissionDenied", "PutResult", "RequestTooLarge", "Status",
+    "LeaseInfo", "LeaseList", "LeaseNotFound", "Member", "MemberList", "MemberNotFound", "Mutex",
+    "NoLeader", "NoSpace", "Op", "PermissionDenied", "PutResult", "RequestTooLarge", "Session",
+    "Status",
     "TLSConfig", "TooManyOps", "TxnBuilder", "TxnResult", "Unavailable", "Unimplemented",
     "Watch", "WatchCanceled", "WatchResponse", "prefix_range_end",
 ]  # fmt: skip

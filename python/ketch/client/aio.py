@@ -54,18 +54,27 @@ from .results import (
     WatchResponse,
 )
 from .sync import (
+    ALARM,
     COMPACT,
     DEFAULT_ENDPOINT,
+    DEFRAGMENT,
     DELETE,
+    HASH_KV,
     KEEPALIVE_PATH,
     LEASE_GRANT,
     LEASE_LEASES,
     LEASE_REVOKE,
     LEASE_TTL,
+    MEMBER_ADD,
     MEMBER_LIST,
+    MEMBER_PROMOTE,
+    MEMBER_REMOVE,
+    MEMBER_UPDATE,
+    MOVE_LEADER,
     PUT,
     RANGE,
     RETRY_PAUSE,
+    SNAPSHOT_PATH,
     STATUS,
     TXN,
     WATCH_PATH,
@@ -405,10 +414,88 @@ class AsyncClient:
         req = rpc_pb2.MemberListRequest()
         return MemberList.from_pb(await self.call(MEMBER_LIST, req, idempotent=True, timeout=timeout))
 
+    async def member_add(
+        self, peer_urls: Sequence[str], *, is_learner: bool = False, timeout: Timeout = ...
+    ) -> MemberList:
+        req = rpc_pb2.MemberAddRequest(peerURLs=list(peer_urls), isLearner=is_learner)
+        return MemberList.from_pb(await self.call(MEMBER_ADD, req, idempotent=False, timeout=timeout))
+
+    async def member_remove(self, member_id: int, *, timeout: Timeout = ...) -> MemberList:
+        req = rpc_pb2.MemberRemoveRequest(ID=member_id)
+        return MemberList.from_pb(await self.call(MEMBER_REMOVE, req, idempotent=False, timeout=timeout))
+
+    async def member_update(
+        self, member_id: int, peer_urls: Sequence[str], *, timeout: Timeout = ...
+    ) -> MemberList:
+        req = rpc_pb2.MemberUpdateRequest(ID=member_id, peerURLs=list(peer_urls))
+        return MemberList.from_pb(await self.call(MEMBER_UPDATE, req, idempotent=False, timeout=timeout))
+
+    async def member_promote(self, member_id: int, *, timeout: Timeout = ...) -> MemberList:
+        req = rpc_pb2.MemberPromoteRequest(ID=member_id)
+        return MemberList.from_pb(await self.call(MEMBER_PROMOTE, req, idempotent=False, timeout=timeout))
+
     async def status(self, endpoint: str | None = None, *, timeout: Timeout = ...) -> Status:
         req = rpc_pb2.StatusRequest()
         resp = await self.call(STATUS, req, idempotent=True, timeout=timeout, endpoint=endpoint)
         return Status.from_pb(resp)
+
+    async def alarms(self, *, timeout: Timeout = ...) -> rpc_pb2.AlarmResponse:
+        req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET)
+        return await self.call(ALARM, req, idempotent=True, timeout=timeout)
+
+    async def disarm(
+        self,
+        member_id: int = 0,
+        alarm: rpc_pb2.AlarmType = rpc_pb2.NONE,
+        *,
+        timeout: Timeout = ...,
+    ) -> rpc_pb2.AlarmResponse:
+        """Deactivate one member's alarm (see `Client.disarm`)."""
+        req = rpc_pb2.AlarmRequest(
+            action=rpc_pb2.AlarmRequest.DEACTIVATE, memberID=member_id, alarm=alarm
+        )
+        return await self.call(ALARM, req, idempotent=False, timeout=timeout)
+
+    async def defragment(self, endpoint: str | None = None, *, timeout: Timeout = ...) -> Header:
+        req = rpc_pb2.DefragmentRequest()
+        resp = await self.call(DEFRAGMENT, req, idempotent=True, timeout=timeout, endpoint=endpoint)
+        return Header.from_pb(resp.header)
+
+    async def hash_kv(
+        self, endpoint: str | None = None, revision: int = 0, *, timeout: Timeout = ...
+    ) -> rpc_pb2.HashKVResponse:
+        req = rpc_pb2.HashKVRequest(revision=revision)
+        return await self.call(HASH_KV, req, idempotent=True, timeout=timeout, endpoint=endpoint)
+
+    async def move_leader(
+        self, target_id: int, *, endpoint: str | None = None, timeout: Timeout = ...
+    ) -> rpc_pb2.MoveLeaderResponse:
+        """Hand leadership to member `target_id`; send it to the leader's `endpoint`."""
+        req = rpc_pb2.MoveLeaderRequest(targetID=target_id)
+        return await self.call(MOVE_LEADER, req, idempotent=False, timeout=timeout, endpoint=endpoint)
+
+    async def snapshot(
+        self, endpoint: str | None = None, *, timeout: Timeout = None
+    ) -> AsyncIterator[bytes]:
+        """The backend database of one member, chunk by chunk; the last chunk is
+        the SHA-256 of the others. `timeout` bounds the whole transfer (default: none)."""
+        deadline = self._deadline(timeout)
+        _, ch = await self.connect(deadline if deadline is not None else self._deadline(...), endpoint)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded("context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED)
+        call = ch.unary_stream(
+            SNAPSHOT_PATH,
+            request_serializer=_serialize,
+            response_deserializer=rpc_pb2.SnapshotResponse.FromString,
+        )(rpc_pb2.SnapshotRequest(), timeout=left)
+        try:
+            async for chunk in call:
+                yield chunk.blob
+        except grpc.RpcError as e:
+            raise error_from_rpc(e) from None
+        finally:
+            call.cancel()
 
 
 class AsyncWatch:

@@ -67,4 +67,18 @@ class SyncChannel:
         try:
             self.channel.unsubscribe(self._on_state)
         finally:
-            self.channel.close()
+            # grpc's connectivity poller (started by subscribe) notices the
+            # unsubscribe only after its current 0.2 s wait; closing the channel
+            # before that makes its next wait raise "Channel closed!" in that
+            # thread. So close once it has stopped, without making callers wait.
+            state = getattr(self.channel, "_connectivity_state", None)
+            if state is not None and getattr(state, "polling", False):
+                threading.Thread(target=self._close_when_unpolled, args=(state,), daemon=True).start()
+            else:
+                self.channel.close()
+
+    def _close_when_unpolled(self, state: object) -> None:
+        deadline = time.monotonic() + 2.0
+        while getattr(state, "polling", False) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.channel.close()

@@ -259,13 +259,18 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class MemberList:
+    """The cluster's members after a member call; `added` is the new member
+    after member_add (None for the other calls)."""
+
     header: Header
     members: tuple[Member, ...]
     raw: Any = field(repr=False, compare=False)
+    added: Member | None = None
 
     @classmethod
     def from_pb(cls, r: Any) -> MemberList:
-        return cls(Header.from_pb(r.header), tuple(Member.from_pb(m) for m in r.members), r)
+        added = Member.from_pb(r.member) if isinstance(r, rpc_pb2.MemberAddResponse) else None
+        return cls(Header.from_pb(r.header), tuple(Member.from_pb(m) for m in r.members), r, added)
 
 
 @dataclass(frozen=True, slots=True)

@@ -495,18 +495,28 @@ class Client:
         req = rpc_pb2.HashKVRequest(revision=revision)
         return self.call(HASH_KV, req, idempotent=True, timeout=timeout, endpoint=endpoint)
 
-    def move_leader(self, target_id: int, *, timeout: Timeout = ...) -> Header:
+    def move_leader(
+        self, target_id: int, *, endpoint: str | None = None, timeout: Timeout = ...
+    ) -> rpc_pb2.MoveLeaderResponse:
+        """Hand leadership to member `target_id`; only the leader can, so send
+        it to the leader's `endpoint`."""
         req = rpc_pb2.MoveLeaderRequest(targetID=target_id)
-        return Header.from_pb(self.call(MOVE_LEADER, req, idempotent=False, timeout=timeout).header)
+        return self.call(MOVE_LEADER, req, idempotent=False, timeout=timeout, endpoint=endpoint)
 
-    def snapshot(self, endpoint: str | None = None) -> Iterator[bytes]:
-        """The backend database of one member, as a stream of chunks."""
-        ch = self.connect(self._deadline(...), endpoint)
+    def snapshot(self, endpoint: str | None = None, *, timeout: Timeout = None) -> Iterator[bytes]:
+        """The backend database of one member, as a stream of chunks; the last
+        chunk is the SHA-256 of all the others (etcd keeps it in the file).
+        `timeout` bounds the whole transfer (by default there is no limit)."""
+        deadline = self._deadline(timeout)
+        ch = self.connect(deadline if deadline is not None else self._deadline(...), endpoint)
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded("context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED)
         stream = ch.channel.unary_stream(
             SNAPSHOT_PATH,
             request_serializer=_serialize,
             response_deserializer=rpc_pb2.SnapshotResponse.FromString,
-        )(rpc_pb2.SnapshotRequest())
+        )(rpc_pb2.SnapshotRequest(), timeout=left)
         try:
             for chunk in stream:
                 yield chunk.blob

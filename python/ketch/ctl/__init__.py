@@ -17,18 +17,18 @@ __all__ = ["main"]
 
 def run(argv: Sequence[str]) -> int:
     from ..client import EtcdError
-    from .commands import (
-        COMMANDS,
+    from .commands import COMMANDS, NOT_YET
+    from .context import (
+        EXIT_BAD_CONNECTION,
         EXIT_BAD_FEATURE,
         EXIT_ERROR,
-        NOT_YET,
         CommandSpec,
         Ctl,
         CtlError,
         go_error_text,
-    )  # fmt: skip
+    )
     from .flags import GLOBAL_FLAGS, FlagError, apply_env, parse_flags
-    from .printers import Output, UnsupportedFormat, make_printer
+    from .printers import Output, PrinterCrash, UnsupportedFormat, make_printer
 
     out = Output()
     global_names = {f"--{f.name}" for f in GLOBAL_FLAGS if f.kind != "bool"}
@@ -92,6 +92,10 @@ def run(argv: Sequence[str]) -> int:
         out.flush()
         out.err(f"Error: {e}\n")
         return EXIT_BAD_FEATURE
+    except PrinterCrash as e:
+        out.flush()
+        out.err(f"Error: {e}\n")
+        return EXIT_BAD_CONNECTION  # 2: the status a Go panic exits with
     except CtlError as e:
         out.flush()
         if e.message:

@@ -11,106 +11,33 @@ import concurrent.futures
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from .._pb import rpc_pb2
-from ..client import Client, EtcdError
-from ..client.errors import ConnectionFailed, DeadlineExceeded
+from ..client import EtcdError
 from ..client.requests import Op
 from ..client.results import Header
 from ..client.sync import LEASE_REVOKE
+from . import concurrency, maintenance, members
+from .context import (
+    EXIT_BAD_ARGS,
+    EXIT_BAD_CONNECTION,
+    EXIT_BAD_FEATURE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_INPUT,
+    CommandSpec,
+    Ctl,
+    CtlError,
+    cluster_endpoints,
+    go_error_text,
+)
 from .flags import Flag, FlagError, ParsedArgs, parse_flags
 from .gofmt import go_duration, parse_int
-from .printers import Health, Output, Printer
+from .printers import Health
 from .printers.simple import SimplePrinter
-
-# etcdctl's exit codes (ctlv3/command/error.go).
-EXIT_SUCCESS = 0
-EXIT_ERROR = 1
-EXIT_BAD_CONNECTION = 2
-EXIT_INVALID_INPUT = 3
-EXIT_BAD_FEATURE = 4
-EXIT_INTERRUPTED = 5
-EXIT_IO = 6
-EXIT_BAD_ARGS = 128
-
-
-class CtlError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def go_error_text(e: EtcdError) -> str:
-    """What Go's clientv3 error prints as: etcd's own errors by their text, a
-    connection that never came up as the command context's deadline, anything
-    else as grpc-go's status error."""
-    if isinstance(e, (ConnectionFailed, DeadlineExceeded)):
-        return "context deadline exceeded"
-    if e.code is None or e.message.startswith("etcdserver: "):
-        return e.message
-    name = "".join(p.capitalize() for p in e.code.name.split("_"))
-    return f"rpc error: code = {name} desc = {e.message}"
-
-
-@dataclass
-class Ctl:
-    globals: ParsedArgs
-    out: Output
-    printer: Printer
-    _client: Client | None = None
-
-    @property
-    def endpoints(self) -> list[str]:
-        return [e.strip() for e in self.globals["endpoints"]]
-
-    def client(self, endpoints: list[str] | None = None) -> Client:
-        if self._client is not None and endpoints is None:
-            return self._client
-        g = self.globals
-        for name in ("cert", "key", "cacert"):
-            if name in g.changed and not g[name]:
-                raise CtlError(EXIT_BAD_ARGS, f"empty string is passed to --{name} option")
-        if g["user"]:
-            raise CtlError(
-                EXIT_BAD_FEATURE,
-                "--user: ketchctl does not support authentication yet (the server has no auth API)",
-            )
-        try:
-            c = Client(
-                endpoints or self.endpoints,
-                timeout=g["command-timeout"],
-                dial_timeout=g["dial-timeout"],
-                ca_cert=g["cacert"] or None,
-                cert=g["cert"] or None,
-                key=g["key"] or None,
-            )
-        except ValueError as e:
-            raise CtlError(EXIT_BAD_ARGS, str(e)) from None
-        if endpoints is None:
-            self._client = c
-        return c
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-
-Command = Callable[[ParsedArgs, Ctl], None]
-
-
-@dataclass
-class CommandSpec:
-    name: str
-    run: Command | None
-    flags: list[Flag]
-    usage: str
-    children: dict[str, CommandSpec] | None = None
 
 
 def _b(key: str) -> bytes:
@@ -484,19 +411,6 @@ def cmd_member_list(p: ParsedArgs, ctl: Ctl) -> None:
     ctl.printer.member_list(ctl.client().member_list())
 
 
-def cluster_endpoints(p: ParsedArgs, ctl: Ctl) -> list[str]:
-    if not p["cluster"]:
-        return ctl.endpoints
-    try:
-        members = ctl.client().member_list()
-    except EtcdError as e:
-        raise CtlError(
-            EXIT_ERROR,
-            f"failed to fetch endpoints from etcd cluster member list: {go_error_text(e)}",
-        ) from None
-    return [u for m in members.members for u in m.client_urls]
-
-
 def cmd_endpoint_health(p: ParsedArgs, ctl: Ctl) -> None:
     endpoints = cluster_endpoints(p, ctl)
 
@@ -569,15 +483,38 @@ COMMANDS = _group("ketchctl", "", [
         CommandSpec("keep-alive", cmd_lease_keep_alive, [Flag("once", "bool", False)], "keep-alive [options] <leaseID>"),
     ]),
     _group("member", "member <subcommand>", [
+        CommandSpec("add", members.cmd_member_add,
+                    [Flag("peer-urls", "string", ""), Flag("learner", "bool", False)],
+                    "add <memberName> [options]"),
+        CommandSpec("remove", members.cmd_member_remove, [], "remove <memberID>"),
+        CommandSpec("update", members.cmd_member_update, [Flag("peer-urls", "string", "")],
+                    "update <memberID> [options]"),
         CommandSpec("list", cmd_member_list, [], "list"),
+        CommandSpec("promote", members.cmd_member_promote, [], "promote <memberID>"),
     ]),
     _group("endpoint", "endpoint <subcommand>", [
         CommandSpec("health", cmd_endpoint_health, [], "health"),
         CommandSpec("status", cmd_endpoint_status, [], "status"),
+        CommandSpec("hashkv", maintenance.cmd_endpoint_hashkv, [Flag("rev", "int", 0)], "hashkv"),
     ], flags=[Flag("cluster", "bool", False)]),
+    _group("alarm", "alarm <subcommand>", [
+        CommandSpec("disarm", maintenance.cmd_alarm_disarm, [], "disarm"),
+        CommandSpec("list", maintenance.cmd_alarm_list, [], "list"),
+    ]),
+    CommandSpec("defrag", maintenance.cmd_defrag,
+                [Flag("cluster", "bool", False), Flag("data-dir", "string", "")], "defrag"),
+    CommandSpec("move-leader", maintenance.cmd_move_leader, [], "move-leader <transferee-member-id>"),
+    _group("snapshot", "snapshot <subcommand>", [
+        CommandSpec("save", maintenance.cmd_snapshot_save, [], "save <filename>"),
+        CommandSpec("restore", maintenance.cmd_snapshot_not_yet, [], "restore <filename> [options]"),
+        CommandSpec("status", maintenance.cmd_snapshot_not_yet, [], "status <filename>"),
+    ]),
+    CommandSpec("lock", concurrency.cmd_lock, [Flag("ttl", "int", 10)],
+                "lock <lockname> [exec-command arg1 arg2 ...]"),
+    CommandSpec("elect", concurrency.cmd_elect, [Flag("listen", "bool", False, "l")],
+                "elect <election-name> [proposal]"),
     CommandSpec("version", cmd_version, [], "version"),
 ])  # fmt: skip
 
 # etcdctl commands ketchctl does not have yet: named, so the error says so.
-NOT_YET = ("alarm", "defrag", "move-leader", "snapshot", "make-mirror", "migrate", "lock",
-           "elect", "auth", "user", "role", "check")  # fmt: skip
+NOT_YET = ("make-mirror", "migrate", "auth", "user", "role", "check")

@@ -24,6 +24,7 @@ __all__ = [
     "humanize_bytes",
     "parse_duration",
     "parse_int",
+    "parse_uint",
     "pb_to_go",
 ]
 
@@ -219,6 +220,17 @@ def humanize_bytes(n: int) -> str:
     val = math.floor(n / (1000**e) * 10 + 0.5) / 10
     fmt = "{:.0f} {}" if val >= 10 else "{:.1f} {}"
     return fmt.format(val, sizes[int(e)])
+
+
+def parse_uint(text: str, base: int) -> int:
+    """strconv.ParseUint(text, base, 64); raises ValueError with Go's message."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"[:base]
+    if not text or any(c.lower() not in digits for c in text):
+        raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: invalid syntax")
+    value = int(text, base)
+    if value >= 1 << 64:
+        raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: value out of range")
+    return value
 
 
 def parse_int(text: str, base: int, bits: int = 64) -> int:

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..._pb import rpc_pb2
 from ...client.results import (
     DeleteResult,
     GetResult,
@@ -21,9 +22,18 @@ from ...client.results import (
     WatchResponse,
 )
 
+# A Maintenance.HashKV answer, as the wire has it (-w json prints all of it).
+HashKV = rpc_pb2.HashKVResponse
+
 
 class UnsupportedFormat(Exception):
     """etcdctl's printerUnsupported: this format does not print this command."""
+
+
+class PrinterCrash(Exception):
+    """Where etcdctl 3.4's printer dereferences a nil pointer and panics (exit
+    status 2): ketchctl exits the same way, with a one-line reason instead of
+    Go's stack trace."""
 
 
 class Output:
@@ -67,6 +77,9 @@ class Printer:
     def _unsupported(self) -> None:
         raise UnsupportedFormat(f"{self.name} not supported as output format")
 
+    def _crash(self, what: str) -> None:
+        raise PrinterCrash(f"cannot print {what} as {self.name}: etcdctl 3.4 panics here (nil pointer dereference)")
+
     def get(self, r: GetResult) -> None: self._unsupported()
     def put(self, r: PutResult) -> None: self._unsupported()
     def delete(self, r: DeleteResult) -> None: self._unsupported()
@@ -80,6 +93,15 @@ class Printer:
     def member_list(self, r: MemberList) -> None: self._unsupported()
     def endpoint_health(self, hs: list[Health]) -> None: self._unsupported()
     def endpoint_status(self, sts: list[tuple[str, Status]]) -> None: self._unsupported()
+    def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None: self._unsupported()
+    def alarm(self, r: rpc_pb2.AlarmResponse) -> None: self._unsupported()
+    def move_leader(self, leader: int, target: int, r: rpc_pb2.MoveLeaderResponse) -> None:
+        self._unsupported()
+    def member_add(self, r: MemberList) -> None: self._unsupported()
+    def member_remove(self, member_id: int, r: MemberList) -> None: self._unsupported()
+    def member_update(self, member_id: int, r: MemberList) -> None: self._unsupported()
+    # clientv3's printerRPC has no MemberPromote: every format but simple calls a nil printer.
+    def member_promote(self, member_id: int, r: MemberList) -> None: self._crash("member promote's response")
 
 
 def member_list_rows(r: MemberList) -> tuple[list[str], list[list[str]]]:
@@ -109,6 +131,18 @@ def endpoint_status_rows(sts: list[tuple[str, Status]]) -> tuple[list[str], list
         for ep, s in sts
     ]  # fmt: skip
     return hdr, rows
+
+
+def endpoint_hashkv_rows(hs: list[tuple[str, HashKV]]) -> tuple[list[str], list[list[str]]]:
+    return ["endpoint", "hash"], [[ep, str(h.hash)] for ep, h in hs]
+
+
+def alarm_text(a: rpc_pb2.AlarmMember) -> str:
+    """fmt's %+v of a *pb.AlarmMember: its proto compact text, zero fields left out."""
+    out = f"memberID:{a.memberID} " if a.memberID else ""
+    if a.alarm:
+        out += f"alarm:{rpc_pb2.AlarmType.Name(a.alarm)} "
+    return out
 
 
 def _b(v: bool) -> str:

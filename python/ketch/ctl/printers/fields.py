@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..._pb import rpc_pb2
 from ...client.results import (
     DeleteResult,
     GetResult,
@@ -18,7 +19,7 @@ from ...client.results import (
     WatchResponse,
 )  # fmt: skip
 from ..gofmt import go_quote
-from .base import Health, Printer
+from .base import HashKV, Health, Printer
 
 
 def _b(v: bool) -> str:
@@ -141,4 +142,22 @@ class FieldsPrinter(Printer):
             self.out.line(f'"RaftAppliedIndex" : {s.raft_applied_index}')
             self.out.line(f'"Errors" : [{" ".join(s.errors)}]')
             self.out.line(f'"Endpoint" : {go_quote(ep)}')
+            self.out.line()
+
+    def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None:
+        for ep, h in hs:
+            self.hdr(Header.from_pb(h.header))
+            self.out.line(f'"Endpoint" : {go_quote(ep)}')
+            self.out.line(f'"Hash" : {h.hash}')
+            self.out.line()
+
+    def alarm(self, r: rpc_pb2.AlarmResponse) -> None:
+        # etcd leaves the header out of alarm answers, and disarm's is made
+        # client-side without one: etcdctl's p.hdr(nil) panics on it.
+        if not r.HasField("header"):
+            self._crash("an alarm response without a header")
+        self.hdr(Header.from_pb(r.header))
+        for a in r.alarms:
+            self.out.line(f'"MemberID" : {a.memberID}')
+            self.out.line(f'"AlarmType" : {rpc_pb2.AlarmType.Name(a.alarm)}')
             self.out.line()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._pb import rpc_pb2
 from ...client.results import (
     DeleteResult,
     GetResult,
@@ -23,7 +24,7 @@ from ...client.results import (
     WatchResponse,
 )  # fmt: skip
 from ..gofmt import go_json, header_fields, pb_to_go
-from .base import Health, Printer
+from .base import HashKV, Health, Printer
 
 
 class JSONPrinter(Printer):
@@ -85,3 +86,21 @@ class JSONPrinter(Printer):
 
     def endpoint_status(self, sts: list[tuple[str, Status]]) -> None:
         self.emit([{"Endpoint": ep, "Status": pb_to_go(s.raw)} for ep, s in sts])
+
+    def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None:
+        self.emit([{"Endpoint": ep, "HashKV": pb_to_go(h)} for ep, h in hs])
+
+    def alarm(self, r: rpc_pb2.AlarmResponse) -> None:
+        self.emit(pb_to_go(r))
+
+    def move_leader(self, leader: int, target: int, r: rpc_pb2.MoveLeaderResponse) -> None:
+        self.emit(pb_to_go(r))
+
+    def member_add(self, r: MemberList) -> None:
+        self.emit(pb_to_go(r.raw))
+
+    def member_remove(self, member_id: int, r: MemberList) -> None:
+        self.emit(pb_to_go(r.raw))
+
+    def member_update(self, member_id: int, r: MemberList) -> None:
+        self.emit(pb_to_go(r.raw))

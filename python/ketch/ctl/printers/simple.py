@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..._pb import rpc_pb2
 from ...client.results import (
     DeleteResult,
     GetResult,
@@ -17,7 +18,16 @@ from ...client.results import (
     TxnResult,
     WatchResponse,
 )  # fmt: skip
-from .base import Health, Output, Printer, endpoint_status_rows, member_list_rows
+from .base import (
+    HashKV,
+    Health,
+    Output,
+    Printer,
+    alarm_text,
+    endpoint_hashkv_rows,
+    endpoint_status_rows,
+    member_list_rows,
+)
 
 
 def hex_escaped(data: bytes) -> bytes:
@@ -113,3 +123,27 @@ class SimplePrinter(Printer):
     def endpoint_status(self, sts: list[tuple[str, Status]]) -> None:
         for row in endpoint_status_rows(sts)[1]:
             self.out.line(", ".join(row))
+
+    def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None:
+        for row in endpoint_hashkv_rows(hs)[1]:
+            self.out.line(", ".join(row))
+
+    def alarm(self, r: rpc_pb2.AlarmResponse) -> None:
+        for a in r.alarms:
+            self.out.line(alarm_text(a))
+
+    def move_leader(self, leader: int, target: int, r: rpc_pb2.MoveLeaderResponse) -> None:
+        self.out.line(f"Leadership transferred from {leader:x} to {target:x}")
+
+    def member_add(self, r: MemberList) -> None:
+        new_id = r.added.id if r.added is not None else 0
+        self.out.line(f"Member {new_id:16x} added to cluster {r.header.cluster_id:16x}")
+
+    def member_remove(self, member_id: int, r: MemberList) -> None:
+        self.out.line(f"Member {member_id:16x} removed from cluster {r.header.cluster_id:16x}")
+
+    def member_update(self, member_id: int, r: MemberList) -> None:
+        self.out.line(f"Member {member_id:16x} updated in cluster {r.header.cluster_id:16x}")
+
+    def member_promote(self, member_id: int, r: MemberList) -> None:
+        self.out.line(f"Member {member_id:16x} promoted in cluster {r.header.cluster_id:16x}")

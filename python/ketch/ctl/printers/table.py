@@ -6,7 +6,15 @@ from __future__ import annotations
 import unicodedata
 
 from ...client.results import MemberList, Status
-from .base import Health, Printer, endpoint_health_rows, endpoint_status_rows, member_list_rows
+from .base import (
+    HashKV,
+    Health,
+    Printer,
+    endpoint_hashkv_rows,
+    endpoint_health_rows,
+    endpoint_status_rows,
+    member_list_rows,
+)
 
 MAX_COL_WIDTH = 30
 
@@ -90,3 +98,6 @@ class TablePrinter(Printer):
 
     def endpoint_status(self, sts: list[tuple[str, Status]]) -> None:
         self.out.write(render(*endpoint_status_rows(sts)))
+
+    def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None:
+        self.out.write(render(*endpoint_hashkv_rows(hs)))
