@@ -1,6 +1,7 @@
-"""A real 3-member etcd cluster on free loopback ports, for the member and
-move-leader tests (ketch cannot form one yet). Each member is /usr/bin/etcd
-with its data in a temp dir; `stop` ends each by its PID."""
+"""A real 3-member cluster of etcd or of ketch on free loopback ports, for the
+member and move-leader tests. Each member is /usr/bin/etcd or `python -m
+ketch` with the same flags and its data in a temp dir; `stop` ends each by
+its PID."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,10 +22,18 @@ from ketch.testing import free_port
 START_TIMEOUT = 30.0
 
 
+def program(kind: str) -> list[str]:
+    """How to run a member of this kind."""
+    if kind == "etcd":
+        return [shutil.which("etcd") or "/usr/bin/etcd"]
+    return [sys.executable, "-m", "ketch", "--grpc-workers", "1"]
+
+
 @dataclass
-class EtcdMember:
+class ClusterMember:
     name: str
     data_dir: Path
+    kind: str = "etcd"
     client_port: int = field(default_factory=free_port)
     peer_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -41,12 +51,11 @@ class EtcdMember:
         return f"http://127.0.0.1:{self.peer_port}"
 
     def start(self, initial_cluster: str, state: str = "new") -> None:
-        etcd = shutil.which("etcd") or "/usr/bin/etcd"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
         log = open(self.data_dir.parent / f"{self.name}.log", "ab")  # noqa: SIM115 (the child keeps it)
         with log:
             self.proc = subprocess.Popen(
-                [etcd, "--name", self.name, "--data-dir", str(self.data_dir),
+                [*program(self.kind), "--name", self.name, "--data-dir", str(self.data_dir),
                  "--listen-client-urls", self.client_url, "--advertise-client-urls", self.client_url,
                  "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
                  "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
@@ -67,7 +76,7 @@ class EtcdMember:
         self.proc = None
 
 
-def wait_serving(members: list[EtcdMember], timeout: float = START_TIMEOUT) -> None:
+def wait_serving(members: list[ClusterMember], timeout: float = START_TIMEOUT) -> None:
     """Until every member answers a linearizable read (so the cluster has a leader)."""
     deadline = time.monotonic() + timeout
     for m in members:
@@ -78,13 +87,13 @@ def wait_serving(members: list[EtcdMember], timeout: float = START_TIMEOUT) -> N
                     break
                 except EtcdError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"etcd member {m.name} did not serve within {timeout}s") from None
+                        raise RuntimeError(f"member {m.name} did not serve within {timeout}s") from None
                     time.sleep(0.1)
 
 
 @contextlib.contextmanager
-def etcd_cluster(root: Path, size: int = 3) -> Iterator[list[EtcdMember]]:
-    members = [EtcdMember(f"m{i}", root / f"m{i}") for i in range(size)]
+def cluster_of(kind: str, root: Path, size: int = 3) -> Iterator[list[ClusterMember]]:
+    members = [ClusterMember(f"m{i}", root / f"m{i}", kind) for i in range(size)]
     initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
     try:
         for m in members:
