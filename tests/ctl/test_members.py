@@ -14,8 +14,8 @@ import pytest
 from ketch.client import Client, EtcdError
 from ketch.testing import Member, free_port
 
-from .conftest import Outcome, run
 from .cluster import ClusterMember, cluster_of, wait_serving
+from .conftest import Outcome, run
 
 
 @pytest.fixture(scope="module", params=["etcd", "ketch"])
