@@ -14,11 +14,13 @@ member's removal from the cluster.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import socket
 import subprocess
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import grpc
@@ -35,11 +37,9 @@ from .peer import (
     PeerService,
     PeerTransport,
     fetch_members,
-    peer_channel_credentials,
-    peer_server_credentials,
 )
 from .services import Forward, generic_handlers
-from .tls import server_credentials
+from .tls import peer_channel_credentials, peer_server_credentials, server_credentials
 from .watch_service import WatchService
 from .workers import engine_socket_name, start_workers, stop_workers
 
@@ -102,31 +102,41 @@ def _bind_failure(host: str, port: int) -> str | None:
     return None
 
 
+def _listen(
+    server: grpc.aio.Server,
+    url: str,
+    credentials: Callable[[], grpc.ServerCredentials],
+    check_free: bool = True,
+) -> str:
+    """Adds one listen URL to a gRPC server (https: with `credentials()`);
+    the address. Fails in Go's words, as etcd's listeners do."""
+    parts = urlsplit(url)
+    address = parts.netloc
+    reason = _bind_failure(parts.hostname or "", parts.port or 0) if check_free else None
+    if reason is not None:
+        raise ServeError(f"listen tcp {address}: bind: {reason}")
+    try:
+        if parts.scheme == "https":
+            port = server.add_secure_port(address, credentials())
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    except OSError as e:
+        raise ServeError(str(e.strerror)) from None
+    if port == 0:
+        raise ServeError(
+            f"listen tcp {address}: bind: gRPC could not listen there (see its log above)"
+        )
+    return address
+
+
 def bind_peer_listeners(server: grpc.aio.Server, cfg: Config) -> None:
     """Every --listen-peer-urls, on the peer gRPC server."""
-    credentials = None
+    credentials = functools.cache(lambda: peer_server_credentials(cfg))
     for url in cfg.listen_peer_urls:
-        parts = urlsplit(url)
-        address = parts.netloc
-        reason = _bind_failure(parts.hostname or "", parts.port or 0)
-        if reason is not None:
-            raise ServeError(f"listen tcp {address}: bind: {reason}")
-        try:
-            if parts.scheme == "https":
-                if credentials is None:
-                    credentials = peer_server_credentials(cfg)
-                port = server.add_secure_port(address, credentials)
-            else:
-                port = server.add_insecure_port(address)
-        except RuntimeError:
-            port = 0
-        except OSError as e:
-            raise ServeError(str(e.strerror)) from None
-        if port == 0:
-            raise ServeError(
-                f"listen tcp {address}: bind: gRPC could not listen there (see its log above)"
-            )
-        if parts.scheme == "https":
+        address = _listen(server, url, credentials)
+        if url.startswith("https:"):
             auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
             log.info("listening for peers on %s (TLS%s)", address, auth)
         else:
@@ -134,31 +144,12 @@ def bind_peer_listeners(server: grpc.aio.Server, cfg: Config) -> None:
 
 
 def bind_listeners(server: grpc.aio.Server, cfg: Config, check_free: bool = True) -> None:
-    credentials = None
+    credentials = functools.cache(lambda: server_credentials(cfg))
     for url in cfg.listen_client_urls:
-        parts = urlsplit(url)
-        address = parts.netloc
-        reason = _bind_failure(parts.hostname or "", parts.port or 0) if check_free else None
-        if reason is not None:
-            raise ServeError(f"listen tcp {address}: bind: {reason}")
-        try:
-            if parts.scheme == "https":
-                if credentials is None:
-                    credentials = server_credentials(cfg)
-                port = server.add_secure_port(address, credentials)
-            else:
-                port = server.add_insecure_port(address)
-        except RuntimeError:
-            port = 0
-        except OSError as e:
-            raise ServeError(str(e.strerror)) from None
-        if port == 0:
-            raise ServeError(
-                f"listen tcp {address}: bind: gRPC could not listen there (see its log above)"
-            )
+        address = _listen(server, url, credentials, check_free)
         if not check_free:
             continue  # a worker: the member has logged its listeners
-        if parts.scheme == "https":
+        if url.startswith("https:"):
             auth = ", client certs required" if cfg.client_cert_auth else ""
             log.info("serving client requests on %s (TLS%s)", address, auth)
         else:

@@ -291,3 +291,10 @@ else:
         """A Client connected to `ketch_member`."""
         with ketch_member.client() as c:
             yield c
+
+    @pytest.fixture
+    def ketch_cluster(tmp_path: Path) -> Iterator[list[Member]]:
+        """A fresh 3-member ketch cluster on free loopback ports, each member
+        stopped by PID after the test."""
+        with cluster(3, data_dir=tmp_path / "ketch-cluster") as members:
+            yield members

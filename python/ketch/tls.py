@@ -12,7 +12,7 @@ import grpc
 
 from .config import Config
 
-__all__ = ["server_credentials"]
+__all__ = ["peer_channel_credentials", "peer_server_credentials", "server_credentials"]
 
 
 def _read(path: str, what: str) -> bytes:
@@ -33,3 +33,37 @@ def server_credentials(cfg: Config) -> grpc.ServerCredentials:
         root_certificates=ca,
         require_client_auth=cfg.client_cert_auth,
     )
+
+
+def peer_server_credentials(cfg: Config) -> grpc.ServerCredentials:
+    """For https --listen-peer-urls: --peer-cert-file/--peer-key-file, and with
+    --peer-client-cert-auth a peer must present a certificate that chains to
+    --peer-trusted-ca-file. Raises OSError naming an unreadable file."""
+    cert = _read(cfg.peer_cert_file, "--peer-cert-file")
+    key = _read(cfg.peer_key_file, "--peer-key-file")
+    ca = (
+        _read(cfg.peer_trusted_ca_file, "--peer-trusted-ca-file")
+        if cfg.peer_trusted_ca_file
+        else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=cfg.peer_client_cert_auth
+    )
+
+
+def peer_channel_credentials(cfg: Config) -> grpc.ChannelCredentials:
+    """For https peer URLs, as etcd's peer transport: the peer certificate is
+    also the client certificate; --peer-trusted-ca-file (or the system's
+    roots) verifies the other member."""
+    ca = (
+        _read(cfg.peer_trusted_ca_file, "--peer-trusted-ca-file")
+        if cfg.peer_trusted_ca_file
+        else None
+    )
+    if cfg.peer_cert_file and cfg.peer_key_file:
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca,
+            private_key=_read(cfg.peer_key_file, "--peer-key-file"),
+            certificate_chain=_read(cfg.peer_cert_file, "--peer-cert-file"),
+        )
+    return grpc.ssl_channel_credentials(root_certificates=ca)

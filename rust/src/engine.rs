@@ -337,12 +337,20 @@ has_header_without_revision!(
     MemberPromoteResponse
 );
 
+/// A read that waits for a Raft read index, then runs on a reader.
+pub(crate) enum LinearRead {
+    Range(RangeRequest),
+    /// etcd 3.5 answers MemberList after a ReadIndex, so a member just
+    /// added is listed by every member.
+    MemberList,
+}
+
 /// Work for the reader threads.
 pub(crate) enum ReadTask {
     /// Straight from submit: not yet decoded.
     Raw { method: Method, request: Bytes, token: u64 },
     /// A linearizable Range whose read index the store has now applied.
-    Linearized { request: RangeRequest, token: u64 },
+    Linearized { request: LinearRead, token: u64 },
     Stop,
 }
 
@@ -411,7 +419,11 @@ impl Engine {
         {
             let shared = shared.clone();
             let to_readers = to_readers.clone();
-            threads.push(spawn("ketch-raft", move || node.run(&shared, &node_rx, &to_readers)));
+            let (settled_tx, settled) = crossbeam_channel::bounded(1);
+            threads.push(spawn("ketch-raft", move || node.run(&shared, &node_rx, &to_readers, settled_tx)));
+            // Replaying what was committed before the start takes a moment;
+            // a sole member leads once it is done.
+            let _ = settled.recv();
         }
         {
             let shared = shared.clone();
@@ -567,8 +579,11 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
     while let Ok(task) = rx.recv() {
         match task {
             ReadTask::Stop => return,
-            ReadTask::Linearized { request, token } => {
+            ReadTask::Linearized { request: LinearRead::Range(request), token } => {
                 shared.answer(token, shared.store.range(&request));
+            }
+            ReadTask::Linearized { request: LinearRead::MemberList, token } => {
+                shared.answer(token, Ok(member_list(shared)));
             }
             ReadTask::Raw { method, request, token } => match method {
                 Method::KvRange => match decode::<RangeRequest>(request)
@@ -585,13 +600,21 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                     Ok(request) => {
                         // Linearizable: the node confirms leadership (ReadIndex)
                         // and hands it back once applied; batched there.
-                        if to_node.send(NodeMsg::Read { request, token }).is_err() {
+                        if to_node.send(NodeMsg::Read { request: LinearRead::Range(request), token }).is_err() {
                             shared.completions.push(token, Err(EtcdError::Stopped));
                         }
                     }
                 },
                 Method::MaintenanceStatus => shared.answer(token, Ok(status(shared))),
-                Method::ClusterMemberList => shared.answer(token, Ok(member_list(shared))),
+                // A learner cannot ask for a read index: it answers from what it has.
+                Method::ClusterMemberList if shared.raft.is_learner.load(Ordering::Acquire) => {
+                    shared.answer(token, Ok(member_list(shared)));
+                }
+                Method::ClusterMemberList => {
+                    if to_node.send(NodeMsg::Read { request: LinearRead::MemberList, token }).is_err() {
+                        shared.completions.push(token, Err(EtcdError::Stopped));
+                    }
+                }
                 Method::MaintenanceHash => {
                     shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
                 }

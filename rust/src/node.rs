@@ -29,7 +29,7 @@ use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, 
 use raft::prelude::{Config as RaftConfig, RawNode};
 use raft::{Ready, SnapshotStatus, StateRole, Storage};
 
-use crate::engine::{decode, failed_error, EngineConfig, Identity, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
+use crate::engine::{decode, failed_error, EngineConfig, Identity, LinearRead, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
 use crate::error::EtcdError;
 use crate::mvcc::{self, LeaseCheck, Store, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
 use crate::lease;
@@ -37,7 +37,7 @@ use crate::membership::{self, ConfOutcome};
 use crate::pb::etcdserverpb::{
     alarm_request::AlarmAction, request_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest,
     Member, MemberAddRequest, MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
-    MemberUpdateResponse, MoveLeaderRequest, PutRequest, RangeRequest, TxnRequest,
+    MemberUpdateResponse, MoveLeaderRequest, PutRequest, TxnRequest,
 };
 use crate::pb::ketchpb::{internal_request, InternalRequest, MemberAttributes, MemberMetadata};
 use crate::raftlog::RaftLog;
@@ -46,7 +46,7 @@ use crate::raftlog::RaftLog;
 pub(crate) enum NodeMsg {
     Write { method: Method, request: Bytes, token: u64 },
     /// A decoded linearizable Range waiting for a read index.
-    Read { request: RangeRequest, token: u64 },
+    Read { request: LinearRead, token: u64 },
     /// Raft messages from a peer.
     Step(Vec<RaftMessage>),
     /// The transport could not reach this peer.
@@ -64,17 +64,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 /// See `after_durable_commit`.
 const CATCH_UP_ENTRIES: u64 = 5000;
+/// etcd's maxGapBetweenApplyAndCommitIndex; see `prepare_write`.
+const MAX_APPLY_GAP: u64 = 5000;
 /// How often a member retries publishing its name and client URLs until
 /// the cluster has applied them (etcd retries its publish the same way).
 const PUBLISH_RETRY: Duration = Duration::from_secs(2);
 
 /// Linearizable reads and the tokens waiting for them.
-type Reads = Vec<(RangeRequest, u64)>;
+type Reads = Vec<(LinearRead, u64)>;
 
 struct PendingRead {
     index: u64,
     since: Instant,
-    reads: Vec<(RangeRequest, u64)>,
+    reads: Reads,
 }
 
 pub(crate) struct Node {
@@ -82,7 +84,7 @@ pub(crate) struct Node {
     pending_writes: HashMap<u64, (u64, Instant)>,
     next_request_id: u64,
     /// Linearizable reads not yet sent to Raft; one ReadIndex serves them all.
-    read_batch: Vec<(RangeRequest, u64)>,
+    read_batch: Reads,
     /// When the oldest read in `read_batch` arrived (for the timeout).
     read_batch_since: Option<Instant>,
     /// Read batches sent to Raft, by context id, awaiting their read index.
@@ -221,13 +223,17 @@ impl Node {
         self.raw.raft.state == StateRole::Leader
     }
 
-    pub(crate) fn run(mut self, shared: &Arc<Shared>, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>) {
+    /// `settled` hears once the entries committed at start are applied (and
+    /// a sole voter leads), so the engine starts as a working member.
+    pub(crate) fn run(mut self, shared: &Arc<Shared>, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>, settled: Sender<()>) {
         let tick = shared.config.tick;
         let mut next_tick = Instant::now() + tick;
         let mut stopping = false;
         // Apply what is committed but not applied (a new cluster's bootstrap
         // entries) before taking requests, so a sole member leads at once.
-        if let Err(e) = self.on_ready(shared, to_readers).and_then(|()| self.campaign_if_alone(shared, to_readers)) {
+        let first = self.on_ready(shared, to_readers).and_then(|()| self.campaign_if_alone(shared, to_readers));
+        let _ = settled.send(());
+        if let Err(e) = first {
             self.fail(shared, rx, &e);
             return;
         }
@@ -356,6 +362,11 @@ impl Node {
         }
         if shared.raft.is_learner.load(Ordering::Acquire) {
             return Err(EtcdError::NotSupportedForLearner);
+        }
+        // etcd's back-pressure: refuse new work while apply lags the commit
+        // index by more than maxGapBetweenApplyAndCommitIndex.
+        if self.raw.raft.raft_log.committed > self.applied_index + MAX_APPLY_GAP {
+            return Err(EtcdError::TooManyRequests);
         }
         use internal_request::Request as R;
         // etcd's quota layer (v3rpc/quota.go) checks Put, Txn and LeaseGrant:

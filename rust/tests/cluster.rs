@@ -205,6 +205,10 @@ fn a_learner_catches_up_from_a_snapshot_is_promoted_and_a_member_is_removed() {
     let new_id = add.member.as_ref().unwrap().id;
     assert!(add.member.unwrap().is_learner);
     assert_eq!(add.members.len(), 4);
+    // MemberList is linearizable: a follower lists the member just added.
+    let other = [1, 2, 3].into_iter().find(|&i| i != leader).unwrap();
+    let list: MemberListResponse = c.call(other, Method::ClusterMemberList, &MemberListRequest::default()).unwrap();
+    assert_eq!(list.members.len(), 4);
     let mut cfg = config(&c.path(), new_id, &[], 20);
     cfg.name = "m9".into();
     cfg.peer_urls = vec!["http://m9:2380".into()];

@@ -73,3 +73,11 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
         member(data_dir=tmp_path, extra_args=["--no-such-flag"]),
     ):
         pass
+
+
+def test_cluster_fixture_from_the_plugin(ketch_cluster: list[Member]) -> None:
+    assert len(ketch_cluster) == 3
+    with ketch_cluster[0].client() as first, ketch_cluster[2].client() as last:
+        first.put("from-cluster-fixture", "1")
+        assert last.get("from-cluster-fixture").value == b"1"
+        assert len(last.member_list().members) == 3

@@ -98,9 +98,10 @@ pub fn apply_revoke(
 pub(crate) fn serve(shared: &Shared, method: Method, request: Bytes, token: u64) {
     let lessor = &shared.lessor;
     let now = Instant::now();
-    // Only the leader's lessor knows expiries (etcd forwards these calls to
-    // the leader); the caller forwards on NotLeader.
-    if !lessor.is_primary() {
+    // Only the leader's lessor knows expiries (etcd forwards keep-alive and
+    // TimeToLive to the leader; LeaseLeases it answers locally); the caller
+    // forwards on NotLeader.
+    if !lessor.is_primary() && method != Method::LeaseLeases {
         shared.completions.push(token, Err(EtcdError::NotLeader));
         return;
     }
