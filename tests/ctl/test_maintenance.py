@@ -4,6 +4,7 @@ and ketchctl against the same single-member server (etcd, then ketch)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from ketch._pb import rpc_pb2
 from ketch.client.sync import ALARM
 from ketch.ctl.context import CtlError
-from ketch.ctl.maintenance import verify_checksum
+from ketch.ctl.maintenance import ProgressBar, verify_checksum
 from ketch.testing import Member
 
 from .conftest import Outcome, run
@@ -131,6 +132,25 @@ def test_snapshot_save(server: Member, tmp_path: Path) -> None:
     a, b = run("etcdctl", two, ["snapshot", "save", path]), run("ketchctl", two, ["snapshot", "save", path])
     msg = f"Error: snapshot must be requested to one selected node, not multiple [{two.replace(',', ' ')}]"
     assert (a.rc, a.errors) == (b.rc, b.errors) == (5, [msg])
+
+
+def test_snapshot_progress(server: Member) -> None:
+    """The client reports (received, total) per chunk; ketchctl draws that as
+    a bar on a terminal (a pipe gets etcdctl's output alone, as above)."""
+    seen: list[tuple[int, int]] = []
+    with server.client() as c:
+        size = sum(len(b) for b in c.snapshot(progress=lambda got, total: seen.append((got, total))))
+    assert seen and seen[-1] == (size, size)
+    assert all(got <= total for got, total in seen)
+    screen = io.StringIO()
+    bar = ProgressBar(screen)
+    bar.update(512, 2048)
+    bar.update(2048, 2048)
+    bar.done()
+    drawn = screen.getvalue().split("\r")
+    assert drawn[1].startswith("[#######        ") and " 25% " in drawn[1]
+    assert drawn[2].startswith("[" + "#" * ProgressBar.WIDTH + "] 100% ")
+    assert drawn[3] == "\x1b[K"
 
 
 def test_snapshot_checksum(tmp_path: Path) -> None:

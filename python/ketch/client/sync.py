@@ -503,10 +503,18 @@ class Client:
         req = rpc_pb2.MoveLeaderRequest(targetID=target_id)
         return self.call(MOVE_LEADER, req, idempotent=False, timeout=timeout, endpoint=endpoint)
 
-    def snapshot(self, endpoint: str | None = None, *, timeout: Timeout = None) -> Iterator[bytes]:
+    def snapshot(
+        self,
+        endpoint: str | None = None,
+        *,
+        timeout: Timeout = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[bytes]:
         """The backend database of one member, as a stream of chunks; the last
         chunk is the SHA-256 of all the others (etcd keeps it in the file).
-        `timeout` bounds the whole transfer (by default there is no limit)."""
+        `timeout` bounds the whole transfer (by default there is no limit).
+        `progress(received, total)` is called after each chunk (total: bytes
+        received plus what the server says remains)."""
         deadline = self._deadline(timeout)
         ch = self.connect(deadline if deadline is not None else self._deadline(...), endpoint)
         left = None if deadline is None else deadline - time.monotonic()
@@ -517,8 +525,12 @@ class Client:
             request_serializer=_serialize,
             response_deserializer=rpc_pb2.SnapshotResponse.FromString,
         )(rpc_pb2.SnapshotRequest(), timeout=left)
+        received = 0
         try:
             for chunk in stream:
+                received += len(chunk.blob)
+                if progress is not None:
+                    progress(received, received + chunk.remaining_bytes)
                 yield chunk.blob
         except grpc.RpcError as e:
             raise error_from_rpc(e) from None

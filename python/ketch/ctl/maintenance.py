@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
+from typing import TextIO
 
 from .._pb import rpc_pb2
 from ..client import EtcdError
@@ -153,6 +155,36 @@ def verify_checksum(path: str, size: int) -> None:
         )
 
 
+class ProgressBar:
+    """A one-line bar on a terminal for a long transfer (snapshot save). Only
+    drawn when stderr is a terminal, so piped output stays etcdctl's."""
+
+    WIDTH = 30
+    EVERY_SECONDS = 0.1
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._drawn = 0.0
+
+    def update(self, received: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._drawn < self.EVERY_SECONDS and received < total:
+            return
+        self._drawn = now
+        share = received / total if total else 1.0
+        filled = int(share * self.WIDTH)
+        self._stream.write(
+            f"\r[{'#' * filled}{' ' * (self.WIDTH - filled)}] {share:4.0%} "
+            f"{humanize_bytes(received)} / {humanize_bytes(total)}"
+        )
+        self._stream.flush()
+
+    def done(self) -> None:
+        """Clears the bar's line."""
+        self._stream.write("\r\x1b[K")
+        self._stream.flush()
+
+
 def cmd_snapshot_save(p: ParsedArgs, ctl: Ctl) -> None:
     if len(p.args) != 1:
         raise CtlError(EXIT_BAD_ARGS, "snapshot save expects one argument")
@@ -177,13 +209,19 @@ def cmd_snapshot_save(p: ParsedArgs, ctl: Ctl) -> None:
         size = 0
         with os.fdopen(fd, "wb") as f:
             try:
-                chunks = client.snapshot(endpoints[0], timeout=timeout)
+                bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+                chunks = client.snapshot(
+                    endpoints[0], timeout=timeout, progress=bar.update if bar else None
+                )
                 _log(ctl, "fetching snapshot", endpoint=endpoints[0])
                 for blob in chunks:
                     f.write(blob)
                     size += len(blob)
             except EtcdError as e:
                 raise CtlError(EXIT_INTERRUPTED, go_error_text(e)) from None
+            finally:
+                if bar is not None:
+                    bar.done()
             f.flush()
             os.fsync(f.fileno())
         verify_checksum(part, size)
