@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--check",
         action="store_true",
-        help=f"exit 1 if a ratio fell >{TOLERANCE:.0%} under baseline",
+        # argparse %-formats help strings: the percent sign is doubled.
+        help=f"exit 1 if a ratio fell >{TOLERANCE * 100:.0f}%% under baseline",
     )
     p.add_argument("--update-baseline", action="store_true")
     p.add_argument("--baseline", type=Path, default=BASELINE)

@@ -255,7 +255,7 @@ impl Node {
                 self.next_read_ctx += 1;
                 let batch = std::mem::take(&mut self.read_batch);
                 self.reads_in_raft.insert(ctx, (Instant::now(), self.raw.raft.term, batch));
-                self.raw.read_index(ctx.to_be_bytes().to_vec());
+                self.raw.read_index(read_context(self.member_id, ctx));
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -473,7 +473,9 @@ impl Node {
         }
         // 3. ReadIndex answers.
         for rs in ready.take_read_states() {
-            let ctx = u64::from_be_bytes(rs.request_ctx.as_slice().try_into().unwrap_or_default());
+            let Some(ctx) = own_read_context(self.member_id, &rs.request_ctx) else {
+                continue;
+            };
             if let Some((since, _, reads)) = self.reads_in_raft.remove(&ctx) {
                 self.reads_waiting_apply.push(PendingRead { index: rs.index, since, reads });
             }
@@ -1114,6 +1116,20 @@ fn encode_answer<R: Message + crate::engine::HasHeader>(shared: &Shared, mut res
 fn request_id_seed(member_id: u64) -> u64 {
     let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     ((member_id & 0xffff) << 48) | ((millis << 8) & ((1 << 48) - 1))
+}
+
+/// A ReadIndex context unique in the cluster: the leader keeps pending
+/// reads by context and ignores a second one with the same bytes, so a
+/// per-member counter alone would let members' reads swallow each other.
+fn read_context(member_id: u64, counter: u64) -> Vec<u8> {
+    [member_id.to_be_bytes(), counter.to_be_bytes()].concat()
+}
+
+/// The counter of a read context this member made; None for another's.
+fn own_read_context(member_id: u64, ctx: &[u8]) -> Option<u64> {
+    let (member, counter) = ctx.split_at_checked(8)?;
+    (member == member_id.to_be_bytes()).then_some(())?;
+    Some(u64::from_be_bytes(counter.try_into().ok()?))
 }
 
 /// raft-rs logs through slog; ketch passes its warnings and errors to stderr.
