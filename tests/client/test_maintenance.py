@@ -76,17 +76,31 @@ def test_async_maintenance(server: Member, client: Client, ns: str) -> None:
     asyncio.run(run())
 
 
-def test_member_calls_on_etcd(etcd_server: Member) -> None:
-    """Member changes on single-member etcd: the errors etcd gives (ketch has
-    no member changes yet)."""
+def test_member_calls_on_a_single_member(server: Member) -> None:
+    """Member changes on one member, etcd and ketch: the errors etcd gives,
+    and a learner added and removed again."""
+
+    async def promote_voter(c: AsyncClient, me: int) -> None:
+        # etcd 3.4 runs a promote through its forward-to-leader path, which
+        # now and then times out on a one-member cluster instead of reaching
+        # the "not a learner" check; the error asked about comes on a retry.
+        for _ in range(3):
+            try:
+                await c.member_promote(me)
+            except EtcdError as e:
+                if server.server == "etcd" and "request timed out" in str(e):
+                    continue
+                raise
+            raise AssertionError("promoting a voter succeeded")
+        raise AssertionError("promote kept timing out")
 
     async def run() -> None:
-        async with AsyncClient(etcd_server.endpoint) as c:
+        async with AsyncClient(server.endpoint) as c:
             me = (await c.member_list()).members[0].id
             with pytest.raises(EtcdError, match="member not found"):
                 await c.member_remove(me + 1)
             with pytest.raises(EtcdError, match="can only promote a learner member"):
-                await c.member_promote(me)
+                await promote_voter(c, me)
             with pytest.raises(EtcdError, match="member not found"):
                 await c.member_update(me + 1, ["http://127.0.0.1:1"])
             added = await c.member_add(["http://127.0.0.1:1"], is_learner=True)
