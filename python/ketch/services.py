@@ -70,7 +70,6 @@ FORWARDED_METHODS = frozenset(
         _core.CLUSTER_MEMBER_PROMOTE,
         _core.LEASE_KEEP_ALIVE,
         _core.LEASE_TIME_TO_LIVE,
-        _core.LEASE_LEASES,
     }
 )
 
