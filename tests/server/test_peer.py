@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -105,6 +106,23 @@ class Peer:
             self._server = None
 
 
+@contextlib.asynccontextmanager
+async def linked(
+    port: int, *, receiver_cluster: int = 7, sender_cluster: int = 7, **options: int
+) -> AsyncIterator[tuple[FakeEngine, Peer, PeerTransport]]:
+    """A receiving member at `port` (member 2 in the sender's list) and a
+    sending member's transport; both closed after the block."""
+    receiver = Peer(FakeEngine(receiver_cluster), port)
+    await receiver.start()
+    sender = FakeEngine(sender_cluster, {2: [receiver.url]})
+    transport = PeerTransport(sender, asyncio.get_running_loop(), **options)
+    try:
+        yield sender, receiver, transport
+    finally:
+        await transport.close()
+        await receiver.stop()
+
+
 async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not check():
@@ -123,11 +141,7 @@ def run(coro: Awaitable[None]) -> None:
 
 def test_batches_arrive_in_order(port: int) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(7), port)
-        await receiver.start()
-        sender = FakeEngine(7, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop())
-        try:
+        async with linked(port) as (sender, receiver, _transport):
             want = [b"batch-%d" % i for i in range(2000)]
             for i, b in enumerate(want):
                 sender.push(2, b)
@@ -136,9 +150,6 @@ def test_batches_arrive_in_order(port: int) -> None:
             await eventually(lambda: len(receiver.engine.stepped) == len(want))
             assert receiver.engine.stepped == want
             assert sender.unreachable == []
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
 
@@ -194,18 +205,11 @@ def test_snapshot_goes_in_1_mib_chunks_and_is_reported(port: int) -> None:
 
 def test_snapshot_through_the_service_is_stepped_whole(port: int) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(7), port)
-        await receiver.start()
-        sender = FakeEngine(7, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop())
-        try:
+        async with linked(port) as (sender, receiver, _transport):
             data = os.urandom(3 * 1024 * 1024 + 5)
             sender.push(2, data, is_snapshot=True)
             await eventually(lambda: sender.snapshots == [(2, True)])
             assert receiver.engine.stepped == [data]
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
 
@@ -225,11 +229,7 @@ def test_snapshot_to_a_down_peer_is_reported_failed(port: int) -> None:
 
 def test_reconnects_after_the_peer_restarts(port: int) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(7), port)
-        await receiver.start()
-        sender = FakeEngine(7, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop())
-        try:
+        async with linked(port) as (sender, receiver, _transport):
             sender.push(2, b"one")
             await eventually(lambda: receiver.engine.stepped == [b"one"])
             await receiver.stop()
@@ -247,40 +247,30 @@ def test_reconnects_after_the_peer_restarts(port: int) -> None:
                     break
             assert b"two" in receiver.engine.stepped
             assert receiver.engine.stepped[0] == b"one"
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
 
 
 def test_full_queue_drops_and_reports_unreachable(port: int) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(7), port)
-        await receiver.start()
-        sender = FakeEngine(7, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop(), queue_batches=3)
-        try:
+        async with linked(port, queue_batches=3) as (sender, receiver, transport):
             for i in range(10):  # one drain: the sender task cannot run meanwhile
                 sender._outbox.append((2, False, b"%d" % i))
             transport._drain()
             assert sender.unreachable == [2] * 7
             await eventually(lambda: len(receiver.engine.stepped) == 3)
             assert receiver.engine.stepped == [b"0", b"1", b"2"]
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
 
 
 def test_other_cluster_is_refused(port: int, caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(0xBEEF), port)
-        await receiver.start()
-        sender = FakeEngine(0xCAFE, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop())
-        try:
+        async with linked(port, receiver_cluster=0xBEEF, sender_cluster=0xCAFE) as (
+            sender,
+            receiver,
+            _transport,
+        ):
             for _ in range(20):
                 sender.push(2, b"x")
                 await asyncio.sleep(0.02)
@@ -292,9 +282,6 @@ def test_other_cluster_is_refused(port: int, caplog: pytest.LogCaptureFixture) -
             assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert e.value.details() == "cluster ID mismatch"
             await channel.close()
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
     assert "request cluster ID mismatch (got cafe want beef)" in caplog.text
@@ -302,11 +289,7 @@ def test_other_cluster_is_refused(port: int, caplog: pytest.LogCaptureFixture) -
 
 def test_undecodable_batch_ends_the_stream_and_the_sender_recovers(port: int) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(7), port)
-        await receiver.start()
-        sender = FakeEngine(7, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop())
-        try:
+        async with linked(port) as (sender, receiver, _transport):
             sender.push(2, b"undecodable")
             await asyncio.sleep(0.1)
             for _ in range(200):
@@ -315,20 +298,13 @@ def test_undecodable_batch_ends_the_stream_and_the_sender_recovers(port: int) ->
                 if receiver.engine.stepped:
                     break
             assert receiver.engine.stepped[:1] == [b"fine"]
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
 
 
 def test_forward_answers_and_engine_errors(port: int) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(7), port)
-        await receiver.start()
-        sender = FakeEngine(7, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop())
-        try:
+        async with linked(port) as (_sender, _receiver, transport):
             assert await transport.forward(2, 1, b"req") == b"ok:req"
             with pytest.raises(EngineError) as e:
                 await transport.forward(2, 3, b"req")
@@ -342,9 +318,6 @@ def test_forward_answers_and_engine_errors(port: int) -> None:
             with pytest.raises(EngineError) as e:
                 await transport.forward(99, 1, b"req")
             assert e.value.name == "MemberNotFound"
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
 
@@ -416,11 +389,7 @@ def test_fetch_members_skips_peers_that_are_down(
 
 def test_removed_member_stops_its_sender(port: int) -> None:
     async def main() -> None:
-        receiver = Peer(FakeEngine(7), port)
-        await receiver.start()
-        sender = FakeEngine(7, {2: [receiver.url]})
-        transport = PeerTransport(sender, asyncio.get_running_loop())
-        try:
+        async with linked(port) as (sender, receiver, transport):
             sender.push(2, b"a")
             await eventually(lambda: receiver.engine.stepped == [b"a"])
             sender._members = {}
@@ -428,9 +397,6 @@ def test_removed_member_stops_its_sender(port: int) -> None:
             sender.push(2, b"b")
             await eventually(lambda: sender.unreachable == [2])
             assert receiver.engine.stepped == [b"a"]
-        finally:
-            await transport.close()
-            await receiver.stop()
 
     run(main())
 
