@@ -11,19 +11,31 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ketch import testing
 from ketch.client import Client, EtcdError
 from ketch.testing import Member, free_port
 
-from .cluster import ClusterMember, cluster_of, wait_serving
 from .conftest import Outcome, run
+
+
+def lean(kind: str) -> tuple[str, ...]:
+    """ketch members here need no extra gRPC processes (etcd has no such flag)."""
+    return ("--grpc-workers", "1") if kind == "ketch" else ()
+
+
+def wait_serving(members: list[Member]) -> None:
+    """Until every member answers a linearizable read (so there is a leader)."""
+    for m in members:
+        m.wait_serving()
 
 
 @pytest.fixture(scope="module", params=["etcd", "ketch"])
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[ClusterMember]]:
-    kind: str = request.param
-    with cluster_of(kind, tmp_path_factory.mktemp(f"{kind}3")) as members:
+) -> Iterator[list[Member]]:
+    kind: testing.Server = request.param
+    root = tmp_path_factory.mktemp(f"{kind}3")
+    with testing.cluster(3, server=kind, data_dir=root, extra_args=lean(kind)) as members:
         if kind == "etcd":
             # etcd refuses to add a voting member ("unhealthy cluster") until every
             # voter has been connected to the others for HealthInterval (5 s).
@@ -32,7 +44,7 @@ def cluster(
 
 
 @pytest.fixture
-def ep(cluster: list[ClusterMember]) -> str:
+def ep(cluster: list[Member]) -> str:
     return cluster[0].endpoint
 
 
@@ -56,7 +68,9 @@ def normalize_add(out: bytes, member_id: str) -> object:
     """An added member's ID differs from run to run, and so does its place in
     the member list (sorted by ID): take both out."""
     text = out.decode()
-    text = text.replace(f"{int(member_id, 16):16x}", "NEWID").replace(str(int(member_id, 16)), '"NEWID"')
+    text = text.replace(f"{int(member_id, 16):16x}", "NEWID").replace(
+        str(int(member_id, 16)), '"NEWID"'
+    )
     if text.startswith("{"):
         doc = json.loads(text)
         doc["members"].sort(key=lambda m: m["peerURLs"])
@@ -89,7 +103,7 @@ ERRORS = [
 ]
 
 
-def test_member_errors(ep: str, cluster: list[ClusterMember]) -> None:
+def test_member_errors(ep: str, cluster: list[Member]) -> None:
     for args in ERRORS:
         o = same(ep, args)
         assert o.rc != 0 and o.errors[-1].startswith("Error: "), args
@@ -125,7 +139,9 @@ def test_member_add_and_remove(ep: str, args: list[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     outs = []
     for tool in ("etcdctl", "ketchctl"):
-        added = add_when_accepted(tool, ep, ["member", "add", "newbie", f"--peer-urls={url}", *args], url)
+        added = add_when_accepted(
+            tool, ep, ["member", "add", "newbie", f"--peer-urls={url}", *args], url
+        )
         assert added.rc == 0 and not added.errors, (tool, added)
         mid = new_member_id(added.stdout)
         removed = run(tool, ep, ["member", "remove", mid, *(a for a in args if a != "--learner")])
@@ -149,19 +165,22 @@ def test_member_update(ep: str) -> None:
             c.member_remove(mid)
 
 
-def start_learner(ep: str, root: Path, name: str, kind: str) -> tuple[ClusterMember, int]:
+def start_learner(ep: str, root: Path, name: str, kind: testing.Server) -> tuple[Member, int]:
     """A learner that has joined and caught up: promotable."""
-    learner = ClusterMember(name, root / name, kind)
+    existing = ("--initial-cluster-state", "existing", *lean(kind))
+    learner = Member(kind, root / name, free_port(), free_port(), name, existing)
     with Client(ep) as c:
         resp = c.member_add([learner.peer_url], is_learner=True)
         assert resp.added is not None
-        initial = ",".join(f"{m.name or name}={u}" for m in resp.members for u in m.peer_urls)
-        learner.start(initial, state="existing")
+        learner.initial_cluster = ",".join(
+            f"{m.name or name}={u}" for m in resp.members for u in m.peer_urls
+        )
+        learner.spawn()
         wait_serving_learner(learner)
     return learner, resp.added.id
 
 
-def wait_serving_learner(m: ClusterMember, timeout: float = 30.0) -> None:
+def wait_serving_learner(m: Member, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     with Client(m.endpoint, timeout=1.0, dial_timeout=0.5) as c:
         while True:
@@ -187,10 +206,10 @@ def promote_when_synced(tool: str, ep: str, mid: int, args: list[str]) -> Outcom
 
 
 @pytest.mark.parametrize("fmt", ["simple", "json"])
-def test_member_promote(ep: str, cluster: list[ClusterMember], fmt: str, tmp_path: Path) -> None:
+def test_member_promote(ep: str, cluster: list[Member], fmt: str, tmp_path: Path) -> None:
     outs = []
     for tool in ("etcdctl", "ketchctl"):
-        learner, mid = start_learner(ep, tmp_path, f"{tool}-{fmt}", cluster[0].kind)
+        learner, mid = start_learner(ep, tmp_path, f"{tool}-{fmt}", cluster[0].server)
         try:
             o = promote_when_synced(tool, ep, mid, ["-w", fmt])
             with Client(ep) as c:
@@ -207,7 +226,7 @@ def test_member_promote(ep: str, cluster: list[ClusterMember], fmt: str, tmp_pat
     assert outs[1] == outs[0]
 
 
-def test_move_leader(cluster: list[ClusterMember]) -> None:
+def test_move_leader(cluster: list[Member]) -> None:
     all_eps = ",".join(m.endpoint for m in cluster)
 
     def leader_and_follower() -> tuple[int, int, str]:
@@ -228,7 +247,9 @@ def test_move_leader(cluster: list[ClusterMember]) -> None:
         wait_serving(cluster)
     leader, target, _ = leader_and_follower()
     o = same(all_eps, ["move-leader", f"{target:x}", "-w", "fields"])
-    assert o.errors == ["Error: fields not supported as output format"]  # after the move, as etcdctl
+    assert o.errors == [
+        "Error: fields not supported as output format"
+    ]  # after the move, as etcdctl
     wait_serving(cluster)
 
 
@@ -242,7 +263,12 @@ def test_member_errors_on_a_single_ketch(ketch_server: Member) -> None:
     expected = {
         ("member", "remove", "1234"): "Error: etcdserver: member not found",
         ("member", "promote", me): "Error: etcdserver: can only promote a learner member",
-        ("member", "update", "1234", "--peer-urls=http://127.0.0.1:5"): "Error: etcdserver: member not found",
+        (
+            "member",
+            "update",
+            "1234",
+            "--peer-urls=http://127.0.0.1:5",
+        ): "Error: etcdserver: member not found",
     }
     for args, error in expected.items():
         o = same(ketch_server.endpoint, list(args))
