@@ -18,6 +18,8 @@ CLUSTER_MEMBER_ADD: int
 CLUSTER_MEMBER_REMOVE: int
 CLUSTER_MEMBER_UPDATE: int
 CLUSTER_MEMBER_PROMOTE: int
+# Answered after a ReadIndex with AuthNotEnabled: ketch has no users yet.
+AUTH_AUTHENTICATE: int
 LEASE_GRANT: int
 LEASE_REVOKE: int
 LEASE_KEEP_ALIVE: int  # one request of the LeaseKeepAlive stream

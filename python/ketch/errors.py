@@ -59,6 +59,8 @@ GRPC_STATUS: dict[str, grpc.StatusCode] = {
     # grpc-go rejects it first with codes.Internal and this same message
     # (grpc/server.go, "grpc: error unmarshalling request: ..."), so that is
     # what a client of real etcd gets.
+    # Authenticate while auth is off (always, on ketch): etcd's ErrGRPCAuthNotEnabled.
+    "AuthNotEnabled": _C.FAILED_PRECONDITION,
     "BadRequest": _C.INTERNAL,
     "Internal": _C.INTERNAL,
 }

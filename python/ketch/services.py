@@ -56,6 +56,10 @@ _METHODS: dict[str, dict[str, int]] = {
         "MemberList": _core.CLUSTER_MEMBER_LIST,
         "MemberPromote": _core.CLUSTER_MEMBER_PROMOTE,
     },
+    # Only Authenticate, answered as etcd answers it with auth disabled.
+    "etcdserverpb.Auth": {
+        "Authenticate": _core.AUTH_AUTHENTICATE,
+    },
     "etcdserverpb.Lease": {
         "LeaseGrant": _core.LEASE_GRANT,
         "LeaseRevoke": _core.LEASE_REVOKE,

@@ -33,7 +33,7 @@ use crate::node::{Node, NodeMsg};
 use crate::peer::{OutboundBatch, PeerOutbox};
 use crate::watch::WatchHub;
 use crate::pb::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse,
+    AuthenticateRequest, CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse,
     HashResponse, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse, MemberUpdateResponse, PutResponse,
     RangeRequest, RangeResponse,
     ResponseHeader, StatusResponse, TxnResponse,
@@ -83,10 +83,12 @@ pub enum Method {
     ClusterMemberUpdate = 26,
     /// Leader only: answers NotLeader elsewhere, for the caller to forward.
     ClusterMemberPromote = 27,
+    /// After a ReadIndex (as etcd's), always AuthNotEnabled: ketch has no users yet.
+    AuthAuthenticate = 28,
 }
 
 impl Method {
-    pub const ALL: [Method; 26] = [
+    pub const ALL: [Method; 27] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -113,6 +115,7 @@ impl Method {
         Method::ClusterMemberRemove,
         Method::ClusterMemberUpdate,
         Method::ClusterMemberPromote,
+        Method::AuthAuthenticate,
     ];
 
     pub fn from_u32(n: u32) -> Option<Method> {
@@ -148,6 +151,7 @@ impl Method {
             Method::ClusterMemberRemove => "CLUSTER_MEMBER_REMOVE",
             Method::ClusterMemberUpdate => "CLUSTER_MEMBER_UPDATE",
             Method::ClusterMemberPromote => "CLUSTER_MEMBER_PROMOTE",
+            Method::AuthAuthenticate => "AUTH_AUTHENTICATE",
         }
     }
 
@@ -343,6 +347,9 @@ pub(crate) enum LinearRead {
     /// etcd 3.5 answers MemberList after a ReadIndex, so a member just
     /// added is listed by every member.
     MemberList,
+    /// etcd checks the password after a ReadIndex; ketch, without users,
+    /// answers AuthNotEnabled there, so a member without a leader says so first.
+    Authenticate,
 }
 
 /// Work for the reader threads.
@@ -585,6 +592,9 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
             ReadTask::Linearized { request: LinearRead::MemberList, token } => {
                 shared.answer(token, Ok(member_list(shared)));
             }
+            ReadTask::Linearized { request: LinearRead::Authenticate, token } => {
+                shared.completions.push(token, Err(EtcdError::AuthNotEnabled));
+            }
             ReadTask::Raw { method, request, token } => match method {
                 Method::KvRange => match decode::<RangeRequest>(request)
                     .and_then(|r| mvcc::check_range(&r).map(|()| r))
@@ -615,6 +625,17 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                         shared.completions.push(token, Err(EtcdError::Stopped));
                     }
                 }
+                Method::AuthAuthenticate => match decode::<AuthenticateRequest>(request) {
+                    Err(e) => shared.completions.push(token, Err(e)),
+                    Ok(_) if shared.raft.is_learner.load(Ordering::Acquire) => {
+                        shared.completions.push(token, Err(EtcdError::NotSupportedForLearner));
+                    }
+                    Ok(_) => {
+                        if to_node.send(NodeMsg::Read { request: LinearRead::Authenticate, token }).is_err() {
+                            shared.completions.push(token, Err(EtcdError::Stopped));
+                        }
+                    }
+                },
                 Method::MaintenanceHash => {
                     shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
                 }

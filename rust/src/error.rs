@@ -76,6 +76,10 @@ pub enum EtcdError {
     LeaderTransferTimeout,
     #[error("etcdserver: request timed out, possibly due to previous leader failure")]
     TimeoutDueToLeaderFail,
+    /// Authenticate on a server without auth enabled (ketch has no users
+    /// yet, so always); etcd's clients then carry on without a token.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
     /// The request bytes are not a valid protobuf message of the method's type.
     /// gRPC itself would say this before etcd saw the request.
     #[error("grpc: error unmarshalling request: {0}")]
@@ -89,7 +93,7 @@ pub enum EtcdError {
 /// Every variant without data, for [`EtcdError::from_wire`]. The match in
 /// `is_unit` below stops compiling when a variant is added, as a reminder to
 /// list it here too.
-const UNIT_VARIANTS: [EtcdError; 32] = [
+const UNIT_VARIANTS: [EtcdError; 33] = [
     EtcdError::EmptyKey,
     EtcdError::KeyNotFound,
     EtcdError::ValueProvided,
@@ -122,6 +126,7 @@ const UNIT_VARIANTS: [EtcdError; 32] = [
     EtcdError::NotSupportedForLearner,
     EtcdError::LeaderTransferTimeout,
     EtcdError::TimeoutDueToLeaderFail,
+    EtcdError::AuthNotEnabled,
 ];
 
 /// Prefix of [`EtcdError::BadRequest`]'s message.
@@ -180,6 +185,7 @@ impl EtcdError {
             EtcdError::NotSupportedForLearner => "NotSupportedForLearner",
             EtcdError::LeaderTransferTimeout => "LeaderTransferTimeout",
             EtcdError::TimeoutDueToLeaderFail => "TimeoutDueToLeaderFail",
+            EtcdError::AuthNotEnabled => "AuthNotEnabled",
             EtcdError::BadRequest(_) => "BadRequest",
             EtcdError::Internal(_) => "Internal",
         }
@@ -224,7 +230,8 @@ mod tests {
             | E::TooManyRequests
             | E::NotSupportedForLearner
             | E::LeaderTransferTimeout
-            | E::TimeoutDueToLeaderFail => true,
+            | E::TimeoutDueToLeaderFail
+            | E::AuthNotEnabled => true,
         }
     }
 

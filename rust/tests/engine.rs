@@ -243,3 +243,16 @@ fn concurrent_writers_share_fsyncs() {
     let mut c = Client::new(engine.clone());
     assert_eq!(c.get("w0/0", false).header.unwrap().revision, 1 + writes as i64);
 }
+
+#[test]
+fn authenticate_answers_auth_not_enabled_after_a_read_index() {
+    use ketch::pb::etcdserverpb::AuthenticateRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::new(start(dir.path()));
+    let request = AuthenticateRequest { name: "root".into(), password: "pw".into() };
+    let answer = c.call_raw(Method::AuthAuthenticate, request.encode_to_vec());
+    assert_eq!(answer, Err(EtcdError::AuthNotEnabled));
+    assert_eq!(EtcdError::AuthNotEnabled.to_string(), "etcdserver: authentication is not enabled");
+    // Bytes that are no AuthenticateRequest are refused as gRPC would refuse them.
+    assert!(matches!(c.call_raw(Method::AuthAuthenticate, vec![0x0a, 0xff]), Err(EtcdError::BadRequest(_))));
+}

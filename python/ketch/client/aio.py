@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from .._pb import rpc_pb2
 from . import requests as rq
+from .auth import AUTH_NOT_ENABLED, AUTHENTICATE_PATH, RENEW_TOKEN, Metadata, credentials
 from .channels import use_tls
 from .endpoints import Endpoint, EndpointRing, PathLike, TLSConfig, channel_options, parse_endpoints
 from .errors import (
@@ -122,10 +123,14 @@ class AsyncClient:
         cert: PathLike | None = None,
         key: PathLike | None = None,
         server_name: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         self._ring = EndpointRing(parse_endpoints(endpoints))
         any_tls = ca_cert is not None or cert is not None or key is not None or server_name
         self._tls = TLSConfig(ca_cert, cert, key, server_name) if any_tls else None
+        self._auth = credentials(user, password)
+        self._auth_lock: asyncio.Lock | None = None  # made on first use, inside the loop
         self.timeout = timeout
         self.dial_timeout = dial_timeout
         self._channels: dict[Endpoint, grpc.aio.Channel] = {}
@@ -161,6 +166,40 @@ class AsyncClient:
     async def connect(
         self, deadline: float | None, endpoint: str | None = None
     ) -> tuple[Endpoint, grpc.aio.Channel]:
+        """A connected channel (see `Client.connect`), this client's user authenticated."""
+        ep, ch = await self._connect(deadline, endpoint)
+        if self._auth is not None and not self._auth.known:
+            await self._authenticate(ch, deadline)
+        return ep, ch
+
+    def metadata(self) -> Metadata:
+        """The gRPC metadata every call carries: the user's token, if the server gave one."""
+        return () if self._auth is None else self._auth.metadata()
+
+    async def _authenticate(self, ch: grpc.aio.Channel, deadline: float | None) -> None:
+        auth = self._auth
+        assert auth is not None
+        if self._auth_lock is None:
+            self._auth_lock = asyncio.Lock()
+        async with self._auth_lock:
+            if auth.known:
+                return
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            stub = ch.unary_unary(
+                AUTHENTICATE_PATH,
+                request_serializer=_serialize,
+                response_deserializer=rpc_pb2.AuthenticateResponse.FromString,
+            )
+            try:
+                auth.accept(await stub(auth.request(), timeout=left))
+            except grpc.RpcError as e:
+                if e.details() != AUTH_NOT_ENABLED:
+                    raise error_from_rpc(e) from None
+                auth.auth_not_enabled()
+
+    async def _connect(
+        self, deadline: float | None, endpoint: str | None
+    ) -> tuple[Endpoint, grpc.aio.Channel]:
         candidates = [self._ring.find(endpoint)] if endpoint else self._ring.order()
         fail_fast = len(candidates) > 1
         tried: list[str] = []
@@ -192,6 +231,7 @@ class AsyncClient:
     ) -> M:
         path, parse = method
         deadline = self._deadline(timeout)
+        token_renewed = False
         while True:
             try:
                 ep, ch = await self.connect(deadline, endpoint)
@@ -204,8 +244,13 @@ class AsyncClient:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             stub = ch.unary_unary(path, request_serializer=_serialize, response_deserializer=parse)
             try:
-                return await stub(request, timeout=left)  # type: ignore[no-any-return]
+                return await stub(request, timeout=left, metadata=self.metadata())  # type: ignore[no-any-return]
             except grpc.RpcError as e:
+                if self._auth is not None and not token_renewed and e.details() in RENEW_TOKEN:
+                    # Refused before it was applied: safe to send again, once.
+                    self._auth.forget()
+                    token_renewed = True
+                    continue
                 if not (idempotent and _retryable(e)):
                     raise error_from_rpc(e) from None
                 if deadline is not None and time.monotonic() + RETRY_PAUSE >= deadline:
@@ -488,7 +533,7 @@ class AsyncClient:
             SNAPSHOT_PATH,
             request_serializer=_serialize,
             response_deserializer=rpc_pb2.SnapshotResponse.FromString,
-        )(rpc_pb2.SnapshotRequest(), timeout=left)
+        )(rpc_pb2.SnapshotRequest(), timeout=left, metadata=self.metadata())
         try:
             async for chunk in call:
                 yield chunk.blob
@@ -522,7 +567,7 @@ class AsyncWatch:
             request_serializer=_serialize,
             response_deserializer=rpc_pb2.WatchResponse.FromString,
         )
-        self._call = stream(metadata=(("hasleader", "true"),))
+        self._call = stream(metadata=(("hasleader", "true"), *self._client.metadata()))
         await self._call.write(rpc_pb2.WatchRequest(create_request=create))
         resp = await self._call.read()
         if resp is grpc.aio.EOF:
@@ -640,7 +685,7 @@ class AsyncKeepAlive:
                 request_serializer=_serialize,
                 response_deserializer=rpc_pb2.LeaseKeepAliveResponse.FromString,
             )
-            self._call = stream()
+            self._call = stream(metadata=self._client.metadata())
 
     def __aiter__(self) -> AsyncKeepAlive:
         return self

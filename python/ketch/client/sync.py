@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 from .._pb import rpc_pb2
 from . import requests as rq
+from .auth import AUTH_NOT_ENABLED, AUTHENTICATE_PATH, RENEW_TOKEN, Metadata, credentials
 from .channels import SyncChannel
 from .endpoints import Endpoint, EndpointRing, PathLike, TLSConfig, parse_endpoints
 from .errors import (
@@ -119,6 +120,8 @@ class Client:
         dial_timeout: seconds to wait for an endpoint to connect before trying the next.
         ca_cert, cert, key: TLS files; giving any of them (or an https endpoint) turns TLS on.
         server_name: the name to verify in the server's certificate, if not the endpoint's host.
+        user, password: an etcd user to authenticate as; every call then carries its token
+            (against a server without auth enabled, such as ketch, calls go without one).
     """
 
     def __init__(
@@ -131,10 +134,14 @@ class Client:
         cert: PathLike | None = None,
         key: PathLike | None = None,
         server_name: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         self._ring = EndpointRing(parse_endpoints(endpoints))
         any_tls = ca_cert is not None or cert is not None or key is not None or server_name
         self._tls = TLSConfig(ca_cert, cert, key, server_name) if any_tls else None
+        self._auth = credentials(user, password)
+        self._auth_lock = threading.Lock()
         self.timeout = timeout
         self.dial_timeout = dial_timeout
         self._channels: dict[Endpoint, SyncChannel] = {}
@@ -157,10 +164,40 @@ class Client:
             return ch
 
     def connect(self, deadline: float | None, endpoint: str | None = None) -> SyncChannel:
-        """A connected channel: the current endpoint's if it connects, else the next's.
+        """A connected channel: the current endpoint's if it connects, else the next's,
+        with this client's user authenticated (see `metadata`).
 
         With several endpoints an endpoint that fails to connect is passed over
         at once; a single endpoint gets the whole dial timeout."""
+        ch = self._connect(deadline, endpoint)
+        if self._auth is not None and not self._auth.known:
+            self._authenticate(ch, deadline)
+        return ch
+
+    def metadata(self) -> Metadata:
+        """The gRPC metadata every call carries: the user's token, if the server gave one."""
+        return () if self._auth is None else self._auth.metadata()
+
+    def _authenticate(self, ch: SyncChannel, deadline: float | None) -> None:
+        auth = self._auth
+        assert auth is not None
+        with self._auth_lock:
+            if auth.known:
+                return
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            stub = ch.channel.unary_unary(
+                AUTHENTICATE_PATH,
+                request_serializer=_serialize,
+                response_deserializer=rpc_pb2.AuthenticateResponse.FromString,
+            )
+            try:
+                auth.accept(stub(auth.request(), timeout=left))
+            except grpc.RpcError as e:
+                if e.details() != AUTH_NOT_ENABLED:
+                    raise error_from_rpc(e) from None
+                auth.auth_not_enabled()
+
+    def _connect(self, deadline: float | None, endpoint: str | None) -> SyncChannel:
         candidates = [self._ring.find(endpoint)] if endpoint else self._ring.order()
         fail_fast = len(candidates) > 1
         tried: list[str] = []
@@ -205,6 +242,7 @@ class Client:
         UNAVAILABLE answer until the deadline."""
         path, parse = method
         deadline = self._deadline(timeout)
+        token_renewed = False
         while True:
             try:
                 ch = self.connect(deadline, endpoint)
@@ -219,8 +257,13 @@ class Client:
                 path, request_serializer=_serialize, response_deserializer=parse
             )
             try:
-                return stub(request, timeout=left)  # type: ignore[no-any-return]
+                return stub(request, timeout=left, metadata=self.metadata())  # type: ignore[no-any-return]
             except grpc.RpcError as e:
+                if self._auth is not None and not token_renewed and e.details() in RENEW_TOKEN:
+                    # Refused before it was applied: safe to send again, once.
+                    self._auth.forget()
+                    token_renewed = True
+                    continue
                 if not (idempotent and _retryable(e)):
                     raise error_from_rpc(e) from None
                 if deadline is not None and time.monotonic() + RETRY_PAUSE >= deadline:
@@ -524,7 +567,7 @@ class Client:
             SNAPSHOT_PATH,
             request_serializer=_serialize,
             response_deserializer=rpc_pb2.SnapshotResponse.FromString,
-        )(rpc_pb2.SnapshotRequest(), timeout=left)
+        )(rpc_pb2.SnapshotRequest(), timeout=left, metadata=self.metadata())
         received = 0
         try:
             for chunk in stream:
@@ -649,7 +692,8 @@ class Watch:
             request_serializer=_serialize,
             response_deserializer=rpc_pb2.WatchResponse.FromString,
         )
-        self._call = stream(iter(self._requests), metadata=(("hasleader", "true"),))
+        metadata = (("hasleader", "true"), *self._client.metadata())
+        self._call = stream(iter(self._requests), metadata=metadata)
         return self._call  # type: ignore[no-any-return]
 
     def _run(self) -> None:
@@ -793,7 +837,7 @@ class KeepAlive:
                     request_serializer=_serialize,
                     response_deserializer=rpc_pb2.LeaseKeepAliveResponse.FromString,
                 )
-                self._call = stream(iter(self._requests))
+                self._call = stream(iter(self._requests), metadata=self._client.metadata())
                 while not self._closed.is_set():
                     self._requests.put(rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id))
                     resp = next(self._call)

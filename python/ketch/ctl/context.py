@@ -3,10 +3,14 @@ printer, a lazily made client, and etcdctl's exit codes and error texts."""
 
 from __future__ import annotations
 
+import getpass
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..client import Client, EtcdError
+from ..client.auth import split_user
 from ..client.errors import ConnectionFailed, DeadlineExceeded
 from .flags import Flag, ParsedArgs
 from .printers import Output, Printer
@@ -59,11 +63,7 @@ class Ctl:
         for name in ("cert", "key", "cacert"):
             if name in g.changed and not g[name]:
                 raise CtlError(EXIT_BAD_ARGS, f"empty string is passed to --{name} option")
-        if g["user"]:
-            raise CtlError(
-                EXIT_BAD_FEATURE,
-                "--user: ketchctl does not support authentication yet (the server has no auth API)",
-            )
+        user, password = self._credentials()
         try:
             c = Client(
                 endpoints or self.endpoints,
@@ -72,16 +72,50 @@ class Ctl:
                 ca_cert=g["cacert"] or None,
                 cert=g["cert"] or None,
                 key=g["key"] or None,
+                user=user,
+                password=password,
             )
         except ValueError as e:
             raise CtlError(EXIT_BAD_ARGS, str(e)) from None
+        if user is not None:
+            # etcdctl authenticates while it dials, so a wrong password is a
+            # failed connection (exit 2), whatever the command.
+            try:
+                c.connect(time.monotonic() + g["dial-timeout"] + g["command-timeout"])
+            except EtcdError as e:
+                c.close()
+                raise CtlError(EXIT_BAD_CONNECTION, go_error_text(e)) from None
         if endpoints is None:
             self._client = c
         return c
 
+    def _credentials(self) -> tuple[str | None, str | None]:
+        """--user and --password as etcdctl reads them; a password neither gave
+        is asked for. An empty password means no authentication (clientv3
+        authenticates only with both), so the calls go anonymous."""
+        g = self.globals
+        if not g["user"]:
+            return None, None
+        user, password = split_user(g["user"], g["password"])
+        if password is None:
+            password = ask_password()
+        return (user, password) if password else (None, None)
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def ask_password() -> str:
+    """etcdctl's prompt: "Password: " on stdout, the answer unechoed on a
+    terminal, a line of stdin otherwise (nothing at all: an empty password)."""
+    if sys.stdin.isatty():
+        return getpass.getpass("Password: ")
+    sys.stdout.write("Password: ")
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    sys.stdout.write("\n")
+    return line.rstrip("\r\n")
 
 
 Command = Callable[[ParsedArgs, Ctl], None]
