@@ -5,6 +5,7 @@
     python -m benches.compare --only etcd --workloads put@50,put@200,range-l,range-s,txn-put
     python -m benches.compare --check              # exit 1 if a ratio fell >10% under baseline
     python -m benches.compare --update-baseline    # accept this run's ratios
+    python -m benches.compare --floor --workloads put@50,put@200   # and grpc.aio's own ceiling
 
 Each workload runs against a fresh cluster (new data dir, new ports), so a
 row's peak RSS belongs to that workload alone. See benches/README.md.
@@ -28,6 +29,10 @@ REPO = Path(__file__).resolve().parent.parent
 LOADGEN_DIR = REPO / "benches" / "loadgen"
 BASELINE = REPO / "benches" / "baseline.json"
 SERVERS = ("etcd", "ketch")
+# --floor adds this third column: ketch's gRPC stack answering empty messages
+# (benches/grpc_floor.py), on the workloads whose answers may be empty.
+FLOOR = "floor"
+FLOOR_WORKLOADS = ("put",)
 TOLERANCE = 0.10  # --check fails a ratio more than 10% below its baseline
 
 # name -> loadgen arguments. "NAME@N" runs NAME with --clients N.
@@ -100,6 +105,8 @@ def build_loadgen() -> Path:
 
 def server_cmd(server: str, args: argparse.Namespace) -> list[str] | str:
     """The server's argv, or why it cannot run."""
+    if server == FLOOR:
+        return [str(Path(args.ketch_cmd).parent / "python"), str(REPO / "benches" / "grpc_floor.py")]
     cmd: str = args.etcd_cmd if server == "etcd" else args.ketch_cmd
     argv = cmd.split()
     exe = argv[0]
@@ -261,8 +268,9 @@ def fmt(r: Result | None, attr: str, spec: str) -> str:
     return format(getattr(r, attr), spec) if r and r.ok else "-"
 
 
-def ratio(rows: dict[str, Result]) -> float | None:
-    e, k = rows.get("etcd"), rows.get("ketch")
+def ratio(rows: dict[str, Result], server: str = "ketch") -> float | None:
+    """server's qps / etcd's on one workload."""
+    e, k = rows.get("etcd"), rows.get(server)
     if e and k and e.ok and k.ok and e.qps > 0:
         return k.qps / e.qps
     return None
@@ -272,16 +280,16 @@ def print_table(table: dict[str, dict[str, Result]], servers: list[str], members
     cols = ["workload"]
     for s in servers:
         cols.append(f"{s} qps")
-    if len(servers) == 2:
-        cols.append("ketch/etcd")
+    ratios = [s for s in servers if s != "etcd"] if "etcd" in servers else []
+    cols += [f"{s}/etcd" for s in ratios]
     for title in ("p99 ms", "CPU-s/1k req", "peak RSS MiB"):
         cols += [f"{title} {s}" for s in servers]
     lines = []
     notes: dict[str, list[str]] = {}  # one line per distinct reason, naming its rows
     for wl, rows in table.items():
         cells = [wl] + [fmt_qps(rows.get(s)) for s in servers]
-        if len(servers) == 2:
-            q = ratio(rows)
+        for s in ratios:
+            q = ratio(rows, s)
             cells.append(f"{q:.2f}" if q is not None else "-")
         cells += [fmt(rows.get(s), "p99_ms", ".2f") for s in servers]
         cells += [fmt(rows.get(s), "cpu_s_per_1k", ".3f") for s in servers]
@@ -380,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         help="runs per workload and server; the median by qps is reported",
     )
     p.add_argument("--only", choices=SERVERS, help="run one server only")
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run benches/grpc_floor.py (ketch's gRPC stack, no engine) on put workloads",
+    )
     p.add_argument("--etcd-cmd", default="etcd")
     p.add_argument("--ketch-cmd", default=str(REPO / ".venv" / "bin" / "ketch"))
     p.add_argument("--loadgen", type=Path, help="use this loadgen binary instead of building one")
@@ -400,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     servers = [args.only] if args.only else list(SERVERS)
-    if (args.check or args.update_baseline) and len(servers) != 2:
+    if args.floor:
+        servers.append(FLOOR)
+    if (args.check or args.update_baseline) and not set(SERVERS) <= set(servers):
         p.error("--check and --update-baseline need both servers")
     specs = [
         parse_workload(s.strip(), args.clients) for s in args.workloads.split(",") if s.strip()
@@ -420,6 +435,13 @@ def main(argv: list[str] | None = None) -> int:
                 argv_or_why = argvs[server]
                 if isinstance(argv_or_why, str):
                     r = Result(server=server, workload=label, ok=False, status=argv_or_why)
+                elif server == FLOOR and name not in FLOOR_WORKLOADS:
+                    r = Result(
+                        server=server,
+                        workload=label,
+                        ok=False,
+                        status="NOT RUN: its empty answers are right for put only",
+                    )
                 elif server in broken:
                     r = Result(server=server, workload=label, ok=False, status=broken[server])
                 elif runs[server] and not runs[server][-1].ok:
