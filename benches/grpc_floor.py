@@ -55,7 +55,7 @@ def _handlers() -> list[grpc.GenericRpcHandler]:
     ]
 
 
-async def _serve(addresses: list[str]) -> None:
+async def _serve(addresses: list[str], bound_fd: int | None) -> None:
     # ketch's own options (python/ketch/server.py grpc_options), port shared.
     server = grpc.aio.server(
         options=[
@@ -69,6 +69,9 @@ async def _serve(addresses: list[str]) -> None:
         server.add_insecure_port(a)
     server.add_generic_rpc_handlers(_handlers())
     await server.start()
+    if bound_fd is not None:  # a worker: tell the first process it listens
+        os.write(bound_fd, b"1")
+        os.close(bound_fd)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -91,12 +94,22 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     workers: list[subprocess.Popen[bytes]] = []
-    if _WORKER_ENV not in os.environ:
-        env = {**os.environ, _WORKER_ENV: "1"}
+    bound_fd = int(os.environ[_WORKER_ENV]) if _WORKER_ENV in os.environ else None
+    if bound_fd is None:
+        # As ketch: every worker listens before the first process does, so
+        # the kernel spreads the clients' first connections over all of them.
         argv_again = [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:])]
-        workers = [subprocess.Popen(argv_again, env=env) for _ in range(args.processes - 1)]
+        for _ in range(args.processes - 1):
+            r, w = os.pipe()
+            workers.append(
+                subprocess.Popen(argv_again, env={**os.environ, _WORKER_ENV: str(w)}, pass_fds=(w,))
+            )
+            os.close(w)
+            if os.read(r, 1) != b"1":
+                raise SystemExit("grpc_floor: a worker process did not start")
+            os.close(r)
     try:
-        uvloop.run(_serve(addresses))
+        uvloop.run(_serve(addresses, bound_fd))
     finally:
         for w in workers:
             w.terminate()

@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -41,9 +40,23 @@ from .peer import (
 from .services import Forward, generic_handlers
 from .tls import peer_channel_credentials, peer_server_credentials, server_credentials
 from .watch_service import WatchService
-from .workers import engine_socket_name, start_workers, stop_workers
+from .workers import (
+    WORKER_BIND_SECONDS,
+    WorkerProcess,
+    WorkerStartError,
+    engine_socket_name,
+    start_workers,
+    stop_workers,
+)
 
-__all__ = ["ServeError", "bind_listeners", "grpc_options", "run", "serve"]
+__all__ = [
+    "ServeError",
+    "bind_listeners",
+    "check_client_ports_free",
+    "grpc_options",
+    "run",
+    "serve",
+]
 
 log = logging.getLogger("ketch")
 
@@ -143,12 +156,28 @@ def bind_peer_listeners(server: grpc.aio.Server, cfg: Config) -> None:
             log.info("listening for peers on %s", address)
 
 
-def bind_listeners(server: grpc.aio.Server, cfg: Config, check_free: bool = True) -> None:
+def check_client_ports_free(cfg: Config) -> None:
+    """ServeError, in Go's words, if a --listen-client-urls port is taken.
+
+    Checked before anything binds them: with gRPC workers the workers bind
+    first and the member last, all with SO_REUSEPORT, which would not notice
+    a stranger on the port."""
+    for url in cfg.listen_client_urls:
+        parts = urlsplit(url)
+        reason = _bind_failure(parts.hostname or "", parts.port or 0)
+        if reason is not None:
+            raise ServeError(f"listen tcp {parts.netloc}: bind: {reason}")
+
+
+def bind_listeners(
+    server: grpc.aio.Server, cfg: Config, check_free: bool = True, announce: bool = True
+) -> None:
+    """Every --listen-client-urls on `server`; `announce` logs each (the member does)."""
     credentials = functools.cache(lambda: server_credentials(cfg))
     for url in cfg.listen_client_urls:
         address = _listen(server, url, credentials, check_free)
-        if not check_free:
-            continue  # a worker: the member has logged its listeners
+        if not announce:
+            continue
         if url.startswith("https:"):
             auth = ", client certs required" if cfg.client_cert_auth else ""
             log.info("serving client requests on %s (TLS%s)", address, auth)
@@ -313,7 +342,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     peer_server = grpc.aio.server(options=SERVER_OPTIONS)
     try:
         bind_peer_listeners(peer_server, cfg)
-        bind_listeners(server, cfg)
+        check_client_ports_free(cfg)
         credentials = _channel_credentials(cfg)
         member_id, cluster_id = cfg.member_id, cfg.cluster_id
         initial_members = cfg.initial_members
@@ -348,15 +377,24 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     transport = PeerTransport(engine, loop, credentials, known_peers=known_peers)
     to_leader = _leader_forwarder(engine, bridge, transport)
     membership = loop.create_task(_watch_membership(engine, transport, stop))
-    workers: list[subprocess.Popen[bytes]] = []
+    workers: list[WorkerProcess] = []
     try:
         peer_server.add_generic_rpc_handlers(
             [PeerService(engine, bridge.call, _core.CLUSTER_MEMBER_LIST, to_leader).handler()]
         )
         await peer_server.start()
         if share_port:
+            # The workers listen before the member does, so that no client
+            # connects while the member's listener is the only one (workers.py).
             socket_name = engine_socket_name()
             engine.serve_workers(socket_name)
+            workers = start_workers(cfg, socket_name, cfg.grpc_workers - 1, engine.cluster_id)
+            for w in workers:
+                try:
+                    await loop.run_in_executor(None, w.wait_bound, WORKER_BIND_SECONDS)
+                except WorkerStartError as e:
+                    raise ServeError(str(e)) from None
+        bind_listeners(server, cfg, check_free=False)
         server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg), to_leader))
         server.add_generic_rpc_handlers([watch.handler()])
         # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
@@ -364,8 +402,9 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # listen backlog instead of getting "no leader" or a timeout.
         await _wait_for_leader(engine, stop)
         await server.start()
-        if share_port:
-            workers = start_workers(cfg, socket_name, cfg.grpc_workers - 1, engine.cluster_id)
+        for w in workers:
+            w.release()
+        if workers:
             log.info("started %d gRPC worker processes", len(workers))
         log.info("ready to serve client requests")
         await stop.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -70,6 +71,55 @@ def test_workers_share_the_port_and_the_engine(make_server) -> None:
     assert count_keys(server, "w/") == 30 * 20
     busy = [pid for pid, ticks in before.items() if cpu_ticks(pid) > ticks]
     assert len(busy) >= 2, "requests were not spread over several gRPC processes"
+
+
+def established_sockets(pid: int, port: int) -> int:
+    """TCP connections to local `port` that process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            local_port = int(f[1].rsplit(":", 1)[1], 16)
+            if local_port == port and f[3] == "01" and f[9] in inodes:  # 01: ESTABLISHED
+                count += 1
+    return count
+
+
+def test_clients_connecting_while_it_starts_reach_every_process(make_server) -> None:
+    # A gRPC connection stays with the listener that accepted it, and clients
+    # that wait for a restarting member all connect the moment it listens.
+    # The workers listen before the member does, so those first connections
+    # are spread too; otherwise they would all stay on the member process.
+    server = make_server("ketch", ["--grpc-workers", str(WORKERS)], start=False)
+    server.start(wait=False)
+    conns: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(conns) < 30:
+            assert time.monotonic() < deadline, "the client port never accepted 30 connections"
+            try:
+                conns.append(socket.create_connection(("127.0.0.1", server.client_port), 1))
+                time.sleep(0.01)  # 30 over a third of a second, as clients retrying would
+            except OSError:
+                time.sleep(0.01)  # not listening yet
+        server.wait_ready()
+        assert server.proc is not None
+        processes = [server.proc.pid, *children(server.proc.pid)]
+        held = {pid: established_sockets(pid, server.client_port) for pid in processes}
+        assert len(held) == WORKERS, held
+        # 30 connections hashed over 3 listeners: fewer than 3 on one is ~0.2%.
+        assert all(n >= 3 for n in held.values()), held
+    finally:
+        for c in conns:
+            c.close()
 
 
 def test_workers_exit_with_a_killed_member_and_the_port_is_free_again(make_server) -> None:
