@@ -667,7 +667,10 @@ class Watch:
         self._created = threading.Event()
         self._call: Any = None
         self._requests: _RequestQueue | None = None
-        self._error: BaseException | None = None
+        # Raised by the constructor: the stream failed before the watch was
+        # created. A cancel after creation (a compacted start revision, as
+        # etcd does it) comes out of get() instead, whatever the timing.
+        self._create_error: BaseException | None = None
         self._finished = False
         deadline = client._deadline(...)
         self._channel = client.connect(deadline)  # fails here, synchronously, if nothing answers
@@ -677,9 +680,9 @@ class Watch:
         if not self._created.wait(wait):
             self.close()
             raise DeadlineExceeded("context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED)
-        if self._error is not None:
+        if self._create_error is not None:
             self.close()
-            raise self._error
+            raise self._create_error
 
     def _open(self, channel: SyncChannel) -> Iterator[rpc_pb2.WatchResponse]:
         create = rpc_pb2.WatchCreateRequest()
@@ -761,7 +764,8 @@ class Watch:
         self._out.put(WatchResponse.from_pb(resp))
 
     def _fail(self, err: BaseException) -> None:
-        self._error = err
+        if not self._created.is_set():
+            self._create_error = err
         self._finished = True
         self._out.put(err)
         self._created.set()
