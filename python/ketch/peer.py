@@ -64,8 +64,9 @@ FORWARD = f"/{SERVICE}/Forward"
 
 CLUSTER_ID_KEY = "ketch-cluster-id"
 ERROR_KEY = "ketch-error"
-# How many more times the receiver of a Forward may pass it on when its own
-# engine is not the leader either (a gRPC worker forwards through its member).
+# How many more times the receiver of a Forward may pass it on. Only a gRPC
+# worker sends 1, to its own member, after their shared engine answered
+# NotLeader: the member passes it on to the leader without asking again.
 HOPS_KEY = "ketch-forward-hops"
 
 SNAPSHOT_CHUNK_BYTES = 1 << 20
@@ -273,14 +274,13 @@ class PeerService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "forward: no method number")
         method = int.from_bytes(request[:4], "big")
         body = request[4:]
-        try:
-            return await self._call(method, body)
-        except EngineError as e:
-            hops = int(metadata.get(HOPS_KEY, "0") or 0)
-            if e.name != "NotLeader" or hops <= 0 or self._to_leader is None:
-                await _abort_with(context, e)
-                raise
-        return await self._run(self._to_leader, method, body, context)
+        hops = int(metadata.get(HOPS_KEY, "0") or 0)
+        if hops > 0 and self._to_leader is not None:
+            # Only this member's own workers send hops > 0, and only after this
+            # same engine answered NotLeader: straight on to the leader (which
+            # to_leader runs here, should this member lead by now).
+            return await self._run(self._to_leader, method, body, context)
+        return await self._run(self._call, method, body, context)
 
     @staticmethod
     async def _run(

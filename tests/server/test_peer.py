@@ -323,8 +323,9 @@ def test_forward_answers_and_engine_errors(port: int) -> None:
 
 
 def test_forward_hops_on_to_the_leader(port: int) -> None:
-    """A worker forwards through its member (hops=1); the member, not the
-    leader, passes it on once, and no further (hops=0)."""
+    """A worker forwards through its member (hops=1) after the engine they
+    share said NotLeader; the member passes it straight on to the leader,
+    without asking its engine again, and no further (hops=0)."""
     passed_on: list[tuple[int, bytes]] = []
 
     async def to_leader(method: int, request: bytes) -> bytes:
@@ -338,9 +339,12 @@ def test_forward_hops_on_to_the_leader(port: int) -> None:
         try:
             assert await forward_via(channel, 7, 2, b"r", hops=1) == b"from-leader"
             assert passed_on == [(2, b"r")]
+            # Method 1 the fake engine would answer; with hops it is not asked.
+            assert await forward_via(channel, 7, 1, b"q", hops=1) == b"from-leader"
+            assert passed_on == [(2, b"r"), (1, b"q")]
             with pytest.raises(EngineError) as e:
                 await forward_via(channel, 7, 2, b"r", hops=0)
-            assert e.value.name == "NotLeader" and len(passed_on) == 1
+            assert e.value.name == "NotLeader" and len(passed_on) == 2
         finally:
             await channel.close()
             await receiver.stop()
