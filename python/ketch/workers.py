@@ -118,7 +118,9 @@ class WorkerStartError(Exception):
     """A worker process did not come up; the message says how."""
 
 
-def start_workers(cfg: Config, socket_name: str, count: int, cluster_id: int) -> list[WorkerProcess]:
+def start_workers(
+    cfg: Config, socket_name: str, count: int, cluster_id: int
+) -> list[WorkerProcess]:
     """Start `count` worker processes for cfg's client URLs, reaching the
     engine at socket_name; cluster_id is the member's (for its peer service).
     Each binds at once and serves after `release()`."""
@@ -182,8 +184,8 @@ async def _serve_worker(cfg: Config, socket_name: str, cluster_id: int) -> None:
     bridge = EngineBridge(client, loop)
     server = grpc.aio.server(options=grpc_options(cfg, share_port=True))
     # The member checked that these ports were free; the workers bind them
-    # first (SO_REUSEPORT), then the member (see the module doc).
-    bind_listeners(server, cfg, check_free=False)
+    # first (SO_REUSEPORT), then the member (see the module doc), which logs them.
+    bind_listeners(server, cfg, check_free=False, announce=False)
     bound = int(os.environ[_BOUND_FD_ENV])
     os.write(bound, b"1")
     os.close(bound)

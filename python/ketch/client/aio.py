@@ -244,7 +244,8 @@ class AsyncClient:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             stub = ch.unary_unary(path, request_serializer=_serialize, response_deserializer=parse)
             try:
-                return await stub(request, timeout=left, metadata=self.metadata())  # type: ignore[no-any-return]
+                answer = await stub(request, timeout=left, metadata=self.metadata())
+                return answer  # type: ignore[no-any-return]
             except grpc.RpcError as e:
                 if self._auth is not None and not token_renewed and e.details() in RENEW_TOKEN:
                     # Refused before it was applied: safe to send again, once.

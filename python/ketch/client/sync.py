@@ -257,7 +257,8 @@ class Client:
                 path, request_serializer=_serialize, response_deserializer=parse
             )
             try:
-                return stub(request, timeout=left, metadata=self.metadata())  # type: ignore[no-any-return]
+                answer = stub(request, timeout=left, metadata=self.metadata())
+                return answer  # type: ignore[no-any-return]
             except grpc.RpcError as e:
                 if self._auth is not None and not token_renewed and e.details() in RENEW_TOKEN:
                     # Refused before it was applied: safe to send again, once.
