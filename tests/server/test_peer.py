@@ -273,7 +273,7 @@ def test_other_cluster_is_refused(port: int, caplog: pytest.LogCaptureFixture) -
             assert receiver.engine.stepped == []
             channel = open_channel(receiver.url, None)
             with pytest.raises(grpc.aio.AioRpcError) as e:
-                await channel.unary_unary(peer.FORWARD)(b"\0\0\0\1x", metadata=(("ketch-cluster-id", "cafe"),))  # type: ignore[arg-type]  # fmt: skip
+                await channel.unary_unary(peer.MEMBERS)(b"", metadata=(("ketch-cluster-id", "cafe"),))  # type: ignore[arg-type]  # fmt: skip
             assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert e.value.details() == "cluster ID mismatch"
             await channel.close()

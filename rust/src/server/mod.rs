@@ -19,6 +19,7 @@
 mod calls;
 mod codec;
 mod http_endpoints;
+mod recipes;
 pub mod status;
 mod streams;
 mod tls;
@@ -242,12 +243,16 @@ enum Kind {
     Watch,
     KeepAlive,
     Snapshot,
+    /// v3lockpb.Lock and v3electionpb.Election, run by the server on its own store.
+    Recipe(recipes::Recipe),
+    Observe,
 }
 
 /// etcd's v3 services, by gRPC path. A path missing here gets grpc-go's
 /// UNIMPLEMENTED. LeaseLeases is answered locally, as etcd does.
-const METHODS: [(&str, Kind); 24] = {
-    use Kind::{KeepAlive, LeaderUnary, Snapshot, Unary, Watch};
+const METHODS: [(&str, Kind); 31] = {
+    use recipes::Recipe as R;
+    use Kind::{KeepAlive, LeaderUnary, Observe, Recipe, Snapshot, Unary, Watch};
     [
     ("/etcdserverpb.KV/Range", Unary(Method::KvRange)),
     ("/etcdserverpb.KV/Put", Unary(Method::KvPut)),
@@ -273,6 +278,13 @@ const METHODS: [(&str, Kind); 24] = {
     ("/etcdserverpb.Maintenance/Snapshot", Snapshot),
     ("/etcdserverpb.Maintenance/MoveLeader", Unary(Method::MaintenanceMoveLeader)),
     ("/etcdserverpb.Auth/Authenticate", Unary(Method::AuthAuthenticate)),
+    ("/v3lockpb.Lock/Lock", Recipe(R::Lock)),
+    ("/v3lockpb.Lock/Unlock", Recipe(R::Unlock)),
+    ("/v3electionpb.Election/Campaign", Recipe(R::Campaign)),
+    ("/v3electionpb.Election/Proclaim", Recipe(R::Proclaim)),
+    ("/v3electionpb.Election/Leader", Recipe(R::Leader)),
+    ("/v3electionpb.Election/Observe", Observe),
+    ("/v3electionpb.Election/Resign", Recipe(R::Resign)),
     ]
 };
 
@@ -305,7 +317,9 @@ async fn grpc(front: &Arc<Front>, req: http::Request<Incoming>) -> http::Respons
         Kind::LeaderUnary(method) => grpc.unary(UnaryCall { calls, method, leader_path: Some(path) }, req).await,
         Kind::Watch => grpc.streaming(StreamCall { calls, open: streams::watch }, req).await,
         Kind::KeepAlive => grpc.streaming(StreamCall { calls, open: streams::keep_alive }, req).await,
-        Kind::Snapshot => grpc.server_streaming(SnapshotCall { calls }, req).await,
+        Kind::Snapshot => grpc.server_streaming(SnapshotCall { calls, observe: false }, req).await,
+        Kind::Observe => grpc.server_streaming(SnapshotCall { calls, observe: true }, req).await,
+        Kind::Recipe(recipe) => grpc.unary(RecipeCall { calls, recipe }, req).await,
     }
 }
 
@@ -347,8 +361,10 @@ impl StreamingService<Bytes> for StreamCall {
     }
 }
 
+/// The server-streaming calls: Maintenance.Snapshot and Election.Observe.
 struct SnapshotCall {
     calls: Arc<Calls>,
+    observe: bool,
 }
 
 impl ServerStreamingService<Bytes> for SnapshotCall {
@@ -357,7 +373,51 @@ impl ServerStreamingService<Bytes> for SnapshotCall {
     type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<ResponseStream>, Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let calls = self.calls.clone();
-        Box::pin(async move { streams::snapshot(&calls, request.into_inner()).await.map(tonic::Response::new) })
+        let (calls, observe) = (self.calls.clone(), self.observe);
+        Box::pin(async move {
+            let request = request.into_inner();
+            let stream = if observe { recipes::observe(&calls, request) } else { streams::snapshot(&calls, request).await };
+            stream.map(tonic::Response::new)
+        })
+    }
+}
+
+struct RecipeCall {
+    calls: Arc<Calls>,
+    recipe: recipes::Recipe,
+}
+
+impl UnaryService<Bytes> for RecipeCall {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let (calls, recipe) = (self.calls.clone(), self.recipe);
+        Box::pin(async move { recipes::serve(&calls, recipe, request.into_inner()).await.map(tonic::Response::new) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_is_routed_once() {
+        let mut paths: Vec<&str> = METHODS.iter().map(|(p, _)| *p).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), METHODS.len());
+        assert!(matches!(kind_of("/etcdserverpb.KV/Put"), Some((_, Kind::Unary(Method::KvPut)))));
+        assert!(matches!(kind_of("/etcdserverpb.Lease/LeaseKeepAlive"), Some((_, Kind::KeepAlive))));
+        assert!(kind_of("/etcdserverpb.KV/Nope").is_none());
+    }
+
+    #[test]
+    fn unknown_methods_are_named_as_grpc_go_names_them() {
+        assert_eq!(unimplemented("/etcdserverpb.KV/Nope").message(), "unknown method Nope for service etcdserverpb.KV");
+        assert_eq!(unimplemented("/etcdserverpb.Auth/UserAdd").message(), "unknown method UserAdd for service etcdserverpb.Auth");
+        assert_eq!(unimplemented("/no.Such/Thing").message(), "unknown service no.Such");
+        // A prefix of a served service is another service.
+        assert_eq!(unimplemented("/etcdserverpb.K/Put").message(), "unknown service etcdserverpb.K");
     }
 }
