@@ -132,7 +132,7 @@ class Engine:
         keepalive_interval: float,
         keepalive_timeout: float,
         version: str,
-        tls: tuple[str, str, str, bool, str, str, str] | None = None,
+        tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
         forward_tls: tuple[bytes | None, bytes, bytes] | None = None,
         threads: int = 0,
     ) -> ClientServer:
@@ -140,8 +140,8 @@ class Engine:
         sockets: listeners is [(fd, is_https)], each fd detached from its
         Python socket (the server owns it). tls: (cert file, key file,
         trusted CA file, client cert auth, CRL file, TLS min version, TLS max
-        version), "" for what is not given; the files are read again when they
-        change. forward_tls: (CA PEM, cert PEM, key PEM) for calling an https
+        version, TLS 1.2 cipher suites by IANA name), empty for what is not
+        given; the files are read again when they change. forward_tls: (CA PEM, cert PEM, key PEM) for calling an https
         leader with leader-only calls. threads: tokio workers, 0 for one per
         CPU. ValueError names a bad TLS file."""
 
@@ -149,6 +149,10 @@ class Engine:
         """Stop taking requests, finish what was accepted, fsync, join threads.
 
         Stop the ClientServer first."""
+
+def self_signed_cert(hosts: list[str]) -> tuple[str, str]:
+    """(certificate PEM, key PEM) self-signed for these DNS names and IP
+    addresses (etcd's --auto-tls). ValueError if one cannot be named."""
 
 class ClientServer:
     """The client front door (Engine.serve_clients); no Python runs on its requests."""

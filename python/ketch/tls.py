@@ -30,7 +30,7 @@ def _read(path: str, what: str) -> bytes:
         raise OSError(e.errno, f"cannot read {what} {path}: {e.strerror}") from None
 
 
-ClientTlsFiles = tuple[str, str, str, bool, str, str, str]
+ClientTlsFiles = tuple[str, str, str, bool, str, str, str, list[str]]
 
 
 def client_tls_files(cfg: Config) -> ClientTlsFiles:
@@ -54,6 +54,7 @@ def client_tls_files(cfg: Config) -> ClientTlsFiles:
         crl,
         getattr(cfg, "tls_min_version", ""),
         getattr(cfg, "tls_max_version", ""),
+        list(getattr(cfg, "cipher_suites", ())),
     )
 
 

@@ -19,9 +19,11 @@ struct PyEngine {
     engine: Arc<RustEngine>,
 }
 
-/// (cert file, key file, trusted CA file, client cert auth, CRL file, TLS min version, TLS max version);
-/// empty strings for what is not given.
-type TlsArgs = (String, String, String, bool, String, String, String);
+/// (cert file, key file, trusted CA file, client cert auth, CRL file, TLS min version, TLS max version,
+/// cipher suites); empty for what is not given.
+type TlsArgs = (String, String, String, bool, String, String, String, Vec<String>);
+/// (ID, name, peer URLs, client URLs, is learner): one member for Python.
+type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
 /// (CA PEM or None, certificate PEM, key PEM): how this member calls the leader's https client URL.
 type ForwardTlsArgs = (Option<Vec<u8>>, Vec<u8>, Vec<u8>);
 
@@ -145,7 +147,7 @@ impl PyEngine {
     }
 
     /// [(id, name, peer URLs, client URLs, is_learner)], sorted by ID.
-    fn members(&self) -> Vec<(u64, String, Vec<String>, Vec<String>, bool)> {
+    fn members(&self) -> Vec<MemberRow> {
         self.engine
             .members()
             .into_iter()
@@ -193,6 +195,7 @@ impl PyEngine {
                 crl_file: t.4,
                 min_version: t.5,
                 max_version: t.6,
+                cipher_suites: t.7,
             }),
             forward_tls: forward_tls.map(|(ca_pem, cert_pem, key_pem)| ForwardTls { ca_pem, cert_pem, key_pem }),
             max_request_bytes,
@@ -255,6 +258,12 @@ fn drain_queue<'py>(py: Python<'py>, queue: &CompletionQueue) -> PyResult<Bound<
     Ok(out)
 }
 
+/// etcd's --auto-tls: (certificate PEM, key PEM), self-signed for `hosts`.
+#[pyfunction]
+fn self_signed_cert(hosts: Vec<String>) -> PyResult<(String, String)> {
+    crate::server::self_signed(&hosts).map_err(PyValueError::new_err)
+}
+
 fn start_error(e: StartError) -> PyErr {
     match e {
         StartError::Io { .. } | StartError::Wal(crate::wal::WalError::Io { .. }) => {
@@ -269,6 +278,7 @@ fn start_error(e: StartError) -> PyErr {
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_class::<PyClientServer>()?;
+    m.add_function(wrap_pyfunction!(self_signed_cert, m)?)?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }

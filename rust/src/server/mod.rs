@@ -40,7 +40,7 @@ use tonic::server::{Grpc, ServerStreamingService, StreamingService, UnaryService
 use tonic::{Status, Streaming};
 
 pub use calls::ForwardTls;
-pub use tls::TlsFiles;
+pub use tls::{self_signed, TlsFiles};
 
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;

@@ -31,6 +31,9 @@ pub struct TlsFiles {
     /// "TLS1.2" or "TLS1.3"; empty for rustls's (and etcd's) defaults.
     pub min_version: String,
     pub max_version: String,
+    /// etcd's --cipher-suites, by their IANA names (Go's); empty: rustls's
+    /// defaults. As in Go, they choose among TLS 1.2 suites only.
+    pub cipher_suites: Vec<String>,
 }
 
 impl TlsFiles {
@@ -98,7 +101,7 @@ fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| format!("--key-file {}: {e}", files.key_file))?
         .ok_or_else(|| format!("--key-file {}: no PEM private key in it", files.key_file))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider(&files.cipher_suites)?);
     let versions = versions(&files.min_version, &files.max_version)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
@@ -130,6 +133,48 @@ fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     // gRPC is HTTP/2; HTTP/1.1 is offered for the endpoints beside it.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// ring's provider, its TLS 1.2 suites cut down to `names` when given.
+fn provider(names: &[String]) -> Result<rustls::crypto::CryptoProvider, String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if names.is_empty() {
+        return Ok(provider);
+    }
+    let offered = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+    for name in names {
+        // Go also accepts the ChaCha20 suites without their "_SHA256".
+        let known = provider.cipher_suites.iter().any(|s| {
+            let o = offered(s);
+            o == *name || o.strip_suffix("_SHA256") == Some(name.as_str())
+        });
+        if !known {
+            let tls12: Vec<String> = provider
+                .cipher_suites
+                .iter()
+                .filter(|s| s.version() == &rustls::version::TLS12)
+                .map(offered)
+                .collect();
+            return Err(format!(
+                "--cipher-suites {name}: ketch's TLS (rustls) does not offer it; it offers {}",
+                tls12.join(", ")
+            ));
+        }
+    }
+    provider.cipher_suites.retain(|s| {
+        let o = offered(s);
+        s.version() != &rustls::version::TLS12
+            || names.iter().any(|n| o == *n || o.strip_suffix("_SHA256") == Some(n.as_str()))
+    });
+    Ok(provider)
+}
+
+/// A self-signed certificate and its key (PEM) for `hosts` (DNS names or IP
+/// addresses): etcd's --auto-tls. rcgen's default validity (to year 4096) rather
+/// than etcd's one year: it is made anew at every start anyway.
+pub fn self_signed(hosts: &[String]) -> Result<(String, String), String> {
+    let certified = rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| format!("--auto-tls: {e}"))?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
 fn versions(min: &str, max: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
