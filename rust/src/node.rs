@@ -62,8 +62,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 /// Store commits between WAL-covered entries skip fsync; at most this much
 /// applied state is replayed from the WAL after a crash.
 const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-/// See `after_durable_commit`.
-const CATCH_UP_ENTRIES: u64 = 5000;
 /// etcd's maxGapBetweenApplyAndCommitIndex; see `prepare_write`.
 const MAX_APPLY_GAP: u64 = 5000;
 /// How often a member retries publishing its name and client URLs until
@@ -156,12 +154,24 @@ impl Node {
             applied,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
-            pre_vote: true,
+            pre_vote: config.pre_vote,
             check_quorum: true,
             ..RaftConfig::default()
         };
         raft_config.validate()?;
-        let raw = RawNode::new(&raft_config, log, &raft_logger())?;
+        if config.unsafe_no_fsync {
+            log.set_unsafe_no_fsync();
+        }
+        let mut raw = RawNode::new(&raft_config, log, &raft_logger())?;
+        // etcd's --initial-election-tick-advance: a member that starts among
+        // others is one tick away from its election timeout, so a cluster
+        // without a leader elects one sooner (a randomized timeout is at least
+        // election_ticks, so these ticks never start an election themselves).
+        if config.initial_election_tick_advance && raw.raft.prs().conf().voters().ids().len() > 1 {
+            for _ in 1..config.election_ticks {
+                raw.tick();
+            }
+        }
         let term_seen = raw.raft.term;
         let identity = Identity {
             member_id: meta.member_id,
@@ -601,13 +611,14 @@ impl Node {
             Method::ClusterMemberAdd => {
                 let r: MemberAddRequest = decode(request)?;
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                let member = membership::check_add(&ms, &r, membership::added_member_id(&r.peer_ur_ls, now))?;
+                let rules = membership::Reconfig { strict: shared.config.strict_reconfig_check, max_learners: shared.config.max_learners };
+                let member = membership::check_add(&ms, &r, membership::added_member_id(&r.peer_ur_ls, now), rules)?;
                 let kind = if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
                 membership::conf_change(kind, id, member)
             }
             Method::ClusterMemberRemove => {
                 let r: MemberRemoveRequest = decode(request)?;
-                let member = membership::check_remove(&ms, r.id)?.clone();
+                let member = membership::check_remove(&ms, r.id, shared.config.strict_reconfig_check)?.clone();
                 membership::conf_change(ConfChangeType::RemoveNode, id, member)
             }
             Method::ClusterMemberPromote => {
@@ -617,7 +628,7 @@ impl Node {
                 if !self.is_leader() {
                     return Err(EtcdError::NotLeader);
                 }
-                let member = membership::check_promote(&ms, r.id)?.clone();
+                let member = membership::check_promote(&ms, r.id, shared.config.strict_reconfig_check)?.clone();
                 let prs = self.raw.raft.prs();
                 let leader_match = prs.get(self.member_id).map_or(0, |p| p.matched);
                 let learner_match = prs.get(r.id).map_or(0, |p| p.matched);
@@ -798,9 +809,9 @@ impl Node {
         self.last_durable_commit = Instant::now();
         // Entries kept behind the compaction point, so a follower a little
         // behind catches up from the log rather than a whole snapshot
-        // (etcd's snapshotCatchUpEntries, 5000; fewer for a small
+        // (etcd's --experimental-snapshot-catchup-entries, 5000; fewer for a small
         // --snapshot-count, so that tests can reach snapshots).
-        let keep = CATCH_UP_ENTRIES.min(shared.config.snapshot_count);
+        let keep = shared.config.snapshot_catchup_entries.min(shared.config.snapshot_count);
         let durable = shared.store.durable_consistent_index();
         let log = self.raw.mut_store();
         let first = log.first_index().unwrap_or(1);
