@@ -413,9 +413,12 @@ def _validate(values: dict[str, Any]) -> Config:
         )
 
     # etcd: a non-default name with the default initial cluster means "this
-    # member alone, at its advertised peer URLs" (UpdateDefaultClusterFromName).
+    # member alone, at its advertised peer URLs" (UpdateDefaultClusterFromName);
+    # so does discovery in ketch, which has none (etcd would ask the service).
     initial_cluster = cfg.initial_cluster
-    if cfg.name != DEFAULT_NAME and initial_cluster == DEFAULT_INITIAL_CLUSTER:
+    if (discovery and "initial-cluster" not in explicit) or (
+        cfg.name != DEFAULT_NAME and initial_cluster == DEFAULT_INITIAL_CLUSTER
+    ):
         initial_cluster = ",".join(f"{cfg.name}={u}" for u in cfg.initial_advertise_peer_urls)
     try:
         members = _cluster_map(initial_cluster)

@@ -43,6 +43,18 @@ class Str(Kind):
     pass
 
 
+class Ignored(Kind):
+    """etcd's flags.IgnoredFlag: a bool-like flag whose value, whatever it is, is dropped."""
+
+    is_bool = True
+
+    def parse(self, s: str) -> str:
+        return s
+
+    def show(self, v: Any) -> str:
+        return ""
+
+
 class Bool(Kind):
     is_bool = True
     go_type = "bool"

@@ -21,7 +21,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _go
-from ._go import INT, INT64, UINT, UINT64, Bool, Choice, Duration, Kind, Str, Strings, Uint32, URLs
+from ._go import (
+    INT,
+    INT64,
+    UINT,
+    UINT64,
+    Bool,
+    Choice,
+    Duration,
+    Ignored,
+    Kind,
+    Str,
+    Strings,
+    Uint32,
+    URLs,
+)
 
 
 @dataclass(frozen=True)
@@ -78,12 +92,11 @@ RETENTION = (
 BATCH = "ketch's backend commits every apply batch and makes it durable every 100 ms"
 LOCKING = "ketch does not lock its memory"
 TIMING = "ketch does not time requests or applies for warnings"
-SRV_BOOTSTRAP = DISCOVERY
 
 
 def _ignored(name: str) -> Flag:
     # etcd 0.4's flags, which etcd still accepts and ignores (etcdmain's `ignored`).
-    return Flag(name, Bool(), False, "", reason="an etcd 0.4 flag that etcd ignores too",
+    return Flag(name, Ignored(), "", "", reason="an etcd 0.4 flag that etcd ignores too",
                 yaml=None, hidden=True)  # fmt: skip
 
 
@@ -115,7 +128,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("name", Str(), "default", "Human-readable name of this member.", "name"),
         Flag("data-dir", Str(), "", "Directory of the member's data (WAL and backend).", "data_dir",
              shown_default="${name}.ketch"),
-        Flag("wal-dir", Str(), "", "Put the WAL in this directory instead of <data-dir>/member/wal.",
+        Flag("wal-dir", Str(), "", "Put the WAL in this directory instead of the data dir's member/wal.",
              "wal_dir"),
         Flag("snapshot-count", UINT64, 100_000,
              "Applied entries kept in the Raft log before it is compacted.", "snapshot_count"),
