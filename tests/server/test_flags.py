@@ -57,7 +57,7 @@ ETCD_35_ADDITIONS = (
 def etcd_help_flags() -> list[str]:
     """The flags Debian's etcd lists in `etcd --help`, in its order."""
     out = subprocess.run([ETCD, "--help"], capture_output=True, text=True, timeout=30, check=False)
-    return re.findall(r"^  --([a-z0-9-]+)", out.stdout + out.stderr, re.M)
+    return re.findall(r"^  --([a-z0-9-]+)", out.stdout + out.stderr, re.MULTILINE)
 
 
 def etcd_flags() -> list[str]:
@@ -201,9 +201,9 @@ def test_every_etcd_flag_is_in_the_table() -> None:
 
 
 def test_help_lists_every_listed_flag_in_etcds_groups() -> None:
-    listed = re.findall(r"^  --([a-z0-9-]+)", USAGE, re.M)
+    listed = re.findall(r"^  --([a-z0-9-]+)", USAGE, re.MULTILINE)
     assert sorted(listed) == sorted(f.name for f in FLAGS.values() if not f.hidden)
-    groups = re.findall(r"^(\S[^:\n]*):$", USAGE, re.M)
+    groups = re.findall(r"^(\S[^:\n]*):$", USAGE, re.MULTILINE)
     assert groups[:5] == ["Usage", "Member", "Clustering", "Security", "Auth"]
     assert "  --grpc-workers 'number of CPUs, at most 4' (ketch)" in USAGE
     assert "  --enable-pprof 'false' [no effect]" in USAGE
@@ -325,8 +325,10 @@ def test_inert_values_draw_no_warning() -> None:
 def test_one_warning_per_no_op_flag_naming_it() -> None:
     cfg = parse(["--enable-pprof", "--listen-metrics-urls=http://127.0.0.1:2381"], NO_ENV)
     assert cfg.warnings == (
-        "flag --enable-pprof has no effect in ketch: ketch is not a Go program and has no "
-        "pprof endpoint",
+        (
+            "flag --enable-pprof has no effect in ketch: ketch is not a Go program and has no "
+            "pprof endpoint"
+        ),
         "flag --listen-metrics-urls has no effect in ketch: no /metrics or /health endpoint yet",
     )
     assert cfg.enable_pprof and cfg.listen_metrics_urls == ("http://127.0.0.1:2381",)
@@ -370,11 +372,11 @@ BAD = [
     (["--auto-compaction-retention=foo"], 'error parsing CompactionRetention: time: invalid duration "foo"', 1),
     (["--auth-token=foo"], "auth: invalid auth options", 1),
     (["--experimental-enable-lease-checkpoint-persist"],
-     "error verifying flags, setting experimental-enable-lease-checkpoint-persist requires "
-     "experimental-enable-lease-checkpoint. See 'ketch --help'.", 1),
+     ("error verifying flags, setting experimental-enable-lease-checkpoint-persist requires "
+      "experimental-enable-lease-checkpoint. See 'ketch --help'."), 1),
     (["--discovery-srv=x", "--initial-cluster=default=http://localhost:2380"],
-     'error verifying flags, multiple discovery or bootstrap flags are set. Choose one of '
-     '"initial-cluster", "discovery" or "discovery-srv". See \'ketch --help\'.', 1),
+     ('error verifying flags, multiple discovery or bootstrap flags are set. Choose one of '
+      '"initial-cluster", "discovery" or "discovery-srv". See \'ketch --help\'.'), 1),
     (["--election-timeout=0"], "error verifying flags, --election-timeout must be >0 (set to 0ms). See 'ketch --help'.", 1),
     (["--listen-metrics-urls=http://foo.com:2381"],
      "error verifying flags, expected IP in URL for binding (http://foo.com:2381). See 'ketch --help'.", 1),
