@@ -205,3 +205,19 @@ def test_max_learners(make_server: ServerFactory) -> None:
     two = make_server("ketch", ["--experimental-max-learners=2"])
     assert _add(two, "l1", "--learner")[0] == 0
     assert _add(two, "l2", "--learner")[0] == 0
+
+
+@pytest.mark.parametrize("limit", ["2", "3"])
+def test_max_txn_ops_as_etcd(make_server: ServerFactory, limit: str) -> None:
+    answers = []
+    txn = b"\nput a 1\nput b 2\nput c 3\n\n\n"
+    for kind in ("etcd", "ketch"):
+        s = make_server(kind, [f"--max-txn-ops={limit}"])
+        rc, out, err = s.etcdctl("txn", stdin=txn)
+        answers.append((rc, (out + err).strip().splitlines()[-1]))
+        s.stop()
+    assert answers[0] == answers[1]
+    if limit == "2":
+        assert answers[0] == (1, "Error: etcdserver: too many operations in txn request")
+    else:
+        assert answers[0][0] == 0

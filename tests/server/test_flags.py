@@ -340,7 +340,7 @@ def test_debug_means_debug_logs() -> None:
 
 def test_unsafe_no_fsync_warns_as_etcd_does() -> None:
     (line,) = parse(["--unsafe-no-fsync"], NO_ENV).warnings
-    assert "--unsafe-no-fsync" in line and "loses" in line
+    assert "--unsafe-no-fsync" in line and "data loss" in line
 
 
 def test_discovery_without_initial_cluster_starts_alone_with_a_warning() -> None:

@@ -346,8 +346,8 @@ def parse(args: Sequence[str], environ: Mapping[str, str] | None = None) -> Conf
     warnings += [FLAGS[n].warning() for n, v in values.items() if FLAGS[n].warns(v)]
     if cfg.unsafe_no_fsync:
         warnings.append(
-            "--unsafe-no-fsync is set: the WAL is never fsynced; a crash or power loss "
-            "loses acknowledged writes (for tests only)"
+            "--unsafe-no-fsync is set: fsync is disabled, which is unsafe and will cause "
+            "data loss on a crash or power failure (for tests only)"
         )
     return dataclasses.replace(cfg, warnings=tuple(warnings))
 
