@@ -342,13 +342,10 @@ def parse(args: Sequence[str], environ: Mapping[str, str] | None = None) -> Conf
     else:
         values = _from_environment(given, env, warnings)
     cfg = _validate(values)
-    # One line per flag set that does not do in ketch what it does in etcd.
+    # One line per flag set that does not do in ketch what it does in etcd,
+    # and the cautions of flags that do.
     warnings += [FLAGS[n].warning() for n, v in values.items() if FLAGS[n].warns(v)]
-    if cfg.unsafe_no_fsync:
-        warnings.append(
-            "--unsafe-no-fsync is set: fsync is disabled, which is unsafe and will cause "
-            "data loss on a crash or power failure (for tests only)"
-        )
+    warnings += [FLAGS[n].notice for n, v in values.items() if FLAGS[n].notices(v)]
     return dataclasses.replace(cfg, warnings=tuple(warnings))
 
 

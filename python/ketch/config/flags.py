@@ -51,6 +51,7 @@ class Flag:
     since: str = "3.4"  # "3.5": added in etcd 3.5; "ketch": ketch's own
     hidden: bool = False  # accepted but left out of --help, as etcd leaves it out
     shown_default: str = ""  # --help's default when the value does not say it
+    notice: str = ""  # a flag ketch honours but cautions about when it is on (logged)
 
     @property
     def yaml_key(self) -> str | None:
@@ -62,6 +63,9 @@ class Flag:
     def warns(self, value: Any) -> bool:
         """Whether setting this flag to `value` draws the no-effect warning."""
         return bool(self.reason) and value not in self.inert
+
+    def notices(self, value: Any) -> bool:
+        return bool(self.notice) and value != self.default
 
     def warning(self) -> str:
         return f"flag --{self.name} has no effect in ketch: {self.reason}"
@@ -87,7 +91,7 @@ ALLOWED_NAMES = "ketch checks certificates against the trusted CA only, not thei
 CLIENT_CERT = "ketch dials peers with --peer-cert-file/--peer-key-file"
 RETENTION = (
     "ketch keeps no snapshot files (a snapshot is streamed from the backend) and "
-    "deletes WAL segments once the backend holds their entries"
+    "deletes a WAL segment once the Raft log is compacted past it"
 )
 BATCH = "ketch's backend commits every apply batch and makes it durable every 100 ms"
 LOCKING = "ketch does not lock its memory"
@@ -171,8 +175,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("socket-reuse-port", Bool(), False, "Set SO_REUSEPORT on the listeners.",
              since="3.5", reason="ketch sets SO_REUSEPORT on client listeners exactly when "
              "--grpc-workers is above 1 (its workers share the port)", inert=(False,)),
-        Flag("socket-reuse-address", Bool(), False, "Set SO_REUSEADDR on the listeners.",
-             since="3.5", reason="", inert=()),
+        Flag("socket-reuse-address", Bool(), False,
+             "Set SO_REUSEADDR on the listeners (ketch's gRPC listeners always have it).",
+             since="3.5"),
         Flag("grpc-workers", _Workers(), DEFAULT_GRPC_WORKERS,
              "gRPC processes sharing the client port, all reaching this member's one engine.",
              "grpc_workers", since="ketch", shown_default="number of CPUs, at most 4"),
@@ -393,7 +398,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              reason="not implemented yet: the member restarts with the membership in its data",
              inert=(False,)),
         Flag("unsafe-no-fsync", Bool(), False, "Never fsync: loses data on a crash; tests only.",
-             "unsafe_no_fsync", since="3.5"),
+             "unsafe_no_fsync", since="3.5",
+             notice="--unsafe-no-fsync is set: fsync is disabled, which is unsafe and will "
+             "cause data loss on a crash or power failure (for tests only)"),
     )),
     ("Deprecated (etcd 3.4)", (
         Flag("debug", Bool(), False, "Log at debug level (as --log-level=debug).", "debug"),
