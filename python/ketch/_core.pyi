@@ -74,6 +74,7 @@ class Engine:
         max_learners: int = 1,
         snapshot_catchup_entries: int = 5000,
         unsafe_no_fsync: bool = False,  # tests only: the WAL is never fsynced
+        force_new_cluster: bool = False,  # a restart becomes its cluster's only voter
     ) -> None:
         """Open (or create) the member's data dir and start its threads.
 

@@ -287,6 +287,7 @@ def _open_engine(
             max_learners=cfg.max_learners,
             snapshot_catchup_entries=cfg.snapshot_catchup_entries,
             unsafe_no_fsync=cfg.unsafe_no_fsync,
+            force_new_cluster=cfg.force_new_cluster,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None

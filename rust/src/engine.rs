@@ -210,6 +210,8 @@ pub struct EngineConfig {
     pub snapshot_catchup_entries: u64,
     /// Never fsync the WAL (--unsafe-no-fsync): for tests only.
     pub unsafe_no_fsync: bool,
+    /// Restart as the only voter of the cluster in the data dir (--force-new-cluster).
+    pub force_new_cluster: bool,
 }
 
 impl EngineConfig {
@@ -239,6 +241,7 @@ impl EngineConfig {
             max_learners: 1,
             snapshot_catchup_entries: 5000,
             unsafe_no_fsync: false,
+            force_new_cluster: false,
         }
     }
 

@@ -111,7 +111,8 @@ impl Node {
     /// does not durably have.
     pub(crate) fn open(config: &EngineConfig, store: &Store) -> Result<(Node, Identity), StartError> {
         let wal_dir = config.wal_dir();
-        let (mut log, meta) = if RaftLog::exists(&wal_dir) {
+        let restarted = RaftLog::exists(&wal_dir);
+        let (mut log, meta) = if restarted {
             let opened = RaftLog::open(&wal_dir)?;
             let meta = MemberMetadata::decode(opened.metadata.as_slice()).map_err(|e| {
                 StartError::Config(format!(
@@ -146,6 +147,9 @@ impl Node {
         // applied was committed, so raising it is safe.
         if applied > log.hard_state().commit {
             log.set_commit(applied);
+        }
+        if config.force_new_cluster && restarted {
+            force_new_cluster(&mut log, applied, meta.member_id)?;
         }
         let raft_config = RaftConfig {
             id: meta.member_id,
@@ -961,6 +965,74 @@ fn bootstrap_log(wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String,
     log.set_hard_state(&HardState { term: 1, vote: 0, commit, ..HardState::default() })?;
     log.sync()?;
     Ok(log)
+}
+
+/// etcd's --force-new-cluster (its restartAsStandaloneNode), for a member
+/// restarted from its data after the rest of its cluster is lost:
+///
+/// 1. who is in the cluster at the commit index: the configuration as of the
+///    applied index, then the conf changes committed after it (etcd's getIDs);
+/// 2. the entries past the commit index are dropped (they may never commit);
+/// 3. one RemoveNode per other member is appended and committed, and Raft
+///    starts with this member as its only voter.
+///
+/// Applying those entries removes the others from the member list the way a
+/// MemberRemove does; the cluster and member IDs and all data stay.
+fn force_new_cluster(log: &mut RaftLog, applied: u64, me: u64) -> Result<(), StartError> {
+    let hs = log.hard_state().clone();
+    let cs = log.conf_state().clone();
+    let mut ids: std::collections::BTreeSet<u64> = cs.voters.iter().chain(cs.learners.iter()).copied().collect();
+    if hs.commit > applied {
+        let ctx = raft::GetEntriesContext::empty(false);
+        for entry in log.entries(applied + 1, hs.commit + 1, None, ctx)? {
+            if entry.get_entry_type() != EntryType::EntryConfChange {
+                continue;
+            }
+            let mut cc = ConfChange::default();
+            cc.merge_from_bytes(&entry.data).map_err(|e| StartError::Config(format!("entry {}: {e}", entry.index)))?;
+            match cc.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => ids.insert(cc.node_id),
+                ConfChangeType::RemoveNode => ids.remove(&cc.node_id),
+            };
+        }
+    }
+    let term = log.term(hs.commit)?;
+    let removals: Vec<Entry> = ids
+        .iter()
+        .filter(|&&id| id != me)
+        .enumerate()
+        .map(|(i, &id)| {
+            let cc = membership::conf_change(ConfChangeType::RemoveNode, 0, Member { id, ..Member::default() });
+            let mut e = Entry::default();
+            e.set_entry_type(EntryType::EntryConfChange);
+            e.term = term;
+            e.index = hs.commit + 1 + i as u64;
+            e.data = cc.write_to_bytes().expect("a ConfChange encodes").into();
+            e
+        })
+        .collect();
+    let commit = hs.commit + removals.len() as u64;
+    eprintln!(
+        "ketch: --force-new-cluster: this member ({me:x}) restarts as its cluster's only voter; \
+         removing {} other member(s) at index {}..={commit}",
+        removals.len(),
+        hs.commit + 1
+    );
+    if log.last_index() > hs.commit && removals.is_empty() {
+        // Nothing to append over them: drop the uncommitted tail with an
+        // empty entry at the commit index + 1, committed as Raft's no-op.
+        let mut noop = Entry::default();
+        noop.term = term;
+        noop.index = hs.commit + 1;
+        log.append(&[noop])?;
+        log.set_hard_state(&HardState { commit: hs.commit + 1, ..hs })?;
+    } else {
+        log.append(&removals)?;
+        log.set_hard_state(&HardState { commit, ..hs })?;
+    }
+    log.sync()?;
+    log.set_conf_state(ConfState { voters: vec![me], ..ConfState::default() });
+    Ok(())
 }
 
 fn snapshot_dir(config: &EngineConfig) -> PathBuf {

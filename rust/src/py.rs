@@ -28,7 +28,7 @@ impl PyEngine {
                         initial_members=None, tick_ms=100, election_ticks=10, snapshot_count=100_000,
                         wal_dir=None, pre_vote=true, initial_election_tick_advance=false,
                         strict_reconfig_check=true, max_learners=1, snapshot_catchup_entries=5000,
-                        unsafe_no_fsync=false))]
+                        unsafe_no_fsync=false, force_new_cluster=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -53,6 +53,7 @@ impl PyEngine {
         max_learners: usize,
         snapshot_catchup_entries: u64,
         unsafe_no_fsync: bool,
+        force_new_cluster: bool,
     ) -> PyResult<Self> {
         if member_id == 0 {
             return Err(PyValueError::new_err("member_id must not be 0"));
@@ -81,6 +82,7 @@ impl PyEngine {
         config.max_learners = max_learners;
         config.snapshot_catchup_entries = snapshot_catchup_entries;
         config.unsafe_no_fsync = unsafe_no_fsync;
+        config.force_new_cluster = force_new_cluster;
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
         Ok(PyEngine { engine: Arc::new(engine), workers: Mutex::new(None) })

@@ -156,7 +156,9 @@ def test_bad_combination_exit_1_nothing_written(tmp_path: Path, args: list[str])
     assert not data.exists()
 
 
-def test_wal_dir_is_used_and_found_again_as_etcd(make_server: ServerFactory, tmp_path: Path) -> None:
+def test_wal_dir_is_used_and_found_again_as_etcd(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
     for kind in ("etcd", "ketch"):
         wal = tmp_path / f"{kind}-wal"
         s = make_server(kind, ["--wal-dir", str(wal)])

@@ -212,7 +212,9 @@ def test_help_lists_every_listed_flag_in_etcds_groups() -> None:
 
 def test_readme_flag_table_is_the_tables() -> None:
     readme = (REPO / "README.md").read_text()
-    assert markdown_table() in readme, "README's flag table: regenerate with ketch.config.markdown_table()"
+    assert markdown_table() in readme, (
+        "README's flag table: regenerate with ketch.config.markdown_table()"
+    )
 
 
 def test_values_cover_every_flag() -> None:

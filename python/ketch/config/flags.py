@@ -395,8 +395,8 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
     ("Unsafe feature", (
         Flag("force-new-cluster", Bool(), False,
              "Restart as a one-member cluster from this member's data.", "force_new_cluster",
-             reason="not implemented yet: the member restarts with the membership in its data",
-             inert=(False,)),
+             notice="--force-new-cluster is set: a restarted member becomes the only member of "
+             "its cluster; restart it without the flag once it runs"),
         Flag("unsafe-no-fsync", Bool(), False, "Never fsync: loses data on a crash; tests only.",
              "unsafe_no_fsync", since="3.5",
              notice="--unsafe-no-fsync is set: fsync is disabled, which is unsafe and will "
