@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from .. import membership
 from . import _go
 from ._go import quote, split_host_port
-from .flags import DEFAULT_GRPC_WORKERS, FLAGS, YAML_KEYS, markdown_table, usage
+from .flags import DEFAULT_GRPC_WORKERS, FLAGS, YAML_KEYS, YAML_SECTIONS, markdown_table, usage
 
 __all__ = [
     "DEFAULT_QUOTA_BACKEND_BYTES",
@@ -297,10 +297,10 @@ def _from_yaml(path: str) -> dict[str, Any]:
         doc = {}
     if not isinstance(doc, dict):
         raise fail("the configuration must be a YAML mapping")
-    # Flatten the two TLS sections (etcd's securityConfig) into dotted keys.
+    # Flatten the nested sections into dotted keys.
     entries: dict[str, Any] = {}
     for key, v in doc.items():
-        if key in ("client-transport-security", "peer-transport-security") and v is not None:
+        if key in YAML_SECTIONS and v is not None:
             if not isinstance(v, dict):
                 raise fail(f"{key} must be a mapping")
             entries.update({f"{key}.{k}": x for k, x in v.items()})

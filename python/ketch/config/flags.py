@@ -174,10 +174,11 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "grpc_keepalive_timeout", reason=TRANSPORT, inert=(20.0,)),
         Flag("socket-reuse-port", Bool(), False, "Set SO_REUSEPORT on the listeners.",
              since="3.5", reason="ketch sets SO_REUSEPORT on client listeners exactly when "
-             "--grpc-workers is above 1 (its workers share the port)", inert=(False,)),
+             "--grpc-workers is above 1 (its workers share the port)", inert=(False,),
+             yaml="socket-options.reuse-port"),
         Flag("socket-reuse-address", Bool(), False,
              "Set SO_REUSEADDR on the listeners (ketch's gRPC listeners always have it).",
-             since="3.5"),
+             since="3.5", yaml="socket-options.reuse-address"),
         Flag("grpc-workers", _Workers(), DEFAULT_GRPC_WORKERS,
              "gRPC processes sharing the client port, all reaching this member's one engine.",
              "grpc_workers", since="ketch", shown_default="number of CPUs, at most 4"),
@@ -429,6 +430,9 @@ def all_flags() -> Iterator[Flag]:
 
 FLAGS: dict[str, Flag] = {f.name: f for f in all_flags()}
 YAML_KEYS: dict[str, Flag] = {f.yaml_key: f for f in all_flags() if f.yaml_key}
+# The config file's nested mappings (etcd's securityConfig twice, and 3.5's
+# socket options); their keys are "section.key" above.
+YAML_SECTIONS = frozenset(k.partition(".")[0] for k in YAML_KEYS if "." in k)
 
 
 def usage() -> str:
@@ -474,7 +478,8 @@ def usage() -> str:
 
 
 def markdown_table() -> str:
-    """README's flag table: every accepted flag, its default, and what ketch does with it."""
+    """README's flag table: every accepted flag (etcd 3.5's additions marked), its
+    default, and what ketch does with it."""
     rows = ["| flag | default | in ketch |", "|---|---|---|"]
     for group, flags in GROUPS:
         if group == "Ignored":
@@ -490,5 +495,6 @@ def markdown_table() -> str:
                 what = f"no effect: {f.reason}"
             else:
                 what = f.help + (" (ketch only)" if f.since == "ketch" else "")
-            rows.append(f"| `--{f.name}` | {default} | {what} |")
+            mark = " (3.5)" if f.since == "3.5" else ""
+            rows.append(f"| `--{f.name}`{mark} | {default} | {what} |")
     return "\n".join(rows) + "\n"
