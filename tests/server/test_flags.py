@@ -36,7 +36,7 @@ ETCD_34_UNLISTED = (
 # "Configuration flags" page lists the same), as of v3.5.17; the last two are
 # the 3.6 flags issue 10 names, which 3.5 backports took up under these names.
 ETCD_35_ADDITIONS = (
-    "socket-reuse-port", "socket-reuse-address", "v2-deprecation",
+    "socket-reuse-port", "socket-reuse-address", "listen-client-http-urls", "v2-deprecation",
     "client-cert-file", "client-key-file", "peer-client-cert-file", "peer-client-key-file",
     "self-signed-cert-validity", "tls-min-version", "tls-max-version",
     "enable-log-rotation", "log-rotation-config-json",
@@ -79,6 +79,7 @@ VALID: dict[str, tuple[str, Any]] = {
     "initial-election-tick-advance": ("false", False),
     "listen-peer-urls": ("http://127.0.0.1:12380", ("http://127.0.0.1:12380",)),
     "listen-client-urls": ("http://127.0.0.1:12379", ("http://127.0.0.1:12379",)),
+    "listen-client-http-urls": ("http://127.0.0.1:12382", ("http://127.0.0.1:12382",)),
     "max-snapshots": ("3", 3),
     "max-wals": ("3", 3),
     "quota-backend-bytes": ("8589934592", 8589934592),
