@@ -1021,9 +1021,7 @@ fn force_new_cluster(log: &mut RaftLog, applied: u64, me: u64) -> Result<(), Sta
     if log.last_index() > hs.commit && removals.is_empty() {
         // Nothing to append over them: drop the uncommitted tail with an
         // empty entry at the commit index + 1, committed as Raft's no-op.
-        let mut noop = Entry::default();
-        noop.term = term;
-        noop.index = hs.commit + 1;
+        let noop = Entry { term, index: hs.commit + 1, ..Entry::default() };
         log.append(&[noop])?;
         log.set_hard_state(&HardState { commit: hs.commit + 1, ..hs })?;
     } else {
