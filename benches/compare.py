@@ -1,14 +1,18 @@
-"""Side-by-side benchmark: the real etcd, then ketch, on the same workloads.
+"""Side-by-side benchmark: the real etcd and ketch, on the same workloads.
 
     python -m benches.compare                      # 1 member, every workload, both servers
     python -m benches.compare --members 3 --duration 3
     python -m benches.compare --only etcd --workloads put@50,put@200,range-l,range-s,txn-put
     python -m benches.compare --check              # exit 1 if a ratio fell >10% under baseline
     python -m benches.compare --update-baseline    # accept this run's ratios
-    python -m benches.compare --floor --workloads put@50,put@200   # and grpc.aio's own ceiling
 
-Each workload runs against a fresh cluster (new data dir, new ports), so a
-row's peak RSS belongs to that workload alone. See benches/README.md.
+Each workload starts a fresh cluster of each server (new data dirs, new
+ports), so a row's peak RSS belongs to that workload alone; both stay up
+while their runs interleave (etcd, ketch, ketch, etcd, ...), so whatever
+else the machine does drifts over both alike. With --repeat 2 or more the
+medians are reported, and beside each row how far etcd's own runs spread
+around their median (the noise band: a ratio inside it is no lead). See
+benches/README.md.
 """
 
 from __future__ import annotations
@@ -29,10 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 LOADGEN_DIR = REPO / "benches" / "loadgen"
 BASELINE = REPO / "benches" / "baseline.json"
 SERVERS = ("etcd", "ketch")
-# --floor adds this third column: ketch's gRPC stack answering empty messages
-# (benches/grpc_floor.py), on the workloads whose answers may be empty.
-FLOOR = "floor"
-FLOOR_WORKLOADS = ("put",)
 TOLERANCE = 0.10  # --check fails a ratio more than 10% below its baseline
 
 # name -> loadgen arguments. "NAME@N" runs NAME with --clients N.
@@ -105,8 +105,6 @@ def build_loadgen() -> Path:
 
 def server_cmd(server: str, args: argparse.Namespace) -> list[str] | str:
     """The server's argv, or why it cannot run."""
-    if server == FLOOR:
-        return [str(Path(args.ketch_cmd).parent / "python"), str(REPO / "benches" / "grpc_floor.py")]
     cmd: str = args.etcd_cmd if server == "etcd" else args.ketch_cmd
     argv = cmd.split()
     exe = argv[0]
@@ -208,48 +206,52 @@ def run_loadgen(cmd: list[str], cluster: Cluster, timeout: float) -> tuple[Resul
     return res, stderr
 
 
-def run_one(
-    server: str,
-    argv: list[str],
-    name: str,
+def start_cluster(
+    server: str, argv: list[str], loadgen: Path, args: argparse.Namespace
+) -> tuple[Cluster, str | None]:
+    """A running cluster, and why it does not serve (None when it does)."""
+    cluster = Cluster(kind=server, cmd=argv, members=args.members)
+    cluster.start()
+    return cluster, wait_ready(loadgen, cluster, args.ready_timeout)
+
+
+def run_on(
+    cluster: Cluster,
+    label: str,
     wl_args: list[str],
     clients: int,
     loadgen: Path,
     args: argparse.Namespace,
 ) -> Result:
-    cluster = Cluster(kind=server, cmd=argv, members=args.members)
-    label = f"{name}@{clients}"
-    try:
-        cluster.start()
-        if (why := wait_ready(loadgen, cluster, args.ready_timeout)) is not None:
-            return Result(
-                server=server,
-                workload=label,
-                ok=False,
-                status=f"FAILED: {why}",
-                startup_failed=True,
-            )
-        conns = max(args.conns, args.members)
-        cmd = [
-            str(loadgen),
-            "--endpoints",
-            ",".join(cluster.endpoints),
-            "--conns",
-            str(conns),
-            "--clients",
-            str(clients),
-            "--duration",
-            f"{args.duration}s",
-            *wl_args,
-        ]
-        res, stderr = run_loadgen(cmd, cluster, timeout=args.duration + 120)
-        res.workload = label
-        res.peak_rss_mib = cluster.peak_rss_mib()
-        if args.verbose and stderr:
-            print(stderr, file=sys.stderr)
-        return res
-    finally:
-        cluster.stop(keep_data=args.keep_data)
+    """One run of a workload against a serving cluster."""
+    conns = max(args.conns, args.members)
+    cmd = [
+        str(loadgen),
+        "--endpoints",
+        ",".join(cluster.endpoints),
+        "--conns",
+        str(conns),
+        "--clients",
+        str(clients),
+        "--duration",
+        f"{args.duration}s",
+        *wl_args,
+    ]
+    res, stderr = run_loadgen(cmd, cluster, timeout=args.duration + 120)
+    res.workload = label
+    res.peak_rss_mib = cluster.peak_rss_mib()
+    if args.verbose and stderr:
+        print(stderr, file=sys.stderr)
+    return res
+
+
+def etcd_band(runs: list[Result]) -> tuple[float, float] | None:
+    """etcd's runs of one workload against their median: (lowest, highest)."""
+    qps = sorted(r.qps for r in runs if r.ok)
+    if len(qps) < 2 or qps[len(qps) // 2] <= 0:
+        return None
+    mid = qps[len(qps) // 2]
+    return qps[0] / mid, qps[-1] / mid
 
 
 def median_run(runs: list[Result]) -> Result:
@@ -276,12 +278,20 @@ def ratio(rows: dict[str, Result], server: str = "ketch") -> float | None:
     return None
 
 
-def print_table(table: dict[str, dict[str, Result]], servers: list[str], members: int) -> None:
+def print_table(
+    table: dict[str, dict[str, Result]],
+    servers: list[str],
+    members: int,
+    bands: dict[str, tuple[float, float]] | None = None,
+) -> None:
+    bands = bands or {}
     cols = ["workload"]
     for s in servers:
         cols.append(f"{s} qps")
     ratios = [s for s in servers if s != "etcd"] if "etcd" in servers else []
     cols += [f"{s}/etcd" for s in ratios]
+    if bands:
+        cols.append("etcd/etcd band")
     for title in ("p99 ms", "CPU-s/1k req", "peak RSS MiB"):
         cols += [f"{title} {s}" for s in servers]
     lines = []
@@ -291,6 +301,9 @@ def print_table(table: dict[str, dict[str, Result]], servers: list[str], members
         for s in ratios:
             q = ratio(rows, s)
             cells.append(f"{q:.2f}" if q is not None else "-")
+        if bands:
+            band = bands.get(wl)
+            cells.append(f"{band[0]:.2f}-{band[1]:.2f}" if band else "-")
         cells += [fmt(rows.get(s), "p99_ms", ".2f") for s in servers]
         cells += [fmt(rows.get(s), "cpu_s_per_1k", ".3f") for s in servers]
         cells += [fmt(rows.get(s), "peak_rss_mib", ".0f") for s in servers]
@@ -388,11 +401,6 @@ def main(argv: list[str] | None = None) -> int:
         help="runs per workload and server; the median by qps is reported",
     )
     p.add_argument("--only", choices=SERVERS, help="run one server only")
-    p.add_argument(
-        "--floor",
-        action="store_true",
-        help="also run benches/grpc_floor.py (ketch's gRPC stack, no engine) on put workloads",
-    )
     p.add_argument("--etcd-cmd", default="etcd")
     p.add_argument("--ketch-cmd", default=str(REPO / ".venv" / "bin" / "ketch"))
     p.add_argument("--loadgen", type=Path, help="use this loadgen binary instead of building one")
@@ -413,8 +421,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     servers = [args.only] if args.only else list(SERVERS)
-    if args.floor:
-        servers.append(FLOOR)
     if (args.check or args.update_baseline) and not set(SERVERS) <= set(servers):
         p.error("--check and --update-baseline need both servers")
     specs = [
@@ -422,37 +428,40 @@ def main(argv: list[str] | None = None) -> int:
     ]
     loadgen = args.loadgen or build_loadgen()
 
-    # Workload by workload, and within a workload run by run, each server in
-    # turn: whatever else the machine is doing drifts over both servers alike.
     argvs = {s: server_cmd(s, args) for s in servers}
     broken: dict[str, str] = {}  # a server whose cluster did not come up once is not retried
     table: dict[str, dict[str, Result]] = {}
+    bands: dict[str, tuple[float, float]] = {}
     for name, wl_args, clients in specs:
         label = f"{name}@{clients}"
         runs: dict[str, list[Result]] = {s: [] for s in servers}
-        for i in range(args.repeat):
+        clusters: dict[str, Cluster] = {}
+        try:
             for server in servers:
                 argv_or_why = argvs[server]
-                if isinstance(argv_or_why, str):
-                    r = Result(server=server, workload=label, ok=False, status=argv_or_why)
-                elif server == FLOOR and name not in FLOOR_WORKLOADS:
-                    r = Result(
-                        server=server,
-                        workload=label,
-                        ok=False,
-                        status="NOT RUN: its empty answers are right for put only",
+                if isinstance(argv_or_why, str) or server in broken:
+                    why = argv_or_why if isinstance(argv_or_why, str) else broken[server]
+                    runs[server].append(Result(server=server, workload=label, ok=False, status=why))
+                    continue
+                cluster, why = start_cluster(server, argv_or_why, loadgen, args)
+                clusters[server] = cluster
+                if why is not None:
+                    broken[server] = f"FAILED: {why}"
+                    runs[server].append(
+                        Result(server=server, workload=label, ok=False, status=broken[server])
                     )
-                elif server in broken:
-                    r = Result(server=server, workload=label, ok=False, status=broken[server])
-                elif runs[server] and not runs[server][-1].ok:
-                    continue  # it failed this workload once already
-                else:
+            # etcd, ketch, ketch, etcd, ...: each server runs first as often as last.
+            for i in range(args.repeat):
+                order = servers if i % 2 == 0 else servers[::-1]
+                for server in order:
+                    if server not in clusters or (runs[server] and not runs[server][-1].ok):
+                        continue  # not serving, or it failed this workload once already
                     print(
                         f"{server} x{args.members}: {label} (run {i + 1}/{args.repeat}) ...",
                         file=sys.stderr,
                         flush=True,
                     )
-                    r = run_one(server, argv_or_why, name, wl_args, clients, loadgen, args)
+                    r = run_on(clusters[server], label, wl_args, clients, loadgen, args)
                     print(
                         f"  {r.qps:,.0f} qps, p99 {r.p99_ms:.2f} ms, {r.cpu_s_per_1k:.3f} CPU-s/1k, "
                         f"loadgen {r.loadgen_cpu_cores:.2f} cores, others {r.other_cpu_cores:.2f} cores"
@@ -461,13 +470,16 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-                    if r.startup_failed:
-                        broken[server] = r.status
-                runs[server].append(r)
+                    runs[server].append(r)
+        finally:
+            for cluster in clusters.values():
+                cluster.stop(keep_data=args.keep_data)
         for server in servers:
             table.setdefault(label, {})[server] = median_run(runs[server])
+        if (band := etcd_band(runs.get("etcd", []))) is not None:
+            bands[label] = band
 
-    print_table(table, servers, args.members)
+    print_table(table, servers, args.members, bands)
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -479,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ketch_cmd": args.ketch_cmd,
                     "results": [asdict(r) for rows in table.values() for r in rows.values()],
                     "ratios": {wl: ratio(rows) for wl, rows in table.items()},
+                    "etcd_bands": bands,
                 },
                 indent=2,
             )

@@ -2,7 +2,13 @@
 // Raft payload from the .proto files in rust/proto. Needs `protoc` on PATH
 // (Debian: protobuf-compiler); .ci/dev installs it.
 fn main() {
-    let protos = ["proto/kv.proto", "proto/rpc.proto", "proto/internal.proto"];
+    let protos = [
+        "proto/kv.proto",
+        "proto/rpc.proto",
+        "proto/internal.proto",
+        "proto/v3lock.proto",
+        "proto/v3election.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

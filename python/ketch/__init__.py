@@ -46,7 +46,7 @@ if TYPE_CHECKING:
         WatchCanceled,
     )
     from .engine import EngineBridge
-    from .errors import GRPC_STATUS, EngineError
+    from .errors import EngineError
     from .server import serve
 
 # The client (ketch.client): loaded on first use too, so the server's command
@@ -63,7 +63,6 @@ _CLIENT_NAMES = (
 # __all__ without running it.
 __all__ = [
     "ETCD_VERSION",
-    "GRPC_STATUS",
     "AsyncClient",
     "AuthFailed",
     "Client",
@@ -102,7 +101,6 @@ __all__ = [
 _LAZY = {
     "EngineBridge": "engine",
     "EngineError": "errors",
-    "GRPC_STATUS": "errors",
     "serve": "server",
     **{name: "client" for name in _CLIENT_NAMES},
 }

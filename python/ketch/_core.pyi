@@ -100,8 +100,8 @@ class Engine:
 
     def drain(self) -> list[tuple[int, str | None, bytes]]:
         """Take every finished request: (token, None, response bytes) on success,
-        (token, error name, UTF-8 message) on failure. The error name is a key of
-        ketch.errors.GRPC_STATUS."""
+        (token, error name, UTF-8 message) on failure (the error's name as the
+        engine gives it: EtcdError::name in rust/src/error.rs)."""
 
     def set_watch_progress_interval(self, seconds: float) -> None:
         """etcd's --experimental-watch-progress-notify-interval."""
@@ -131,22 +131,36 @@ class Engine:
     def members(self) -> list[tuple[int, str, list[str], list[str], bool]]:
         """(ID, name, peer URLs, client URLs, is_learner) as this member last applied them."""
 
-    def serve_workers(self, name: str) -> None:
-        """Let gRPC worker processes reach this engine over the abstract Unix socket @name."""
+    def serve_clients(
+        self,
+        listeners: list[tuple[int, bool]],
+        *,
+        max_request_bytes: int,
+        max_concurrent_streams: int,
+        keepalive_interval: float,
+        keepalive_timeout: float,
+        version: str,
+        tls: tuple[str, str, str, bool, str, str, str] | None = None,
+        forward_tls: tuple[bytes | None, bytes, bytes] | None = None,
+        threads: int = 0,
+    ) -> ClientServer:
+        """Serve etcd's gRPC API (and /health, /version over HTTP) on listening
+        sockets: listeners is [(fd, is_https)], each fd detached from its
+        Python socket (the server owns it). tls: (cert file, key file,
+        trusted CA file, client cert auth, CRL file, TLS min version, TLS max
+        version), "" for what is not given; the files are read again when they
+        change. forward_tls: (CA PEM, cert PEM, key PEM) for calling an https
+        leader with leader-only calls. threads: tokio workers, 0 for one per
+        CPU. ValueError names a bad TLS file."""
 
     def close(self) -> None:
         """Stop taking requests, finish what was accepted, fsync, join threads.
 
-        Hangs up on connected workers first (they exit)."""
+        Stop the ClientServer first."""
 
-class EngineClient:
-    """A gRPC worker process's handle on the member's engine (Engine.serve_workers).
+class ClientServer:
+    """The client front door (Engine.serve_clients); no Python runs on its requests."""
 
-    The same submit/drain/completion_fd contract as Engine. If the engine
-    process goes away, the worker process exits."""
-
-    def __init__(self, name: str) -> None: ...
-    def completion_fd(self) -> int: ...
-    def submit(self, method: int, request: bytes, token: int) -> None: ...
-    def drain(self) -> list[tuple[int, str | None, bytes]]: ...
-    def close(self) -> None: ...
+    def stop(self, grace: float) -> None:
+        """Stop listening, end watch streams (UNAVAILABLE), let other calls
+        finish for up to grace seconds. Idempotent."""

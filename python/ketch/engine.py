@@ -4,8 +4,11 @@ The engine takes a request with `submit(method, bytes, token)` and never
 blocks; when answers are ready it makes its eventfd readable, and `drain()`
 hands them all back as (token, error name or None, bytes). The bridge keeps
 one future per token in flight and wakes the event loop through the fd, so a
-request costs one future, one dict slot and two calls into Rust. This is the
-hot path: no logging, no per-request objects beyond the future.
+request costs one future, one dict slot and two calls into Rust.
+
+Clients do not come this way (the engine serves the client port itself,
+rust/src/server); the server's own calls do (the peer service's member list),
+and the engine tests drive the engine through it.
 """
 
 from __future__ import annotations
@@ -39,8 +42,6 @@ class EngineBridge:
         self._engine_drain = engine.drain
         self._create_future = loop.create_future
         self._pending: dict[int, asyncio.Future[bytes]] = {}
-        # Streaming calls (Watch): token -> queue of responses; None ends it.
-        self._streams: dict[int, asyncio.Queue[bytes | EngineError | None]] = {}
         self._token = 0
         self._closed = False
         self._fd = engine.completion_fd()
@@ -65,25 +66,6 @@ class EngineBridge:
             raise
         return await fut
 
-    def open_stream(self) -> tuple[int, asyncio.Queue[bytes | EngineError | None]]:
-        """A token for a streaming call and the queue its answers arrive on
-        (response bytes, or an EngineError for a request the engine refused)."""
-        if self._closed:
-            raise EngineError(*_STOPPED)
-        token = self._token = self._token + 1
-        queue: asyncio.Queue[bytes | EngineError | None] = asyncio.Queue()
-        self._streams[token] = queue
-        return token, queue
-
-    def stream_submit(self, method: int, request: bytes, token: int) -> None:
-        """One call on a streaming token; its answers arrive on the stream's queue."""
-        if not self._closed:
-            self._submit(method, request, token)
-
-    def close_stream(self, token: int) -> None:
-        """Forget a streaming call; answers still arriving for it are dropped."""
-        self._streams.pop(token, None)
-
     def _drain(self) -> None:
         # drain() resets the eventfd before it takes the queue, so an answer
         # that lands meanwhile is either taken now or wakes the loop again.
@@ -91,16 +73,8 @@ class EngineBridge:
 
     def _resolve(self, answers: list[tuple[int, str | None, bytes]]) -> None:
         pop = self._pending.pop
-        streams = self._streams
         for token, error, payload in answers:
             fut = pop(token, None)
-            if fut is None and token in streams:
-                streams[token].put_nowait(
-                    payload
-                    if error is None
-                    else EngineError(error, payload.decode("utf-8", "replace"))
-                )
-                continue
             # None or done: the caller went away (cancelled RPC); drop the answer.
             if fut is None or fut.done():
                 continue
@@ -112,7 +86,8 @@ class EngineBridge:
     async def close(self) -> None:
         """Stop taking calls, let the engine finish what it accepted, then close it.
 
-        Call after the gRPC server has stopped, so nothing new arrives.
+        Call after the client server and the peer server have stopped, so
+        nothing new arrives.
         `Engine.close()` blocks (it fsyncs and joins threads), so it runs in a
         worker thread; the fd is unwatched first because the engine may close it.
         """
@@ -130,6 +105,3 @@ class EngineBridge:
             if not fut.done():
                 fut.set_exception(EngineError(*_STOPPED))
         self._pending.clear()
-        for queue in self._streams.values():
-            queue.put_nowait(None)
-        self._streams.clear()

@@ -10,10 +10,6 @@ all methods raw bytes (no protobuf in Python):
             stepped whole. Its own call, so heartbeats never queue behind it.
 - Members   unary: the engine's MemberListResponse (a joining member learns
             its ID and the cluster's ID from it before it has an engine).
-- Forward   unary: 4-byte big-endian method number + request bytes, run by
-            the receiver (the leader) for a member whose engine answered
-            NotLeader; an engine error comes back as its name in trailing
-            metadata `ketch-error` and its message as the status details.
 
 Every call carries the sender's cluster ID (`ketch-cluster-id`, hex); a
 member of another cluster is refused with FAILED_PRECONDITION, as etcd
@@ -39,18 +35,15 @@ from urllib.parse import urlsplit
 import grpc
 import grpc.aio
 
-from .errors import EngineError, status_of
+from .errors import EngineError
 
 __all__ = [
     "CLUSTER_ID_KEY",
-    "ERROR_KEY",
-    "HOPS_KEY",
     "PeerEngine",
     "PeerError",
     "PeerService",
     "PeerTransport",
     "fetch_members",
-    "forward_via",
     "open_channel",
 ]
 
@@ -60,14 +53,8 @@ SERVICE = "ketchpeer.Raft"
 MESSAGES = f"/{SERVICE}/Messages"
 SNAPSHOT = f"/{SERVICE}/Snapshot"
 MEMBERS = f"/{SERVICE}/Members"
-FORWARD = f"/{SERVICE}/Forward"
 
 CLUSTER_ID_KEY = "ketch-cluster-id"
-ERROR_KEY = "ketch-error"
-# How many more times the receiver of a Forward may pass it on. Only a gRPC
-# worker sends 1, to its own member, after their shared engine answered
-# NotLeader: the member passes it on to the leader without asking again.
-HOPS_KEY = "ketch-forward-hops"
 
 SNAPSHOT_CHUNK_BYTES = 1 << 20
 # Batches waiting for one peer. A follower this far behind is beyond what a
@@ -75,7 +62,6 @@ SNAPSHOT_CHUNK_BYTES = 1 << 20
 SEND_QUEUE_BATCHES = 4096
 RECONNECT_MIN_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 1.0
-FORWARD_TIMEOUT_SECONDS = 5.0
 MEMBERS_TIMEOUT_SECONDS = 5.0
 # Batches carry whole log entries (up to --max-request-bytes each) and
 # snapshots their chunks: no gRPC size limit between members.
@@ -137,33 +123,6 @@ def _cluster_metadata(cluster_id: int) -> tuple[tuple[str, str], ...]:
     return ((CLUSTER_ID_KEY, f"{cluster_id:x}"),)
 
 
-async def forward_via(
-    channel: grpc.aio.Channel,
-    cluster_id: int,
-    method: int,
-    request: bytes,
-    hops: int = 0,
-) -> bytes:
-    """Run one request on the member at the other end of channel; its answer,
-    or the EngineError it answered. A peer that cannot be reached is etcd's
-    request timeout (etcd's follower retries the leader until its deadline)."""
-    metadata = (*_cluster_metadata(cluster_id), (HOPS_KEY, str(hops)))
-    try:
-        stub: _Unary = channel.unary_unary(FORWARD)
-        answer = await stub(
-            method.to_bytes(4, "big") + request,
-            metadata=metadata,
-            timeout=FORWARD_TIMEOUT_SECONDS,
-        )
-    except grpc.aio.AioRpcError as e:
-        for key, value in e.trailing_metadata() or ():
-            if key == ERROR_KEY:
-                raise EngineError(str(value), e.details() or "") from None
-        log.warning("forwarding to a peer failed: %s", e.details())
-        raise EngineError("Timeout", "etcdserver: request timed out") from None
-    return answer
-
-
 async def fetch_members(urls: Sequence[str], credentials: grpc.ChannelCredentials | None) -> bytes:
     """The MemberListResponse bytes of the first of these peer URLs that answers
     (etcd's GetClusterFromRemotePeers); PeerError when none does."""
@@ -192,10 +151,7 @@ class PeerService:
     """The `ketchpeer.Raft` handlers over one engine.
 
     call runs a request on this member's engine (EngineBridge.call);
-    member_list is the engine's method number for Cluster.MemberList;
-    to_leader, when given, runs a request on the leader (for a Forward that
-    arrived at a member which is not the leader, from one of its own gRPC
-    workers).
+    member_list is the engine's method number for Cluster.MemberList.
     """
 
     def __init__(
@@ -203,12 +159,10 @@ class PeerService:
         engine: PeerEngine,
         call: _Call,
         member_list: int,
-        to_leader: _Call | None = None,
     ) -> None:
         self._engine = engine
         self._call = call
         self._member_list = member_list
-        self._to_leader = to_leader
         self._cluster_id = f"{engine.cluster_id:x}"
         self._snapshots_received = 0
 
@@ -219,7 +173,6 @@ class PeerService:
                 "Messages": grpc.stream_unary_rpc_method_handler(self._messages),
                 "Snapshot": grpc.stream_unary_rpc_method_handler(self._snapshot),
                 "Members": grpc.unary_unary_rpc_method_handler(self._members),
-                "Forward": grpc.unary_unary_rpc_method_handler(self._forward),
             },
         )
 
@@ -268,20 +221,6 @@ class PeerService:
         await self._check_cluster(context, required=False)
         return await self._run(self._call, self._member_list, b"", context)
 
-    async def _forward(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        metadata = await self._check_cluster(context)
-        if len(request) < 4:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "forward: no method number")
-        method = int.from_bytes(request[:4], "big")
-        body = request[4:]
-        hops = int(metadata.get(HOPS_KEY, "0") or 0)
-        if hops > 0 and self._to_leader is not None:
-            # Only this member's own workers send hops > 0, and only after this
-            # same engine answered NotLeader: straight on to the leader (which
-            # to_leader runs here, should this member lead by now).
-            return await self._run(self._to_leader, method, body, context)
-        return await self._run(self._call, method, body, context)
-
     @staticmethod
     async def _run(
         call: _Call, method: int, body: bytes, context: grpc.aio.ServicerContext
@@ -294,7 +233,9 @@ class PeerService:
 
 
 async def _abort_with(context: grpc.aio.ServicerContext, e: EngineError) -> None:
-    await context.abort(status_of(e.name), e.message, trailing_metadata=((ERROR_KEY, e.name),))
+    # Only the member list is asked of the engine here: a joining member
+    # tries the next peer on any failure.
+    await context.abort(grpc.StatusCode.UNAVAILABLE, e.message)
 
 
 # --- sending ------------------------------------------------------------------
@@ -375,13 +316,6 @@ class PeerTransport:
                 sender.close()
             elif urls != sender.urls:
                 sender.set_urls(urls)
-
-    async def forward(self, to: int, method: int, request: bytes, hops: int = 0) -> bytes:
-        """Run one request on member `to` (the leader); see forward_via."""
-        sender = self._senders.get(to) or self._new_sender(to)
-        if sender is None:
-            raise EngineError("MemberNotFound", "etcdserver: member not found")
-        return await forward_via(sender.channel(), self._cluster_id, method, request, hops)
 
     async def close(self) -> None:
         """Stop sending: unwatch the engine, cancel every call and task."""

@@ -1,9 +1,14 @@
-"""The ketch server process: engine + gRPC on one uvloop event loop.
+"""The ketch server process: the engine, its client front door, and the peer transport.
+
+Clients are served by the engine itself (`Engine.serve_clients`: tonic on a
+tokio runtime, rust/src/server); this module only binds their sockets and
+hands them over, so no Python runs for any client request. The peer
+transport (ketch.peer) and the process's lifecycle run on one uvloop loop.
 
 Start-up follows etcd's order: bind every peer and client listener first (a
 port in use fails before the data dir is touched), then open the engine,
-start the peer transport (ketch.peer), and serve clients once the member has
-a leader. A member joining a running cluster (--initial-cluster-state
+start the peer transport, and serve clients once the member has a leader
+(until then connections wait in the listen backlog). A member joining a running cluster (--initial-cluster-state
 existing, new data dir) first asks the other members for the member list,
 to learn the IDs the cluster gave it.
 SIGTERM or SIGINT stops the listeners, lets in-flight requests finish, and
@@ -27,9 +32,8 @@ import grpc.aio
 
 from . import ETCD_VERSION, _core
 from ._pb import rpc_pb2
-from .config import Config
+from .config import DEFAULT_GRPC_WORKERS, Config
 from .engine import EngineBridge
-from .errors import EngineError
 from .peer import (
     SERVER_OPTIONS,
     PeerError,
@@ -37,75 +41,45 @@ from .peer import (
     PeerTransport,
     fetch_members,
 )
-from .services import Forward, generic_handlers
-from .tls import peer_channel_credentials, peer_server_credentials, server_credentials
-from .watch_service import WatchService
-from .workers import (
-    WORKER_BIND_SECONDS,
-    WorkerProcess,
-    WorkerStartError,
-    engine_socket_name,
-    start_workers,
-    stop_workers,
-)
+from .tls import client_tls_files, forward_tls, peer_channel_credentials, peer_server_credentials
 
 __all__ = [
     "ServeError",
-    "bind_listeners",
-    "check_client_ports_free",
-    "grpc_options",
+    "bind_client_sockets",
     "run",
     "serve",
 ]
 
 log = logging.getLogger("ketch")
 
-GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd's grpcOverheadBytes, on top of max-request-bytes
-# gRPC's own receive limit sits this far above etcd's, so that services.py
-# sees a request just over etcd's limit and refuses it in grpc-go's words.
-# Beyond it grpc-core refuses in its own words, without reading the message.
-GRPC_CORE_SLACK_BYTES = 4 * 1024 * 1024
-MAX_SEND_BYTES = 2**31 - 1  # etcd's maxSendBytes (math.MaxInt32)
 SHUTDOWN_GRACE_SECONDS = 3.0
+# etcd's defaults for --grpc-keepalive-interval and --grpc-keepalive-timeout.
+KEEPALIVE_INTERVAL_SECONDS = 2 * 60 * 60.0
+KEEPALIVE_TIMEOUT_SECONDS = 20.0
+MAX_CONCURRENT_STREAMS = 2**32 - 1  # etcd's default: math.MaxUint32
+LISTEN_BACKLOG = 1024
 
 
 class ServeError(Exception):
     """The server cannot start: one line for stderr; exit 1."""
 
 
-def max_receive_bytes(cfg: Config) -> int:
-    """etcd's gRPC receive limit: max-request-bytes + 512 KiB."""
-    return cfg.max_request_bytes + GRPC_OVERHEAD_BYTES
+def _bind_address(url: str) -> tuple[socket.AddressFamily, str, int]:
+    """(family, host, port) a listen URL binds, as Go's net.Listen reads it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = "127.0.0.1" if host == "localhost" else host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return family, host, parts.port or 0
 
 
-def grpc_options(cfg: Config, share_port: bool) -> list[tuple[str, int]]:
-    """share_port: this member runs gRPC workers, all listening on its client ports."""
-    return [
-        (
-            "grpc.max_receive_message_length",
-            min(max_receive_bytes(cfg) + GRPC_CORE_SLACK_BYTES, 2**31 - 1),
-        ),
-        ("grpc.max_send_message_length", MAX_SEND_BYTES),
-        # grpc-core turns SO_REUSEPORT on by default, which would let a second
-        # server share a port already in use instead of failing to bind. It is
-        # on only for a member's own workers (ketch.workers); bind_listeners
-        # has checked that the port was free before the member took it.
-        ("grpc.so_reuseport", int(share_port)),
-        # etcd's keepalive enforcement: clients may ping every 5 s, but only
-        # while they have a call open (GRPCKeepAliveMinTime, PermitWithoutStream=false).
-        ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
-        ("grpc.keepalive_permit_without_calls", 0),
-    ]
-
-
-def _bind_failure(host: str, port: int) -> str | None:
-    """Why host:port cannot be bound, in Go's words; None if it can.
+def _bind_failure(url: str) -> str | None:
+    """Why a listen URL cannot be bound, in Go's words; None if it can.
 
     Tried with a plain socket before gRPC tries, because grpc-core reports a
     failed bind only as a multi-line log of its own.
     """
-    host = "127.0.0.1" if host == "localhost" else host
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    family, host, port = _bind_address(url)
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC and Go do
@@ -119,13 +93,12 @@ def _listen(
     server: grpc.aio.Server,
     url: str,
     credentials: Callable[[], grpc.ServerCredentials],
-    check_free: bool = True,
 ) -> str:
     """Adds one listen URL to a gRPC server (https: with `credentials()`);
     the address. Fails in Go's words, as etcd's listeners do."""
     parts = urlsplit(url)
     address = parts.netloc
-    reason = _bind_failure(parts.hostname or "", parts.port or 0) if check_free else None
+    reason = _bind_failure(url)
     if reason is not None:
         raise ServeError(f"listen tcp {address}: bind: {reason}")
     try:
@@ -156,35 +129,65 @@ def bind_peer_listeners(server: grpc.aio.Server, cfg: Config) -> None:
             log.info("listening for peers on %s", address)
 
 
-def check_client_ports_free(cfg: Config) -> None:
-    """ServeError, in Go's words, if a --listen-client-urls port is taken.
+def _client_socket(url: str) -> socket.socket:
+    """A listening socket for one --listen-client-urls entry, failing in Go's
+    words as etcd's listeners do."""
+    family, host, port = _bind_address(url)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go does
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as e:
+        sock.close()
+        reason = (e.strerror or str(e)).lower()
+        raise ServeError(f"listen tcp {urlsplit(url).netloc}: bind: {reason}") from None
+    return sock
 
-    Checked before anything binds them: with gRPC workers the workers bind
-    first and the member last, all with SO_REUSEPORT, which would not notice
-    a stranger on the port."""
-    for url in cfg.listen_client_urls:
-        parts = urlsplit(url)
-        reason = _bind_failure(parts.hostname or "", parts.port or 0)
-        if reason is not None:
-            raise ServeError(f"listen tcp {parts.netloc}: bind: {reason}")
+
+def bind_client_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
+    """Every --listen-client-urls, bound and listening: (socket, is https)."""
+    bound: list[tuple[socket.socket, bool]] = []
+    try:
+        for url in cfg.listen_client_urls:
+            bound.append((_client_socket(url), url.startswith("https:")))
+    except BaseException:
+        for sock, _ in bound:
+            sock.close()
+        raise
+    return bound
 
 
-def bind_listeners(
-    server: grpc.aio.Server, cfg: Config, check_free: bool = True, announce: bool = True
-) -> None:
-    """Every --listen-client-urls on `server`; `announce` logs each (the member does)."""
-    credentials = functools.cache(lambda: server_credentials(cfg))
-    for url in cfg.listen_client_urls:
-        address = _listen(server, url, credentials, check_free)
-        if not announce:
-            continue
-        if url.startswith("https:"):
+def _serve_clients(
+    engine: _core.Engine, cfg: Config, sockets: list[tuple[socket.socket, bool]]
+) -> _core.ClientServer:
+    """Hands the bound client sockets to the engine's front door."""
+    tls = client_tls_files(cfg) if any(is_tls for _, is_tls in sockets) else None
+    try:
+        forward = forward_tls(cfg) if tls else None
+        server = engine.serve_clients(
+            # detach(): the engine owns the fds from here on.
+            [(sock.detach(), is_tls) for sock, is_tls in sockets],
+            max_request_bytes=cfg.max_request_bytes,
+            max_concurrent_streams=MAX_CONCURRENT_STREAMS,
+            keepalive_interval=KEEPALIVE_INTERVAL_SECONDS,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+            version=ETCD_VERSION,
+            tls=tls,
+            forward_tls=forward,
+        )
+    except (OSError, ValueError) as e:
+        raise ServeError(str(e)) from None
+    for url, (_, is_tls) in zip(cfg.listen_client_urls, sockets, strict=True):
+        address = urlsplit(url).netloc
+        if is_tls:
             auth = ", client certs required" if cfg.client_cert_auth else ""
             log.info("serving client requests on %s (TLS%s)", address, auth)
         else:
             log.info(
                 "serving insecure client requests on %s, this is strongly discouraged!", address
             )
+    return server
 
 
 # etcd turns the backend quota off for a negative --quota-backend-bytes; the
@@ -194,10 +197,6 @@ LEADER_WAIT_SECONDS = 10.0
 
 
 MEMBERSHIP_POLL_SECONDS = 0.2
-# How long a follower keeps trying to reach a leader for a forwarded call
-# (etcd's follower retries the leader until its request deadline).
-FORWARD_DEADLINE_SECONDS = 5.0
-FORWARD_RETRY_SECONDS = 0.05
 
 
 def _data_dir_is_new(cfg: Config) -> bool:
@@ -293,33 +292,6 @@ def _open_engine(
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None
 
 
-def _leader_forwarder(
-    engine: _core.Engine, bridge: EngineBridge, transport: PeerTransport
-) -> Forward:
-    """Runs a request on whichever member is the leader, following it while
-    leadership moves, until FORWARD_DEADLINE_SECONDS (then etcd's no leader)."""
-    local = engine.member_id
-
-    async def to_leader(method: int, request: bytes) -> bytes:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FORWARD_DEADLINE_SECONDS
-        while True:
-            leader = engine.stats().get("raft_leader", 0)
-            try:
-                if leader == local:
-                    return await bridge.call(method, request)
-                if leader:
-                    return await transport.forward(leader, method, request)
-            except EngineError as e:
-                if e.name != "NotLeader":
-                    raise
-            if loop.time() >= deadline:
-                raise EngineError("NoLeader", "etcdserver: no leader")
-            await asyncio.sleep(FORWARD_RETRY_SECONDS)
-
-    return to_leader
-
-
 async def _watch_membership(
     engine: _core.Engine, transport: PeerTransport, stop: asyncio.Event
 ) -> None:
@@ -346,12 +318,15 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
-    share_port = cfg.grpc_workers > 1
-    server = grpc.aio.server(options=grpc_options(cfg, share_port))
+    if cfg.grpc_workers != DEFAULT_GRPC_WORKERS:
+        log.warning(
+            "--grpc-workers has no effect: one ketch process serves clients on every core"
+        )
     peer_server = grpc.aio.server(options=SERVER_OPTIONS)
+    client_sockets: list[tuple[socket.socket, bool]] = []
     try:
         bind_peer_listeners(peer_server, cfg)
-        check_client_ports_free(cfg)
+        client_sockets = bind_client_sockets(cfg)
         credentials = _channel_credentials(cfg)
         member_id, cluster_id = cfg.member_id, cfg.cluster_id
         initial_members = cfg.initial_members
@@ -369,7 +344,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         )
         engine = _open_engine(cfg, member_id, cluster_id, initial_members)
     except BaseException:
-        await server.stop(None)
+        for sock, _ in client_sockets:
+            sock.close()
         await peer_server.stop(None)
         raise
     if engine.member_id != member_id or engine.cluster_id != cluster_id:
@@ -378,59 +354,39 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
             engine.member_id,
             engine.cluster_id,
         )
+    # The peer service's Members call runs on the engine through the bridge.
     bridge = EngineBridge(engine, loop)
     # etcd keeps its 10 minute default unless the flag is positive.
     if cfg.watch_progress_notify_interval > 0:
         engine.set_watch_progress_interval(cfg.watch_progress_notify_interval)
-    watch = WatchService(bridge)
     transport = PeerTransport(engine, loop, credentials, known_peers=known_peers)
-    to_leader = _leader_forwarder(engine, bridge, transport)
     membership = loop.create_task(_watch_membership(engine, transport, stop))
-    workers: list[WorkerProcess] = []
+    client_server: _core.ClientServer | None = None
     try:
         peer_server.add_generic_rpc_handlers(
-            [PeerService(engine, bridge.call, _core.CLUSTER_MEMBER_LIST, to_leader).handler()]
+            [PeerService(engine, bridge.call, _core.CLUSTER_MEMBER_LIST).handler()]
         )
         await peer_server.start()
-        if share_port:
-            # The workers listen before the member does, so that no client
-            # connects while the member's listener is the only one (workers.py).
-            socket_name = engine_socket_name()
-            engine.serve_workers(socket_name)
-            workers = start_workers(cfg, socket_name, cfg.grpc_workers - 1, engine.cluster_id)
-            for w in workers:
-                try:
-                    await loop.run_in_executor(None, w.wait_bound, WORKER_BIND_SECONDS)
-                except WorkerStartError as e:
-                    raise ServeError(str(e)) from None
-        bind_listeners(server, cfg, check_free=False)
-        server.add_generic_rpc_handlers(generic_handlers(bridge, max_receive_bytes(cfg), to_leader))
-        server.add_generic_rpc_handlers([watch.handler()])
         # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
         # member has a leader: a client that connects earlier waits in the
         # listen backlog instead of getting "no leader" or a timeout.
         await _wait_for_leader(engine, stop)
-        await server.start()
-        for w in workers:
-            w.release()
-        if workers:
-            log.info("started %d gRPC worker processes", len(workers))
+        client_server = _serve_clients(engine, cfg, client_sockets)
+        client_sockets = []
         log.info("ready to serve client requests")
         await stop.wait()
         log.info("stopping; finishing in-flight requests")
     finally:
-        # Stop listening and let in-flight calls finish, then close the engine
-        # (it fsyncs what it accepted); on any exit path, not just a signal.
-        # Watch streams never finish by themselves: end them first.
+        # Stop serving clients and let in-flight calls finish (watch streams
+        # end at once: clients resume elsewhere), then the peers, then close
+        # the engine (it fsyncs what it accepted); on any exit path.
         membership.cancel()
-        watch.shutdown()
-        await server.stop(SHUTDOWN_GRACE_SECONDS)
-        # Workers finish their in-flight requests through the engine, so the
-        # engine closes only after they have exited.
-        await loop.run_in_executor(None, stop_workers, workers)
-        # Peers last: a worker's forwarded call comes in through the peer
-        # server. Other members' Messages streams never end by themselves,
-        # so no grace period: they reconnect to whoever serves next.
+        for sock, _ in client_sockets:
+            sock.close()
+        if client_server is not None:
+            await loop.run_in_executor(None, client_server.stop, SHUTDOWN_GRACE_SECONDS)
+        # Other members' Messages streams never end by themselves, so no
+        # grace period: they reconnect to whoever serves next.
         await transport.close()
         await peer_server.stop(None)
         await bridge.close()

@@ -1,9 +1,11 @@
-"""Server credentials for https client URLs.
+"""TLS material for the client and peer listeners.
 
 --cert-file/--key-file give the server's certificate chain and key. With
 --client-cert-auth, a client must present a certificate that chains to
 --trusted-ca-file (etcd's ClientCertAuth: tls.RequireAndVerifyClientCert).
-Without it, a client certificate is neither asked for nor checked.
+Without it, a client certificate is neither asked for nor checked. The
+client port's handshakes are the engine's (rustls, rust/src/server/tls.rs);
+the peer port's are grpcio's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import grpc
 
 from .config import Config
 
-__all__ = ["peer_channel_credentials", "peer_server_credentials", "server_credentials"]
+__all__ = [
+    "client_tls_files",
+    "forward_tls",
+    "peer_channel_credentials",
+    "peer_server_credentials",
+]
 
 
 def _read(path: str, what: str) -> bytes:
@@ -23,16 +30,40 @@ def _read(path: str, what: str) -> bytes:
         raise OSError(e.errno, f"cannot read {what} {path}: {e.strerror}") from None
 
 
-def server_credentials(cfg: Config) -> grpc.ServerCredentials:
-    """Credentials for every https listen URL; raises OSError naming an unreadable file."""
-    cert = _read(cfg.cert_file, "--cert-file")
-    key = _read(cfg.key_file, "--key-file")
-    ca = _read(cfg.trusted_ca_file, "--trusted-ca-file") if cfg.trusted_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(key, cert)],
-        root_certificates=ca,
-        require_client_auth=cfg.client_cert_auth,
+ClientTlsFiles = tuple[str, str, str, bool, str, str, str]
+
+
+def client_tls_files(cfg: Config) -> ClientTlsFiles:
+    """What the engine's front door needs for https client URLs: (cert, key,
+    trusted CA, client cert auth, CRL, TLS min version, TLS max version).
+    The engine reads the files (and reads them again when they change);
+    this checks first that each can be read, and raises OSError naming the
+    one that cannot."""
+    _read(cfg.cert_file, "--cert-file")
+    _read(cfg.key_file, "--key-file")
+    if cfg.trusted_ca_file:
+        _read(cfg.trusted_ca_file, "--trusted-ca-file")
+    crl = getattr(cfg, "client_crl_file", "")
+    if crl:
+        _read(crl, "--client-crl-file")
+    return (
+        cfg.cert_file,
+        cfg.key_file,
+        cfg.trusted_ca_file,
+        cfg.client_cert_auth,
+        crl,
+        getattr(cfg, "tls_min_version", ""),
+        getattr(cfg, "tls_max_version", ""),
     )
+
+
+def forward_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes]:
+    """How this member calls an https leader's client URL with a leader-only
+    call: --trusted-ca-file verifies the leader, and this member's own
+    --cert-file/--key-file is its client certificate (as etcd's gateway
+    dials its own server)."""
+    ca = _read(cfg.trusted_ca_file, "--trusted-ca-file") if cfg.trusted_ca_file else None
+    return ca, _read(cfg.cert_file, "--cert-file"), _read(cfg.key_file, "--key-file")
 
 
 def peer_server_credentials(cfg: Config) -> grpc.ServerCredentials:

@@ -5,38 +5,59 @@
 //! The eventfd is written only when the queue goes from empty to non-empty,
 //! so a burst of a thousand answers costs the loop one wake-up and one GIL
 //! acquisition, not a thousand.
+//!
+//! The Rust front door (`crate::server`) does not use the queue: each of its
+//! calls registers a [`Waiter`] under its token, and the engine thread that
+//! answers hands the answer straight to it (a oneshot, or a stream's channel).
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 
-use crossbeam_channel::Sender;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::error::EtcdError;
 use crate::eventfd::EventFd;
 
+/// An engine answer: the encoded response, or the error.
+pub type Answer = Result<Vec<u8>, EtcdError>;
+
 /// One answer: the caller's token and the encoded response, or the error.
 pub struct Completion {
     pub token: u64,
-    pub result: Result<Vec<u8>, EtcdError>,
+    pub result: Answer,
 }
 
-/// Tokens carry their route in the top bits: 0 is this process's own
-/// caller; any other value is a gRPC worker process connected over
-/// [`crate::ipc`], whose answers go to that connection instead of the queue.
-pub const ROUTE_SHIFT: u32 = 48;
-pub const LOCAL_TOKEN_MASK: u64 = (1 << ROUTE_SHIFT) - 1;
+/// Tokens with this bit set belong to a [`Waiter`] registered by the Rust
+/// front door (`crate::server`): their answers go straight to that waiter,
+/// never through the eventfd queue. Python's tokens are small counters.
+pub const WAITER_BIT: u64 = 1 << 63;
+
+/// Where a waiter's answers go: the one answer of a unary call, or every
+/// response of a stream (a Watch), in the order the engine pushed them.
+pub enum Waiter {
+    Once(tokio::sync::oneshot::Sender<Answer>),
+    Stream(tokio::sync::mpsc::UnboundedSender<Answer>),
+}
+
+/// Waiters are spread over shards by token so that the tokio threads
+/// registering calls and the engine threads answering them rarely meet on
+/// one lock.
+const WAITER_SHARDS: usize = 16;
 
 pub struct CompletionQueue {
     queue: Mutex<Vec<Completion>>,
     eventfd: EventFd,
-    routes: RwLock<HashMap<u16, Sender<Completion>>>,
+    waiters: [Mutex<HashMap<u64, Waiter>>; WAITER_SHARDS],
 }
 
 impl CompletionQueue {
     pub fn new() -> io::Result<CompletionQueue> {
-        Ok(CompletionQueue { queue: Mutex::new(Vec::new()), eventfd: EventFd::new()?, routes: RwLock::new(HashMap::new()) })
+        Ok(CompletionQueue {
+            queue: Mutex::new(Vec::new()),
+            eventfd: EventFd::new()?,
+            waiters: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+        })
     }
 
     /// The fd to wait on for readability.
@@ -44,42 +65,62 @@ impl CompletionQueue {
         self.eventfd.fd()
     }
 
-    /// Sends answers for tokens routed to `route` down `sink` from now on.
-    pub fn add_route(&self, route: u16, sink: Sender<Completion>) {
-        assert_ne!(route, 0, "route 0 is the local queue");
-        self.routes.write().insert(route, sink);
+    fn shard(&self, token: u64) -> &Mutex<HashMap<u64, Waiter>> {
+        // Tokens come from a counter, so the low bits spread evenly.
+        &self.waiters[(token as usize) % WAITER_SHARDS]
     }
 
-    /// Answers still arriving for a removed route are dropped: its caller is gone.
-    pub fn remove_route(&self, route: u16) {
-        self.routes.write().remove(&route);
+    /// Sends the answers for `token` (which has [`WAITER_BIT`] set) to `waiter`.
+    pub fn add_waiter(&self, token: u64, waiter: Waiter) {
+        debug_assert!(token & WAITER_BIT != 0, "waiter tokens carry WAITER_BIT");
+        self.shard(token).lock().insert(token, waiter);
     }
 
-    pub fn push(&self, token: u64, result: Result<Vec<u8>, EtcdError>) {
-        let route = (token >> ROUTE_SHIFT) as u16;
-        if route != 0 {
-            if let Some(sink) = self.routes.read().get(&route) {
-                let _ = sink.send(Completion { token: token & LOCAL_TOKEN_MASK, result });
+    /// A stream's caller went away: answers still arriving for it are dropped.
+    pub fn remove_waiter(&self, token: u64) {
+        self.shard(token).lock().remove(&token);
+    }
+
+    /// Ends every stream waiter with `error` (the server is stopping: its
+    /// watch streams never end by themselves).
+    pub fn end_streams(&self, error: &EtcdError) {
+        for shard in &self.waiters {
+            shard.lock().retain(|_, w| match w {
+                Waiter::Stream(tx) => {
+                    let _ = tx.send(Err(error.clone()));
+                    false
+                }
+                Waiter::Once(_) => true,
+            });
+        }
+    }
+
+    pub fn push(&self, token: u64, result: Answer) {
+        if token & WAITER_BIT != 0 {
+            let mut shard = self.shard(token).lock();
+            let result = match shard.get(&token) {
+                Some(Waiter::Stream(tx)) => match tx.send(result) {
+                    Ok(()) => return,
+                    // The stream's reader is gone.
+                    Err(_) => {
+                        shard.remove(&token);
+                        return;
+                    }
+                },
+                _ => result,
+            };
+            if let Some(Waiter::Once(tx)) = shard.remove(&token) {
+                drop(shard);
+                // The caller may have given up (its client went away).
+                let _ = tx.send(result);
             }
+            // No waiter: answered after its caller left, nobody to tell.
             return;
         }
         let was_empty = {
             let mut q = self.queue.lock();
             q.push(Completion { token, result });
             q.len() == 1
-        };
-        if was_empty {
-            self.wake();
-        }
-    }
-
-    /// For a batch of answers all local to this process (the IPC client's reader).
-    pub fn push_all(&self, completions: impl IntoIterator<Item = Completion>) {
-        let was_empty = {
-            let mut q = self.queue.lock();
-            let before = q.len();
-            q.extend(completions);
-            before == 0 && !q.is_empty()
         };
         if was_empty {
             self.wake();

@@ -497,6 +497,11 @@ impl Engine {
             );
             return;
         };
+        self.submit_method(method, request, token);
+    }
+
+    /// [`Engine::submit`] for a caller that already knows the method.
+    pub fn submit_method(&self, method: Method, request: Bytes, token: u64) {
         if crate::watch::is_watch_method(method) {
             // In line, not on a thread: a stream's calls keep their order.
             crate::watch::submit(&self.shared, method, &request, token);

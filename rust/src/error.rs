@@ -1,6 +1,6 @@
 //! The errors a client can get back, each named once with etcd's exact wire
-//! message. The gRPC status code for each lives in one table on the Python
-//! side (`ketch/errors.py`), keyed by [`EtcdError::name`]; keep the two in step.
+//! message. The gRPC status code for each lives in one table beside the
+//! gRPC server (`crate::server::status`), which knows nothing else of them.
 
 use thiserror::Error;
 

@@ -9,14 +9,13 @@
 //! - [`peer`]: Raft messages to and from other members, as bytes for the Python transport.
 //! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
-//! - [`ipc`]: the same interface for gRPC worker processes, over a Unix socket.
+//! - [`server`]: the client front door: etcd's gRPC API (tonic) and HTTP beside it, on tokio.
 //! - `py` (feature `python`): the only module that knows Python.
 
 pub mod completion;
 pub mod engine;
 pub mod error;
 mod eventfd;
-pub mod ipc;
 pub mod lease;
 pub mod mvcc;
 pub mod membership;
@@ -24,6 +23,7 @@ mod node;
 pub mod pb;
 pub mod peer;
 pub mod raftlog;
+pub mod server;
 pub mod wal;
 pub mod watch;
 

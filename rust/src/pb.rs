@@ -1,5 +1,6 @@
 //! Generated protobuf types (prost), from rust/proto. etcd's client API
-//! (`etcdserverpb`, `mvccpb`) and ketch's Raft entry payload (`ketchpb`).
+//! (`etcdserverpb`, `mvccpb`), its lock and election services (`v3lockpb`,
+//! `v3electionpb`) and ketch's Raft entry payload (`ketchpb`).
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
 pub mod mvccpb {
@@ -7,6 +8,12 @@ pub mod mvccpb {
 }
 pub mod etcdserverpb {
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+}
+pub mod v3lockpb {
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+}
+pub mod v3electionpb {
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
 }
 pub mod ketchpb {
     include!(concat!(env!("OUT_DIR"), "/ketchpb.rs"));

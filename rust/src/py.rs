@@ -5,19 +5,43 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::completion::CompletionQueue;
 use crate::engine::{Engine as RustEngine, EngineConfig, Method, StartError};
-use crate::ipc::{IpcClient, IpcServer};
+use crate::server::{ClientServer, ForwardTls, ServerConfig, TlsFiles};
 
 /// One member's engine; see `_core.pyi` for the contract.
 #[pyclass(module = "ketch._core", name = "Engine", frozen)]
 struct PyEngine {
     engine: Arc<RustEngine>,
-    workers: Mutex<Option<IpcServer>>,
+}
+
+/// (cert file, key file, trusted CA file, client cert auth, CRL file, TLS min version, TLS max version);
+/// empty strings for what is not given.
+type TlsArgs = (String, String, String, bool, String, String, String);
+/// (CA PEM or None, certificate PEM, key PEM): how this member calls the leader's https client URL.
+type ForwardTlsArgs = (Option<Vec<u8>>, Vec<u8>, Vec<u8>);
+
+/// The running client front door of one engine.
+#[pyclass(module = "ketch._core", name = "ClientServer", frozen)]
+struct PyClientServer {
+    server: Mutex<Option<ClientServer>>,
+}
+
+#[pymethods]
+impl PyClientServer {
+    /// Stops listening, ends watch streams, lets other calls finish for up
+    /// to `grace` seconds. Idempotent.
+    fn stop(&self, py: Python<'_>, grace: f64) {
+        let server = self.server.lock().take();
+        if let Some(mut server) = server {
+            let grace = std::time::Duration::try_from_secs_f64(grace).unwrap_or_default();
+            py.detach(move || server.stop(grace));
+        }
+    }
 }
 
 #[pymethods]
@@ -85,7 +109,7 @@ impl PyEngine {
         config.force_new_cluster = force_new_cluster;
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
-        Ok(PyEngine { engine: Arc::new(engine), workers: Mutex::new(None) })
+        Ok(PyEngine { engine: Arc::new(engine) })
     }
 
     #[getter]
@@ -148,17 +172,58 @@ impl PyEngine {
             .collect()
     }
 
-    /// Lets gRPC worker processes reach this engine over the abstract Unix
-    /// socket `name` (see ketch.workers).
-    fn serve_workers(&self, name: &str) -> PyResult<()> {
-        let mut workers = self.workers.lock();
-        if workers.is_some() {
-            return Err(PyRuntimeError::new_err("this engine already serves workers"));
-        }
-        let server = IpcServer::start(self.engine.clone(), name)
-            .map_err(|e| PyOSError::new_err(format!("cannot listen for workers on @{name}: {e}")))?;
-        *workers = Some(server);
-        Ok(())
+    /// Starts the client front door (`crate::server`) on listening sockets
+    /// Python has bound: `listeners` is [(fd, is_https)]; the server owns the
+    /// fds from here on. `tls`: the https listeners' files (see `_core.pyi`).
+    #[pyo3(signature = (listeners, *, max_request_bytes, max_concurrent_streams, keepalive_interval,
+                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn serve_clients(
+        &self,
+        py: Python<'_>,
+        listeners: Vec<(i32, bool)>,
+        max_request_bytes: usize,
+        max_concurrent_streams: u32,
+        keepalive_interval: f64,
+        keepalive_timeout: f64,
+        version: String,
+        tls: Option<TlsArgs>,
+        forward_tls: Option<ForwardTlsArgs>,
+        threads: usize,
+    ) -> PyResult<PyClientServer> {
+        let seconds = |s: f64, what: &str| {
+            std::time::Duration::try_from_secs_f64(s).map_err(|e| PyValueError::new_err(format!("{what} {s}: {e}")))
+        };
+        let listeners = listeners
+            .into_iter()
+            .map(|(fd, is_tls)| {
+                // SAFETY: Python detached this fd from its socket object and
+                // passes ownership here; nothing else closes it.
+                (unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) }, is_tls)
+            })
+            .collect();
+        let config = ServerConfig {
+            listeners,
+            tls: tls.map(|t| TlsFiles {
+                cert_file: t.0,
+                key_file: t.1,
+                trusted_ca_file: t.2,
+                client_cert_auth: t.3,
+                crl_file: t.4,
+                min_version: t.5,
+                max_version: t.6,
+            }),
+            forward_tls: forward_tls.map(|(ca_pem, cert_pem, key_pem)| ForwardTls { ca_pem, cert_pem, key_pem }),
+            max_request_bytes,
+            max_concurrent_streams,
+            keepalive_interval: seconds(keepalive_interval, "keepalive interval")?,
+            keepalive_timeout: seconds(keepalive_timeout, "keepalive timeout")?,
+            version,
+            threads,
+        };
+        let engine = self.engine.clone();
+        let server = py.detach(|| ClientServer::start(engine, config)).map_err(PyValueError::new_err)?;
+        Ok(PyClientServer { server: Mutex::new(Some(server)) })
     }
 
     fn set_watch_progress_interval(&self, seconds: f64) -> PyResult<()> {
@@ -177,59 +242,7 @@ impl PyEngine {
     }
 
     fn close(&self, py: Python<'_>) {
-        py.detach(|| {
-            // Workers first: they hang up and exit, then the engine finishes.
-            if let Some(workers) = self.workers.lock().take() {
-                workers.stop();
-            }
-            self.engine.close();
-        });
-    }
-}
-
-/// A gRPC worker process's handle on the engine process: the same
-/// submit/drain/completion_fd interface as Engine, over a Unix socket.
-#[pyclass(module = "ketch._core", name = "EngineClient", frozen)]
-struct PyEngineClient {
-    client: IpcClient,
-}
-
-#[pymethods]
-impl PyEngineClient {
-    #[new]
-    fn new(py: Python<'_>, name: &str) -> PyResult<Self> {
-        let on_lost = Box::new(|| {
-            // The engine process is gone (stopped or killed): a worker has
-            // nothing left to serve, and its listening sockets must not
-            // outlive the member. Exit now; clients fail over.
-            eprintln!("ketch: worker {}: the engine process went away; exiting", std::process::id());
-            // _exit, not exit: this runs on the IPC reader thread while the
-            // event loop runs Python on the main thread; atexit handlers
-            // (Python's, grpc's) must not run under it, and there is nothing
-            // to flush.
-            // SAFETY: _exit takes no pointers and does not return.
-            unsafe { libc::_exit(0) };
-        });
-        let client = py
-            .detach(|| IpcClient::connect(name, on_lost))
-            .map_err(|e| PyOSError::new_err(format!("cannot reach the engine at @{name}: {e}")))?;
-        Ok(PyEngineClient { client })
-    }
-
-    fn completion_fd(&self) -> i32 {
-        self.client.completions().fd()
-    }
-
-    fn submit(&self, method: u32, request: &[u8], token: u64) {
-        self.client.submit(method, request, token);
-    }
-
-    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        drain_queue(py, self.client.completions())
-    }
-
-    fn close(&self, py: Python<'_>) {
-        py.detach(|| self.client.close());
+        py.detach(|| self.engine.close());
     }
 }
 
@@ -274,7 +287,7 @@ fn start_error(e: StartError) -> PyErr {
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
-    m.add_class::<PyEngineClient>()?;
+    m.add_class::<PyClientServer>()?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
-from ketch._pb import kv_pb2, regen, rpc_pb2
+from ketch._pb import kv_pb2, regen, rpc_pb2, v3election_pb2, v3lock_pb2
 
 PROTO_DIR = Path(__file__).resolve().parents[2] / "rust" / "proto"
 
@@ -18,12 +18,11 @@ def test_generated_modules_match_the_protos() -> None:
     protoc = shutil.which("protoc")
     assert protoc, "protoc is needed (apt-get install protobuf-compiler)"
     out = subprocess.run(
-        [protoc, f"--proto_path={PROTO_DIR}", "--descriptor_set_out=/dev/stdout",
-         "kv.proto", "rpc.proto"],
+        [protoc, f"--proto_path={PROTO_DIR}", "--descriptor_set_out=/dev/stdout", *regen.PROTOS],
         check=True, capture_output=True,
     ).stdout  # fmt: skip
     fresh = {f.name: f for f in descriptor_pb2.FileDescriptorSet.FromString(out).file}
-    for module in (kv_pb2, rpc_pb2):
+    for module in (kv_pb2, rpc_pb2, v3lock_pb2, v3election_pb2):
         committed = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
         expected = fresh[committed.name]
         for fd in (committed, expected):  # protoc versions differ on whether they fill json_name

@@ -18,11 +18,6 @@ from ketch.testing import Member, free_port
 from .conftest import Outcome, run
 
 
-def lean(kind: str) -> tuple[str, ...]:
-    """ketch members here need no extra gRPC processes (etcd has no such flag)."""
-    return ("--grpc-workers", "1") if kind == "ketch" else ()
-
-
 def wait_serving(members: list[Member]) -> None:
     """Until every member answers a linearizable read (so there is a leader)."""
     for m in members:
@@ -35,7 +30,7 @@ def cluster(
 ) -> Iterator[list[Member]]:
     kind: testing.Server = request.param
     root = tmp_path_factory.mktemp(f"{kind}3")
-    with testing.cluster(3, server=kind, data_dir=root, extra_args=lean(kind)) as members:
+    with testing.cluster(3, server=kind, data_dir=root) as members:
         if kind == "etcd":
             # etcd refuses to add a voting member ("unhealthy cluster") until every
             # voter has been connected to the others for HealthInterval (5 s).
@@ -167,7 +162,7 @@ def test_member_update(ep: str) -> None:
 
 def start_learner(ep: str, root: Path, name: str, kind: testing.Server) -> tuple[Member, int]:
     """A learner that has joined and caught up: promotable."""
-    existing = ("--initial-cluster-state", "existing", *lean(kind))
+    existing = ("--initial-cluster-state", "existing")
     learner = Member(kind, root / name, free_port(), free_port(), name, existing)
     with Client(ep) as c:
         resp = c.member_add([learner.peer_url], is_learner=True)

@@ -94,3 +94,30 @@ def test_http_and_https_listeners_together(make_server, tls: TLSFiles, kind: str
     assert (rc, out) == (0, "over-http\n"), err
     rc, out, _ = server.etcdctl("member", "list")
     assert f"http://127.0.0.1:{plain},https://127.0.0.1:{secure}" in out
+
+
+@pytest.mark.parametrize("kind", ["ketch", "etcd"])
+def test_rotated_server_certificate_is_served_without_a_restart(
+    make_server, tmp_path: Path, kind: str
+) -> None:
+    """Replace the server's certificate and key in place with ones from
+    another CA: the next connection gets the new one (etcd reloads on
+    handshake too), and a client that trusts only the old CA is refused."""
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir()
+    new_dir.mkdir()
+    old, new = make_tls_files(old_dir), make_tls_files(new_dir)
+    server = make_server(
+        kind, _tls_args(old, client_cert_auth=False), scheme="https", client_tls=(old.ca, None, None)
+    )
+    assert server.etcdctl("put", "k", "before") == (0, "OK\n", "")
+    # Key first, then certificate: a handshake in between may see a pair
+    # that does not match, which must not stop the server.
+    old.server_key.write_bytes(new.server_key.read_bytes())
+    old.server_cert.write_bytes(new.server_cert.read_bytes())
+    rc, out, err = etcdctl(server, "get", "k", "--print-value-only", tls=(new.ca, None, None))
+    assert (rc, out) == (0, "before\n"), err
+    quick = ("--command-timeout", "2s")
+    rc, _, err = etcdctl(server, *quick, "get", "k", tls=(old.ca, None, None))
+    assert rc == 1, err
+    assert server.proc is not None and server.proc.poll() is None

@@ -12,7 +12,7 @@ import grpc.aio
 import pytest
 from ketch import peer
 from ketch.errors import EngineError
-from ketch.peer import PeerService, PeerTransport, fetch_members, forward_via, open_channel
+from ketch.peer import PeerService, PeerTransport, fetch_members, open_channel
 
 from ..support import free_port
 
@@ -71,10 +71,6 @@ async def engine_call(method: int, request: bytes) -> bytes:
     """The receiving member's EngineBridge.call."""
     if method == MEMBER_LIST:
         return b"member-list"
-    if method == 1:
-        return b"ok:" + request
-    if method == 2:
-        raise EngineError("NotLeader", "etcdserver: not leader")
     raise EngineError("LeaseNotFound", "etcdserver: requested lease not found")
 
 
@@ -86,12 +82,11 @@ class Peer:
         engine: FakeEngine,
         port: int,
         call: Callable[[int, bytes], Awaitable[bytes]] = engine_call,
-        to_leader: Callable[[int, bytes], Awaitable[bytes]] | None = None,
     ) -> None:
         self.engine = engine
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self._service = PeerService(engine, call, MEMBER_LIST, to_leader)
+        self._service = PeerService(engine, call, MEMBER_LIST)
         self._server: grpc.aio.Server | None = None
 
     async def start(self, *extra: grpc.GenericRpcHandler) -> None:
@@ -278,7 +273,7 @@ def test_other_cluster_is_refused(port: int, caplog: pytest.LogCaptureFixture) -
             assert receiver.engine.stepped == []
             channel = open_channel(receiver.url, None)
             with pytest.raises(grpc.aio.AioRpcError) as e:
-                await channel.unary_unary(peer.FORWARD)(b"\0\0\0\1x", metadata=(("ketch-cluster-id", "cafe"),))  # type: ignore[arg-type]  # fmt: skip
+                await channel.unary_unary(peer.MEMBERS)(b"", metadata=(("ketch-cluster-id", "cafe"),))  # type: ignore[arg-type]  # fmt: skip
             assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert e.value.details() == "cluster ID mismatch"
             await channel.close()
@@ -298,72 +293,6 @@ def test_undecodable_batch_ends_the_stream_and_the_sender_recovers(port: int) ->
                 if receiver.engine.stepped:
                     break
             assert receiver.engine.stepped[:1] == [b"fine"]
-
-    run(main())
-
-
-def test_forward_answers_and_engine_errors(port: int) -> None:
-    async def main() -> None:
-        async with linked(port) as (_sender, _receiver, transport):
-            assert await transport.forward(2, 1, b"req") == b"ok:req"
-            with pytest.raises(EngineError) as e:
-                await transport.forward(2, 3, b"req")
-            assert (e.value.name, e.value.message) == (
-                "LeaseNotFound",
-                "etcdserver: requested lease not found",
-            )
-            with pytest.raises(EngineError) as e:
-                await transport.forward(2, 2, b"req")
-            assert e.value.name == "NotLeader"
-            with pytest.raises(EngineError) as e:
-                await transport.forward(99, 1, b"req")
-            assert e.value.name == "MemberNotFound"
-
-    run(main())
-
-
-def test_forward_hops_on_to_the_leader(port: int) -> None:
-    """A worker forwards through its member (hops=1) after the engine they
-    share said NotLeader; the member passes it straight on to the leader,
-    without asking its engine again, and no further (hops=0)."""
-    passed_on: list[tuple[int, bytes]] = []
-
-    async def to_leader(method: int, request: bytes) -> bytes:
-        passed_on.append((method, request))
-        return b"from-leader"
-
-    async def main() -> None:
-        receiver = Peer(FakeEngine(7), port, to_leader=to_leader)
-        await receiver.start()
-        channel = open_channel(receiver.url, None)
-        try:
-            assert await forward_via(channel, 7, 2, b"r", hops=1) == b"from-leader"
-            assert passed_on == [(2, b"r")]
-            # Method 1 the fake engine would answer; with hops it is not asked.
-            assert await forward_via(channel, 7, 1, b"q", hops=1) == b"from-leader"
-            assert passed_on == [(2, b"r"), (1, b"q")]
-            with pytest.raises(EngineError) as e:
-                await forward_via(channel, 7, 2, b"r", hops=0)
-            assert e.value.name == "NotLeader" and len(passed_on) == 2
-        finally:
-            await channel.close()
-            await receiver.stop()
-
-    run(main())
-
-
-def test_forward_to_a_down_peer_is_a_timeout(port: int) -> None:
-    async def main() -> None:
-        channel = open_channel(f"http://127.0.0.1:{port}", None)
-        try:
-            with pytest.raises(EngineError) as e:
-                await forward_via(channel, 7, 1, b"r")
-            assert (e.value.name, e.value.message) == (
-                "Timeout",
-                "etcdserver: request timed out",
-            )
-        finally:
-            await channel.close()
 
     run(main())
 

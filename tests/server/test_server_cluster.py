@@ -185,46 +185,6 @@ class Transport:
         self.refreshed += 1
 
 
-NOT_LEADER = EngineError("NotLeader", "etcdserver: not leader")
-
-
-def test_forwarder_follows_the_leader(server: ModuleType) -> None:
-    engine = StatsEngine(raft_leader=2)
-    transport = Transport()
-    # The old leader says it no longer leads; by then leadership has moved here.
-    transport.answers = [NOT_LEADER]
-    bridge = Bridge(b"local")
-    to_leader = server._leader_forwarder(engine, bridge, transport)
-
-    async def main() -> bytes:
-        task = asyncio.ensure_future(to_leader(7, b"req"))
-        await asyncio.sleep(0.01)
-        engine.stats_now["raft_leader"] = 1
-        answer: bytes = await task
-        return answer
-
-    assert run(main()) == b"local"
-    assert transport.sent == [(2, 7, b"req")]
-
-    transport.answers = [b"remote"]
-    engine.stats_now["raft_leader"] = 3
-    assert run(to_leader(7, b"x")) == b"remote"
-    transport.answers = [EngineError("LeaseNotFound", "etcdserver: requested lease not found")]
-    with pytest.raises(EngineError) as e:
-        run(to_leader(7, b"x"))
-    assert e.value.name == "LeaseNotFound"
-
-
-def test_forwarder_without_a_leader_is_no_leader(
-    server: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(server, "FORWARD_DEADLINE_SECONDS", 0.1)
-    to_leader = server._leader_forwarder(StatsEngine(raft_leader=0), Bridge(b""), Transport())
-    with pytest.raises(EngineError) as e:
-        run(to_leader(7, b"x"))
-    assert (e.value.name, e.value.message) == ("NoLeader", "etcdserver: no leader")
-
-
 def test_removal_stops_the_server(
     server: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -2,8 +2,8 @@
 
     .venv/bin/python python/ketch/_pb/regen.py      (needs grpcio-tools)
 
-The sources of truth are rust/proto/kv.proto and rust/proto/rpc.proto (etcd's
-wire contract, packages mvccpb and etcdserverpb). The generated modules are
+The sources of truth are the .proto files in rust/proto (etcd's
+wire contract: packages mvccpb, etcdserverpb, v3lockpb and v3electionpb). The generated modules are
 committed so that installing ketch needs no protoc; tests/client/test_pb.py
 checks that they still describe exactly what the .proto files say.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROTO_DIR = HERE.parents[2] / "rust" / "proto"
-PROTOS = ("kv.proto", "rpc.proto")
+PROTOS = ("kv.proto", "rpc.proto", "v3lock.proto", "v3election.proto")
 
 
 def fix_imports(source: str) -> str:

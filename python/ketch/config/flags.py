@@ -73,9 +73,10 @@ class Flag:
 
 # Reasons shared by several flags. Each says why; README repeats it.
 TRANSPORT = "parsed and checked; ketch's gRPC server does not apply it yet"
+PEER_TLS = "the client port applies it; the peer port does not yet (it keeps gRPC's TLS versions)"
 V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
-HTTP = "ketch serves gRPC only, with no HTTP endpoints"
+HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin and host name"
 AUTH = "ketch has no auth yet (it answers as etcd does with auth disabled)"
 BBOLT = "ketch's backend is redb, not bbolt"
 LOGS = "ketch writes its log lines to stderr in one format"
@@ -149,7 +150,8 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "URLs to listen on for clients.", "listen_client_urls"),
         Flag("listen-client-http-urls", URLs(), (),
              "URLs to serve etcd's HTTP endpoints on, apart from gRPC.", since="3.5",
-             reason=HTTP, inert=((),)),
+             reason="ketch serves /health and /version on the client URLs, beside gRPC",
+             inert=((),)),
         Flag("max-snapshots", UINT, 5, "Old snapshot files to keep (0: all).", "max_snapshots",
              reason=RETENTION),
         Flag("max-wals", UINT, 5, "Old WAL files to keep (0: all).", "max_wals", reason=RETENTION),
@@ -237,7 +239,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("client-cert-auth", Bool(), False, "Require client certificates.",
              "client_cert_auth", yaml="client-transport-security.client-cert-auth"),
         Flag("client-crl-file", Str(), "", "Revocation list for client certificates.",
-             "client_crl_file", reason=TRANSPORT, yaml=None),
+             "client_crl_file", yaml=None),
         Flag("client-cert-allowed-hostname", Str(), "",
              "Host name a client certificate must carry.", reason=ALLOWED_NAMES, yaml=None),
         Flag("trusted-ca-file", Str(), "", "CA that client certificates are verified against.",
@@ -270,17 +272,17 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "peer_crl_file", reason=TRANSPORT, yaml=None),
         Flag("cipher-suites", Strings(), (), "TLS cipher suites, comma-separated (empty: the defaults).",
              "cipher_suites", reason=TRANSPORT, inert=((),)),
-        Flag("cors", URLs("*"), ("*",), "Origins allowed by CORS (* or empty: all).", reason=HTTP,
+        Flag("cors", URLs("*"), ("*",), "Origins allowed by CORS (* or empty: all).", reason=HTTP_CHECKS,
              inert=(("*",), ())),
         Flag("host-whitelist", Strings(unique=True), ("*",),
              "Host names accepted from HTTP clients on an insecure server (* or empty: all).",
-             reason=HTTP, inert=(("*",), ())),
+             reason=HTTP_CHECKS, inert=(("*",), ())),
         Flag("tls-min-version", Choice("", "TLS1.2", "TLS1.3"), "TLS1.2",
-             "Lowest TLS version accepted.", "tls_min_version", since="3.5", reason=TRANSPORT,
+             "Lowest TLS version accepted.", "tls_min_version", since="3.5", reason=PEER_TLS,
              inert=("TLS1.2",)),
         Flag("tls-max-version", Choice("", "TLS1.2", "TLS1.3"), "",
              "Highest TLS version accepted (empty: the newest).", "tls_max_version", since="3.5",
-             reason=TRANSPORT, inert=("",)),
+             reason=PEER_TLS, inert=("",)),
         Flag("experimental-peer-skip-client-san-verification", Bool(), False,
              "Do not check the SAN of peers' client certificates.", reason=ALLOWED_NAMES,
              inert=(False,)),
@@ -298,7 +300,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "enable_pprof", reason="ketch is not a Go program and has no pprof endpoint",
              inert=(False,)),
         Flag("metrics", Str(), "basic", "Metrics detail ('basic' or 'extensive').",
-             reason=HTTP, inert=("basic",)),
+             reason="no /metrics endpoint yet", inert=("basic",)),
         Flag("listen-metrics-urls", URLs(), (), "URLs serving /metrics and /health.",
              "listen_metrics_urls", reason="no /metrics or /health endpoint yet", inert=((),)),
     )),
@@ -411,7 +413,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("log-package-levels", Str(), "", "Log levels per package.", reason=LOGS,
              inert=("",)),
         Flag("enable-grpc-gateway", Bool(), True, "Serve the gRPC gateway (JSON over HTTP).",
-             reason=HTTP, inert=(False,), hidden=True),
+             reason="ketch has no gRPC gateway (JSON over HTTP)", inert=(False,), hidden=True),
     )),
     ("Configuration", (
         Flag("config-file", Str(), "", "etcd's YAML configuration file; when given, the other "

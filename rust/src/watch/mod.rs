@@ -266,28 +266,12 @@ impl WatchHub {
         }
     }
 
-    /// Drops every stream of a gRPC worker process that hung up: their
-    /// tokens carry its route (see `completion::ROUTE_SHIFT`).
-    pub fn close_route(&self, route: u16) {
-        let streams: Vec<u64> = self
-            .inner
-            .lock()
-            .streams
-            .keys()
-            .copied()
-            .filter(|token| (token >> crate::completion::ROUTE_SHIFT) as u16 == route)
-            .collect();
-        for token in streams {
-            self.close_stream(token);
-        }
-    }
-
     /// How many streams are open (for stats and tests).
     pub fn stream_count(&self) -> usize {
         self.inner.lock().streams.len()
     }
 
-    /// Python has handed `n` more responses of the stream to gRPC.
+    /// The front door has handed `n` more responses of the stream to gRPC.
     pub fn ack(&self, stream: u64, n: usize) {
         let mut inner = self.inner.lock();
         let Some(s) = inner.streams.get_mut(&stream) else { return };
@@ -792,7 +776,6 @@ impl WatchCtx for crate::engine::Shared {
     }
 
     fn send(&self, out: Vec<(u64, Vec<u8>)>) {
-        // push (not push_all): a stream of a worker process is routed to it.
         for (token, bytes) in out {
             self.completions.push(token, Ok(bytes));
         }

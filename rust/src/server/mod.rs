@@ -1,0 +1,423 @@
+//! The client front door: etcd's gRPC API, and HTTP/1.1 beside it, on every
+//! `--listen-client-urls` listener, served from a multi-threaded tokio
+//! runtime (tonic's gRPC over hyper's HTTP/2, rustls for https).
+//!
+//! ```text
+//!  socket ─► hyper (auto: h2 or HTTP/1.1) ─► route()
+//!               content-type application/grpc ─► grpc(): tonic over RawCodec
+//!                  unary      Calls::call ─► Engine::submit ─► (engine threads) ─► oneshot
+//!                  Watch      streams::watch: requests in, the hub's responses out
+//!                  KeepAlive  streams::keep_alive (on a follower: the leader's)
+//!                  Snapshot   streams::snapshot
+//!               anything else ─► http(): /health, /version
+//! ```
+//!
+//! Python binds the listening sockets (so that a port in use fails before
+//! the data dir is touched, in Go's words) and hands them over; from then on
+//! no Python runs for any client request.
+
+mod calls;
+mod codec;
+mod http_endpoints;
+mod recipes;
+pub mod status;
+mod streams;
+mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::TcpListener as StdTcpListener;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{ready, BoxFuture, Ready};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tonic::body::Body;
+use tonic::server::{Grpc, ServerStreamingService, StreamingService, UnaryService};
+use tonic::{Status, Streaming};
+
+pub use calls::ForwardTls;
+pub use tls::TlsFiles;
+
+use crate::engine::{Engine, Method};
+use crate::error::EtcdError;
+use calls::Calls;
+use codec::RawCodec;
+use status::status_of;
+use streams::ResponseStream;
+
+/// etcd's grpcOverheadBytes: gRPC's receive limit is max-request-bytes plus this.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+pub struct ServerConfig {
+    /// Bound and listening; `true` for an https URL.
+    pub listeners: Vec<(StdTcpListener, bool)>,
+    pub tls: Option<TlsFiles>,
+    pub forward_tls: Option<ForwardTls>,
+    /// etcd's --max-request-bytes.
+    pub max_request_bytes: usize,
+    pub max_concurrent_streams: u32,
+    /// Server pings on an idle connection (etcd's --grpc-keepalive-interval) and
+    /// how long it waits for the answer (--grpc-keepalive-timeout).
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub version: String,
+    /// Tokio worker threads; 0: one per CPU.
+    pub threads: usize,
+}
+
+/// What every connection's handlers share.
+struct Front {
+    calls: Arc<Calls>,
+    codec: RawCodec,
+    version: String,
+}
+
+/// A running front door; [`ClientServer::stop`] ends it.
+pub struct ClientServer {
+    runtime: Option<tokio::runtime::Runtime>,
+    engine: Arc<Engine>,
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Every connection task holds a clone; `recv` answers None once all ended.
+    connections_done: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl ClientServer {
+    pub fn start(engine: Arc<Engine>, config: ServerConfig) -> Result<ClientServer, String> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::ReloadingTls::new(files.clone())?)),
+            None => None,
+        };
+        let threads = if config.threads == 0 {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        } else {
+            config.threads
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("ketch-grpc")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the gRPC runtime: {e}"))?;
+        let front = Arc::new(Front {
+            calls: Arc::new(Calls::new(engine.clone(), config.forward_tls.clone())),
+            codec: RawCodec { max_receive: config.max_request_bytes + GRPC_OVERHEAD_BYTES },
+            version: config.version.clone(),
+        });
+        let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .keep_alive_interval(Some(config.keepalive_interval))
+            .keep_alive_timeout(config.keepalive_timeout)
+            .adaptive_window(true)
+            // etcd sends responses up to math.MaxInt32; hyper's default frame
+            // buffer would otherwise cap what one write hands the socket.
+            .max_send_buf_size(1024 * 1024);
+        http.http1().timer(TokioTimer::new());
+        let (stopping, stop_rx) = tokio::sync::watch::channel(false);
+        let (conn_tx, connections_done) = tokio::sync::mpsc::channel::<()>(1);
+        for (listener, is_tls) in config.listeners {
+            listener.set_nonblocking(true).map_err(|e| format!("listener: {e}"))?;
+            let listener = {
+                let _guard = runtime.enter();
+                tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?
+            };
+            let tls = if is_tls {
+                Some(tls.clone().ok_or("an https listener needs --cert-file and --key-file")?)
+            } else {
+                None
+            };
+            runtime.spawn(accept_loop(listener, tls, front.clone(), http.clone(), stop_rx.clone(), conn_tx.clone()));
+        }
+        drop(conn_tx);
+        Ok(ClientServer { runtime: Some(runtime), engine, stopping, connections_done })
+    }
+
+    /// Stops accepting, ends every watch stream (they never end by
+    /// themselves; clients resume elsewhere), lets other calls finish for up
+    /// to `grace`, then drops what is left.
+    pub fn stop(&mut self, grace: Duration) {
+        let Some(runtime) = self.runtime.take() else { return };
+        let _ = self.stopping.send(true);
+        self.engine.completions().end_streams(&EtcdError::Stopped);
+        let done = &mut self.connections_done;
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(grace, done.recv()).await;
+        });
+        runtime.shutdown_timeout(Duration::from_millis(100));
+    }
+}
+
+impl Drop for ClientServer {
+    fn drop(&mut self) {
+        self.stop(Duration::ZERO);
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<tls::ReloadingTls>>,
+    front: Arc<Front>,
+    http: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    conn_done: tokio::sync::mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stopping.changed() => return,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of fds, most likely: wait a moment rather than spin.
+                eprintln!("ketch: accepting a client connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (front, http, stopping, done) = (front.clone(), http.clone(), stopping.clone(), conn_done.clone());
+        let tls = tls.as_ref().map(|t| t.current());
+        tokio::spawn(async move {
+            let _done = done;
+            match tls {
+                None => serve_connection(tcp, front, &http, stopping).await,
+                Some(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    // A client that never finishes its handshake does not hold a task forever.
+                    // A failed handshake is dropped quietly (etcd logs it at debug
+                    // level); the client sees why.
+                    let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        serve_connection(stream, front, &http, stopping).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<S>(
+    io: S,
+    front: Arc<Front>,
+    http: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| route(front.clone(), req));
+    let conn = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stopping.changed() => {}
+    }
+    // GOAWAY: in-flight calls finish, new ones go elsewhere.
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> Result<http::Response<Body>, Infallible> {
+    let is_grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc {
+        Ok(grpc(&front, req).await)
+    } else {
+        Ok(http_endpoints::serve(&front.calls.engine, &front.version, &req))
+    }
+}
+
+/// What kind of call a gRPC method is and what runs it.
+#[derive(Clone, Copy)]
+enum Kind {
+    Unary(Method),
+    /// Unary, answered by the leader (this member's engine says NotLeader otherwise).
+    LeaderUnary(Method),
+    Watch,
+    KeepAlive,
+    Snapshot,
+    /// v3lockpb.Lock and v3electionpb.Election, run by the server on its own store.
+    Recipe(recipes::Recipe),
+    Observe,
+}
+
+/// etcd's v3 services, by gRPC path. A path missing here gets grpc-go's
+/// UNIMPLEMENTED. LeaseLeases is answered locally, as etcd does.
+const METHODS: [(&str, Kind); 31] = {
+    use recipes::Recipe as R;
+    use Kind::{KeepAlive, LeaderUnary, Observe, Recipe, Snapshot, Unary, Watch};
+    [
+    ("/etcdserverpb.KV/Range", Unary(Method::KvRange)),
+    ("/etcdserverpb.KV/Put", Unary(Method::KvPut)),
+    ("/etcdserverpb.KV/DeleteRange", Unary(Method::KvDeleteRange)),
+    ("/etcdserverpb.KV/Txn", Unary(Method::KvTxn)),
+    ("/etcdserverpb.KV/Compact", Unary(Method::KvCompact)),
+    ("/etcdserverpb.Watch/Watch", Watch),
+    ("/etcdserverpb.Lease/LeaseGrant", Unary(Method::LeaseGrant)),
+    ("/etcdserverpb.Lease/LeaseRevoke", Unary(Method::LeaseRevoke)),
+    ("/etcdserverpb.Lease/LeaseKeepAlive", KeepAlive),
+    ("/etcdserverpb.Lease/LeaseTimeToLive", LeaderUnary(Method::LeaseTimeToLive)),
+    ("/etcdserverpb.Lease/LeaseLeases", Unary(Method::LeaseLeases)),
+    ("/etcdserverpb.Cluster/MemberAdd", Unary(Method::ClusterMemberAdd)),
+    ("/etcdserverpb.Cluster/MemberRemove", Unary(Method::ClusterMemberRemove)),
+    ("/etcdserverpb.Cluster/MemberUpdate", Unary(Method::ClusterMemberUpdate)),
+    ("/etcdserverpb.Cluster/MemberList", Unary(Method::ClusterMemberList)),
+    ("/etcdserverpb.Cluster/MemberPromote", LeaderUnary(Method::ClusterMemberPromote)),
+    ("/etcdserverpb.Maintenance/Alarm", Unary(Method::MaintenanceAlarm)),
+    ("/etcdserverpb.Maintenance/Status", Unary(Method::MaintenanceStatus)),
+    ("/etcdserverpb.Maintenance/Defragment", Unary(Method::MaintenanceDefragment)),
+    ("/etcdserverpb.Maintenance/Hash", Unary(Method::MaintenanceHash)),
+    ("/etcdserverpb.Maintenance/HashKV", Unary(Method::MaintenanceHashKv)),
+    ("/etcdserverpb.Maintenance/Snapshot", Snapshot),
+    ("/etcdserverpb.Maintenance/MoveLeader", Unary(Method::MaintenanceMoveLeader)),
+    ("/etcdserverpb.Auth/Authenticate", Unary(Method::AuthAuthenticate)),
+    ("/v3lockpb.Lock/Lock", Recipe(R::Lock)),
+    ("/v3lockpb.Lock/Unlock", Recipe(R::Unlock)),
+    ("/v3electionpb.Election/Campaign", Recipe(R::Campaign)),
+    ("/v3electionpb.Election/Proclaim", Recipe(R::Proclaim)),
+    ("/v3electionpb.Election/Leader", Recipe(R::Leader)),
+    ("/v3electionpb.Election/Observe", Observe),
+    ("/v3electionpb.Election/Resign", Recipe(R::Resign)),
+    ]
+};
+
+fn kind_of(path: &str) -> Option<(&'static str, Kind)> {
+    METHODS.iter().find(|(p, _)| *p == path).copied()
+}
+
+/// grpc-go's answer for a method it does not serve.
+fn unimplemented(path: &str) -> Status {
+    let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+    if METHODS.iter().any(|(p, _)| p[1..].starts_with(service) && p[1 + service.len()..].starts_with('/')) {
+        Status::unimplemented(format!("unknown method {method} for service {service}"))
+    } else {
+        Status::unimplemented(format!("unknown service {service}"))
+    }
+}
+
+async fn grpc(front: &Arc<Front>, req: http::Request<Incoming>) -> http::Response<Body> {
+    let Some((path, kind)) = kind_of(req.uri().path()) else {
+        return unimplemented(req.uri().path()).into_http();
+    };
+    let mut grpc = Grpc::new(front.codec)
+        // The codec refuses oversized requests in grpc-go's words; tonic's own
+        // limit only stops one so large it is not worth reading.
+        .max_decoding_message_size(front.codec.max_receive.saturating_add(4 * 1024 * 1024))
+        .max_encoding_message_size(usize::MAX);
+    let calls = front.calls.clone();
+    match kind {
+        Kind::Unary(method) => grpc.unary(UnaryCall { calls, method, leader_path: None }, req).await,
+        Kind::LeaderUnary(method) => grpc.unary(UnaryCall { calls, method, leader_path: Some(path) }, req).await,
+        Kind::Watch => grpc.streaming(StreamCall { calls, open: streams::watch }, req).await,
+        Kind::KeepAlive => grpc.streaming(StreamCall { calls, open: streams::keep_alive }, req).await,
+        Kind::Snapshot => grpc.server_streaming(SnapshotCall { calls, observe: false }, req).await,
+        Kind::Observe => grpc.server_streaming(SnapshotCall { calls, observe: true }, req).await,
+        Kind::Recipe(recipe) => grpc.unary(RecipeCall { calls, recipe }, req).await,
+    }
+}
+
+struct UnaryCall {
+    calls: Arc<Calls>,
+    method: Method,
+    leader_path: Option<&'static str>,
+}
+
+impl UnaryService<Bytes> for UnaryCall {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let (calls, method, leader_path) = (self.calls.clone(), self.method, self.leader_path);
+        Box::pin(async move {
+            let request = request.into_inner();
+            let answer = match leader_path {
+                Some(path) => calls.call_on_leader(method, path, request).await?,
+                None => calls.call(method, request).await.map_err(|e| status_of(&e))?.into(),
+            };
+            Ok(tonic::Response::new(answer))
+        })
+    }
+}
+
+struct StreamCall {
+    calls: Arc<Calls>,
+    open: fn(&Arc<Calls>, Streaming<Bytes>) -> ResponseStream,
+}
+
+impl StreamingService<Bytes> for StreamCall {
+    type Response = Bytes;
+    type ResponseStream = ResponseStream;
+    type Future = Ready<Result<tonic::Response<ResponseStream>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Streaming<Bytes>>) -> Self::Future {
+        ready(Ok(tonic::Response::new((self.open)(&self.calls, request.into_inner()))))
+    }
+}
+
+/// The server-streaming calls: Maintenance.Snapshot and Election.Observe.
+struct SnapshotCall {
+    calls: Arc<Calls>,
+    observe: bool,
+}
+
+impl ServerStreamingService<Bytes> for SnapshotCall {
+    type Response = Bytes;
+    type ResponseStream = ResponseStream;
+    type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<ResponseStream>, Status>> + Send>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let (calls, observe) = (self.calls.clone(), self.observe);
+        Box::pin(async move {
+            let request = request.into_inner();
+            let stream = if observe { recipes::observe(&calls, request) } else { streams::snapshot(&calls, request).await };
+            stream.map(tonic::Response::new)
+        })
+    }
+}
+
+struct RecipeCall {
+    calls: Arc<Calls>,
+    recipe: recipes::Recipe,
+}
+
+impl UnaryService<Bytes> for RecipeCall {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let (calls, recipe) = (self.calls.clone(), self.recipe);
+        Box::pin(async move { recipes::serve(&calls, recipe, request.into_inner()).await.map(tonic::Response::new) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_is_routed_once() {
+        let mut paths: Vec<&str> = METHODS.iter().map(|(p, _)| *p).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), METHODS.len());
+        assert!(matches!(kind_of("/etcdserverpb.KV/Put"), Some((_, Kind::Unary(Method::KvPut)))));
+        assert!(matches!(kind_of("/etcdserverpb.Lease/LeaseKeepAlive"), Some((_, Kind::KeepAlive))));
+        assert!(kind_of("/etcdserverpb.KV/Nope").is_none());
+    }
+
+    #[test]
+    fn unknown_methods_are_named_as_grpc_go_names_them() {
+        assert_eq!(unimplemented("/etcdserverpb.KV/Nope").message(), "unknown method Nope for service etcdserverpb.KV");
+        assert_eq!(unimplemented("/etcdserverpb.Auth/UserAdd").message(), "unknown method UserAdd for service etcdserverpb.Auth");
+        assert_eq!(unimplemented("/no.Such/Thing").message(), "unknown service no.Such");
+        // A prefix of a served service is another service.
+        assert_eq!(unimplemented("/etcdserverpb.K/Put").message(), "unknown service etcdserverpb.K");
+    }
+}

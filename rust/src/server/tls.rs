@@ -1,0 +1,154 @@
+//! TLS for https client URLs, as etcd's listeners do it: the server's
+//! certificate and key; with `--client-cert-auth`, a client certificate that
+//! chains to `--trusted-ca-file` (and is not in `--client-crl-file`) is
+//! required, otherwise none is asked for.
+//!
+//! The files are read again when they change (their modification times are
+//! checked on every accepted connection, a few `stat`s), so a rotated
+//! certificate is served from the next handshake on, with no restart; a
+//! rotation caught half-written keeps the previous configuration and says so.
+
+use std::fs;
+use std::io;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+/// The TLS flags of one listener kind.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    pub cert_file: String,
+    pub key_file: String,
+    /// Empty: none.
+    pub trusted_ca_file: String,
+    pub client_cert_auth: bool,
+    /// Empty: none.
+    pub crl_file: String,
+    /// "TLS1.2" or "TLS1.3"; empty for rustls's (and etcd's) defaults.
+    pub min_version: String,
+    pub max_version: String,
+}
+
+impl TlsFiles {
+    fn paths(&self) -> Vec<&str> {
+        [&self.cert_file, &self.key_file, &self.trusted_ca_file, &self.crl_file]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn mtimes(&self) -> Vec<Option<SystemTime>> {
+        self.paths().into_iter().map(|p| fs::metadata(p).and_then(|m| m.modified()).ok()).collect()
+    }
+}
+
+pub struct ReloadingTls {
+    files: TlsFiles,
+    current: Mutex<(Vec<Option<SystemTime>>, Arc<ServerConfig>)>,
+}
+
+impl ReloadingTls {
+    /// Reads the files once; an error names the file and what is wrong with it.
+    pub fn new(files: TlsFiles) -> Result<ReloadingTls, String> {
+        let mtimes = files.mtimes();
+        let config = build(&files)?;
+        Ok(ReloadingTls { files, current: Mutex::new((mtimes, config)) })
+    }
+
+    /// The configuration for the next handshake, read again if a file changed.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        let mtimes = self.files.mtimes();
+        let mut current = self.current.lock();
+        if current.0 != mtimes {
+            match build(&self.files) {
+                Ok(config) => {
+                    eprintln!("ketch: client TLS files changed; serving the new certificate");
+                    *current = (mtimes, config);
+                }
+                // Keep serving the old one; try again on the next connection.
+                Err(e) => eprintln!("ketch: client TLS files changed but cannot be used yet: {e}"),
+            }
+        }
+        current.1.clone()
+    }
+}
+
+fn read(path: &str, flag: &str) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|e| format!("cannot read {flag} {path}: {e}"))
+}
+
+fn certs(pem: &[u8], path: &str, flag: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, io::Error>>()
+        .map_err(|e| format!("{flag} {path}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{flag} {path}: no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
+    let chain = certs(&read(&files.cert_file, "--cert-file")?, &files.cert_file, "--cert-file")?;
+    let key_pem = read(&files.key_file, "--key-file")?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| format!("--key-file {}: {e}", files.key_file))?
+        .ok_or_else(|| format!("--key-file {}: no PEM private key in it", files.key_file))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions = versions(&files.min_version, &files.max_version)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let builder = if files.client_cert_auth {
+        let mut roots = RootCertStore::empty();
+        if !files.trusted_ca_file.is_empty() {
+            let pem = read(&files.trusted_ca_file, "--trusted-ca-file")?;
+            for cert in certs(&pem, &files.trusted_ca_file, "--trusted-ca-file")? {
+                roots.add(cert).map_err(|e| format!("--trusted-ca-file {}: {e}", files.trusted_ca_file))?;
+            }
+        }
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        if !files.crl_file.is_empty() {
+            let pem = read(&files.crl_file, "--client-crl-file")?;
+            let crls: Vec<CertificateRevocationListDer<'static>> = rustls_pemfile::crls(&mut &pem[..])
+                .collect::<Result<_, io::Error>>()
+                .map_err(|e| format!("--client-crl-file {}: {e}", files.crl_file))?;
+            verifier = verifier.with_crls(crls);
+        }
+        let verifier = verifier.build().map_err(|e| format!("--trusted-ca-file {}: {e}", files.trusted_ca_file))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("--cert-file {} and --key-file {}: {e}", files.cert_file, files.key_file))?;
+    // gRPC is HTTP/2; HTTP/1.1 is offered for the endpoints beside it.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn versions(min: &str, max: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let rank = |v: &str, flag: &str, default: u8| match v {
+        "" => Ok(default),
+        "TLS1.2" => Ok(2),
+        "TLS1.3" => Ok(3),
+        other => Err(format!("--{flag} {other}: ketch's TLS (rustls) speaks TLS1.2 and TLS1.3 only")),
+    };
+    let (lo, hi) = (rank(min, "tls-min-version", 2)?, rank(max, "tls-max-version", 3)?);
+    if lo > hi {
+        return Err(format!("--tls-min-version {min} is above --tls-max-version {max}"));
+    }
+    let mut out = Vec::new();
+    if lo <= 2 {
+        out.push(&rustls::version::TLS12);
+    }
+    if hi >= 3 {
+        out.push(&rustls::version::TLS13);
+    }
+    Ok(out)
+}
