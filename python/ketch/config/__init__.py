@@ -399,7 +399,6 @@ def _validate(values: dict[str, Any]) -> Config:
                 )
 
     # Discovery and a static cluster exclude each other (embed.Config.Validate).
-    # ketch has no discovery, so with one of them it keeps the default cluster.
     discovery = bool(value("discovery") or value("discovery-srv"))
     if discovery and (
         "initial-cluster" in explicit or (value("discovery") and value("discovery-srv"))
