@@ -178,8 +178,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "How long a ping may go unanswered before the connection closes (0: forever).",
              "grpc_keepalive_timeout", reason=TRANSPORT, inert=(20.0,)),
         Flag("socket-reuse-port", Bool(), False, "Set SO_REUSEPORT on the listeners.",
-             since="3.5", reason="ketch sets SO_REUSEPORT on client listeners exactly when "
-             "--grpc-workers is above 1 (its workers share the port)", inert=(False,),
+             since="3.5", reason="ketch's listeners do not set SO_REUSEPORT", inert=(False,),
              yaml="socket-options.reuse-port"),
         Flag("socket-reuse-address", Bool(), False,
              "Set SO_REUSEADDR on the listeners (ketch's gRPC listeners always have it).",
@@ -302,7 +301,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("metrics", Str(), "basic", "Metrics detail ('basic' or 'extensive').",
              reason="no /metrics endpoint yet", inert=("basic",)),
         Flag("listen-metrics-urls", URLs(), (), "URLs serving /metrics and /health.",
-             "listen_metrics_urls", reason="no /metrics or /health endpoint yet", inert=((),)),
+             "listen_metrics_urls",
+             reason="no metrics listener and no /metrics yet (/health is on the client URLs)",
+             inert=((),)),
     )),
     ("Logging", (
         Flag("logger", Choice("zap", "capnslog"), "zap", "Logger ('zap'; 3.4 also 'capnslog').",
