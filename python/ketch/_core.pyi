@@ -67,6 +67,14 @@ class Engine:
         tick_ms: int = 100,
         election_ticks: int = 10,
         snapshot_count: int = 100000,
+        wal_dir: str | None = None,  # etcd's --wal-dir; None: <data_dir>/member/wal
+        pre_vote: bool = True,
+        initial_election_tick_advance: bool = False,
+        strict_reconfig_check: bool = True,
+        max_learners: int = 1,
+        snapshot_catchup_entries: int = 5000,
+        unsafe_no_fsync: bool = False,  # tests only: the WAL is never fsynced
+        force_new_cluster: bool = False,  # a restart becomes its cluster's only voter
     ) -> None:
         """Open (or create) the member's data dir and start its threads.
 

@@ -278,6 +278,15 @@ def _open_engine(
             tick_ms=cfg.heartbeat_interval,
             election_ticks=cfg.election_timeout // cfg.heartbeat_interval,
             snapshot_count=cfg.snapshot_count,
+            # etcd's flags the engine honours (ketch.config's table).
+            wal_dir=cfg.wal_dir or None,
+            pre_vote=cfg.pre_vote,
+            initial_election_tick_advance=cfg.initial_election_tick_advance,
+            strict_reconfig_check=cfg.strict_reconfig_check,
+            max_learners=cfg.max_learners,
+            snapshot_catchup_entries=cfg.snapshot_catchup_entries,
+            unsafe_no_fsync=cfg.unsafe_no_fsync,
+            force_new_cluster=cfg.force_new_cluster,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None

@@ -194,6 +194,24 @@ pub struct EngineConfig {
     /// only when the data dir is new. Empty: this member joins a running
     /// cluster, which tells it everything through Raft.
     pub initial_members: Vec<(u64, String, Vec<String>)>,
+    /// etcd's --wal-dir: the WAL's directory instead of `<data_dir>/member/wal`.
+    pub wal_dir: Option<PathBuf>,
+    /// Raft's pre-vote phase (etcd's --pre-vote; on by default in etcd 3.5).
+    pub pre_vote: bool,
+    /// Fast-forward the election ticks at start (--initial-election-tick-advance).
+    pub initial_election_tick_advance: bool,
+    /// Refuse member changes that would leave too few started voters for a
+    /// quorum (--strict-reconfig-check).
+    pub strict_reconfig_check: bool,
+    /// Most learners at once (--experimental-max-learners).
+    pub max_learners: usize,
+    /// Entries kept behind a log compaction for followers a little behind
+    /// (--experimental-snapshot-catchup-entries).
+    pub snapshot_catchup_entries: u64,
+    /// Never fsync the WAL (--unsafe-no-fsync): for tests only.
+    pub unsafe_no_fsync: bool,
+    /// Restart as the only voter of the cluster in the data dir (--force-new-cluster).
+    pub force_new_cluster: bool,
 }
 
 impl EngineConfig {
@@ -214,11 +232,21 @@ impl EngineConfig {
             snapshot_count: 100_000,
             reader_threads: 2,
             initial_members: vec![(member_id, "default".into(), vec!["http://localhost:2380".into()])],
+            wal_dir: None,
+            pre_vote: true,
+            // etcd's default is true (the server passes it); engines in tests
+            // keep their election timing.
+            initial_election_tick_advance: false,
+            strict_reconfig_check: true,
+            max_learners: 1,
+            snapshot_catchup_entries: 5000,
+            unsafe_no_fsync: false,
+            force_new_cluster: false,
         }
     }
 
     pub fn wal_dir(&self) -> PathBuf {
-        self.data_dir.join("member").join("wal")
+        self.wal_dir.clone().unwrap_or_else(|| self.data_dir.join("member").join("wal"))
     }
 
     pub fn db_path(&self) -> PathBuf {

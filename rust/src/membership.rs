@@ -15,8 +15,20 @@ use crate::mvcc::Membership;
 use crate::pb::etcdserverpb::{Member, MemberAddRequest, MemberUpdateRequest};
 use crate::pb::ketchpb::ConfChangeContext;
 
-/// etcd allows one learner at a time (membership.maxLearners).
-const MAX_LEARNERS: usize = 1;
+/// What member changes etcd's flags allow: `strict` is --strict-reconfig-check
+/// (the started voters must stay a quorum), `max_learners` is
+/// --experimental-max-learners (1 by default, as etcd's membership.maxLearners).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reconfig {
+    pub strict: bool,
+    pub max_learners: usize,
+}
+
+impl Default for Reconfig {
+    fn default() -> Self {
+        Reconfig { strict: true, max_learners: 1 }
+    }
+}
 
 /// etcd's promote rule: a learner is in sync when its log matches at least
 /// this share of the leader's.
@@ -100,7 +112,7 @@ pub(crate) fn check_peer_urls(urls: &[String]) -> Result<(), EtcdError> {
 }
 
 /// etcd's checks before proposing MemberAdd; the member to add.
-pub(crate) fn check_add(ms: &Membership, req: &MemberAddRequest, id: u64) -> Result<Member, EtcdError> {
+pub(crate) fn check_add(ms: &Membership, req: &MemberAddRequest, id: u64, rules: Reconfig) -> Result<Member, EtcdError> {
     check_peer_urls(&req.peer_ur_ls)?;
     if ms.members.contains_key(&id) {
         return Err(EtcdError::MemberExists);
@@ -112,10 +124,10 @@ pub(crate) fn check_add(ms: &Membership, req: &MemberAddRequest, id: u64) -> Res
         return Err(EtcdError::PeerUrlExists);
     }
     if req.is_learner {
-        if ms.members.values().filter(|m| m.is_learner).count() + 1 > MAX_LEARNERS {
+        if ms.members.values().filter(|m| m.is_learner).count() + 1 > rules.max_learners {
             return Err(EtcdError::TooManyLearners);
         }
-    } else {
+    } else if rules.strict {
         // IsReadyToAddVotingMember: the started voters must still be a
         // quorum of the larger cluster (a one-member cluster may always grow).
         let n = voters(ms).count() + 1;
@@ -128,9 +140,9 @@ pub(crate) fn check_add(ms: &Membership, req: &MemberAddRequest, id: u64) -> Res
 }
 
 /// etcd's checks before proposing MemberRemove.
-pub(crate) fn check_remove(ms: &Membership, id: u64) -> Result<&Member, EtcdError> {
+pub(crate) fn check_remove(ms: &Membership, id: u64, strict: bool) -> Result<&Member, EtcdError> {
     let member = ms.members.get(&id).ok_or(EtcdError::MemberNotFound)?;
-    if !member.is_learner {
+    if strict && !member.is_learner {
         // IsReadyToRemoveVotingMember: the started voters left must be a quorum.
         let rest: Vec<&Member> = voters(ms).filter(|m| m.id != id).collect();
         let up = rest.iter().filter(|m| started(m)).count();
@@ -155,10 +167,13 @@ pub(crate) fn check_update(ms: &Membership, req: &MemberUpdateRequest) -> Result
 
 /// etcd's checks before proposing MemberPromote (the leader checks that
 /// the learner is in sync separately: only it knows the learner's progress).
-pub(crate) fn check_promote(ms: &Membership, id: u64) -> Result<&Member, EtcdError> {
+pub(crate) fn check_promote(ms: &Membership, id: u64, strict: bool) -> Result<&Member, EtcdError> {
     let member = ms.members.get(&id).ok_or(EtcdError::MemberNotFound)?;
     if !member.is_learner {
         return Err(EtcdError::MemberNotLearner);
+    }
+    if !strict {
+        return Ok(member);
     }
     // IsReadyToPromoteMember: the learner counts as started.
     let n = voters(ms).count() + 1;
@@ -258,18 +273,22 @@ mod tests {
     fn add_rules() {
         let mut ms = three();
         let req = |url: &str, learner| MemberAddRequest { peer_ur_ls: vec![url.into()], is_learner: learner };
-        assert_eq!(check_add(&ms, &req("http://h:1", false), 7), Err(EtcdError::PeerUrlExists));
-        assert_eq!(check_add(&ms, &req("http://h:7", false), 2), Err(EtcdError::MemberExists));
-        assert!(check_add(&ms, &req("http://h:7", true), 7).unwrap().is_learner);
+        assert_eq!(check_add(&ms, &req("http://h:1", false), 7, Reconfig::default()), Err(EtcdError::PeerUrlExists));
+        assert_eq!(check_add(&ms, &req("http://h:7", false), 2, Reconfig::default()), Err(EtcdError::MemberExists));
+        assert!(check_add(&ms, &req("http://h:7", true), 7, Reconfig::default()).unwrap().is_learner);
         ms.members.insert(7, member(7, "", "http://h:7", true));
-        assert_eq!(check_add(&ms, &req("http://h:8", true), 8), Err(EtcdError::TooManyLearners));
+        assert_eq!(check_add(&ms, &req("http://h:8", true), 8, Reconfig::default()), Err(EtcdError::TooManyLearners));
         // Two of three voters never started: a fourth voter would need three up.
         ms.members.get_mut(&2).unwrap().name.clear();
         ms.members.get_mut(&3).unwrap().name.clear();
-        assert_eq!(check_add(&ms, &req("http://h:8", false), 8), Err(EtcdError::NotEnoughStartedMembers));
+        assert_eq!(check_add(&ms, &req("http://h:8", false), 8, Reconfig::default()), Err(EtcdError::NotEnoughStartedMembers));
+        // --strict-reconfig-check=false skips the started-voters rule; --experimental-max-learners=2 allows a second learner.
+        let lax = Reconfig { strict: false, max_learners: 2 };
+        assert_eq!(check_add(&ms, &req("http://h:8", false), 8, lax).map(|m| m.id), Ok(8));
+        assert!(check_add(&ms, &req("http://h:8", true), 8, lax).unwrap().is_learner);
         ms.removed.insert(9);
-        assert_eq!(check_add(&three(), &req("http://h:9", false), 9).map(|m| m.id), Ok(9));
-        assert_eq!(check_add(&ms, &req("http://h:9", true), 9), Err(EtcdError::MemberNotFound));
+        assert_eq!(check_add(&three(), &req("http://h:9", false), 9, Reconfig::default()).map(|m| m.id), Ok(9));
+        assert_eq!(check_add(&ms, &req("http://h:9", true), 9, Reconfig::default()), Err(EtcdError::MemberNotFound));
     }
 
     #[test]
@@ -284,14 +303,15 @@ mod tests {
     #[test]
     fn remove_promote_update_rules() {
         let mut ms = three();
-        assert_eq!(check_remove(&ms, 42).err(), Some(EtcdError::MemberNotFound));
-        assert!(check_remove(&ms, 3).is_ok());
+        assert_eq!(check_remove(&ms, 42, true).err(), Some(EtcdError::MemberNotFound));
+        assert!(check_remove(&ms, 3, true).is_ok());
         ms.members.get_mut(&2).unwrap().name.clear();
         // Removing 3 leaves 1 (started) and 2 (not): one of two is no quorum.
-        assert_eq!(check_remove(&ms, 3).err(), Some(EtcdError::NotEnoughStartedMembers));
-        assert_eq!(check_promote(&ms, 1).err(), Some(EtcdError::MemberNotLearner));
+        assert_eq!(check_remove(&ms, 3, true).err(), Some(EtcdError::NotEnoughStartedMembers));
+        assert!(check_remove(&ms, 3, false).is_ok(), "not checked without --strict-reconfig-check");
+        assert_eq!(check_promote(&ms, 1, true).err(), Some(EtcdError::MemberNotLearner));
         ms.members.insert(7, member(7, "", "http://h:7", true));
-        assert!(check_remove(&ms, 7).is_ok(), "a learner can always go");
+        assert!(check_remove(&ms, 7, true).is_ok(), "a learner can always go");
         let upd = MemberUpdateRequest { id: 1, peer_ur_ls: vec!["http://h:3".into()] };
         assert_eq!(check_update(&ms, &upd), Err(EtcdError::PeerUrlExists));
         let upd = MemberUpdateRequest { id: 1, peer_ur_ls: vec!["http://h:1".into(), "http://h:11".into()] };

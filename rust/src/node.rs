@@ -62,8 +62,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 /// Store commits between WAL-covered entries skip fsync; at most this much
 /// applied state is replayed from the WAL after a crash.
 const DURABLE_COMMIT_INTERVAL: Duration = Duration::from_millis(100);
-/// See `after_durable_commit`.
-const CATCH_UP_ENTRIES: u64 = 5000;
 /// etcd's maxGapBetweenApplyAndCommitIndex; see `prepare_write`.
 const MAX_APPLY_GAP: u64 = 5000;
 /// How often a member retries publishing its name and client URLs until
@@ -113,7 +111,8 @@ impl Node {
     /// does not durably have.
     pub(crate) fn open(config: &EngineConfig, store: &Store) -> Result<(Node, Identity), StartError> {
         let wal_dir = config.wal_dir();
-        let (mut log, meta) = if RaftLog::exists(&wal_dir) {
+        let restarted = RaftLog::exists(&wal_dir);
+        let (mut log, meta) = if restarted {
             let opened = RaftLog::open(&wal_dir)?;
             let meta = MemberMetadata::decode(opened.metadata.as_slice()).map_err(|e| {
                 StartError::Config(format!(
@@ -149,6 +148,9 @@ impl Node {
         if applied > log.hard_state().commit {
             log.set_commit(applied);
         }
+        if config.force_new_cluster && restarted {
+            force_new_cluster(&mut log, applied, meta.member_id)?;
+        }
         let raft_config = RaftConfig {
             id: meta.member_id,
             election_tick: config.election_ticks,
@@ -156,12 +158,24 @@ impl Node {
             applied,
             max_size_per_msg: 1024 * 1024,
             max_inflight_msgs: 256,
-            pre_vote: true,
+            pre_vote: config.pre_vote,
             check_quorum: true,
             ..RaftConfig::default()
         };
         raft_config.validate()?;
-        let raw = RawNode::new(&raft_config, log, &raft_logger())?;
+        if config.unsafe_no_fsync {
+            log.set_unsafe_no_fsync();
+        }
+        let mut raw = RawNode::new(&raft_config, log, &raft_logger())?;
+        // etcd's --initial-election-tick-advance: a member that starts among
+        // others is one tick away from its election timeout, so a cluster
+        // without a leader elects one sooner (a randomized timeout is at least
+        // election_ticks, so these ticks never start an election themselves).
+        if config.initial_election_tick_advance && raw.raft.prs().conf().voters().ids().len() > 1 {
+            for _ in 1..config.election_ticks {
+                raw.tick();
+            }
+        }
         let term_seen = raw.raft.term;
         let identity = Identity {
             member_id: meta.member_id,
@@ -601,13 +615,14 @@ impl Node {
             Method::ClusterMemberAdd => {
                 let r: MemberAddRequest = decode(request)?;
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                let member = membership::check_add(&ms, &r, membership::added_member_id(&r.peer_ur_ls, now))?;
+                let rules = membership::Reconfig { strict: shared.config.strict_reconfig_check, max_learners: shared.config.max_learners };
+                let member = membership::check_add(&ms, &r, membership::added_member_id(&r.peer_ur_ls, now), rules)?;
                 let kind = if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
                 membership::conf_change(kind, id, member)
             }
             Method::ClusterMemberRemove => {
                 let r: MemberRemoveRequest = decode(request)?;
-                let member = membership::check_remove(&ms, r.id)?.clone();
+                let member = membership::check_remove(&ms, r.id, shared.config.strict_reconfig_check)?.clone();
                 membership::conf_change(ConfChangeType::RemoveNode, id, member)
             }
             Method::ClusterMemberPromote => {
@@ -617,7 +632,7 @@ impl Node {
                 if !self.is_leader() {
                     return Err(EtcdError::NotLeader);
                 }
-                let member = membership::check_promote(&ms, r.id)?.clone();
+                let member = membership::check_promote(&ms, r.id, shared.config.strict_reconfig_check)?.clone();
                 let prs = self.raw.raft.prs();
                 let leader_match = prs.get(self.member_id).map_or(0, |p| p.matched);
                 let learner_match = prs.get(r.id).map_or(0, |p| p.matched);
@@ -798,9 +813,9 @@ impl Node {
         self.last_durable_commit = Instant::now();
         // Entries kept behind the compaction point, so a follower a little
         // behind catches up from the log rather than a whole snapshot
-        // (etcd's snapshotCatchUpEntries, 5000; fewer for a small
+        // (etcd's --experimental-snapshot-catchup-entries, 5000; fewer for a small
         // --snapshot-count, so that tests can reach snapshots).
-        let keep = CATCH_UP_ENTRIES.min(shared.config.snapshot_count);
+        let keep = shared.config.snapshot_catchup_entries.min(shared.config.snapshot_count);
         let durable = shared.store.durable_consistent_index();
         let log = self.raw.mut_store();
         let first = log.first_index().unwrap_or(1);
@@ -950,6 +965,72 @@ fn bootstrap_log(wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String,
     log.set_hard_state(&HardState { term: 1, vote: 0, commit, ..HardState::default() })?;
     log.sync()?;
     Ok(log)
+}
+
+/// etcd's --force-new-cluster (its restartAsStandaloneNode), for a member
+/// restarted from its data after the rest of its cluster is lost:
+///
+/// 1. who is in the cluster at the commit index: the configuration as of the
+///    applied index, then the conf changes committed after it (etcd's getIDs);
+/// 2. the entries past the commit index are dropped (they may never commit);
+/// 3. one RemoveNode per other member is appended and committed, and Raft
+///    starts with this member as its only voter.
+///
+/// Applying those entries removes the others from the member list the way a
+/// MemberRemove does; the cluster and member IDs and all data stay.
+fn force_new_cluster(log: &mut RaftLog, applied: u64, me: u64) -> Result<(), StartError> {
+    let hs = log.hard_state().clone();
+    let cs = log.conf_state().clone();
+    let mut ids: std::collections::BTreeSet<u64> = cs.voters.iter().chain(cs.learners.iter()).copied().collect();
+    if hs.commit > applied {
+        let ctx = raft::GetEntriesContext::empty(false);
+        for entry in log.entries(applied + 1, hs.commit + 1, None, ctx)? {
+            if entry.get_entry_type() != EntryType::EntryConfChange {
+                continue;
+            }
+            let mut cc = ConfChange::default();
+            cc.merge_from_bytes(&entry.data).map_err(|e| StartError::Config(format!("entry {}: {e}", entry.index)))?;
+            match cc.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => ids.insert(cc.node_id),
+                ConfChangeType::RemoveNode => ids.remove(&cc.node_id),
+            };
+        }
+    }
+    let term = log.term(hs.commit)?;
+    let removals: Vec<Entry> = ids
+        .iter()
+        .filter(|&&id| id != me)
+        .enumerate()
+        .map(|(i, &id)| {
+            let cc = membership::conf_change(ConfChangeType::RemoveNode, 0, Member { id, ..Member::default() });
+            let mut e = Entry::default();
+            e.set_entry_type(EntryType::EntryConfChange);
+            e.term = term;
+            e.index = hs.commit + 1 + i as u64;
+            e.data = cc.write_to_bytes().expect("a ConfChange encodes").into();
+            e
+        })
+        .collect();
+    let commit = hs.commit + removals.len() as u64;
+    eprintln!(
+        "ketch: --force-new-cluster: this member ({me:x}) restarts as its cluster's only voter; \
+         removing {} other member(s) at index {}..={commit}",
+        removals.len(),
+        hs.commit + 1
+    );
+    if log.last_index() > hs.commit && removals.is_empty() {
+        // Nothing to append over them: drop the uncommitted tail with an
+        // empty entry at the commit index + 1, committed as Raft's no-op.
+        let noop = Entry { term, index: hs.commit + 1, ..Entry::default() };
+        log.append(&[noop])?;
+        log.set_hard_state(&HardState { commit: hs.commit + 1, ..hs })?;
+    } else {
+        log.append(&removals)?;
+        log.set_hard_state(&HardState { commit, ..hs })?;
+    }
+    log.sync()?;
+    log.set_conf_state(ConfState { voters: vec![me], ..ConfState::default() });
+    Ok(())
 }
 
 fn snapshot_dir(config: &EngineConfig) -> PathBuf {

@@ -51,7 +51,10 @@ impl PyEngine {
     #[new]
     #[pyo3(signature = (data_dir, *, name, member_id, cluster_id, peer_urls, client_urls,
                         max_request_bytes, quota_backend_bytes, max_txn_ops, version,
-                        initial_members=None, tick_ms=100, election_ticks=10, snapshot_count=100_000))]
+                        initial_members=None, tick_ms=100, election_ticks=10, snapshot_count=100_000,
+                        wal_dir=None, pre_vote=true, initial_election_tick_advance=false,
+                        strict_reconfig_check=true, max_learners=1, snapshot_catchup_entries=5000,
+                        unsafe_no_fsync=false, force_new_cluster=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -69,6 +72,14 @@ impl PyEngine {
         tick_ms: u64,
         election_ticks: usize,
         snapshot_count: u64,
+        wal_dir: Option<std::path::PathBuf>,
+        pre_vote: bool,
+        initial_election_tick_advance: bool,
+        strict_reconfig_check: bool,
+        max_learners: usize,
+        snapshot_catchup_entries: u64,
+        unsafe_no_fsync: bool,
+        force_new_cluster: bool,
     ) -> PyResult<Self> {
         if member_id == 0 {
             return Err(PyValueError::new_err("member_id must not be 0"));
@@ -90,6 +101,14 @@ impl PyEngine {
         config.quota_backend_bytes = quota_backend_bytes;
         config.max_txn_ops = max_txn_ops;
         config.version = version;
+        config.wal_dir = wal_dir;
+        config.pre_vote = pre_vote;
+        config.initial_election_tick_advance = initial_election_tick_advance;
+        config.strict_reconfig_check = strict_reconfig_check;
+        config.max_learners = max_learners;
+        config.snapshot_catchup_entries = snapshot_catchup_entries;
+        config.unsafe_no_fsync = unsafe_no_fsync;
+        config.force_new_cluster = force_new_cluster;
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
         Ok(PyEngine { engine: Arc::new(engine) })

@@ -91,6 +91,11 @@ impl RaftLog {
         Ok(Opened { log, metadata: recovered.metadata })
     }
 
+    /// --unsafe-no-fsync: the WAL stops fsyncing (see `Wal::set_unsafe_no_fsync`).
+    pub fn set_unsafe_no_fsync(&mut self) {
+        self.wal.set_unsafe_no_fsync();
+    }
+
     pub fn exists(dir: &Path) -> bool {
         Wal::exists(dir)
     }

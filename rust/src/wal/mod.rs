@@ -280,6 +280,8 @@ pub struct Wal {
     stats: WalStats,
     /// Set by the first failed write or fsync; see `WalError::Failed`.
     failed: Option<String>,
+    /// etcd's --unsafe-no-fsync: `sync` writes records but never fsyncs them.
+    unsafe_no_fsync: bool,
 }
 
 const SEGMENT_EXT: &str = ".wal";
@@ -559,6 +561,7 @@ impl Wal {
             buf: Vec::new(),
             stats,
             failed: None,
+            unsafe_no_fsync: false,
         })
     }
 
@@ -729,6 +732,7 @@ impl Wal {
             buf: Vec::new(),
             stats,
             failed: None,
+            unsafe_no_fsync: false,
         };
         Ok((wal, recovered))
     }
@@ -832,6 +836,13 @@ impl Wal {
     /// this returns Ok, every record saved before it is durable. With nothing
     /// buffered it does nothing: everything written is already synced. Then
     /// cuts a new segment if the current one has reached `segment_bytes`.
+    /// etcd's `SetUnsafeNoFsync` (--unsafe-no-fsync, for tests): from now on
+    /// [`sync`](Self::sync) writes records without fsyncing them, so a crash
+    /// loses what the OS had not written back. Segment cuts still fsync.
+    pub fn set_unsafe_no_fsync(&mut self) {
+        self.unsafe_no_fsync = true;
+    }
+
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.check_failed()?;
         if self.buf.is_empty() {
@@ -846,8 +857,10 @@ impl Wal {
         self.stats.bytes_written += self.buf.len() as u64;
         self.buf.clear();
         let file = &mut self.file;
-        if let Err(e) = timed_fsync(&mut self.stats, || file.sync()) {
-            return Err(self.fail(io_err(&path, "fsync")(e)));
+        if !self.unsafe_no_fsync {
+            if let Err(e) = timed_fsync(&mut self.stats, || file.sync()) {
+                return Err(self.fail(io_err(&path, "fsync")(e)));
+            }
         }
         if self.file_len >= self.opts.segment_bytes {
             self.cut().map_err(|e| self.fail(e))?;

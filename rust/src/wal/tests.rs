@@ -503,6 +503,24 @@ fn group_commit_is_one_fsync() {
 }
 
 #[test]
+fn unsafe_no_fsync_writes_without_fsync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wal");
+    let mut w = Wal::create(&dir, META, &conf(&[1]), WalOptions::default()).unwrap();
+    w.set_unsafe_no_fsync();
+    let s0 = w.stats();
+    w.append_entries(&[entry(1, 1)]).unwrap();
+    w.save_hard_state(&hs(1, 1, 1)).unwrap();
+    w.sync().unwrap();
+    let s1 = w.stats();
+    assert_eq!(s1.fsyncs, s0.fsyncs, "--unsafe-no-fsync: no fsync");
+    assert!(s1.bytes_written > s0.bytes_written, "the records are still written");
+    drop(w);
+    let (_, rec) = Wal::open(&dir, WalOptions::default()).unwrap();
+    assert_eq!(rec.entries.len(), 1, "and read back (the OS has them)");
+}
+
+#[test]
 fn failed_fsync_stops_writes_until_reopen() {
     let fs = MemFs::new();
     let dir = Path::new("/m/wal");
