@@ -78,6 +78,8 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     # What etcdctl presents by default: (CA, client cert, client key).
     client_tls: tuple[Path, Path | None, Path | None] | None = None
+    # etcdctl skips verifying the server's certificate (a generated one, --auto-tls).
+    skip_verify: bool = False
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     _log: object = None
@@ -201,6 +203,8 @@ def etcdctl(
     cmd = [ETCDCTL, "--endpoints", endpoint, "--dial-timeout", "5s", "--command-timeout", "10s"]
     if tls is None and isinstance(server, Server):
         tls = server.client_tls
+    if isinstance(server, Server) and server.skip_verify:
+        cmd += ["--insecure-transport=false", "--insecure-skip-tls-verify"]
     if tls is not None:
         ca, cert, key = tls
         cmd += ["--cacert", str(ca)]

@@ -19,6 +19,7 @@ member's removal from the cluster.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -32,7 +33,7 @@ import grpc.aio
 
 from . import ETCD_VERSION, _core
 from ._pb import rpc_pb2
-from .config import DEFAULT_GRPC_WORKERS, Config
+from .config import Config
 from .engine import EngineBridge
 from .peer import (
     SERVER_OPTIONS,
@@ -53,10 +54,6 @@ __all__ = [
 log = logging.getLogger("ketch")
 
 SHUTDOWN_GRACE_SECONDS = 3.0
-# etcd's defaults for --grpc-keepalive-interval and --grpc-keepalive-timeout.
-KEEPALIVE_INTERVAL_SECONDS = 2 * 60 * 60.0
-KEEPALIVE_TIMEOUT_SECONDS = 20.0
-MAX_CONCURRENT_STREAMS = 2**32 - 1  # etcd's default: math.MaxUint32
 LISTEN_BACKLOG = 1024
 
 
@@ -158,6 +155,36 @@ def bind_client_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
     return bound
 
 
+def _with_auto_tls(cfg: Config) -> Config:
+    """etcd's --auto-tls: with https client URLs and no --cert-file/--key-file,
+    a self-signed certificate for the listen URLs' hosts, made anew in
+    <data-dir>/fixtures/client at every start (clients need to skip
+    verification, as with etcd's)."""
+    if not cfg.auto_tls:
+        return cfg
+    if cfg.cert_file or cfg.key_file:
+        log.warning("ignoring client auto TLS since certs given")
+        return cfg
+    if not any(u.startswith("https:") for u in cfg.listen_client_urls):
+        return cfg
+    hosts = sorted({urlsplit(u).hostname or "" for u in cfg.listen_client_urls} - {""})
+    directory = os.path.join(cfg.data_dir, "fixtures", "client")
+    try:
+        cert, key = _core.self_signed_cert(hosts)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        paths = {}
+        for name, pem in (("cert.pem", cert), ("key.pem", key)):
+            path = os.path.join(directory, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(pem)
+            paths[name] = path
+    except (OSError, ValueError) as e:
+        raise ServeError(f"cannot generate the --auto-tls certificate: {e}") from None
+    log.info("client TLS with a self-signed certificate for %s (--auto-tls)", ",".join(hosts))
+    return dataclasses.replace(cfg, cert_file=paths["cert.pem"], key_file=paths["key.pem"])
+
+
 def _serve_clients(
     engine: _core.Engine, cfg: Config, sockets: list[tuple[socket.socket, bool]]
 ) -> _core.ClientServer:
@@ -169,9 +196,9 @@ def _serve_clients(
             # detach(): the engine owns the fds from here on.
             [(sock.detach(), is_tls) for sock, is_tls in sockets],
             max_request_bytes=cfg.max_request_bytes,
-            max_concurrent_streams=MAX_CONCURRENT_STREAMS,
-            keepalive_interval=KEEPALIVE_INTERVAL_SECONDS,
-            keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
+            max_concurrent_streams=cfg.max_concurrent_streams,
+            keepalive_interval=cfg.grpc_keepalive_interval,
+            keepalive_timeout=cfg.grpc_keepalive_timeout,
             version=ETCD_VERSION,
             tls=tls,
             forward_tls=forward,
@@ -318,10 +345,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
-    if cfg.grpc_workers != DEFAULT_GRPC_WORKERS:
-        log.warning(
-            "--grpc-workers has no effect: one ketch process serves clients on every core"
-        )
+    cfg = _with_auto_tls(cfg)
     peer_server = grpc.aio.server(options=SERVER_OPTIONS)
     client_sockets: list[tuple[socket.socket, bool]] = []
     try:

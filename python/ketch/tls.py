@@ -43,18 +43,17 @@ def client_tls_files(cfg: Config) -> ClientTlsFiles:
     _read(cfg.key_file, "--key-file")
     if cfg.trusted_ca_file:
         _read(cfg.trusted_ca_file, "--trusted-ca-file")
-    crl = getattr(cfg, "client_crl_file", "")
-    if crl:
-        _read(crl, "--client-crl-file")
+    if cfg.client_crl_file:
+        _read(cfg.client_crl_file, "--client-crl-file")
     return (
         cfg.cert_file,
         cfg.key_file,
         cfg.trusted_ca_file,
         cfg.client_cert_auth,
-        crl,
-        getattr(cfg, "tls_min_version", ""),
-        getattr(cfg, "tls_max_version", ""),
-        list(getattr(cfg, "cipher_suites", ())),
+        cfg.client_crl_file,
+        cfg.tls_min_version,
+        cfg.tls_max_version,
+        list(cfg.cipher_suites),
     )
 
 

@@ -76,6 +76,10 @@ pub enum EtcdError {
     LeaderTransferTimeout,
     #[error("etcdserver: request timed out, possibly due to previous leader failure")]
     TimeoutDueToLeaderFail,
+    /// A leader-only lease call waited for the leader to apply what it had
+    /// committed, for longer than etcd's applyTimeout.
+    #[error("etcdserver: request timed out, waiting for the applied index took too long")]
+    TimeoutWaitAppliedIndex,
     /// Authenticate on a server without auth enabled (ketch has no users
     /// yet, so always); etcd's clients then carry on without a token.
     #[error("etcdserver: authentication is not enabled")]
@@ -93,7 +97,7 @@ pub enum EtcdError {
 /// Every variant without data, for [`EtcdError::from_wire`]. The match in
 /// `is_unit` below stops compiling when a variant is added, as a reminder to
 /// list it here too.
-const UNIT_VARIANTS: [EtcdError; 33] = [
+const UNIT_VARIANTS: [EtcdError; 34] = [
     EtcdError::EmptyKey,
     EtcdError::KeyNotFound,
     EtcdError::ValueProvided,
@@ -126,6 +130,7 @@ const UNIT_VARIANTS: [EtcdError; 33] = [
     EtcdError::NotSupportedForLearner,
     EtcdError::LeaderTransferTimeout,
     EtcdError::TimeoutDueToLeaderFail,
+    EtcdError::TimeoutWaitAppliedIndex,
     EtcdError::AuthNotEnabled,
 ];
 
@@ -185,6 +190,7 @@ impl EtcdError {
             EtcdError::NotSupportedForLearner => "NotSupportedForLearner",
             EtcdError::LeaderTransferTimeout => "LeaderTransferTimeout",
             EtcdError::TimeoutDueToLeaderFail => "TimeoutDueToLeaderFail",
+            EtcdError::TimeoutWaitAppliedIndex => "TimeoutWaitAppliedIndex",
             EtcdError::AuthNotEnabled => "AuthNotEnabled",
             EtcdError::BadRequest(_) => "BadRequest",
             EtcdError::Internal(_) => "Internal",
@@ -231,6 +237,7 @@ mod tests {
             | E::NotSupportedForLearner
             | E::LeaderTransferTimeout
             | E::TimeoutDueToLeaderFail
+            | E::TimeoutWaitAppliedIndex
             | E::AuthNotEnabled => true,
         }
     }

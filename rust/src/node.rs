@@ -477,6 +477,11 @@ impl Node {
         if let Some(hs) = ready.hs() {
             let commit = hs.commit;
             self.raw.mut_store().set_commit(commit);
+            // Published before step 1 tells the followers: a leader-only call
+            // that a follower forwards once it applied an entry finds the
+            // leader's commit index past it, and waits for the leader's apply
+            // (server/calls.rs, etcd's waitAppliedIndex).
+            shared.raft.commit_index.fetch_max(commit, Ordering::AcqRel);
         }
         // 1. Messages a leader may send before persisting.
         shared.peers.send(ready.take_messages());

@@ -208,7 +208,8 @@ def test_help_lists_every_listed_flag_in_etcds_groups() -> None:
     assert groups[:5] == ["Usage", "Member", "Clustering", "Security", "Auth"]
     assert "  --grpc-workers 'number of CPUs, at most 4' (ketch)" in USAGE
     assert "  --enable-pprof 'false' [no effect]" in USAGE
-    assert "  --max-concurrent-streams 'math.MaxUint32' [no effect]" in USAGE
+    assert "  --max-concurrent-streams 'math.MaxUint32'\n" in USAGE
+    assert "  --grpc-keepalive-min-time '5s' [no effect]" in USAGE
 
 
 def test_readme_flag_table_is_the_tables() -> None:

@@ -445,7 +445,7 @@ def _validate(values: dict[str, Any]) -> Config:
         raise ConfigError(f"initial cluster {listing} has duplicate url")
 
     if any(urlsplit(u).scheme == "https" for u in cfg.listen_client_urls) and not (
-        cfg.cert_file and cfg.key_file
+        (cfg.cert_file and cfg.key_file) or cfg.auto_tls
     ):
         u = next(u for u in cfg.listen_client_urls if urlsplit(u).scheme == "https")
         raise _fail(

@@ -72,7 +72,6 @@ class Flag:
 
 
 # Reasons shared by several flags. Each says why; README repeats it.
-TRANSPORT = "parsed and checked; ketch's gRPC server does not apply it yet"
 PEER_TLS = "the client port applies it; the peer port does not yet (it keeps gRPC's TLS versions)"
 V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
@@ -166,17 +165,16 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("max-request-bytes", UINT, 1572864, "Largest client request accepted, in bytes.",
              "max_request_bytes"),
         Flag("max-concurrent-streams", Uint32(), _go.UINT32_MAX,
-             "Most concurrent streams a client connection may open.", "max_concurrent_streams",
-             reason=TRANSPORT, inert=(_go.UINT32_MAX,)),
+             "Most concurrent streams a client connection may open.", "max_concurrent_streams"),
         Flag("grpc-keepalive-min-time", Duration(), 5.0,
              "Shortest interval a client may ping the server at.", "grpc_keepalive_min_time",
-             reason=TRANSPORT, inert=(5.0,)),
+             reason="ketch's HTTP/2 server (hyper) answers every ping; it does not police how "
+             "often clients send them", inert=(5.0,)),
         Flag("grpc-keepalive-interval", Duration(), 7200.0,
-             "How often the server pings an idle client (0: never).", "grpc_keepalive_interval",
-             reason=TRANSPORT, inert=(7200.0,)),
+             "How often the server pings an idle client (0: never).", "grpc_keepalive_interval"),
         Flag("grpc-keepalive-timeout", Duration(), 20.0,
              "How long a ping may go unanswered before the connection closes (0: forever).",
-             "grpc_keepalive_timeout", reason=TRANSPORT, inert=(20.0,)),
+             "grpc_keepalive_timeout"),
         Flag("socket-reuse-port", Bool(), False, "Set SO_REUSEPORT on the listeners.",
              since="3.5", reason="ketch's listeners do not set SO_REUSEPORT", inert=(False,),
              yaml="socket-options.reuse-port"),
@@ -185,7 +183,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              since="3.5", yaml="socket-options.reuse-address"),
         Flag("grpc-workers", _Workers(), DEFAULT_GRPC_WORKERS,
              "gRPC processes sharing the client port, all reaching this member's one engine.",
-             "grpc_workers", since="ketch", shown_default="number of CPUs, at most 4"),
+             "grpc_workers", since="ketch", shown_default="number of CPUs, at most 4",
+             reason="one ketch process serves clients on every core (the client port is the "
+             "engine's own)"),
     )),
     ("Clustering", (
         Flag("initial-advertise-peer-urls", URLs(), ("http://localhost:2380",),
@@ -244,7 +244,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("trusted-ca-file", Str(), "", "CA that client certificates are verified against.",
              "trusted_ca_file", yaml="client-transport-security.trusted-ca-file"),
         Flag("auto-tls", Bool(), False, "Client TLS with a generated certificate.", "auto_tls",
-             reason=TRANSPORT, inert=(False,), yaml="client-transport-security.auto-tls"),
+             yaml="client-transport-security.auto-tls"),
         Flag("peer-cert-file", Str(), "", "TLS certificate of the peer server.", "peer_cert_file",
              yaml="peer-transport-security.cert-file"),
         Flag("peer-key-file", Str(), "", "TLS key of the peer server.", "peer_key_file",
@@ -262,15 +262,17 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("peer-cert-allowed-hostname", Str(), "", "Host name a peer's certificate must carry.",
              reason=ALLOWED_NAMES, yaml=None),
         Flag("peer-auto-tls", Bool(), False, "Peer TLS with a generated certificate.",
-             "peer_auto_tls", reason=TRANSPORT, inert=(False,),
+             "peer_auto_tls", reason="ketch's peer transport (grpcio) cannot accept a peer's "
+             "self-signed certificate unverified, as etcd's does", inert=(False,),
              yaml="peer-transport-security.auto-tls"),
         Flag("self-signed-cert-validity", UINT, 1,
-             "Years a generated certificate is valid for.", since="3.5", reason=TRANSPORT,
+             "Years a generated certificate is valid for.", since="3.5",
+             reason="--auto-tls makes a new certificate at every start, valid far beyond a year",
              inert=(1,)),
         Flag("peer-crl-file", Str(), "", "Revocation list for peer certificates.",
-             "peer_crl_file", reason=TRANSPORT, yaml=None),
+             "peer_crl_file", reason="the peer port (grpcio) checks no revocation list", yaml=None),
         Flag("cipher-suites", Strings(), (), "TLS cipher suites, comma-separated (empty: the defaults).",
-             "cipher_suites", reason=TRANSPORT, inert=((),)),
+             "cipher_suites", reason=PEER_TLS, inert=((),)),
         Flag("cors", URLs("*"), ("*",), "Origins allowed by CORS (* or empty: all).", reason=HTTP_CHECKS,
              inert=(("*",), ())),
         Flag("host-whitelist", Strings(unique=True), ("*",),

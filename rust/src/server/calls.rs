@@ -30,6 +30,8 @@ use crate::server::status::status_of;
 /// (etcd's follower retries its leader until the request's deadline).
 const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
 const FORWARD_RETRY: Duration = Duration::from_millis(50);
+/// etcd's applyTimeout: how long the leader waits to have applied what it committed.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Calls {
     pub engine: Arc<Engine>,
@@ -67,6 +69,7 @@ impl Calls {
         let deadline = tokio::time::Instant::now() + FORWARD_DEADLINE;
         loop {
             if self.is_leader() {
+                self.wait_applied().await?;
                 match self.call(method, request.clone()).await {
                     Ok(answer) => return Ok(answer.into()),
                     Err(EtcdError::NotLeader) => {}
@@ -85,6 +88,29 @@ impl Calls {
             }
             tokio::time::sleep(FORWARD_RETRY).await;
         }
+    }
+}
+
+impl Calls {
+    /// Until this member has applied everything it had committed when asked
+    /// (etcd's waitAppliedIndex before a leader's lease renew or TTL): a
+    /// lease just granted through a follower is committed here first, but
+    /// the follower may apply it, answer its client, and forward that
+    /// client's keep-alive before this member has applied the grant.
+    async fn wait_applied(&self) -> Result<(), Status> {
+        let raft = &self.engine.shared().raft;
+        let committed = raft.commit_index.load(Ordering::Acquire);
+        if raft.applied_index.load(Ordering::Acquire) >= committed {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
+        while raft.applied_index.load(Ordering::Acquire) < committed {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(status_of(&EtcdError::TimeoutWaitAppliedIndex));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(())
     }
 }
 

@@ -111,8 +111,13 @@ impl ClientServer {
         http.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(config.max_concurrent_streams)
-            .keep_alive_interval(Some(config.keepalive_interval))
-            .keep_alive_timeout(config.keepalive_timeout)
+            // etcd's 0s means never ping, and never time a ping out.
+            .keep_alive_interval(Some(config.keepalive_interval).filter(|d| !d.is_zero()))
+            .keep_alive_timeout(if config.keepalive_timeout.is_zero() {
+                Duration::from_secs(u64::from(u32::MAX))
+            } else {
+                config.keepalive_timeout
+            })
             .adaptive_window(true)
             // etcd sends responses up to math.MaxInt32; hyper's default frame
             // buffer would otherwise cap what one write hands the socket.

@@ -39,7 +39,8 @@ pub fn code_of(e: &EtcdError) -> Code {
         | E::Stopped
         | E::LeaderChanged
         | E::NotSupportedForLearner
-        | E::TimeoutDueToLeaderFail => Code::Unavailable,
+        | E::TimeoutDueToLeaderFail
+        | E::TimeoutWaitAppliedIndex => Code::Unavailable,
         // Neither is in etcd's gRPC error map: grpc-go sends them as Unknown.
         E::NotEnoughStartedMembers | E::LeaderTransferTimeout => Code::Unknown,
         // A request whose bytes do not decode: grpc-go refuses it with

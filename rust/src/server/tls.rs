@@ -136,36 +136,39 @@ fn build(files: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
 }
 
 /// ring's provider, its TLS 1.2 suites cut down to `names` when given.
+///
+/// As in Go, the list chooses among TLS 1.2 suites only: TLS 1.3's names are
+/// accepted and change nothing. Go's suites that rustls does not implement
+/// (CBC, RC4, 3DES) are left out with a warning; a list with none that
+/// rustls offers is refused.
 fn provider(names: &[String]) -> Result<rustls::crypto::CryptoProvider, String> {
+    const TLS13: [&str; 3] = ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"];
     let mut provider = rustls::crypto::ring::default_provider();
+    let names: Vec<&str> = names.iter().map(String::as_str).filter(|n| !TLS13.contains(n)).collect();
     if names.is_empty() {
         return Ok(provider);
     }
-    let offered = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
-    for name in names {
-        // Go also accepts the ChaCha20 suites without their "_SHA256".
-        let known = provider.cipher_suites.iter().any(|s| {
-            let o = offered(s);
-            o == *name || o.strip_suffix("_SHA256") == Some(name.as_str())
-        });
-        if !known {
-            let tls12: Vec<String> = provider
-                .cipher_suites
-                .iter()
-                .filter(|s| s.version() == &rustls::version::TLS12)
-                .map(offered)
-                .collect();
-            return Err(format!(
-                "--cipher-suites {name}: ketch's TLS (rustls) does not offer it; it offers {}",
-                tls12.join(", ")
-            ));
-        }
+    let is_tls12 = |s: &rustls::SupportedCipherSuite| s.version() == &rustls::version::TLS12;
+    // rustls's names are the IANA names; Go also takes the ChaCha20 ones without "_SHA256".
+    let matches = |s: &rustls::SupportedCipherSuite, name: &str| {
+        let ours = format!("{:?}", s.suite());
+        ours == name || ours.strip_suffix("_SHA256") == Some(name)
+    };
+    let (offered, missing): (Vec<&str>, Vec<&str>) =
+        names.iter().partition(|n| provider.cipher_suites.iter().any(|s| is_tls12(s) && matches(s, n)));
+    if offered.is_empty() {
+        let ours: Vec<String> =
+            provider.cipher_suites.iter().filter(|s| is_tls12(s)).map(|s| format!("{:?}", s.suite())).collect();
+        return Err(format!(
+            "--cipher-suites: ketch's TLS (rustls) offers none of {}; it offers {}",
+            names.join(","),
+            ours.join(", ")
+        ));
     }
-    provider.cipher_suites.retain(|s| {
-        let o = offered(s);
-        s.version() != &rustls::version::TLS12
-            || names.iter().any(|n| o == *n || o.strip_suffix("_SHA256") == Some(n.as_str()))
-    });
+    if !missing.is_empty() {
+        eprintln!("ketch: --cipher-suites: rustls does not implement {}; they are left out", missing.join(","));
+    }
+    provider.cipher_suites.retain(|s| !is_tls12(s) || offered.iter().any(|n| matches(s, n)));
     Ok(provider)
 }
 
