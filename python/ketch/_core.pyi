@@ -112,22 +112,6 @@ class Engine:
         change), removed (1 once this member applied its own removal),
         is_learner, ..."""
 
-    # --- the peer transport's side (ketch.peer) ---
-    def peer_fd(self) -> int:
-        """A non-blocking eventfd that becomes readable when drain_peer() has work."""
-
-    def drain_peer(self) -> list[tuple[int, bool, bytes]]:
-        """Outbound Raft traffic: (to member ID, is_snapshot, opaque batch); resets peer_fd."""
-
-    def step(self, batch: bytes) -> None:
-        """An inbound batch from a peer. Never blocks; ValueError if it does not decode."""
-
-    def report_unreachable(self, member_id: int) -> None:
-        """Sending to that member failed."""
-
-    def report_snapshot(self, member_id: int, ok: bool) -> None:
-        """A snapshot batch to that member was delivered (ok) or failed."""
-
     def members(self) -> list[tuple[int, str, list[str], list[str], bool]]:
         """(ID, name, peer URLs, client URLs, is_learner) as this member last applied them."""
 
@@ -153,14 +137,34 @@ class Engine:
         leader with leader-only calls. threads: tokio workers, 0 for one per
         CPU. ValueError names a bad TLS file."""
 
+    def serve_peers(
+        self,
+        listeners: list[tuple[int, bool]],
+        *,
+        tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
+        dial_tls: tuple[bytes | None, bytes, bytes] | None = None,
+        known_peers: dict[int, list[str]] | None = None,
+    ) -> PeerTransport:
+        """Serve and send Raft traffic (ketchpeer.Raft) on listening peer
+        sockets ([(fd, is_https)], owned by the transport from here on).
+        tls: as serve_clients', for the https listeners; dial_tls: (CA PEM,
+        cert PEM, key PEM) for https peers; known_peers: a joining member's
+        peers by ID until its log names them. ValueError names a bad file."""
+
     def close(self) -> None:
         """Stop taking requests, finish what was accepted, fsync, join threads.
 
-        Stop the ClientServer first."""
+        Stop the ClientServer and the PeerTransport first."""
 
 def self_signed_cert(hosts: list[str]) -> tuple[str, str]:
     """(certificate PEM, key PEM) self-signed for these DNS names and IP
     addresses (etcd's --auto-tls). ValueError if one cannot be named."""
+
+class PeerTransport:
+    """The member's Raft transport (Engine.serve_peers)."""
+
+    def stop(self) -> None:
+        """Stop serving and sending at once (Raft retransmits). Idempotent."""
 
 class ClientServer:
     """The client front door (Engine.serve_clients); no Python runs on its requests."""

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import grpc
@@ -34,15 +32,14 @@ import grpc.aio
 from . import ETCD_VERSION, _core
 from ._pb import rpc_pb2
 from .config import Config
-from .engine import EngineBridge
-from .peer import (
-    SERVER_OPTIONS,
-    PeerError,
-    PeerService,
-    PeerTransport,
-    fetch_members,
+from .peer import PeerError, fetch_members
+from .tls import (
+    client_tls_files,
+    forward_tls,
+    peer_channel_credentials,
+    peer_dial_tls,
+    peer_tls_files,
 )
-from .tls import client_tls_files, forward_tls, peer_channel_credentials, peer_server_credentials
 
 __all__ = [
     "ServeError",
@@ -70,65 +67,14 @@ def _bind_address(url: str) -> tuple[socket.AddressFamily, str, int]:
     return family, host, parts.port or 0
 
 
-def _bind_failure(url: str) -> str | None:
-    """Why a listen URL cannot be bound, in Go's words; None if it can.
-
-    Tried with a plain socket before gRPC tries, because grpc-core reports a
-    failed bind only as a multi-line log of its own.
-    """
-    family, host, port = _bind_address(url)
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC and Go do
-            s.bind((host, port))
-    except OSError as e:
-        return (e.strerror or str(e)).lower()
-    return None
+def _peer_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
+    """Every --listen-peer-urls, bound and listening: (socket, is https)."""
+    return _bind_all(cfg.listen_peer_urls)
 
 
-def _listen(
-    server: grpc.aio.Server,
-    url: str,
-    credentials: Callable[[], grpc.ServerCredentials],
-) -> str:
-    """Adds one listen URL to a gRPC server (https: with `credentials()`);
-    the address. Fails in Go's words, as etcd's listeners do."""
-    parts = urlsplit(url)
-    address = parts.netloc
-    reason = _bind_failure(url)
-    if reason is not None:
-        raise ServeError(f"listen tcp {address}: bind: {reason}")
-    try:
-        if parts.scheme == "https":
-            port = server.add_secure_port(address, credentials())
-        else:
-            port = server.add_insecure_port(address)
-    except RuntimeError:
-        port = 0
-    except OSError as e:
-        raise ServeError(str(e.strerror)) from None
-    if port == 0:
-        raise ServeError(
-            f"listen tcp {address}: bind: gRPC could not listen there (see its log above)"
-        )
-    return address
-
-
-def bind_peer_listeners(server: grpc.aio.Server, cfg: Config) -> None:
-    """Every --listen-peer-urls, on the peer gRPC server."""
-    credentials = functools.cache(lambda: peer_server_credentials(cfg))
-    for url in cfg.listen_peer_urls:
-        address = _listen(server, url, credentials)
-        if url.startswith("https:"):
-            auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
-            log.info("listening for peers on %s (TLS%s)", address, auth)
-        else:
-            log.info("listening for peers on %s", address)
-
-
-def _client_socket(url: str) -> socket.socket:
-    """A listening socket for one --listen-client-urls entry, failing in Go's
-    words as etcd's listeners do."""
+def _listen_socket(url: str) -> socket.socket:
+    """A listening socket for one listen URL, failing in Go's words as etcd's
+    listeners do."""
     family, host, port = _bind_address(url)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -144,10 +90,14 @@ def _client_socket(url: str) -> socket.socket:
 
 def bind_client_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
     """Every --listen-client-urls, bound and listening: (socket, is https)."""
+    return _bind_all(cfg.listen_client_urls)
+
+
+def _bind_all(urls: tuple[str, ...]) -> list[tuple[socket.socket, bool]]:
     bound: list[tuple[socket.socket, bool]] = []
     try:
-        for url in cfg.listen_client_urls:
-            bound.append((_client_socket(url), url.startswith("https:")))
+        for url in urls:
+            bound.append((_listen_socket(url), url.startswith("https:")))
     except BaseException:
         for sock, _ in bound:
             sock.close()
@@ -319,22 +269,43 @@ def _open_engine(
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None
 
 
-async def _watch_membership(
-    engine: _core.Engine, transport: PeerTransport, stop: asyncio.Event
-) -> None:
-    """Follow membership changes (the transport's peer URLs) and stop the
-    server once this member has been removed from the cluster."""
-    version = None
+async def _watch_membership(engine: _core.Engine, stop: asyncio.Event) -> None:
+    """Stop the server once this member has been removed from the cluster.
+    (The peer transport follows the member list by itself.)"""
     while not stop.is_set():
-        stats = engine.stats()
-        if stats.get("removed"):
+        if engine.stats().get("removed"):
             log.warning("the member has been permanently removed from the cluster")
             stop.set()
             return
-        if stats.get("membership_version") != version:
-            version = stats.get("membership_version")
-            transport.refresh_members()
         await asyncio.sleep(MEMBERSHIP_POLL_SECONDS)
+
+
+def _serve_peers(
+    engine: _core.Engine,
+    cfg: Config,
+    sockets: list[tuple[socket.socket, bool]],
+    known_peers: dict[int, tuple[str, ...]],
+) -> _core.PeerTransport:
+    """Hands the bound peer sockets to the engine's peer transport."""
+    try:
+        tls = peer_tls_files(cfg) if any(is_tls for _, is_tls in sockets) else None
+        transport = engine.serve_peers(
+            # detach(): the engine owns the fds from here on.
+            [(sock.detach(), is_tls) for sock, is_tls in sockets],
+            tls=tls,
+            dial_tls=peer_dial_tls(cfg),
+            known_peers={k: list(v) for k, v in known_peers.items()},
+        )
+    except (OSError, ValueError) as e:
+        raise ServeError(str(e)) from None
+    for url, (_, is_tls) in zip(cfg.listen_peer_urls, sockets, strict=True):
+        address = urlsplit(url).netloc
+        if is_tls:
+            auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
+            log.info("listening for peers on %s (TLS%s)", address, auth)
+        else:
+            log.info("listening for peers on %s", address)
+    return transport
 
 
 async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
@@ -346,10 +317,15 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
 
     cfg = _with_auto_tls(cfg)
-    peer_server = grpc.aio.server(options=SERVER_OPTIONS)
+    peer_sockets: list[tuple[socket.socket, bool]] = []
     client_sockets: list[tuple[socket.socket, bool]] = []
+
+    def close_unserved() -> None:
+        for sock, _ in peer_sockets + client_sockets:
+            sock.close()
+
     try:
-        bind_peer_listeners(peer_server, cfg)
+        peer_sockets = _peer_sockets(cfg)
         client_sockets = bind_client_sockets(cfg)
         credentials = _channel_credentials(cfg)
         member_id, cluster_id = cfg.member_id, cfg.cluster_id
@@ -368,9 +344,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         )
         engine = _open_engine(cfg, member_id, cluster_id, initial_members)
     except BaseException:
-        for sock, _ in client_sockets:
-            sock.close()
-        await peer_server.stop(None)
+        close_unserved()
         raise
     if engine.member_id != member_id or engine.cluster_id != cluster_id:
         log.info(
@@ -378,19 +352,15 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
             engine.member_id,
             engine.cluster_id,
         )
-    # The peer service's Members call runs on the engine through the bridge.
-    bridge = EngineBridge(engine, loop)
     # etcd keeps its 10 minute default unless the flag is positive.
     if cfg.watch_progress_notify_interval > 0:
         engine.set_watch_progress_interval(cfg.watch_progress_notify_interval)
-    transport = PeerTransport(engine, loop, credentials, known_peers=known_peers)
-    membership = loop.create_task(_watch_membership(engine, transport, stop))
+    membership = loop.create_task(_watch_membership(engine, stop))
+    transport: _core.PeerTransport | None = None
     client_server: _core.ClientServer | None = None
     try:
-        peer_server.add_generic_rpc_handlers(
-            [PeerService(engine, bridge.call, _core.CLUSTER_MEMBER_LIST).handler()]
-        )
-        await peer_server.start()
+        transport = _serve_peers(engine, cfg, peer_sockets, known_peers)
+        peer_sockets = []
         # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
         # member has a leader: a client that connects earlier waits in the
         # listen backlog instead of getting "no leader" or a timeout.
@@ -402,18 +372,17 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         log.info("stopping; finishing in-flight requests")
     finally:
         # Stop serving clients and let in-flight calls finish (watch streams
-        # end at once: clients resume elsewhere), then the peers, then close
-        # the engine (it fsyncs what it accepted); on any exit path.
+        # end at once: clients resume elsewhere), then the peers (other
+        # members' streams never end by themselves: no grace period, they
+        # reconnect to whoever serves next), then close the engine (it
+        # fsyncs what it accepted); on any exit path.
         membership.cancel()
-        for sock, _ in client_sockets:
-            sock.close()
+        close_unserved()
         if client_server is not None:
             await loop.run_in_executor(None, client_server.stop, SHUTDOWN_GRACE_SECONDS)
-        # Other members' Messages streams never end by themselves, so no
-        # grace period: they reconnect to whoever serves next.
-        await transport.close()
-        await peer_server.stop(None)
-        await bridge.close()
+        if transport is not None:
+            await loop.run_in_executor(None, transport.stop)
+        await loop.run_in_executor(None, engine.close)
     log.info("stopped; engine stats: %s", engine.stats())
 
 

@@ -5,7 +5,8 @@
 --trusted-ca-file (etcd's ClientCertAuth: tls.RequireAndVerifyClientCert).
 Without it, a client certificate is neither asked for nor checked. The
 client port's handshakes are the engine's (rustls, rust/src/server/tls.rs);
-the peer port's are grpcio's.
+the peer port's too; grpcio's only when a joining member asks a running
+one for the member list.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ __all__ = [
     "client_tls_files",
     "forward_tls",
     "peer_channel_credentials",
-    "peer_server_credentials",
+    "peer_dial_tls",
+    "peer_tls_files",
 ]
 
 
@@ -66,26 +68,51 @@ def forward_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes]:
     return ca, _read(cfg.cert_file, "--cert-file"), _read(cfg.key_file, "--key-file")
 
 
-def peer_server_credentials(cfg: Config) -> grpc.ServerCredentials:
-    """For https --listen-peer-urls: --peer-cert-file/--peer-key-file, and with
-    --peer-client-cert-auth a peer must present a certificate that chains to
-    --peer-trusted-ca-file. Raises OSError naming an unreadable file."""
-    cert = _read(cfg.peer_cert_file, "--peer-cert-file")
-    key = _read(cfg.peer_key_file, "--peer-key-file")
+def peer_tls_files(cfg: Config) -> ClientTlsFiles:
+    """For https --listen-peer-urls, in client_tls_files' form:
+    --peer-cert-file/--peer-key-file, and with --peer-client-cert-auth a
+    peer must present a certificate that chains to --peer-trusted-ca-file
+    (and is not in --peer-crl-file). The TLS versions and cipher suites are
+    the client port's, as in etcd. Raises OSError naming an unreadable file."""
+    _read(cfg.peer_cert_file, "--peer-cert-file")
+    _read(cfg.peer_key_file, "--peer-key-file")
+    if cfg.peer_trusted_ca_file:
+        _read(cfg.peer_trusted_ca_file, "--peer-trusted-ca-file")
+    if cfg.peer_crl_file:
+        _read(cfg.peer_crl_file, "--peer-crl-file")
+    return (
+        cfg.peer_cert_file,
+        cfg.peer_key_file,
+        cfg.peer_trusted_ca_file,
+        cfg.peer_client_cert_auth,
+        cfg.peer_crl_file,
+        cfg.tls_min_version,
+        cfg.tls_max_version,
+        list(cfg.cipher_suites),
+    )
+
+
+def peer_dial_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes] | None:
+    """How the peer transport dials https peers, as etcd's: the peer
+    certificate is also the client certificate; --peer-trusted-ca-file
+    verifies the other member. None without peer TLS files."""
+    if not (cfg.peer_cert_file or cfg.peer_trusted_ca_file):
+        return None
     ca = (
         _read(cfg.peer_trusted_ca_file, "--peer-trusted-ca-file")
         if cfg.peer_trusted_ca_file
         else None
     )
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=cfg.peer_client_cert_auth
-    )
+    if cfg.peer_cert_file and cfg.peer_key_file:
+        return ca, _read(cfg.peer_cert_file, "--peer-cert-file"), _read(cfg.peer_key_file, "--peer-key-file")
+    return ca, b"", b""
 
 
 def peer_channel_credentials(cfg: Config) -> grpc.ChannelCredentials:
-    """For https peer URLs, as etcd's peer transport: the peer certificate is
-    also the client certificate; --peer-trusted-ca-file (or the system's
-    roots) verifies the other member."""
+    """grpcio's credentials for a joining member asking a running one for
+    the member list (ketch.peer.fetch_members), as peer_dial_tls: the peer
+    certificate is also the client certificate; --peer-trusted-ca-file (or
+    the system's roots) verifies the other member."""
     ca = (
         _read(cfg.peer_trusted_ca_file, "--peer-trusted-ca-file")
         if cfg.peer_trusted_ca_file

@@ -49,6 +49,8 @@ pub struct CompletionQueue {
     queue: Mutex<Vec<Completion>>,
     eventfd: EventFd,
     waiters: [Mutex<HashMap<u64, Waiter>>; WAITER_SHARDS],
+    /// The next waiter token, for every caller that registers waiters.
+    next_waiter: std::sync::atomic::AtomicU64,
 }
 
 impl CompletionQueue {
@@ -57,6 +59,7 @@ impl CompletionQueue {
             queue: Mutex::new(Vec::new()),
             eventfd: EventFd::new()?,
             waiters: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            next_waiter: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -68,6 +71,11 @@ impl CompletionQueue {
     fn shard(&self, token: u64) -> &Mutex<HashMap<u64, Waiter>> {
         // Tokens come from a counter, so the low bits spread evenly.
         &self.waiters[(token as usize) % WAITER_SHARDS]
+    }
+
+    /// A token no other waiter has, with [`WAITER_BIT`] set.
+    pub fn waiter_token(&self) -> u64 {
+        WAITER_BIT | self.next_waiter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends the answers for `token` (which has [`WAITER_BIT`] set) to `waiter`.

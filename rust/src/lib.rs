@@ -6,10 +6,11 @@
 //! - [`mvcc`]: etcd's revisioned key-value store over a redb backend.
 //! - [`lease`]: leases, their keys, and their expiry (decided by the leader, applied through Raft).
 //! - [`node`]: the Raft Ready loop (persist, apply, answer; membership changes).
-//! - [`peer`]: Raft messages to and from other members, as bytes for the Python transport.
+//! - [`peer`]: Raft messages to and from other members, as the batches the transport carries.
 //! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
-//! - [`server`]: the client front door: etcd's gRPC API (tonic) and HTTP beside it, on tokio.
+//! - [`server`]: the wire: etcd's gRPC API (tonic) and HTTP beside it on the client port, and
+//!   the peer transport, on tokio.
 //! - `py` (feature `python`): the only module that knows Python.
 
 pub mod completion;

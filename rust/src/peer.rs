@@ -1,8 +1,8 @@
 //! Raft messages between members, as opaque bytes.
 //!
-//! The transport is Python's (gRPC streams per peer, see
-//! `python/ketch/peer.py`); this module only turns raft-rs messages into the
-//! batches it carries and back. A batch is a `ketchpb.RaftBatch`: the
+//! The transport is `crate::server::transport` (gRPC streams per peer);
+//! this module only turns raft-rs messages into the batches it carries and
+//! back. A batch is a `ketchpb.RaftBatch`: the
 //! messages of one Ready for one peer, in order, so a busy leader costs one
 //! transport message per follower per Ready. A snapshot message always
 //! travels alone, marked, so the transport can send it on its own stream

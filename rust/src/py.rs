@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::completion::CompletionQueue;
 use crate::engine::{Engine as RustEngine, EngineConfig, Method, StartError};
-use crate::server::{ClientServer, ForwardTls, ServerConfig, TlsFiles};
+use crate::server::{ClientServer, ForwardTls, PeerDialTls, PeerTransport, ServerConfig, TlsFiles, TransportConfig};
 
 /// One member's engine; see `_core.pyi` for the contract.
 #[pyclass(module = "ketch._core", name = "Engine", frozen)]
@@ -26,6 +26,49 @@ type TlsArgs = (String, String, String, bool, String, String, String, Vec<String
 type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
 /// (CA PEM or None, certificate PEM, key PEM): how this member calls the leader's https client URL.
 type ForwardTlsArgs = (Option<Vec<u8>>, Vec<u8>, Vec<u8>);
+
+/// Listening sockets Python detached from their socket objects: their fds
+/// are owned here from now on.
+fn take_listeners(listeners: Vec<(i32, bool)>) -> Vec<(std::net::TcpListener, bool)> {
+    listeners
+        .into_iter()
+        .map(|(fd, is_tls)| {
+            // SAFETY: Python detached this fd from its socket object and
+            // passes ownership here; nothing else closes it.
+            (unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) }, is_tls)
+        })
+        .collect()
+}
+
+fn tls_files(t: TlsArgs) -> TlsFiles {
+    TlsFiles {
+        cert_file: t.0,
+        key_file: t.1,
+        trusted_ca_file: t.2,
+        client_cert_auth: t.3,
+        crl_file: t.4,
+        min_version: t.5,
+        max_version: t.6,
+        cipher_suites: t.7,
+    }
+}
+
+/// The running peer transport of one engine.
+#[pyclass(module = "ketch._core", name = "PeerTransport", frozen)]
+struct PyPeerTransport {
+    transport: Mutex<Option<PeerTransport>>,
+}
+
+#[pymethods]
+impl PyPeerTransport {
+    /// Stops serving and sending peers at once. Idempotent.
+    fn stop(&self, py: Python<'_>) {
+        let transport = self.transport.lock().take();
+        if let Some(mut transport) = transport {
+            py.detach(move || transport.stop());
+        }
+    }
+}
 
 /// The running client front door of one engine.
 #[pyclass(module = "ketch._core", name = "ClientServer", frozen)]
@@ -138,33 +181,6 @@ impl PyEngine {
         drain_queue(py, self.engine.completions())
     }
 
-    fn peer_fd(&self) -> i32 {
-        self.engine.peer_fd()
-    }
-
-    /// Outbound Raft traffic: [(to member id, is_snapshot, batch bytes)].
-    fn drain_peer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let out = PyList::empty(py);
-        for b in self.engine.take_peer_batches() {
-            out.append((b.to, b.is_snapshot, PyBytes::new(py, &b.bytes)))?;
-        }
-        Ok(out)
-    }
-
-    /// An inbound batch from a peer. Decoding a large snapshot takes a
-    /// while, so the GIL is released.
-    fn step(&self, py: Python<'_>, batch: &[u8]) -> PyResult<()> {
-        py.detach(|| self.engine.step(batch)).map_err(PyValueError::new_err)
-    }
-
-    fn report_unreachable(&self, member_id: u64) {
-        self.engine.report_unreachable(member_id);
-    }
-
-    fn report_snapshot(&self, member_id: u64, ok: bool) {
-        self.engine.report_snapshot(member_id, ok);
-    }
-
     /// [(id, name, peer URLs, client URLs, is_learner)], sorted by ID.
     fn members(&self) -> Vec<MemberRow> {
         self.engine
@@ -196,26 +212,9 @@ impl PyEngine {
         let seconds = |s: f64, what: &str| {
             std::time::Duration::try_from_secs_f64(s).map_err(|e| PyValueError::new_err(format!("{what} {s}: {e}")))
         };
-        let listeners = listeners
-            .into_iter()
-            .map(|(fd, is_tls)| {
-                // SAFETY: Python detached this fd from its socket object and
-                // passes ownership here; nothing else closes it.
-                (unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) }, is_tls)
-            })
-            .collect();
         let config = ServerConfig {
-            listeners,
-            tls: tls.map(|t| TlsFiles {
-                cert_file: t.0,
-                key_file: t.1,
-                trusted_ca_file: t.2,
-                client_cert_auth: t.3,
-                crl_file: t.4,
-                min_version: t.5,
-                max_version: t.6,
-                cipher_suites: t.7,
-            }),
+            listeners: take_listeners(listeners),
+            tls: tls.map(tls_files),
             forward_tls: forward_tls.map(|(ca_pem, cert_pem, key_pem)| ForwardTls { ca_pem, cert_pem, key_pem }),
             max_request_bytes,
             max_concurrent_streams,
@@ -227,6 +226,33 @@ impl PyEngine {
         let engine = self.engine.clone();
         let server = py.detach(|| ClientServer::start(engine, config)).map_err(PyValueError::new_err)?;
         Ok(PyClientServer { server: Mutex::new(Some(server)) })
+    }
+
+    /// Starts the peer transport (`crate::server::transport`) on listening
+    /// peer sockets Python has bound ([(fd, is_https)], owned by the
+    /// transport from here on); `tls`: the https listeners' files as for
+    /// serve_clients; `dial_tls`: (CA PEM, cert PEM, key PEM) for https
+    /// peers; `known_peers`: {member ID: peer URLs} of a joining member.
+    #[pyo3(signature = (listeners, *, tls=None, dial_tls=None, known_peers=None))]
+    fn serve_peers(
+        &self,
+        py: Python<'_>,
+        listeners: Vec<(i32, bool)>,
+        tls: Option<TlsArgs>,
+        dial_tls: Option<ForwardTlsArgs>,
+        known_peers: Option<std::collections::HashMap<u64, Vec<String>>>,
+    ) -> PyResult<PyPeerTransport> {
+        let config = TransportConfig {
+            listeners: take_listeners(listeners),
+            server_tls: tls.map(tls_files),
+            dial_tls: dial_tls
+                .map(|(ca_pem, cert_pem, key_pem)| PeerDialTls { ca_pem, cert_pem, key_pem })
+                .unwrap_or_default(),
+            known_peers: known_peers.unwrap_or_default(),
+        };
+        let engine = self.engine.clone();
+        let transport = py.detach(|| PeerTransport::start(engine, config)).map_err(PyValueError::new_err)?;
+        Ok(PyPeerTransport { transport: Mutex::new(Some(transport)) })
     }
 
     fn set_watch_progress_interval(&self, seconds: f64) -> PyResult<()> {
@@ -297,6 +323,7 @@ fn start_error(e: StartError) -> PyErr {
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_class::<PyClientServer>()?;
+    m.add_class::<PyPeerTransport>()?;
     m.add_function(wrap_pyfunction!(self_signed_cert, m)?)?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;

@@ -1,6 +1,6 @@
 """ketch.server's cluster pieces, without a real engine: joining a running
-cluster, following the leader for forwarded calls, noticing removal, and
-binding the peer listeners."""
+cluster (against a stand-in for a member's peer port that answers Members),
+noticing removal, and binding the peer listeners."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ import pytest
 from ketch import _core, peer
 from ketch._pb import rpc_pb2
 from ketch.config import parse
-from ketch.errors import EngineError
 
 from ..support import free_port
-from .test_peer import FakeEngine, Peer
 
 # The contract's method numbers, for an engine built before they landed.
 _CONTRACT = {
@@ -69,11 +67,32 @@ def member_list(cluster_id: int, members: list[tuple[int, list[str]]]) -> bytes:
     return answer.SerializeToString()
 
 
-def serving_members(answer: bytes, port: int) -> Peer:
-    async def call(method: int, request: bytes) -> bytes:
-        return answer
+class MembersPeer:
+    """A stand-in for a running member's peer port: Members answers `answer`."""
 
-    return Peer(FakeEngine(0x77), port, call=call)
+    def __init__(self, answer: bytes, port: int) -> None:
+        self.answer, self.port = answer, port
+        self._server: grpc.aio.Server | None = None
+
+    async def _members(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return self.answer
+
+    async def start(self) -> None:
+        self._server = grpc.aio.server()
+        self._server.add_insecure_port(f"127.0.0.1:{self.port}")
+        handler = grpc.method_handlers_generic_handler(
+            "ketchpeer.Raft", {"Members": grpc.unary_unary_rpc_method_handler(self._members)}
+        )
+        self._server.add_generic_rpc_handlers([handler])
+        await self._server.start()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(None)
+
+
+def serving_members(answer: bytes, port: int) -> MembersPeer:
+    return MembersPeer(answer, port)
 
 
 def test_join_learns_ids_from_a_running_member(
@@ -156,50 +175,19 @@ class StatsEngine:
         return dict(self.stats_now)
 
 
-class Bridge:
-    def __init__(self, answer: bytes | EngineError) -> None:
-        self.answer = answer
-        self.calls = 0
-
-    async def call(self, method: int, request: bytes) -> bytes:
-        self.calls += 1
-        if isinstance(self.answer, EngineError):
-            raise self.answer
-        return self.answer
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, int, bytes]] = []
-        self.refreshed = 0
-        self.answers: list[bytes | EngineError] = []
-
-    async def forward(self, to: int, method: int, request: bytes) -> bytes:
-        self.sent.append((to, method, request))
-        answer = self.answers.pop(0)
-        if isinstance(answer, EngineError):
-            raise answer
-        return answer
-
-    def refresh_members(self) -> None:
-        self.refreshed += 1
-
-
 def test_removal_stops_the_server(
     server: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(server, "MEMBERSHIP_POLL_SECONDS", 0.01)
     engine = StatsEngine(membership_version=1, removed=0)
-    transport = Transport()
 
     async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.ensure_future(server._watch_membership(engine, transport, stop))
+        task = asyncio.ensure_future(server._watch_membership(engine, stop))
         await asyncio.sleep(0.05)
-        assert transport.refreshed == 1
         engine.stats_now["membership_version"] = 2
         await asyncio.sleep(0.05)
-        assert transport.refreshed == 2 and not stop.is_set()
+        assert not stop.is_set()
         engine.stats_now["removed"] = 1
         await asyncio.wait_for(stop.wait(), 5)
         await task
@@ -214,14 +202,6 @@ def test_peer_port_in_use_fails_like_go(server: ModuleType) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         cfg = three([port, free_port(), free_port()], state="new", name="a")
-
-        async def main() -> None:
-            s = grpc.aio.server()
-            try:
-                with pytest.raises(server.ServeError) as e:
-                    server.bind_peer_listeners(s, cfg)
-                assert str(e.value) == f"listen tcp 127.0.0.1:{port}: bind: address already in use"
-            finally:
-                await s.stop(None)
-
-        run(main())
+        with pytest.raises(server.ServeError) as e:
+            server._peer_sockets(cfg)
+        assert str(e.value) == f"listen tcp 127.0.0.1:{port}: bind: address already in use"

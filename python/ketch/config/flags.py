@@ -72,7 +72,6 @@ class Flag:
 
 
 # Reasons shared by several flags. Each says why; README repeats it.
-PEER_TLS = "the client port applies it; the peer port does not yet (it keeps gRPC's TLS versions)"
 V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
 HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin and host name"
@@ -262,28 +261,27 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("peer-cert-allowed-hostname", Str(), "", "Host name a peer's certificate must carry.",
              reason=ALLOWED_NAMES, yaml=None),
         Flag("peer-auto-tls", Bool(), False, "Peer TLS with a generated certificate.",
-             "peer_auto_tls", reason="ketch's peer transport (grpcio) cannot accept a peer's "
-             "self-signed certificate unverified, as etcd's does", inert=(False,),
+             "peer_auto_tls", reason="ketch's peer transport verifies every peer certificate "
+             "against --peer-trusted-ca-file; it cannot take a self-signed one unverified, as "
+             "etcd's does", inert=(False,),
              yaml="peer-transport-security.auto-tls"),
         Flag("self-signed-cert-validity", UINT, 1,
              "Years a generated certificate is valid for.", since="3.5",
              reason="--auto-tls makes a new certificate at every start, valid far beyond a year",
              inert=(1,)),
         Flag("peer-crl-file", Str(), "", "Revocation list for peer certificates.",
-             "peer_crl_file", reason="the peer port (grpcio) checks no revocation list", yaml=None),
+             "peer_crl_file", yaml=None),
         Flag("cipher-suites", Strings(), (), "TLS cipher suites, comma-separated (empty: the defaults).",
-             "cipher_suites", reason=PEER_TLS, inert=((),)),
+             "cipher_suites"),
         Flag("cors", URLs("*"), ("*",), "Origins allowed by CORS (* or empty: all).", reason=HTTP_CHECKS,
              inert=(("*",), ())),
         Flag("host-whitelist", Strings(unique=True), ("*",),
              "Host names accepted from HTTP clients on an insecure server (* or empty: all).",
              reason=HTTP_CHECKS, inert=(("*",), ())),
         Flag("tls-min-version", Choice("", "TLS1.2", "TLS1.3"), "TLS1.2",
-             "Lowest TLS version accepted.", "tls_min_version", since="3.5", reason=PEER_TLS,
-             inert=("TLS1.2",)),
+             "Lowest TLS version accepted.", "tls_min_version", since="3.5"),
         Flag("tls-max-version", Choice("", "TLS1.2", "TLS1.3"), "",
-             "Highest TLS version accepted (empty: the newest).", "tls_max_version", since="3.5",
-             reason=PEER_TLS, inert=("",)),
+             "Highest TLS version accepted (empty: the newest).", "tls_max_version", since="3.5"),
         Flag("experimental-peer-skip-client-san-verification", Bool(), False,
              "Do not check the SAN of peers' client certificates.", reason=ALLOWED_NAMES,
              inert=(False,)),

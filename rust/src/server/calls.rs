@@ -11,7 +11,7 @@
 //! ([`Leader`]), as etcd's followers pass them to their leader.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Status;
 
-use crate::completion::{Answer, Waiter, WAITER_BIT};
+use crate::completion::{Answer, Waiter};
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;
 use crate::server::codec::RawCodec;
@@ -35,17 +35,17 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Calls {
     pub engine: Arc<Engine>,
-    next_token: AtomicU64,
     leader: Leader,
 }
 
 impl Calls {
     pub fn new(engine: Arc<Engine>, forward_tls: Option<ForwardTls>) -> Calls {
-        Calls { engine, next_token: AtomicU64::new(1), leader: Leader::new(forward_tls) }
+        Calls { engine, leader: Leader::new(forward_tls) }
     }
 
+    /// A fresh waiter token (unique across every front of this engine).
     pub fn token(&self) -> u64 {
-        WAITER_BIT | self.next_token.fetch_add(1, Ordering::Relaxed)
+        self.engine.completions().waiter_token()
     }
 
     /// Runs one request on this member's engine.

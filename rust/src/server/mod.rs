@@ -23,6 +23,7 @@ mod recipes;
 pub mod status;
 mod streams;
 mod tls;
+mod transport;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -41,6 +42,7 @@ use tonic::{Status, Streaming};
 
 pub use calls::ForwardTls;
 pub use tls::{self_signed, TlsFiles};
+pub use transport::{PeerDialTls, PeerTransport, TransportConfig};
 
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;
@@ -136,7 +138,9 @@ impl ClientServer {
             } else {
                 None
             };
-            runtime.spawn(accept_loop(listener, tls, front.clone(), http.clone(), stop_rx.clone(), conn_tx.clone()));
+            let front = front.clone();
+            let router: Router = Arc::new(move |req| Box::pin(route(front.clone(), req)));
+            runtime.spawn(accept_loop(listener, tls, router, http.clone(), stop_rx.clone(), conn_tx.clone()));
         }
         drop(conn_tx);
         Ok(ClientServer { runtime: Some(runtime), engine, stopping, connections_done })
@@ -163,10 +167,17 @@ impl Drop for ClientServer {
     }
 }
 
-async fn accept_loop(
+/// What answers every request of a listener: the client port's `route`, or
+/// the peer port's (`transport`).
+pub(crate) type Router =
+    Arc<dyn Fn(http::Request<Incoming>) -> BoxFuture<'static, http::Response<Body>> + Send + Sync>;
+
+/// Accepts connections until `stopping`, each served by `router` over
+/// HTTP/1.1 or h2 (behind TLS when `tls` is given).
+pub(crate) async fn accept_loop(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<tls::ReloadingTls>>,
-    front: Arc<Front>,
+    router: Router,
     http: hyper_util::server::conn::auto::Builder<TokioExecutor>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
     conn_done: tokio::sync::mpsc::Sender<()>,
@@ -180,18 +191,18 @@ async fn accept_loop(
             Ok((tcp, _)) => tcp,
             Err(e) => {
                 // Out of fds, most likely: wait a moment rather than spin.
-                eprintln!("ketch: accepting a client connection: {e}");
+                eprintln!("ketch: accepting a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (front, http, stopping, done) = (front.clone(), http.clone(), stopping.clone(), conn_done.clone());
+        let (router, http, stopping, done) = (router.clone(), http.clone(), stopping.clone(), conn_done.clone());
         let tls = tls.as_ref().map(|t| t.current());
         tokio::spawn(async move {
             let _done = done;
             match tls {
-                None => serve_connection(tcp, front, &http, stopping).await,
+                None => serve_connection(tcp, router, &http, stopping).await,
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     // A client that never finishes its handshake does not hold a task forever.
@@ -199,7 +210,7 @@ async fn accept_loop(
                     // level); the client sees why.
                     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                     if let Ok(Ok(stream)) = handshake.await {
-                        serve_connection(stream, front, &http, stopping).await;
+                        serve_connection(stream, router, &http, stopping).await;
                     }
                 }
             }
@@ -209,13 +220,16 @@ async fn accept_loop(
 
 async fn serve_connection<S>(
     io: S,
-    front: Arc<Front>,
+    router: Router,
     http: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| route(front.clone(), req));
+    let service = hyper::service::service_fn(move |req| {
+        let answer = router(req);
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
     let conn = http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -227,15 +241,15 @@ async fn serve_connection<S>(
     let _ = conn.await;
 }
 
-async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> Result<http::Response<Body>, Infallible> {
+async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> http::Response<Body> {
     let is_grpc = req
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if is_grpc {
-        Ok(grpc(&front, req).await)
+        grpc(&front, req).await
     } else {
-        Ok(http_endpoints::serve(&front.calls.engine, &front.version, &req))
+        http_endpoints::serve(&front.calls.engine, &front.version, &req)
     }
 }
 
