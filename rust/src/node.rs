@@ -414,7 +414,12 @@ impl Node {
             }
             _ => unreachable!("reads go to the readers"),
         };
-        if let Some(cost) = quota_cost {
+        // A request that adds nothing (a Txn without puts) passes, whatever
+        // the size: it can only delete, like DeleteRange, which etcd never
+        // checks either. etcd's Available has no such case and refuses a
+        // delete-only Txn once the backend is already at the quota, which
+        // leaves a full store that only Txn clients (Kubernetes) cannot empty.
+        if let Some(cost) = quota_cost.filter(|&c| c > 0) {
             // etcd's backendQuota.Available: size + cost < quota, or refuse
             // and raise NOSPACE through the log (quotaAlarmer.check). Nobody
             // waits for the alarm's entry.
@@ -1039,12 +1044,16 @@ fn cost_put(r: &PutRequest) -> u64 {
     KV_OVERHEAD + r.key.len() as u64 + r.value.len() as u64
 }
 
-/// The larger branch's puts; nested txns are not counted (as etcd).
+/// The larger branch's puts, nested txns included (etcd's costTxn stops at
+/// the first level, so a put inside a nested txn passes etcd's quota and its
+/// capped applier; here it counts like any other put). 0 exactly when the
+/// txn holds no put anywhere.
 fn cost_txn(r: &TxnRequest) -> u64 {
     let branch = |ops: &[crate::pb::etcdserverpb::RequestOp]| -> u64 {
         ops.iter()
             .map(|op| match &op.request {
                 Some(request_op::Request::RequestPut(p)) => cost_put(p),
+                Some(request_op::Request::RequestTxn(t)) => cost_txn(t),
                 _ => 0,
             })
             .sum()
@@ -1054,8 +1063,10 @@ fn cost_txn(r: &TxnRequest) -> u64 {
 
 /// etcd swaps its applier while an alarm is active: CORRUPT refuses Put,
 /// Txn, Compaction, LeaseGrant and LeaseRevoke (applierV3Corrupt); NOSPACE
-/// refuses Put, a Txn with puts, and LeaseGrant (applierV3Capped). Deletes,
-/// reads and Alarm itself still apply. When both are active, CORRUPT wins.
+/// refuses Put, a Txn with a put in either branch (nested txns included),
+/// and LeaseGrant (applierV3Capped). Deletes, Txns without puts,
+/// compaction, reads and Alarm itself still apply. When both are active,
+/// CORRUPT wins.
 fn refused_by_alarm(batch: &WriteBatch<'_>, req: &Option<internal_request::Request>) -> Option<EtcdError> {
     use internal_request::Request as R;
     if batch.has_alarm(ALARM_CORRUPT) {
