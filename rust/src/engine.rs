@@ -194,6 +194,8 @@ pub struct EngineConfig {
     /// only when the data dir is new. Empty: this member joins a running
     /// cluster, which tells it everything through Raft.
     pub initial_members: Vec<(u64, String, Vec<String>)>,
+    /// The WAL's and backend's storage and the fatal-error policy (tests swap them).
+    pub storage: crate::node::StorageSeams,
 }
 
 impl EngineConfig {
@@ -214,6 +216,7 @@ impl EngineConfig {
             snapshot_count: 100_000,
             reader_threads: 2,
             initial_members: vec![(member_id, "default".into(), vec!["http://localhost:2380".into()])],
+            storage: crate::node::StorageSeams::default(),
         }
     }
 
@@ -391,7 +394,10 @@ impl Engine {
             what: format!("creating data dir {}", member_dir.display()),
             source,
         })?;
-        let store = Store::open(&config.db_path(), StoreOptions { max_txn_ops: config.max_txn_ops })
+        let store = Store::open(
+            &config.db_path(),
+            StoreOptions { max_txn_ops: config.max_txn_ops, backend: config.storage.backend.clone() },
+        )
             .map_err(StartError::Store)?;
         let completions = CompletionQueue::new().map_err(|source| StartError::Io {
             what: "creating the completion eventfd".into(),
@@ -572,7 +578,9 @@ impl Drop for Engine {
 }
 
 pub(crate) fn failed_error() -> EtcdError {
-    EtcdError::Internal("storage failed earlier on this member; it takes no more requests (see its log)".into())
+    // etcd's answer once its server is going down (ErrStopped, UNAVAILABLE):
+    // clients retry elsewhere; the cause is in this member's log.
+    EtcdError::Stopped
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {

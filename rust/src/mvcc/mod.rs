@@ -65,5 +65,6 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
+pub use backend::BackendFactory;
 pub use store::{LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
 pub use validate::{check_delete_range, check_put, check_range, check_txn};

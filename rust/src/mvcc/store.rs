@@ -45,11 +45,13 @@ pub use snapshot::SnapshotInfo;
 pub struct StoreOptions {
     /// Most operations in one txn (etcd's `--max-txn-ops`, default 128).
     pub max_txn_ops: usize,
+    /// The storage under the backend file (None: redb's file backend).
+    pub backend: Option<super::backend::BackendFactory>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_txn_ops: 128 }
+        StoreOptions { max_txn_ops: 128, backend: None }
     }
 }
 
@@ -90,6 +92,11 @@ pub struct Store {
     in_use: AtomicU64,
     /// A non-durable commit has happened since the last durable one.
     dirty: AtomicBool,
+    /// Set by the first failed commit: what reached the file is unknown
+    /// (after a failed fsync the kernel may have dropped dirty pages and
+    /// report the next fsync clean), so no batch opens and nothing is
+    /// committed again until the store is reopened from the file.
+    failed: Mutex<Option<String>>,
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
@@ -104,8 +111,7 @@ impl Store {
             EtcdError::Internal(m) => EtcdError::Internal(format!("{m} (backend {})", path.display())),
             e => e,
         };
-        let db = Database::create(path)
-            .map_err(|e| EtcdError::Internal(format!("mvcc: open backend {}: {e}", path.display())))?;
+        let db = super::backend::open_database(path, opts.backend.as_ref())?;
         let tx = db.begin_write().map_err(io("begin write")).map_err(ctx)?;
         let (state, durable) = Self::rebuild(&tx).map_err(ctx)?;
         tx.commit().map_err(io("commit on open")).map_err(ctx)?;
@@ -121,6 +127,7 @@ impl Store {
             durable_index: AtomicU64::new(durable),
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
+            failed: Mutex::new(None),
             state: RwLock::new(state),
         };
         Ok(store)
@@ -227,6 +234,7 @@ impl Store {
     /// transaction, readers held off until it commits or is dropped.
     pub fn write_batch(&self) -> Result<WriteBatch<'_>, EtcdError> {
         let st = self.state.write();
+        self.check_failed()?;
         let tx = self.db.read().begin_write().map_err(io("begin write"))?;
         let undo = Undo {
             keys: HashMap::new(),
@@ -249,11 +257,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Refuses once a commit has failed (see `failed`).
+    pub(super) fn check_failed(&self) -> Result<(), EtcdError> {
+        match &*self.failed.lock() {
+            Some(why) => Err(EtcdError::Internal(format!("mvcc: an earlier commit failed ({why}); the backend takes no more writes"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Passes a commit's error on, remembering the first one.
+    pub(super) fn fail(&self, e: EtcdError) -> EtcdError {
+        let e = match e {
+            EtcdError::Internal(m) => EtcdError::Internal(format!("{m} (backend {})", self.path.display())),
+            e => e,
+        };
+        self.failed.lock().get_or_insert_with(|| e.to_string());
+        e
+    }
+}
+
 impl Drop for Store {
     /// A clean shutdown keeps the non-durable commits too: one empty durable
-    /// commit flushes them.
+    /// commit flushes them (not after a failed commit: see `failed`).
     fn drop(&mut self) {
-        if self.dirty.load(Ordering::Acquire) {
+        if self.dirty.load(Ordering::Acquire) && self.failed.get_mut().is_none() {
             if let Ok(mut tx) = self.db.read().begin_write() {
                 let _ = tx.set_durability(Durability::Immediate);
                 let _ = tx.commit();
@@ -436,7 +464,7 @@ impl WriteBatch<'_> {
         let mut tx = tx;
         tx.set_durability(if durable { Durability::Immediate } else { Durability::None })
             .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
-        tx.commit().map_err(io("commit"))?;
+        tx.commit().map_err(io("commit")).map_err(|e| self.store.fail(e))?;
         self.committed = true;
 
         let s = self.store;

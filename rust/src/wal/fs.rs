@@ -179,8 +179,12 @@ struct MemState {
     dirs: BTreeSet<PathBuf>,
     files: BTreeMap<PathBuf, Arc<Mutex<MemInode>>>,
     ops: Vec<FsOp>,
-    /// Fail the sync that many syncs from now (0 = the next one).
-    fail_sync_in: Option<u64>,
+    /// Fail the sync that many syncs from now (0 = the next one), with
+    /// this OS error (None: a plain "injected" error).
+    fail_sync_in: Option<(u64, Option<i32>)>,
+    /// Fail the append that many appends from now, with this OS error; the
+    /// failed append writes nothing.
+    fail_append_in: Option<(u64, i32)>,
 }
 
 /// In-memory filesystem that separates written from synced bytes.
@@ -256,13 +260,27 @@ impl MemFs {
     /// Makes the `n`th sync from now (0 = the next) fail with an I/O error
     /// without syncing anything: a crash in the middle of `Wal::sync`.
     pub fn fail_sync_in(&self, n: u64) {
-        self.state.lock().fail_sync_in = Some(n);
+        self.state.lock().fail_sync_in = Some((n, None));
     }
 
-    /// Disarms a failure set by [`fail_sync_in`](Self::fail_sync_in) that
-    /// has not fired.
+    /// As [`fail_sync_in`](Self::fail_sync_in), failing with OS error
+    /// `errno` (`libc::EIO`, `libc::ENOSPC`) as a real disk would. Directory
+    /// fsyncs count as syncs.
+    pub fn fail_sync_with(&self, n: u64, errno: i32) {
+        self.state.lock().fail_sync_in = Some((n, Some(errno)));
+    }
+
+    /// Makes the `n`th append from now (0 = the next) fail with OS error
+    /// `errno`, writing nothing: a full disk or a dead device under `write(2)`.
+    pub fn fail_append_with(&self, n: u64, errno: i32) {
+        self.state.lock().fail_append_in = Some((n, errno));
+    }
+
+    /// Disarms failures set by `fail_*` that have not fired.
     pub fn clear_failures(&self) {
-        self.state.lock().fail_sync_in = None;
+        let mut st = self.state.lock();
+        st.fail_sync_in = None;
+        st.fail_append_in = None;
     }
 
     /// Every call made so far, in order.
@@ -295,19 +313,35 @@ impl MemFs {
         self.state.lock().ops.push(op);
     }
 
-    /// Counts down the armed failure; true if this sync must fail.
-    fn sync_fails(&self) -> bool {
+    /// Counts down the armed sync failure; the error if this sync must fail.
+    fn sync_fails(&self) -> Option<io::Error> {
         let mut st = self.state.lock();
         match st.fail_sync_in {
-            Some(0) => {
+            Some((0, errno)) => {
                 st.fail_sync_in = None;
-                true
+                Some(errno.map_or_else(injected, io::Error::from_raw_os_error))
             }
-            Some(n) => {
-                st.fail_sync_in = Some(n - 1);
-                false
+            Some((n, errno)) => {
+                st.fail_sync_in = Some((n - 1, errno));
+                None
             }
-            None => false,
+            None => None,
+        }
+    }
+
+    /// Counts down the armed append failure; the error if this append must fail.
+    fn append_fails(&self) -> Option<io::Error> {
+        let mut st = self.state.lock();
+        match st.fail_append_in {
+            Some((0, errno)) => {
+                st.fail_append_in = None;
+                Some(io::Error::from_raw_os_error(errno))
+            }
+            Some((n, errno)) => {
+                st.fail_append_in = Some((n - 1, errno));
+                None
+            }
+            None => None,
         }
     }
 
@@ -434,8 +468,8 @@ impl WalFs for MemFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        if self.sync_fails() {
-            return Err(injected());
+        if let Some(e) = self.sync_fails() {
+            return Err(e);
         }
         self.record(FsOp::SyncDir(dir.to_path_buf()));
         Ok(())
@@ -447,6 +481,9 @@ impl SegmentFile for MemFile {
         Ok(self.inode.lock().data.clone())
     }
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        if let Some(e) = self.fs.append_fails() {
+            return Err(e);
+        }
         self.inode.lock().data.extend_from_slice(buf);
         self.fs.record(FsOp::Append(self.path.clone(), buf.len()));
         Ok(())
@@ -459,8 +496,8 @@ impl SegmentFile for MemFile {
         Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
-        if self.fs.sync_fails() {
-            return Err(injected());
+        if let Some(e) = self.fs.sync_fails() {
+            return Err(e);
         }
         let mut guard = self.inode.lock();
         let MemInode { data, synced } = &mut *guard;

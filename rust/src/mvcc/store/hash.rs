@@ -42,7 +42,7 @@ impl Store {
         for _ in 0..8 {
             let moved = db
                 .compact()
-                .map_err(|e| EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display())))?;
+                .map_err(|e| self.fail(EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display()))))?;
             if !moved {
                 break;
             }
@@ -53,10 +53,11 @@ impl Store {
     /// Commits nothing, durably: every earlier commit reaches the file.
     /// Call with the state lock held (no batch open).
     pub(super) fn make_durable(&self) -> Result<(), EtcdError> {
+        self.check_failed()?;
         let mut tx = self.db.read().begin_write().map_err(io("begin write"))?;
         tx.set_durability(Durability::Immediate)
             .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
-        tx.commit().map_err(io("durable commit"))?;
+        tx.commit().map_err(io("durable commit")).map_err(|e| self.fail(e))?;
         self.durable_index.store(self.consistent.lock().0, Ordering::Release);
         self.dirty.store(false, Ordering::Release);
         Ok(())
