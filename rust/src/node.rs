@@ -460,7 +460,7 @@ impl Node {
                 0 => DEFAULT_QUOTA_BYTES,
                 q => q,
             };
-            if shared.store.db_size().saturating_add(cost) >= quota {
+            if !shared.store.quota_allows(cost, quota) {
                 let alarm = AlarmRequest {
                     action: AlarmAction::Activate as i32,
                     member_id: shared.identity.member_id,

@@ -97,7 +97,21 @@ pub struct Store {
     /// report the next fsync clean), so no batch opens and nothing is
     /// committed again until the store is reopened from the file.
     failed: Mutex<Option<String>>,
+    quota: Mutex<QuotaCount>,
 }
+
+/// See [`Store::quota_allows`].
+#[derive(Debug, Default)]
+struct QuotaCount {
+    /// Allocated bytes at the last count.
+    in_use: u64,
+    /// Estimated bytes of the writes admitted since.
+    admitted: u64,
+    counted_at: Option<std::time::Instant>,
+}
+
+/// How stale the allocated-bytes count behind the quota may get.
+const QUOTA_RECOUNT: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
@@ -128,6 +142,7 @@ impl Store {
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             failed: Mutex::new(None),
+            quota: Mutex::new(QuotaCount::default()),
             state: RwLock::new(state),
         };
         Ok(store)
@@ -204,20 +219,58 @@ impl Store {
     }
 
     /// Bytes of the file redb has allocated (the rest is free pages),
-    /// capped at [`Store::db_size`]. redb only reports this from a write
-    /// transaction, so while a batch is open the last answer is repeated.
+    /// capped at [`Store::db_size`]: etcd 3.5's dbSizeInUse (its size less
+    /// the free pages). redb only reports this from a write transaction, so
+    /// while a batch is open the last answer is repeated.
     pub fn db_size_in_use(&self) -> u64 {
         if let Some(_no_batch) = self.state.try_read() {
-            let stats = self.db.read().begin_write().ok().and_then(|tx| {
-                let s = tx.stats().ok();
-                let _ = tx.abort();
-                s
-            });
-            if let Some(s) = stats {
-                self.in_use.store(s.allocated_pages() * s.page_size() as u64, Ordering::Release);
-            }
+            self.measure_in_use();
         }
         self.in_use.load(Ordering::Acquire).min(self.db_size())
+    }
+
+    /// Counts the allocated pages (a walk over every tree: O(pages)) into
+    /// `in_use`. Call with no batch open on this thread.
+    fn measure_in_use(&self) -> u64 {
+        let stats = self.db.read().begin_write().ok().and_then(|tx| {
+            let s = tx.stats().ok();
+            let _ = tx.abort();
+            s
+        });
+        if let Some(s) = stats {
+            self.in_use.store(s.allocated_pages() * s.page_size() as u64, Ordering::Release);
+        }
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// etcd's backendQuota.Available: does a write estimated to add `cost`
+    /// bytes fit under `quota`?
+    ///
+    /// etcd compares bbolt's size, the high-water mark of its pages, which
+    /// grows a page at a time. redb's file instead doubles when it fills
+    /// (up to 4 GiB), so its length would refuse writes at half the quota;
+    /// what compares like bbolt's size is the bytes redb has allocated
+    /// (dbSizeInUse). Counting them walks every page, so: while the file
+    /// itself is under the quota nothing is counted (allocated <= file);
+    /// past it, the count is refreshed at most every [`QUOTA_RECOUNT`],
+    /// plus the costs admitted since the last count. Call with no batch
+    /// open on this thread (the node thread, before proposing).
+    pub fn quota_allows(&self, cost: u64, quota: u64) -> bool {
+        if self.db_size().saturating_add(cost) < quota {
+            return true;
+        }
+        let mut q = self.quota.lock();
+        let now = std::time::Instant::now();
+        if q.counted_at.is_none_or(|t| now.duration_since(t) >= QUOTA_RECOUNT) {
+            q.in_use = self.measure_in_use();
+            q.admitted = 0;
+            q.counted_at = Some(now);
+        }
+        let fits = q.in_use.saturating_add(q.admitted).saturating_add(cost) < quota;
+        if fits {
+            q.admitted += cost;
+        }
+        fits
     }
 
     /// A serializable read. Waits while a write batch is open (so never call
