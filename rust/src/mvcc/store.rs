@@ -12,7 +12,7 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::backend::{
-    decode_kv, fetch, io, read_rev, read_u64, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM,
+    fetch, io, is_chunked, read_rev, read_u64, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM,
     META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE,
 };
 use super::key_index::{KeyIndex, KeySpan, KeyTree};
@@ -151,7 +151,10 @@ impl Store {
     /// Replays the "key" table in revision order into a fresh index.
     fn rebuild(tx: &WriteTransaction) -> Result<(State, u64), EtcdError> {
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-        let mut table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let mut tables = KeyTables {
+            records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let consistent =
             (read_u64(&meta, META_CONSISTENT_INDEX)?, read_u64(&meta, META_CONSISTENT_TERM)?);
         let finished = read_rev(&meta, META_FINISHED_COMPACT)?;
@@ -159,11 +162,11 @@ impl Store {
 
         let mut index = KeyTree::default();
         let mut last = 1;
-        for entry in table.range::<&[u8]>(..).map_err(io("scan key table"))? {
+        for entry in tables.records.range::<&[u8]>(..).map_err(io("scan key table"))? {
             let (k, v) = entry.map_err(io("scan key table"))?;
             let (rev, tombstone) = Revision::from_key(k.value())
                 .ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?;
-            let kv = decode_kv(v.value())?;
+            let kv = tables.decode(k.value(), v.value())?;
             last = rev.main;
             match index.keys.get_mut(&kv.key) {
                 Some(ki) if tombstone => {
@@ -189,7 +192,7 @@ impl Store {
             membership: members::load(tx)?,
         };
         if scheduled > finished {
-            compact_backend(&mut state, &mut table, &mut meta, scheduled)?;
+            compact_backend(&mut state, &mut tables, &mut meta, scheduled)?;
         }
         Ok((state, consistent.0))
     }
@@ -279,8 +282,11 @@ impl Store {
         check_range(req)?;
         let st = self.state.read();
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
-        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
-        range_at(&st.index, &table, req, st.current_rev, st.compact_rev)
+        let tables = KeyTables {
+            records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
+        range_at(&st.index, &tables, req, st.current_rev, st.compact_rev)
     }
 
     /// Opens the write batch for one Raft apply batch: one backend write
@@ -420,10 +426,13 @@ impl Drop for WriteBatch<'_> {
 impl WriteBatch<'_> {
     fn writer(&mut self) -> Result<Writer<'_>, EtcdError> {
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
-        let table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let tables = KeyTables {
+            records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let begin_rev = self.st.current_rev;
         Ok(Writer {
-            table,
+            tables,
             st: &mut self.st,
             undo: &mut self.undo,
             begin_rev,
@@ -482,9 +491,12 @@ impl WriteBatch<'_> {
             self.undo.whole = Some(self.st.index.clone());
         }
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
-        let mut table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let mut tables = KeyTables {
+            records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-        compact_backend(&mut self.st, &mut table, &mut meta, rev)?;
+        compact_backend(&mut self.st, &mut tables, &mut meta, rev)?;
         Ok(CompactionResponse { header: header(self.st.current_rev) })
     }
 
@@ -543,7 +555,7 @@ impl WriteBatch<'_> {
 /// here removal and marks land in the same transaction.
 fn compact_backend(
     st: &mut State,
-    table: &mut Table<'_, &'static [u8], &'static [u8]>,
+    tables: &mut KeyTables<Table<'_, &'static [u8], &'static [u8]>>,
     meta: &mut Table<'_, &'static [u8], &'static [u8]>,
     rev: i64,
 ) -> Result<(), EtcdError> {
@@ -551,11 +563,18 @@ fn compact_backend(
     meta.insert(META_SCHEDULED_COMPACT, mark.as_slice()).map_err(io("write compact mark"))?;
     let keep = st.index.compact(rev);
     let end = Revision::new(rev + 1, 0).to_key(false);
-    table
-        .retain_in(..end.as_slice(), |k, _| {
-            Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r))
+    let mut chunked = Vec::new();
+    tables
+        .records
+        .retain_in(..end.as_slice(), |k, v| {
+            let kept = Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r));
+            if !kept && is_chunked(v) {
+                chunked.push(k.to_vec());
+            }
+            kept
         })
         .map_err(io("compact key table"))?;
+    tables.remove_chunks(&chunked)?;
     meta.insert(META_FINISHED_COMPACT, mark.as_slice()).map_err(io("write compact mark"))?;
     st.compact_rev = rev;
     Ok(())
@@ -571,7 +590,7 @@ struct Branches {
 /// One request's writes: everything it writes shares main revision
 /// `begin_rev + 1`; `changes` counts them and is the next sub revision.
 struct Writer<'b> {
-    table: Table<'b, &'static [u8], &'static [u8]>,
+    tables: KeyTables<Table<'b, &'static [u8], &'static [u8]>>,
     st: &'b mut State,
     undo: &'b mut Undo,
     begin_rev: i64,
@@ -596,7 +615,7 @@ impl Writer<'_> {
 
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
         match self.st.index.get(key, self.read_rev()) {
-            Some(f) => fetch(&self.table, f.modified).map(Some),
+            Some(f) => fetch(&self.tables, f.modified).map(Some),
             None => Ok(None),
         }
     }
@@ -630,9 +649,7 @@ impl Writer<'_> {
             None => (main, 1),
         };
         let kv = KeyValue { key: key.clone(), create_revision, mod_revision: main, version, value, lease };
-        self.table
-            .insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())
-            .map_err(io("write key record"))?;
+        self.tables.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
         self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         self.undo.touch(&self.st.index, key);
         self.st.index.keys.entry(key.clone()).or_default().put(rev);
@@ -648,13 +665,14 @@ impl Writer<'_> {
         let mut prev_kvs = Vec::new();
         if req.prev_kv {
             for (_, f) in &found {
-                prev_kvs.push(fetch(&self.table, f.modified)?);
+                prev_kvs.push(fetch(&self.tables, f.modified)?);
             }
         }
         for (key, _) in &found {
             let rev = Revision::new(self.begin_rev + 1, self.changes);
             let tomb = KeyValue { key: key.clone(), ..Default::default() };
-            self.table
+            self.tables
+                .records
                 .insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())
                 .map_err(io("write tombstone"))?;
             let deleted = KeyValue { key: key.clone(), mod_revision: rev.main, ..Default::default() };
@@ -702,7 +720,7 @@ impl Writer<'_> {
         let needs_record = c.target == CompareTarget::Value as i32 || c.target == CompareTarget::Lease as i32;
         for (key, f) in found {
             let kv = if needs_record {
-                fetch(&self.table, f.modified)?
+                fetch(&self.tables, f.modified)?
             } else {
                 KeyValue {
                     key,
@@ -760,7 +778,7 @@ impl Writer<'_> {
             let response = match &op.request {
                 Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range_at(
                     &self.st.index,
-                    &self.table,
+                    &self.tables,
                     r,
                     self.read_rev(),
                     self.st.compact_rev,
@@ -828,7 +846,7 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 /// when something was cut), blank values for keys_only.
 fn range_at<T: ReadableTable<&'static [u8], &'static [u8]>>(
     index: &KeyTree,
-    table: &T,
+    table: &KeyTables<T>,
     req: &RangeRequest,
     cur_rev: i64,
     compact_rev: i64,
@@ -901,6 +919,14 @@ fn range_at<T: ReadableTable<&'static [u8], &'static [u8]>>(
 
 #[cfg(test)]
 impl Store {
+    /// How many chunks of big records the backend holds, for tests.
+    pub(crate) fn chunks_for_test(&self) -> usize {
+        use redb::ReadableTableMetadata;
+        let rtx = self.db.read().begin_read().unwrap();
+        let n = rtx.open_table(CHUNK_TABLE).unwrap().len().unwrap();
+        usize::try_from(n).unwrap()
+    }
+
     /// Every record in the backend as (main, sub, tombstone), for tests.
     pub(crate) fn state_for_test(&self) -> Vec<(i64, i64, bool)> {
         let _st = self.state.read();
@@ -934,13 +960,16 @@ impl Store {
             return Ok(out);
         }
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
-        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let tables = KeyTables {
+            records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let (lo, hi) = (Revision::new(from, 0).to_key(false), Revision::new(to + 1, 0).to_key(false));
-        for entry in table.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(io("scan key table"))? {
+        for entry in tables.records.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(io("scan key table"))? {
             let (k, v) = entry.map_err(io("scan key table"))?;
             let (rev, tombstone) = Revision::from_key(k.value())
                 .ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?;
-            let mut kv = decode_kv(v.value())?;
+            let mut kv = tables.decode(k.value(), v.value())?;
             let kind = if tombstone {
                 kv = KeyValue { key: kv.key, mod_revision: rev.main, ..Default::default() };
                 EventType::Delete
