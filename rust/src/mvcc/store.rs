@@ -253,27 +253,37 @@ impl Store {
     /// grows a page at a time. redb's file instead doubles when it fills
     /// (up to 4 GiB), so its length would refuse writes at half the quota;
     /// what compares like bbolt's size is the bytes redb has allocated
-    /// (dbSizeInUse). Counting them walks every page, so: while the file
-    /// itself is under the quota nothing is counted (allocated <= file);
-    /// past it, the count is refreshed at most every [`QUOTA_RECOUNT`],
-    /// plus the costs admitted since the last count. Call with no batch
-    /// open on this thread (the node thread, before proposing).
+    /// (dbSizeInUse). Counting them walks every page, so it is done rarely:
+    /// while the file itself is under the quota nothing is counted
+    /// (allocated <= file); past it, the last count plus the costs admitted
+    /// since decide, and only a refusal recounts (at most every
+    /// [`QUOTA_RECOUNT`]). A recount first makes the store durable: pages
+    /// freed by non-durable commits stay allocated until a durable one, and
+    /// would otherwise count as data. Call on the node thread with no batch
+    /// open, before proposing.
     pub fn quota_allows(&self, cost: u64, quota: u64) -> bool {
         if self.db_size().saturating_add(cost) < quota {
             return true;
         }
         let mut q = self.quota.lock();
+        let fits = |q: &QuotaCount| q.in_use.saturating_add(q.admitted).saturating_add(cost) < quota;
         let now = std::time::Instant::now();
-        if q.counted_at.is_none_or(|t| now.duration_since(t) >= QUOTA_RECOUNT) {
+        let stale = q.counted_at.is_none_or(|t| now.duration_since(t) >= QUOTA_RECOUNT);
+        if q.counted_at.is_none() || (!fits(&q) && stale) {
+            if self.dirty.load(Ordering::Acquire) {
+                let _no_batch = self.state.write();
+                // A failure here poisons the store; the next batch reports it.
+                let _ = self.make_durable();
+            }
             q.in_use = self.measure_in_use();
             q.admitted = 0;
             q.counted_at = Some(now);
         }
-        let fits = q.in_use.saturating_add(q.admitted).saturating_add(cost) < quota;
-        if fits {
+        let ok = fits(&q);
+        if ok {
             q.admitted += cost;
         }
-        fits
+        ok
     }
 
     /// A serializable read. Waits while a write batch is open (so never call
