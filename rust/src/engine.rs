@@ -212,6 +212,8 @@ pub struct EngineConfig {
     pub unsafe_no_fsync: bool,
     /// Restart as the only voter of the cluster in the data dir (--force-new-cluster).
     pub force_new_cluster: bool,
+    /// The WAL's and backend's storage and the fatal-error policy (tests swap them).
+    pub storage: crate::node::StorageSeams,
 }
 
 impl EngineConfig {
@@ -242,6 +244,7 @@ impl EngineConfig {
             snapshot_catchup_entries: 5000,
             unsafe_no_fsync: false,
             force_new_cluster: false,
+            storage: crate::node::StorageSeams::default(),
         }
     }
 
@@ -419,7 +422,10 @@ impl Engine {
             what: format!("creating data dir {}", member_dir.display()),
             source,
         })?;
-        let store = Store::open(&config.db_path(), StoreOptions { max_txn_ops: config.max_txn_ops })
+        let store = Store::open(
+            &config.db_path(),
+            StoreOptions { max_txn_ops: config.max_txn_ops, backend: config.storage.backend.clone() },
+        )
             .map_err(StartError::Store)?;
         let completions = CompletionQueue::new().map_err(|source| StartError::Io {
             what: "creating the completion eventfd".into(),
@@ -605,7 +611,9 @@ impl Drop for Engine {
 }
 
 pub(crate) fn failed_error() -> EtcdError {
-    EtcdError::Internal("storage failed earlier on this member; it takes no more requests (see its log)".into())
+    // etcd's answer once its server is going down (ErrStopped, UNAVAILABLE):
+    // clients retry elsewhere; the cause is in this member's log.
+    EtcdError::Stopped
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {

@@ -32,4 +32,5 @@ pub mod watch;
 mod py;
 
 pub use engine::{Engine, EngineConfig, Method};
+pub use node::StorageSeams;
 pub use error::EtcdError;

@@ -41,6 +41,38 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::ketchpb::{internal_request, InternalRequest, MemberAttributes, MemberMetadata};
 use crate::raftlog::RaftLog;
+use crate::wal::{OsFs, WalFs};
+
+/// Where the member's bytes go and what happens when they cannot: the
+/// seams fault and crash tests replace. Production uses the defaults.
+#[derive(Clone)]
+pub struct StorageSeams {
+    /// The WAL's filesystem ([`crate::wal::MemFs`] in tests).
+    pub wal_fs: Arc<dyn WalFs>,
+    /// The backend's storage (None: redb's own file backend).
+    pub backend: Option<mvcc::BackendFactory>,
+    /// After a fatal storage error the waiting requests are answered and the
+    /// process exits with status 1, as etcd's does (`lg.Fatal`). Tests that
+    /// run engines inside the test process turn this off; the engine then
+    /// stays down, refusing every request, until dropped.
+    pub exit_on_fatal: bool,
+}
+
+impl Default for StorageSeams {
+    fn default() -> Self {
+        StorageSeams { wal_fs: Arc::new(OsFs), backend: None, exit_on_fatal: true }
+    }
+}
+
+impl std::fmt::Debug for StorageSeams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageSeams")
+            .field("wal_fs", &self.wal_fs)
+            .field("backend", &self.backend.as_ref().map(|_| "custom"))
+            .field("exit_on_fatal", &self.exit_on_fatal)
+            .finish()
+    }
+}
 
 /// Messages to the node thread.
 pub(crate) enum NodeMsg {
@@ -111,9 +143,10 @@ impl Node {
     /// does not durably have.
     pub(crate) fn open(config: &EngineConfig, store: &Store) -> Result<(Node, Identity), StartError> {
         let wal_dir = config.wal_dir();
-        let restarted = RaftLog::exists(&wal_dir);
+        let fs = config.storage.wal_fs.clone();
+        let restarted = RaftLog::exists_with(&*fs, &wal_dir);
         let (mut log, meta) = if restarted {
-            let opened = RaftLog::open(&wal_dir)?;
+            let opened = RaftLog::open_with(fs, &wal_dir)?;
             let meta = MemberMetadata::decode(opened.metadata.as_slice()).map_err(|e| {
                 StartError::Config(format!(
                     "member metadata in {} is unreadable: {e}",
@@ -123,7 +156,7 @@ impl Node {
             (opened.log, meta)
         } else {
             let meta = MemberMetadata { member_id: config.member_id, cluster_id: config.cluster_id };
-            (bootstrap_log(&wal_dir, &meta, &config.initial_members)?, meta)
+            (bootstrap_log(fs, &wal_dir, &meta, &config.initial_members)?, meta)
         };
         restore_interrupted_snapshot(config, store, &log)?;
         let (applied, _) = store.consistent_index();
@@ -428,7 +461,12 @@ impl Node {
             }
             _ => unreachable!("reads go to the readers"),
         };
-        if let Some(cost) = quota_cost {
+        // A request that adds nothing (a Txn without puts) passes, whatever
+        // the size: it can only delete, like DeleteRange, which etcd never
+        // checks either. etcd's Available has no such case and refuses a
+        // delete-only Txn once the backend is already at the quota, which
+        // leaves a full store that only Txn clients (Kubernetes) cannot empty.
+        if let Some(cost) = quota_cost.filter(|&c| c > 0) {
             // etcd's backendQuota.Available: size + cost < quota, or refuse
             // and raise NOSPACE through the log (quotaAlarmer.check). Nobody
             // waits for the alarm's entry.
@@ -436,7 +474,7 @@ impl Node {
                 0 => DEFAULT_QUOTA_BYTES,
                 q => q,
             };
-            if shared.store.db_size().saturating_add(cost) >= quota {
+            if !shared.store.quota_allows(cost, quota) {
                 let alarm = AlarmRequest {
                     action: AlarmAction::Activate as i32,
                     member_id: shared.identity.member_id,
@@ -528,13 +566,33 @@ impl Node {
     /// Applies committed entries to the store in one write batch, then
     /// answers the clients that proposed them. Answers go out after the batch
     /// commits, so a client that saw its write acknowledged reads it back.
+    ///
+    /// If the batch fails (the backend could not write or fsync), the
+    /// writers it had taken off `pending_writes` are answered as `fail`
+    /// answers everyone else: their entries are in the WAL, so a restart
+    /// applies them, but this member will not.
     fn apply(&mut self, shared: &Shared, entries: Vec<Entry>) -> Result<(), String> {
+        let mut answers = Vec::new();
+        let applied = self.apply_batch(shared, entries, &mut answers);
+        if applied.is_err() {
+            for (token, _) in answers {
+                shared.completions.push(token, Err(failed_error()));
+            }
+            return applied;
+        }
+        for (token, result) in answers {
+            shared.completions.push(token, result);
+        }
+        Ok(())
+    }
+
+    /// [`apply`](Self::apply)'s batch; the answers are sent by the caller.
+    fn apply_batch(&mut self, shared: &Shared, entries: Vec<Entry>, answers: &mut Vec<(u64, Result<Vec<u8>, EtcdError>)>) -> Result<(), String> {
         let Some(last) = entries.last() else {
             return Ok(());
         };
         let (last_index, last_term) = (last.index, last.term);
         let mut batch = shared.store.write_batch().map_err(|e| e.to_string())?;
-        let mut answers = Vec::new();
         for entry in &entries {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's empty entry
@@ -601,9 +659,6 @@ impl Node {
         self.applied_index = last_index;
         shared.raft.applied_index.store(last_index, Ordering::Release);
         shared.raft.term.store(self.raw.raft.term, Ordering::Release);
-        for (token, result) in answers {
-            shared.completions.push(token, result);
-        }
         Ok(())
     }
 
@@ -932,7 +987,10 @@ impl Node {
     /// Storage failed under the node: refuse everything from now on, as etcd
     /// would by crashing, but keep the process up so the error is seen.
     fn fail(&mut self, shared: &Shared, rx: &Receiver<NodeMsg>, why: &str) {
-        eprintln!("ketch: engine stopped: {why}");
+        // One line, whatever the cause's text holds.
+        let why = why.replace('\n', " ");
+        let exiting = shared.config.storage.exit_on_fatal;
+        eprintln!("ketch: engine stopped: {why}{}", if exiting { "; exiting with status 1" } else { "" });
         // Set first: from here on submit refuses at once, so what is queued
         // below is all that will ever reach this thread.
         shared.failed.store(true, Ordering::Release);
@@ -948,22 +1006,42 @@ impl Node {
         for token in tokens {
             shared.completions.push(token, Err(failed_error()));
         }
+        if exiting {
+            exit_after_answers();
+        }
     }
+}
+
+/// How long the front end gets to hand the last answers ("server stopped")
+/// to its clients before the process exits.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// etcd's `lg.Fatal` after a failed WAL save or backend commit: the process
+/// ends with status 1 and its supervisor restarts it from what is durable;
+/// in a cluster the others elect a leader meanwhile. Nothing is flushed or
+/// retried on the way out (after a failed fsync the page cache may have
+/// dropped the data, so a second fsync could report success for lost
+/// writes): no destructor runs, no store commit, no WAL sync.
+fn exit_after_answers() -> ! {
+    std::thread::sleep(EXIT_GRACE);
+    // SAFETY: _exit(2) takes no pointers and never returns; skipping atexit
+    // handlers and destructors is the point (see above).
+    unsafe { libc::_exit(1) }
 }
 
 /// The log of a new member. With initial members (a new cluster) it holds
 /// etcd's bootstrap entries, committed; without (joining a running cluster)
 /// it is empty at term 0 and waits for the leader.
-fn bootstrap_log(wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String, Vec<String>)]) -> Result<RaftLog, StartError> {
+fn bootstrap_log(fs: Arc<dyn WalFs>, wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String, Vec<String>)]) -> Result<RaftLog, StartError> {
     if initial.is_empty() {
-        return Ok(RaftLog::create(wal_dir, &meta.encode_to_vec(), ConfState::default(), 0)?);
+        return Ok(RaftLog::create_with(fs, wal_dir, &meta.encode_to_vec(), ConfState::default(), 0)?);
     }
     if !initial.iter().any(|m| m.0 == meta.member_id) {
         return Err(StartError::Config(format!("member {:x} is not one of the initial members", meta.member_id)));
     }
     let mut voters: Vec<u64> = initial.iter().map(|m| m.0).collect();
     voters.sort_unstable();
-    let mut log = RaftLog::create(wal_dir, &meta.encode_to_vec(), ConfState { voters, ..ConfState::default() }, 1)?;
+    let mut log = RaftLog::create_with(fs, wal_dir, &meta.encode_to_vec(), ConfState { voters, ..ConfState::default() }, 1)?;
     let entries = membership::bootstrap_entries(initial);
     let commit = entries.len() as u64;
     log.append(&entries)?;
@@ -1125,12 +1203,16 @@ fn cost_put(r: &PutRequest) -> u64 {
     KV_OVERHEAD + r.key.len() as u64 + r.value.len() as u64
 }
 
-/// The larger branch's puts; nested txns are not counted (as etcd).
+/// The larger branch's puts, nested txns included (etcd's costTxn stops at
+/// the first level, so a put inside a nested txn passes etcd's quota and its
+/// capped applier; here it counts like any other put). 0 exactly when the
+/// txn holds no put anywhere.
 fn cost_txn(r: &TxnRequest) -> u64 {
     let branch = |ops: &[crate::pb::etcdserverpb::RequestOp]| -> u64 {
         ops.iter()
             .map(|op| match &op.request {
                 Some(request_op::Request::RequestPut(p)) => cost_put(p),
+                Some(request_op::Request::RequestTxn(t)) => cost_txn(t),
                 _ => 0,
             })
             .sum()
@@ -1140,8 +1222,10 @@ fn cost_txn(r: &TxnRequest) -> u64 {
 
 /// etcd swaps its applier while an alarm is active: CORRUPT refuses Put,
 /// Txn, Compaction, LeaseGrant and LeaseRevoke (applierV3Corrupt); NOSPACE
-/// refuses Put, a Txn with puts, and LeaseGrant (applierV3Capped). Deletes,
-/// reads and Alarm itself still apply. When both are active, CORRUPT wins.
+/// refuses Put, a Txn with a put in either branch (nested txns included),
+/// and LeaseGrant (applierV3Capped). Deletes, Txns without puts,
+/// compaction, reads and Alarm itself still apply. When both are active,
+/// CORRUPT wins.
 fn refused_by_alarm(batch: &WriteBatch<'_>, req: &Option<internal_request::Request>) -> Option<EtcdError> {
     use internal_request::Request as R;
     if batch.has_alarm(ALARM_CORRUPT) {

@@ -15,12 +15,13 @@
 
 use std::cell::Cell;
 use std::path::Path;
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-use crate::wal::{SnapshotMark, Wal, WalError, WalOptions, WalStats};
+use crate::wal::{OsFs, SnapshotMark, Wal, WalError, WalFs, WalOptions, WalStats};
 
 /// The Raft log of one member: raft-rs reads it through [`raft::Storage`];
 /// the Ready loop writes it through the methods below.
@@ -58,7 +59,18 @@ impl RaftLog {
         conf_state: ConfState,
         initial_term: u64,
     ) -> Result<RaftLog, WalError> {
-        let mut wal = Wal::create(dir, metadata, &conf_state, WalOptions::default())?;
+        Self::create_with(Arc::new(OsFs), dir, metadata, conf_state, initial_term)
+    }
+
+    /// [`create`](Self::create) through a given filesystem (crash and fault tests).
+    pub fn create_with(
+        fs: Arc<dyn WalFs>,
+        dir: &Path,
+        metadata: &[u8],
+        conf_state: ConfState,
+        initial_term: u64,
+    ) -> Result<RaftLog, WalError> {
+        let mut wal = Wal::create_with(fs, dir, metadata, &conf_state, WalOptions::default())?;
         let hard_state = HardState { term: initial_term, ..HardState::default() };
         wal.save_hard_state(&hard_state)?;
         wal.sync()?;
@@ -77,7 +89,12 @@ impl RaftLog {
     /// Reopens a member's log: replays the WAL (repairing a torn tail, refusing
     /// a corrupt middle) into memory.
     pub fn open(dir: &Path) -> Result<Opened, WalError> {
-        let (wal, recovered) = Wal::open(dir, WalOptions::default())?;
+        Self::open_with(Arc::new(OsFs), dir)
+    }
+
+    /// [`open`](Self::open) through a given filesystem (crash and fault tests).
+    pub fn open_with(fs: Arc<dyn WalFs>, dir: &Path) -> Result<Opened, WalError> {
+        let (wal, recovered) = Wal::open_with(fs, dir, WalOptions::default())?;
         let log = RaftLog {
             wal,
             hard_state: recovered.hard_state,
@@ -98,6 +115,11 @@ impl RaftLog {
 
     pub fn exists(dir: &Path) -> bool {
         Wal::exists(dir)
+    }
+
+    /// [`exists`](Self::exists) through a given filesystem.
+    pub fn exists_with(fs: &dyn WalFs, dir: &Path) -> bool {
+        Wal::exists_with(fs, dir)
     }
 
     /// Appends entries from a Ready, replacing any conflicting suffix (a new

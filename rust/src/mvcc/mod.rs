@@ -25,7 +25,12 @@
 //! - table `key`: [`revision`] bytes → encoded `mvccpb.KeyValue`, as etcd's
 //!   "key" bucket: 8-byte big-endian main, `_`, 8-byte big-endian sub (17
 //!   bytes), plus a `t` byte for a delete, whose value is a KeyValue with
-//!   only the key. Byte order = revision order.
+//!   only the key. Byte order = revision order. A record longer than one
+//!   page's worth (`CHUNK_BYTES`, 4,065 bytes) keeps its body in table
+//!   `key_chunk` as whole-page chunks and only a head (`0xff`, chunk
+//!   count, the last partial chunk) here; see `backend::KeyTables`. redb
+//!   would otherwise round a big record's leaf up to a power of two of
+//!   pages (a 64 KiB value: 128 KiB).
 //! - table `meta`: `consistent_index`, `consistent_term` (u64 big-endian,
 //!   written in the same transaction as the batch's data) and
 //!   `scheduledCompactRev` / `finishedCompactRev` (revision bytes); open
@@ -65,5 +70,6 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
+pub use backend::BackendFactory;
 pub use store::{LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
 pub use validate::{check_delete_range, check_put, check_range, check_txn};

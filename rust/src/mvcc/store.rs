@@ -12,7 +12,7 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::backend::{
-    decode_kv, fetch, io, read_rev, read_u64, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM,
+    fetch, io, is_chunked, read_rev, read_u64, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM,
     META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE,
 };
 use super::key_index::{KeyIndex, KeySpan, KeyTree};
@@ -45,11 +45,13 @@ pub use snapshot::SnapshotInfo;
 pub struct StoreOptions {
     /// Most operations in one txn (etcd's `--max-txn-ops`, default 128).
     pub max_txn_ops: usize,
+    /// The storage under the backend file (None: redb's file backend).
+    pub backend: Option<super::backend::BackendFactory>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_txn_ops: 128 }
+        StoreOptions { max_txn_ops: 128, backend: None }
     }
 }
 
@@ -90,7 +92,26 @@ pub struct Store {
     in_use: AtomicU64,
     /// A non-durable commit has happened since the last durable one.
     dirty: AtomicBool,
+    /// Set by the first failed commit: what reached the file is unknown
+    /// (after a failed fsync the kernel may have dropped dirty pages and
+    /// report the next fsync clean), so no batch opens and nothing is
+    /// committed again until the store is reopened from the file.
+    failed: Mutex<Option<String>>,
+    quota: Mutex<QuotaCount>,
 }
+
+/// See [`Store::quota_allows`].
+#[derive(Debug, Default)]
+struct QuotaCount {
+    /// Allocated bytes at the last count.
+    in_use: u64,
+    /// Estimated bytes of the writes admitted since.
+    admitted: u64,
+    counted_at: Option<std::time::Instant>,
+}
+
+/// How stale the allocated-bytes count behind the quota may get.
+const QUOTA_RECOUNT: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn header(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision, ..Default::default() })
@@ -104,8 +125,7 @@ impl Store {
             EtcdError::Internal(m) => EtcdError::Internal(format!("{m} (backend {})", path.display())),
             e => e,
         };
-        let db = Database::create(path)
-            .map_err(|e| EtcdError::Internal(format!("mvcc: open backend {}: {e}", path.display())))?;
+        let db = super::backend::open_database(path, opts.backend.as_ref())?;
         let tx = db.begin_write().map_err(io("begin write")).map_err(ctx)?;
         let (state, durable) = Self::rebuild(&tx).map_err(ctx)?;
         tx.commit().map_err(io("commit on open")).map_err(ctx)?;
@@ -121,6 +141,8 @@ impl Store {
             durable_index: AtomicU64::new(durable),
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
+            failed: Mutex::new(None),
+            quota: Mutex::new(QuotaCount::default()),
             state: RwLock::new(state),
         };
         Ok(store)
@@ -129,7 +151,10 @@ impl Store {
     /// Replays the "key" table in revision order into a fresh index.
     fn rebuild(tx: &WriteTransaction) -> Result<(State, u64), EtcdError> {
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-        let mut table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let mut tables = KeyTables {
+            records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let consistent =
             (read_u64(&meta, META_CONSISTENT_INDEX)?, read_u64(&meta, META_CONSISTENT_TERM)?);
         let finished = read_rev(&meta, META_FINISHED_COMPACT)?;
@@ -137,11 +162,11 @@ impl Store {
 
         let mut index = KeyTree::default();
         let mut last = 1;
-        for entry in table.range::<&[u8]>(..).map_err(io("scan key table"))? {
+        for entry in tables.records.range::<&[u8]>(..).map_err(io("scan key table"))? {
             let (k, v) = entry.map_err(io("scan key table"))?;
             let (rev, tombstone) = Revision::from_key(k.value())
                 .ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?;
-            let kv = decode_kv(v.value())?;
+            let kv = tables.decode(k.value(), v.value())?;
             last = rev.main;
             match index.keys.get_mut(&kv.key) {
                 Some(ki) if tombstone => {
@@ -167,7 +192,7 @@ impl Store {
             membership: members::load(tx)?,
         };
         if scheduled > finished {
-            compact_backend(&mut state, &mut table, &mut meta, scheduled)?;
+            compact_backend(&mut state, &mut tables, &mut meta, scheduled)?;
         }
         Ok((state, consistent.0))
     }
@@ -197,20 +222,68 @@ impl Store {
     }
 
     /// Bytes of the file redb has allocated (the rest is free pages),
-    /// capped at [`Store::db_size`]. redb only reports this from a write
-    /// transaction, so while a batch is open the last answer is repeated.
+    /// capped at [`Store::db_size`]: etcd 3.5's dbSizeInUse (its size less
+    /// the free pages). redb only reports this from a write transaction, so
+    /// while a batch is open the last answer is repeated.
     pub fn db_size_in_use(&self) -> u64 {
         if let Some(_no_batch) = self.state.try_read() {
-            let stats = self.db.read().begin_write().ok().and_then(|tx| {
-                let s = tx.stats().ok();
-                let _ = tx.abort();
-                s
-            });
-            if let Some(s) = stats {
-                self.in_use.store(s.allocated_pages() * s.page_size() as u64, Ordering::Release);
-            }
+            self.measure_in_use();
         }
         self.in_use.load(Ordering::Acquire).min(self.db_size())
+    }
+
+    /// Counts the allocated pages (a walk over every tree: O(pages)) into
+    /// `in_use`. Call with no batch open on this thread.
+    fn measure_in_use(&self) -> u64 {
+        let stats = self.db.read().begin_write().ok().and_then(|tx| {
+            let s = tx.stats().ok();
+            let _ = tx.abort();
+            s
+        });
+        if let Some(s) = stats {
+            self.in_use.store(s.allocated_pages() * s.page_size() as u64, Ordering::Release);
+        }
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// etcd's backendQuota.Available: does a write estimated to add `cost`
+    /// bytes fit under `quota`?
+    ///
+    /// etcd compares bbolt's size, the high-water mark of its pages, which
+    /// grows a page at a time. redb's file instead doubles when it fills
+    /// (up to 4 GiB), so its length would refuse writes at half the quota;
+    /// what compares like bbolt's size is the bytes redb has allocated
+    /// (dbSizeInUse). Counting them walks every page, so it is done rarely:
+    /// while the file itself is under the quota nothing is counted
+    /// (allocated <= file); past it, the last count plus the costs admitted
+    /// since decide, and only a refusal recounts (at most every
+    /// [`QUOTA_RECOUNT`]). A recount first makes the store durable: pages
+    /// freed by non-durable commits stay allocated until a durable one, and
+    /// would otherwise count as data. Call on the node thread with no batch
+    /// open, before proposing.
+    pub fn quota_allows(&self, cost: u64, quota: u64) -> bool {
+        if self.db_size().saturating_add(cost) < quota {
+            return true;
+        }
+        let mut q = self.quota.lock();
+        let fits = |q: &QuotaCount| q.in_use.saturating_add(q.admitted).saturating_add(cost) < quota;
+        let now = std::time::Instant::now();
+        let stale = q.counted_at.is_none_or(|t| now.duration_since(t) >= QUOTA_RECOUNT);
+        if q.counted_at.is_none() || (!fits(&q) && stale) {
+            if self.dirty.load(Ordering::Acquire) {
+                let _no_batch = self.state.write();
+                // A failure here poisons the store; the next batch reports it.
+                let _ = self.make_durable();
+            }
+            q.in_use = self.measure_in_use();
+            q.admitted = 0;
+            q.counted_at = Some(now);
+        }
+        let ok = fits(&q);
+        if ok {
+            q.admitted += cost;
+        }
+        ok
     }
 
     /// A serializable read. Waits while a write batch is open (so never call
@@ -219,14 +292,18 @@ impl Store {
         check_range(req)?;
         let st = self.state.read();
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
-        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
-        range_at(&st.index, &table, req, st.current_rev, st.compact_rev)
+        let tables = KeyTables {
+            records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
+        range_at(&st.index, &tables, req, st.current_rev, st.compact_rev)
     }
 
     /// Opens the write batch for one Raft apply batch: one backend write
     /// transaction, readers held off until it commits or is dropped.
     pub fn write_batch(&self) -> Result<WriteBatch<'_>, EtcdError> {
         let st = self.state.write();
+        self.check_failed()?;
         let tx = self.db.read().begin_write().map_err(io("begin write"))?;
         let undo = Undo {
             keys: HashMap::new(),
@@ -249,11 +326,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Refuses once a commit has failed (see `failed`).
+    pub(super) fn check_failed(&self) -> Result<(), EtcdError> {
+        match &*self.failed.lock() {
+            Some(why) => Err(EtcdError::Internal(format!("mvcc: an earlier commit failed ({why}); the backend takes no more writes"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Passes a commit's error on, remembering the first one.
+    pub(super) fn fail(&self, e: EtcdError) -> EtcdError {
+        let e = match e {
+            EtcdError::Internal(m) => EtcdError::Internal(format!("{m} (backend {})", self.path.display())),
+            e => e,
+        };
+        self.failed.lock().get_or_insert_with(|| e.to_string());
+        e
+    }
+}
+
 impl Drop for Store {
     /// A clean shutdown keeps the non-durable commits too: one empty durable
-    /// commit flushes them.
+    /// commit flushes them (not after a failed commit: see `failed`).
     fn drop(&mut self) {
-        if self.dirty.load(Ordering::Acquire) {
+        if self.dirty.load(Ordering::Acquire) && self.failed.get_mut().is_none() {
             if let Ok(mut tx) = self.db.read().begin_write() {
                 let _ = tx.set_durability(Durability::Immediate);
                 let _ = tx.commit();
@@ -339,10 +436,13 @@ impl Drop for WriteBatch<'_> {
 impl WriteBatch<'_> {
     fn writer(&mut self) -> Result<Writer<'_>, EtcdError> {
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
-        let table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let tables = KeyTables {
+            records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let begin_rev = self.st.current_rev;
         Ok(Writer {
-            table,
+            tables,
             st: &mut self.st,
             undo: &mut self.undo,
             begin_rev,
@@ -401,9 +501,12 @@ impl WriteBatch<'_> {
             self.undo.whole = Some(self.st.index.clone());
         }
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
-        let mut table = tx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let mut tables = KeyTables {
+            records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-        compact_backend(&mut self.st, &mut table, &mut meta, rev)?;
+        compact_backend(&mut self.st, &mut tables, &mut meta, rev)?;
         Ok(CompactionResponse { header: header(self.st.current_rev) })
     }
 
@@ -436,7 +539,7 @@ impl WriteBatch<'_> {
         let mut tx = tx;
         tx.set_durability(if durable { Durability::Immediate } else { Durability::None })
             .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
-        tx.commit().map_err(io("commit"))?;
+        tx.commit().map_err(io("commit")).map_err(|e| self.store.fail(e))?;
         self.committed = true;
 
         let s = self.store;
@@ -462,7 +565,7 @@ impl WriteBatch<'_> {
 /// here removal and marks land in the same transaction.
 fn compact_backend(
     st: &mut State,
-    table: &mut Table<'_, &'static [u8], &'static [u8]>,
+    tables: &mut KeyTables<Table<'_, &'static [u8], &'static [u8]>>,
     meta: &mut Table<'_, &'static [u8], &'static [u8]>,
     rev: i64,
 ) -> Result<(), EtcdError> {
@@ -470,11 +573,18 @@ fn compact_backend(
     meta.insert(META_SCHEDULED_COMPACT, mark.as_slice()).map_err(io("write compact mark"))?;
     let keep = st.index.compact(rev);
     let end = Revision::new(rev + 1, 0).to_key(false);
-    table
-        .retain_in(..end.as_slice(), |k, _| {
-            Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r))
+    let mut chunked = Vec::new();
+    tables
+        .records
+        .retain_in(..end.as_slice(), |k, v| {
+            let kept = Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r));
+            if !kept && is_chunked(v) {
+                chunked.push(k.to_vec());
+            }
+            kept
         })
         .map_err(io("compact key table"))?;
+    tables.remove_chunks(&chunked)?;
     meta.insert(META_FINISHED_COMPACT, mark.as_slice()).map_err(io("write compact mark"))?;
     st.compact_rev = rev;
     Ok(())
@@ -490,7 +600,7 @@ struct Branches {
 /// One request's writes: everything it writes shares main revision
 /// `begin_rev + 1`; `changes` counts them and is the next sub revision.
 struct Writer<'b> {
-    table: Table<'b, &'static [u8], &'static [u8]>,
+    tables: KeyTables<Table<'b, &'static [u8], &'static [u8]>>,
     st: &'b mut State,
     undo: &'b mut Undo,
     begin_rev: i64,
@@ -515,7 +625,7 @@ impl Writer<'_> {
 
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
         match self.st.index.get(key, self.read_rev()) {
-            Some(f) => fetch(&self.table, f.modified).map(Some),
+            Some(f) => fetch(&self.tables, f.modified).map(Some),
             None => Ok(None),
         }
     }
@@ -549,9 +659,7 @@ impl Writer<'_> {
             None => (main, 1),
         };
         let kv = KeyValue { key: key.clone(), create_revision, mod_revision: main, version, value, lease };
-        self.table
-            .insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())
-            .map_err(io("write key record"))?;
+        self.tables.insert(rev.to_key(false).as_slice(), kv.encode_to_vec().as_slice())?;
         self.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: None });
         self.undo.touch(&self.st.index, key);
         self.st.index.keys.entry(key.clone()).or_default().put(rev);
@@ -567,13 +675,14 @@ impl Writer<'_> {
         let mut prev_kvs = Vec::new();
         if req.prev_kv {
             for (_, f) in &found {
-                prev_kvs.push(fetch(&self.table, f.modified)?);
+                prev_kvs.push(fetch(&self.tables, f.modified)?);
             }
         }
         for (key, _) in &found {
             let rev = Revision::new(self.begin_rev + 1, self.changes);
             let tomb = KeyValue { key: key.clone(), ..Default::default() };
-            self.table
+            self.tables
+                .records
                 .insert(rev.to_key(true).as_slice(), tomb.encode_to_vec().as_slice())
                 .map_err(io("write tombstone"))?;
             let deleted = KeyValue { key: key.clone(), mod_revision: rev.main, ..Default::default() };
@@ -621,7 +730,7 @@ impl Writer<'_> {
         let needs_record = c.target == CompareTarget::Value as i32 || c.target == CompareTarget::Lease as i32;
         for (key, f) in found {
             let kv = if needs_record {
-                fetch(&self.table, f.modified)?
+                fetch(&self.tables, f.modified)?
             } else {
                 KeyValue {
                     key,
@@ -679,7 +788,7 @@ impl Writer<'_> {
             let response = match &op.request {
                 Some(Request::RequestRange(r)) => Some(Response::ResponseRange(range_at(
                     &self.st.index,
-                    &self.table,
+                    &self.tables,
                     r,
                     self.read_rev(),
                     self.st.compact_rev,
@@ -747,7 +856,7 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 /// when something was cut), blank values for keys_only.
 fn range_at<T: ReadableTable<&'static [u8], &'static [u8]>>(
     index: &KeyTree,
-    table: &T,
+    table: &KeyTables<T>,
     req: &RangeRequest,
     cur_rev: i64,
     compact_rev: i64,
@@ -820,6 +929,14 @@ fn range_at<T: ReadableTable<&'static [u8], &'static [u8]>>(
 
 #[cfg(test)]
 impl Store {
+    /// How many chunks of big records the backend holds, for tests.
+    pub(crate) fn chunks_for_test(&self) -> usize {
+        use redb::ReadableTableMetadata;
+        let rtx = self.db.read().begin_read().unwrap();
+        let n = rtx.open_table(CHUNK_TABLE).unwrap().len().unwrap();
+        usize::try_from(n).unwrap()
+    }
+
     /// Every record in the backend as (main, sub, tombstone), for tests.
     pub(crate) fn state_for_test(&self) -> Vec<(i64, i64, bool)> {
         let _st = self.state.read();
@@ -853,13 +970,16 @@ impl Store {
             return Ok(out);
         }
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
-        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let tables = KeyTables {
+            records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let (lo, hi) = (Revision::new(from, 0).to_key(false), Revision::new(to + 1, 0).to_key(false));
-        for entry in table.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(io("scan key table"))? {
+        for entry in tables.records.range::<&[u8]>(lo.as_slice()..hi.as_slice()).map_err(io("scan key table"))? {
             let (k, v) = entry.map_err(io("scan key table"))?;
             let (rev, tombstone) = Revision::from_key(k.value())
                 .ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?;
-            let mut kv = decode_kv(v.value())?;
+            let mut kv = tables.decode(k.value(), v.value())?;
             let kind = if tombstone {
                 kv = KeyValue { key: kv.key, mod_revision: rev.main, ..Default::default() };
                 EventType::Delete

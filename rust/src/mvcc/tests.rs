@@ -673,3 +673,47 @@ fn defragment_keeps_data_and_does_not_grow_the_file() {
     assert_eq!(get(&s, "kept", 0).unwrap().value, b("yes"));
     assert_eq!(get(&s, "after", 0).unwrap().value, b("1"));
 }
+
+#[test]
+fn big_records_are_chunked_whole_pages_and_read_back_everywhere() {
+    let (dir, s) = open();
+    let sizes = [backend::CHUNK_BYTES - 40, backend::CHUNK_BYTES, backend::CHUNK_BYTES * 3, 65536, 200_000];
+    let value = |n: usize, tag: u8| (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(tag)).collect::<Vec<u8>>();
+    let mut revs = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let mut w = s.write_batch().unwrap();
+        let req = PutRequest { key: b(&format!("k{i}")), value: value(n, 1).into(), ..Default::default() };
+        revs.push(w.put(&req, &NoLeases).unwrap().header.unwrap().revision);
+        w.commit(false).unwrap();
+    }
+    // A second version of k4, so compaction has a chunked record to drop.
+    let mut w = s.write_batch().unwrap();
+    w.put(&PutRequest { key: b("k4"), value: value(70_000, 2).into(), ..Default::default() }, &NoLeases).unwrap();
+    w.commit(false).unwrap();
+    let check = |s: &Store| {
+        for (i, &n) in sizes.iter().enumerate() {
+            let kv = get(s, &format!("k{i}"), revs[i]).expect("old revision readable");
+            assert_eq!(kv.value.as_ref(), value(n, 1).as_slice(), "k{i} ({n} bytes)");
+        }
+        assert_eq!(get(s, "k4", 0).unwrap().value.as_ref(), value(70_000, 2).as_slice());
+        let events = s.events(revs[0], revs[4] + 1).unwrap();
+        assert_eq!(events.len(), sizes.len() + 1);
+        assert_eq!(events[3].kv.as_ref().unwrap().value.len(), 65536);
+    };
+    check(&s);
+    let hash = s.hash_kv(0).unwrap().0;
+    let s = reopen(&dir, s);
+    check(&s);
+    assert_eq!(s.hash_kv(0).unwrap().0, hash, "the same after reopening");
+    // Compaction past k4's first version drops its head and its chunks.
+    let chunks_before = chunk_count(&s);
+    compact(&s, revs[4] + 1).unwrap();
+    assert_eq!(chunk_count(&s), chunks_before - 200_000 / backend::CHUNK_BYTES);
+    assert_eq!(get(&s, "k4", 0).unwrap().value.len(), 70_000);
+    let s = reopen(&dir, s);
+    assert_eq!(get(&s, "k3", 0).unwrap().value.as_ref(), value(65536, 1).as_slice());
+}
+
+fn chunk_count(s: &Store) -> usize {
+    s.chunks_for_test()
+}

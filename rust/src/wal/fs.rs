@@ -166,7 +166,7 @@ pub enum FsOp {
     Truncate(PathBuf, u64),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct MemInode {
     /// What a reader sees now.
     data: Vec<u8>,
@@ -179,8 +179,24 @@ struct MemState {
     dirs: BTreeSet<PathBuf>,
     files: BTreeMap<PathBuf, Arc<Mutex<MemInode>>>,
     ops: Vec<FsOp>,
-    /// Fail the sync that many syncs from now (0 = the next one).
-    fail_sync_in: Option<u64>,
+    /// Fail the sync that many syncs from now (0 = the next one), with
+    /// this OS error (None: a plain "injected" error).
+    fail_sync_in: Option<(u64, Option<i32>)>,
+    /// Fail the append that many appends from now, with this OS error; the
+    /// failed append writes nothing.
+    fail_append_in: Option<(u64, i32)>,
+    /// Mutating calls so far (see [`MemFs::at_op`]).
+    op_count: u64,
+    at_op: Option<(u64, OpHook)>,
+}
+
+/// A test's callback, run at a chosen call (see [`MemFs::at_op`]).
+struct OpHook(Box<dyn FnOnce(&MemFs) + Send>);
+
+impl fmt::Debug for OpHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OpHook")
+    }
 }
 
 /// In-memory filesystem that separates written from synced bytes.
@@ -256,13 +272,81 @@ impl MemFs {
     /// Makes the `n`th sync from now (0 = the next) fail with an I/O error
     /// without syncing anything: a crash in the middle of `Wal::sync`.
     pub fn fail_sync_in(&self, n: u64) {
-        self.state.lock().fail_sync_in = Some(n);
+        self.state.lock().fail_sync_in = Some((n, None));
     }
 
-    /// Disarms a failure set by [`fail_sync_in`](Self::fail_sync_in) that
-    /// has not fired.
+    /// As [`fail_sync_in`](Self::fail_sync_in), failing with OS error
+    /// `errno` (`libc::EIO`, `libc::ENOSPC`) as a real disk would. Directory
+    /// fsyncs count as syncs.
+    pub fn fail_sync_with(&self, n: u64, errno: i32) {
+        self.state.lock().fail_sync_in = Some((n, Some(errno)));
+    }
+
+    /// Makes the `n`th append from now (0 = the next) fail with OS error
+    /// `errno`, writing nothing: a full disk or a dead device under `write(2)`.
+    pub fn fail_append_with(&self, n: u64, errno: i32) {
+        self.state.lock().fail_append_in = Some((n, errno));
+    }
+
+    /// Disarms failures set by `fail_*` that have not fired.
     pub fn clear_failures(&self) {
-        self.state.lock().fail_sync_in = None;
+        let mut st = self.state.lock();
+        st.fail_sync_in = None;
+        st.fail_append_in = None;
+    }
+
+    /// Runs `hook` on the calling thread just before the `n`th mutating
+    /// call from now (1 = the next; create, rename, remove, append,
+    /// truncate, fsync of a file or directory), before that call changes
+    /// anything: the instant to take a power-loss image with
+    /// [`fork_crashed`](Self::fork_crashed).
+    pub fn at_op(&self, n: u64, hook: impl FnOnce(&MemFs) + Send + 'static) {
+        let mut st = self.state.lock();
+        let at = st.op_count + n;
+        st.at_op = Some((at, OpHook(Box::new(hook))));
+    }
+
+    /// Mutating calls made so far.
+    pub fn op_count(&self) -> u64 {
+        self.state.lock().op_count
+    }
+
+    /// What a power loss now would leave, as a new filesystem: every file's
+    /// synced bytes plus what `tail` keeps of its unsynced ones (as
+    /// [`crash`](Self::crash)). This one is left as it is.
+    pub fn fork_crashed(&self, tail: impl FnMut(&Path, usize) -> CrashTail) -> MemFs {
+        let st = self.state.lock();
+        let copy = MemState {
+            dirs: st.dirs.clone(),
+            files: st
+                .files
+                .iter()
+                .map(|(p, inode)| (p.clone(), Arc::new(Mutex::new(inode.lock().clone()))))
+                .collect(),
+            ..MemState::default()
+        };
+        drop(st);
+        let fs = MemFs { state: Arc::new(Mutex::new(copy)) };
+        fs.crash(tail);
+        fs
+    }
+
+    /// Counts a mutating call; runs the hook armed for it, if any.
+    fn tick(&self) {
+        let hook = {
+            let mut st = self.state.lock();
+            st.op_count += 1;
+            match st.at_op.take() {
+                Some((at, hook)) if at == st.op_count => Some(hook),
+                other => {
+                    st.at_op = other;
+                    None
+                }
+            }
+        };
+        if let Some(OpHook(hook)) = hook {
+            hook(self);
+        }
     }
 
     /// Every call made so far, in order.
@@ -295,19 +379,35 @@ impl MemFs {
         self.state.lock().ops.push(op);
     }
 
-    /// Counts down the armed failure; true if this sync must fail.
-    fn sync_fails(&self) -> bool {
+    /// Counts down the armed sync failure; the error if this sync must fail.
+    fn sync_fails(&self) -> Option<io::Error> {
         let mut st = self.state.lock();
         match st.fail_sync_in {
-            Some(0) => {
+            Some((0, errno)) => {
                 st.fail_sync_in = None;
-                true
+                Some(errno.map_or_else(injected, io::Error::from_raw_os_error))
             }
-            Some(n) => {
-                st.fail_sync_in = Some(n - 1);
-                false
+            Some((n, errno)) => {
+                st.fail_sync_in = Some((n - 1, errno));
+                None
             }
-            None => false,
+            None => None,
+        }
+    }
+
+    /// Counts down the armed append failure; the error if this append must fail.
+    fn append_fails(&self) -> Option<io::Error> {
+        let mut st = self.state.lock();
+        match st.fail_append_in {
+            Some((0, errno)) => {
+                st.fail_append_in = None;
+                Some(io::Error::from_raw_os_error(errno))
+            }
+            Some((n, errno)) => {
+                st.fail_append_in = Some((n - 1, errno));
+                None
+            }
+            None => None,
         }
     }
 
@@ -353,6 +453,7 @@ impl WalFs for MemFs {
     }
 
     fn create_file(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        self.tick();
         let mut st = self.state.lock();
         if !Self::parent_exists(&st, path) {
             return Err(not_found(path.parent().unwrap_or(path)));
@@ -378,6 +479,7 @@ impl WalFs for MemFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.tick();
         let mut st = self.state.lock();
         if let Some(inode) = st.files.remove(from) {
             st.files.insert(to.to_path_buf(), inode);
@@ -427,6 +529,7 @@ impl WalFs for MemFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.tick();
         let mut st = self.state.lock();
         st.files.remove(path).ok_or_else(|| not_found(path))?;
         st.ops.push(FsOp::RemoveFile(path.to_path_buf()));
@@ -434,8 +537,9 @@ impl WalFs for MemFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        if self.sync_fails() {
-            return Err(injected());
+        self.tick();
+        if let Some(e) = self.sync_fails() {
+            return Err(e);
         }
         self.record(FsOp::SyncDir(dir.to_path_buf()));
         Ok(())
@@ -447,11 +551,16 @@ impl SegmentFile for MemFile {
         Ok(self.inode.lock().data.clone())
     }
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.fs.tick();
+        if let Some(e) = self.fs.append_fails() {
+            return Err(e);
+        }
         self.inode.lock().data.extend_from_slice(buf);
         self.fs.record(FsOp::Append(self.path.clone(), buf.len()));
         Ok(())
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.fs.tick();
         let len = usize::try_from(len).map_err(|_| io::Error::other("memfs: length too large"))?;
         self.inode.lock().data.resize(len, 0);
         self.fs
@@ -459,8 +568,9 @@ impl SegmentFile for MemFile {
         Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {
-        if self.fs.sync_fails() {
-            return Err(injected());
+        self.fs.tick();
+        if let Some(e) = self.fs.sync_fails() {
+            return Err(e);
         }
         let mut guard = self.inode.lock();
         let MemInode { data, synced } = &mut *guard;

@@ -14,7 +14,7 @@ use super::alarm::ALARM_TABLE;
 use super::lease::LEASE_TABLE;
 use super::Store;
 use crate::error::EtcdError;
-use crate::mvcc::backend::{io, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_TABLE};
+use crate::mvcc::backend::{io, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_TABLE};
 use crate::mvcc::revision::Revision;
 
 type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -42,7 +42,7 @@ impl Store {
         for _ in 0..8 {
             let moved = db
                 .compact()
-                .map_err(|e| EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display())))?;
+                .map_err(|e| self.fail(EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display()))))?;
             if !moved {
                 break;
             }
@@ -53,10 +53,11 @@ impl Store {
     /// Commits nothing, durably: every earlier commit reaches the file.
     /// Call with the state lock held (no batch open).
     pub(super) fn make_durable(&self) -> Result<(), EtcdError> {
+        self.check_failed()?;
         let mut tx = self.db.read().begin_write().map_err(io("begin write"))?;
         tx.set_durability(Durability::Immediate)
             .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
-        tx.commit().map_err(io("durable commit"))?;
+        tx.commit().map_err(io("durable commit")).map_err(|e| self.fail(e))?;
         self.durable_index.store(self.consistent.lock().0, Ordering::Release);
         self.dirty.store(false, Ordering::Release);
         Ok(())
@@ -76,16 +77,20 @@ impl Store {
         }
         let rev = if rev == 0 { current } else { rev };
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
-        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let tables = KeyTables {
+            records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let mut h = crc32fast::Hasher::new();
         h.update(b"key");
         // Compaction removes what it drops at once, so everything up to
-        // `rev` is what every member keeps.
+        // `rev` is what every member keeps. Chunked records are hashed
+        // whole, as written.
         let end = Revision::new(rev + 1, 0).to_key(false);
-        for entry in table.range::<&[u8]>(..end.as_slice()).map_err(io("scan key table"))? {
+        for entry in tables.records.range::<&[u8]>(..end.as_slice()).map_err(io("scan key table"))? {
             let (k, v) = entry.map_err(io("scan key table"))?;
             h.update(k.value());
-            h.update(v.value());
+            h.update(&tables.load(k.value(), v.value())?);
         }
         Ok((h.finalize(), current, compacted))
     }
@@ -96,7 +101,13 @@ impl Store {
         let _st = self.state.read();
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let mut h = crc32fast::Hasher::new();
-        let tables: [(&str, Table); 4] = [("alarm", ALARM_TABLE), ("key", KEY_TABLE), ("lease", LEASE_TABLE), ("meta", META_TABLE)];
+        let tables: [(&str, Table); 5] = [
+            ("alarm", ALARM_TABLE),
+            ("key", KEY_TABLE),
+            ("key_chunk", CHUNK_TABLE),
+            ("lease", LEASE_TABLE),
+            ("meta", META_TABLE),
+        ];
         for (name, def) in tables {
             let table = match rtx.open_table(def) {
                 Ok(t) => t,

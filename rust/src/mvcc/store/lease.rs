@@ -15,7 +15,7 @@ use redb::{ReadableDatabase, TableDefinition};
 
 use super::{Store, WriteBatch};
 use crate::error::EtcdError;
-use crate::mvcc::backend::{fetch, io, KEY_TABLE};
+use crate::mvcc::backend::{fetch, io, KeyTables, CHUNK_TABLE, KEY_TABLE};
 use crate::mvcc::key_index::KeySpan;
 use crate::pb::etcdserverpb::DeleteRangeRequest;
 
@@ -52,10 +52,13 @@ impl Store {
     pub fn leased_keys(&self) -> Result<Vec<(Bytes, i64)>, EtcdError> {
         let st = self.state.read();
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
-        let table = rtx.open_table(KEY_TABLE).map_err(io("open key table"))?;
+        let tables = KeyTables {
+            records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+            chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+        };
         let mut out = Vec::new();
         for (key, found) in st.index.range(&KeySpan::new(b"", &[0]), st.current_rev) {
-            let kv = fetch(&table, found.modified)?;
+            let kv = fetch(&tables, found.modified)?;
             if kv.lease != 0 {
                 out.push((key, kv.lease));
             }

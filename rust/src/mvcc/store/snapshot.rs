@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use redb::Database;
+
 
 use super::{Membership, Store};
 use crate::error::EtcdError;
@@ -47,8 +47,7 @@ impl Store {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("syncing the data dir", e))?;
         }
         // The old Database keeps the replaced (unlinked) file until it is dropped here.
-        *db = Database::create(&self.path)
-            .map_err(|e| EtcdError::Internal(format!("mvcc: open restored backend {}: {e}", self.path.display())))?;
+        *db = crate::mvcc::backend::open_database(&self.path, self.opts.backend.as_ref())?;
         let tx = db.begin_write().map_err(io("begin write"))?;
         let (state, durable) = Self::rebuild(&tx)?;
         tx.commit().map_err(io("commit on restore"))?;
