@@ -184,6 +184,15 @@ class Network:
                 server.close()
             for link in list(self._links):
                 self._close(link)
+            # Connections still being accepted or dialled (members redial
+            # every 50 ms or so) end here, while the loop can still close
+            # their transports, not when the stopped loop is closed.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for link in list(self._links):
+                self._close(link)
 
         with contextlib.suppress(Exception):
             self._call(shutdown())
