@@ -107,7 +107,10 @@ def server_cmd(server: str, args: argparse.Namespace) -> list[str] | str:
     """The server's argv, or why it cannot run."""
     cmd: str = args.etcd_cmd if server == "etcd" else args.ketch_cmd
     argv = cmd.split()
-    exe = argv[0]
+    if args.server_cpus:
+        # Both servers on the same CPUs (the load generator is not pinned).
+        argv = ["taskset", "-c", args.server_cpus, *argv]
+    exe = cmd.split()[0]
     if os.sep in exe:
         if not os.access(exe, os.X_OK):
             hint = " (bash .ci/dev build)" if server == "ketch" else ""
@@ -401,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         help="runs per workload and server; the median by qps is reported",
     )
     p.add_argument("--only", choices=SERVERS, help="run one server only")
+    p.add_argument(
+        "--server-cpus",
+        help="run every server member pinned to these CPUs (taskset -c LIST, e.g. 0 or 0,1)",
+    )
     p.add_argument("--etcd-cmd", default="etcd")
     p.add_argument("--ketch-cmd", default=str(REPO / ".venv" / "bin" / "ketch"))
     p.add_argument("--loadgen", type=Path, help="use this loadgen binary instead of building one")
