@@ -155,9 +155,9 @@ def _serve_clients(
         )
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None
-    for url, (_, is_tls) in zip(cfg.listen_client_urls, sockets, strict=True):
+    for url in cfg.listen_client_urls:
         address = urlsplit(url).netloc
-        if is_tls:
+        if url.startswith("https:"):
             auth = ", client certs required" if cfg.client_cert_auth else ""
             log.info("serving client requests on %s (TLS%s)", address, auth)
         else:
@@ -298,13 +298,10 @@ def _serve_peers(
         )
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None
-    for url, (_, is_tls) in zip(cfg.listen_peer_urls, sockets, strict=True):
-        address = urlsplit(url).netloc
-        if is_tls:
-            auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
-            log.info("listening for peers on %s (TLS%s)", address, auth)
-        else:
-            log.info("listening for peers on %s", address)
+    for url in cfg.listen_peer_urls:
+        auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
+        secure = f" (TLS{auth})" if url.startswith("https:") else ""
+        log.info("listening for peers on %s%s", urlsplit(url).netloc, secure)
     return transport
 
 

@@ -32,31 +32,36 @@ def _read(path: str, what: str) -> bytes:
         raise OSError(e.errno, f"cannot read {what} {path}: {e.strerror}") from None
 
 
-ClientTlsFiles = tuple[str, str, str, bool, str, str, str, list[str]]
+ListenerTlsFiles = tuple[str, str, str, bool, str, str, str, list[str]]
 
 
-def client_tls_files(cfg: Config) -> ClientTlsFiles:
-    """What the engine's front door needs for https client URLs: (cert, key,
-    trusted CA, client cert auth, CRL, TLS min version, TLS max version).
-    The engine reads the files (and reads them again when they change);
-    this checks first that each can be read, and raises OSError naming the
-    one that cannot."""
-    _read(cfg.cert_file, "--cert-file")
-    _read(cfg.key_file, "--key-file")
-    if cfg.trusted_ca_file:
-        _read(cfg.trusted_ca_file, "--trusted-ca-file")
-    if cfg.client_crl_file:
-        _read(cfg.client_crl_file, "--client-crl-file")
-    return (
-        cfg.cert_file,
-        cfg.key_file,
-        cfg.trusted_ca_file,
-        cfg.client_cert_auth,
+def _listener_files(
+    cfg: Config, prefix: str, cert: str, key: str, ca: str, cert_auth: bool, crl: str
+) -> ListenerTlsFiles:
+    """(cert, key, trusted CA, client cert auth, CRL, TLS min version, TLS max
+    version, cipher suites) for one listener kind, once each given file has
+    been read (OSError names the one that cannot); the engine reads them
+    itself, and again when they change. The TLS versions and cipher suites
+    are shared by both kinds, as in etcd."""
+    flag = f"--{prefix}"
+    _read(cert, f"{flag}cert-file")
+    _read(key, f"{flag}key-file")
+    if ca:
+        _read(ca, f"{flag}trusted-ca-file")
+    if crl:
+        _read(crl, f"{flag}crl-file" if prefix else "--client-crl-file")
+    versions = (cfg.tls_min_version, cfg.tls_max_version)
+    return (cert, key, ca, cert_auth, crl, *versions, list(cfg.cipher_suites))
+
+
+def client_tls_files(cfg: Config) -> ListenerTlsFiles:
+    """For https --listen-client-urls: --cert-file/--key-file, and with
+    --client-cert-auth a client must present a certificate that chains to
+    --trusted-ca-file (and is not in --client-crl-file)."""
+    return _listener_files(
+        cfg, "", cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth,
         cfg.client_crl_file,
-        cfg.tls_min_version,
-        cfg.tls_max_version,
-        list(cfg.cipher_suites),
-    )
+    )  # fmt: skip
 
 
 def forward_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes]:
@@ -68,28 +73,14 @@ def forward_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes]:
     return ca, _read(cfg.cert_file, "--cert-file"), _read(cfg.key_file, "--key-file")
 
 
-def peer_tls_files(cfg: Config) -> ClientTlsFiles:
-    """For https --listen-peer-urls, in client_tls_files' form:
-    --peer-cert-file/--peer-key-file, and with --peer-client-cert-auth a
-    peer must present a certificate that chains to --peer-trusted-ca-file
-    (and is not in --peer-crl-file). The TLS versions and cipher suites are
-    the client port's, as in etcd. Raises OSError naming an unreadable file."""
-    _read(cfg.peer_cert_file, "--peer-cert-file")
-    _read(cfg.peer_key_file, "--peer-key-file")
-    if cfg.peer_trusted_ca_file:
-        _read(cfg.peer_trusted_ca_file, "--peer-trusted-ca-file")
-    if cfg.peer_crl_file:
-        _read(cfg.peer_crl_file, "--peer-crl-file")
-    return (
-        cfg.peer_cert_file,
-        cfg.peer_key_file,
-        cfg.peer_trusted_ca_file,
-        cfg.peer_client_cert_auth,
-        cfg.peer_crl_file,
-        cfg.tls_min_version,
-        cfg.tls_max_version,
-        list(cfg.cipher_suites),
-    )
+def peer_tls_files(cfg: Config) -> ListenerTlsFiles:
+    """For https --listen-peer-urls: --peer-cert-file/--peer-key-file, and
+    with --peer-client-cert-auth a peer must present a certificate that
+    chains to --peer-trusted-ca-file (and is not in --peer-crl-file)."""
+    return _listener_files(
+        cfg, "peer-", cfg.peer_cert_file, cfg.peer_key_file, cfg.peer_trusted_ca_file,
+        cfg.peer_client_cert_auth, cfg.peer_crl_file,
+    )  # fmt: skip
 
 
 def peer_dial_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes] | None:
