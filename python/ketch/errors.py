@@ -2,8 +2,8 @@
 
 Clients never see these through Python: the client port is the engine's own
 (rust/src/server, whose `status.rs` holds the one table from engine errors
-to gRPC codes). Python meets them only on its own calls into the engine
-(EngineBridge: the peer service's member list).
+to gRPC codes). Python meets them only when it calls the engine through
+EngineBridge itself, as the engine tests do.
 """
 
 from __future__ import annotations

@@ -1,19 +1,20 @@
-"""The ketch server process: the engine, its client front door, and the peer transport.
+"""The ketch server process: the engine, its client port and its peer port.
 
-Clients are served by the engine itself (`Engine.serve_clients`: tonic on a
-tokio runtime, rust/src/server); this module only binds their sockets and
-hands them over, so no Python runs for any client request. The peer
-transport (ketch.peer) and the process's lifecycle run on one uvloop loop.
+Both ports are served by the engine itself (`Engine.serve_clients` and
+`Engine.serve_peers`: tonic on tokio runtimes, rust/src/server); this module
+binds their sockets and hands them over, so no Python runs for any client
+request or Raft message. What stays here: configuration, TLS file checks,
+joining, signals and the process's lifecycle, on one uvloop loop.
 
 Start-up follows etcd's order: bind every peer and client listener first (a
 port in use fails before the data dir is touched), then open the engine,
 start the peer transport, and serve clients once the member has a leader
-(until then connections wait in the listen backlog). A member joining a running cluster (--initial-cluster-state
-existing, new data dir) first asks the other members for the member list,
-to learn the IDs the cluster gave it.
-SIGTERM or SIGINT stops the listeners, lets in-flight requests finish, and
-closes the engine (which fsyncs) before the process exits 0. So does this
-member's removal from the cluster.
+(until then connections wait in the listen backlog). A member joining a
+running cluster (--initial-cluster-state existing, new data dir) first asks
+the other members for the member list (ketch.peer), to learn the IDs the
+cluster gave it. SIGTERM or SIGINT stops the listeners, lets in-flight
+requests finish, and closes the engine (which fsyncs) before the process
+exits 0. So does this member's removal from the cluster.
 """
 
 from __future__ import annotations
