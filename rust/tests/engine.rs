@@ -1,7 +1,6 @@
 //! The engine through its one entry point: encoded etcd requests in, encoded
 //! responses out. Real WAL, real Raft node, real store, on a temp dir.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,43 +13,10 @@ use ketch::pb::etcdserverpb::{
 use ketch::{Engine, EngineConfig, EtcdError, Method};
 use prost::Message;
 
-const MEMBER: u64 = 0x8e9e_05c5_2164_694d;
-const CLUSTER: u64 = 0xcdf8_1819_4e3a_8c32;
-
-struct Client {
-    engine: Arc<Engine>,
-    next_token: u64,
-    /// Answers taken from the queue for other tokens, kept for their callers.
-    stash: HashMap<u64, Result<Vec<u8>, EtcdError>>,
-}
+mod common;
+use common::{Client, CLUSTER, MEMBER};
 
 impl Client {
-    fn new(engine: Arc<Engine>) -> Client {
-        Client { engine, next_token: 1, stash: HashMap::new() }
-    }
-
-    fn call<Req: Message, Resp: Message + Default>(&mut self, method: Method, req: &Req) -> Result<Resp, EtcdError> {
-        self.call_raw(method, req.encode_to_vec())
-            .map(|bytes| Resp::decode(bytes.as_slice()).expect("response decodes"))
-    }
-
-    fn call_raw(&mut self, method: Method, bytes: Vec<u8>) -> Result<Vec<u8>, EtcdError> {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.engine.submit(method as u32, Bytes::from(bytes), token);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(r) = self.stash.remove(&token) {
-                return r;
-            }
-            for c in self.engine.completions().take() {
-                self.stash.insert(c.token, c.result);
-            }
-            assert!(Instant::now() < deadline, "no answer for token {token}");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-
     fn put(&mut self, key: &str, value: &str) -> PutResponse {
         self.call(Method::KvPut, &PutRequest { key: key.to_owned().into(), value: value.to_owned().into(), ..Default::default() })
             .expect("put")

@@ -1,7 +1,6 @@
 //! Leases through the engine's one entry point: encoded etcd requests in,
 //! encoded responses out. Real WAL, Raft node, store and lessor on a temp dir.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,39 +11,11 @@ use ketch::pb::etcdserverpb::{
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
 };
 use ketch::{Engine, EngineConfig, EtcdError, Method};
-use prost::Message;
 
-const MEMBER: u64 = 0x8e9e_05c5_2164_694d;
-const CLUSTER: u64 = 0xcdf8_1819_4e3a_8c32;
-
-struct Client {
-    engine: Arc<Engine>,
-    next_token: u64,
-    stash: HashMap<u64, Result<Vec<u8>, EtcdError>>,
-}
+mod common;
+use common::{Client, CLUSTER, MEMBER};
 
 impl Client {
-    fn new(engine: Arc<Engine>) -> Client {
-        Client { engine, next_token: 1, stash: HashMap::new() }
-    }
-
-    fn call<Req: Message, Resp: Message + Default>(&mut self, method: Method, req: &Req) -> Result<Resp, EtcdError> {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.engine.submit(method as u32, Bytes::from(req.encode_to_vec()), token);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(r) = self.stash.remove(&token) {
-                return r.map(|bytes| Resp::decode(bytes.as_slice()).expect("response decodes"));
-            }
-            for c in self.engine.completions().take() {
-                self.stash.insert(c.token, c.result);
-            }
-            assert!(Instant::now() < deadline, "no answer for token {token}");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-
     fn grant(&mut self, id: i64, ttl: i64) -> Result<LeaseGrantResponse, EtcdError> {
         self.call(Method::LeaseGrant, &LeaseGrantRequest { ttl, id })
     }

@@ -12,15 +12,7 @@ import grpc
 import pytest
 
 from ..support import Server
-
-
-def call(server: Server, method: str, request: bytes = b"") -> tuple[grpc.StatusCode, str]:
-    with grpc.insecure_channel(f"127.0.0.1:{server.client_port}") as channel:
-        try:
-            channel.unary_unary(method)(request, timeout=10)
-        except grpc.RpcError as e:
-            return e.code(), e.details() or ""
-    return grpc.StatusCode.OK, ""
+from .test_grpc import call
 
 
 def children(pid: int) -> list[int]:
@@ -54,9 +46,9 @@ def test_one_process_serves_every_client(ketch: Server) -> None:
 def test_unknown_methods_get_grpc_gos_answer(make_server, method: str) -> None:
     etcd = make_server("etcd")
     ketch = make_server("ketch")
-    want = call(etcd, method)
+    want = call(etcd, method, b"")
     assert want[0] == grpc.StatusCode.UNIMPLEMENTED
-    assert call(ketch, method) == want
+    assert call(ketch, method, b"") == want
 
 
 def test_oversized_request_gets_grpc_gos_answer(make_server) -> None:
