@@ -75,6 +75,7 @@ class Engine:
         snapshot_catchup_entries: int = 5000,
         unsafe_no_fsync: bool = False,  # tests only: the WAL is never fsynced
         force_new_cluster: bool = False,  # a restart becomes its cluster's only voter
+        max_wals: int = 5,  # WAL segments kept once released (--max-wals; 0: all)
     ) -> None:
         """Open (or create) the member's data dir and start its threads.
 

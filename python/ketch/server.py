@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import grpc
 import grpc.aio
 
-from . import ETCD_VERSION, _core
+from . import ETCD_VERSION, _core, discovery
 from ._pb import rpc_pb2
-from .config import Config
+from .config import Config, ConfigError, check_initial_cluster
 from .peer import PeerError, fetch_members
 from .tls import (
     client_tls_files,
@@ -70,16 +70,19 @@ def _bind_address(url: str) -> tuple[socket.AddressFamily, str, int]:
 
 def _peer_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
     """Every --listen-peer-urls, bound and listening: (socket, is https)."""
-    return _bind_all(cfg.listen_peer_urls)
+    return _bind_all(cfg.listen_peer_urls, cfg.socket_reuse_port)
 
 
-def _listen_socket(url: str) -> socket.socket:
+def _listen_socket(url: str, reuse_port: bool = False) -> socket.socket:
     """A listening socket for one listen URL, failing in Go's words as etcd's
-    listeners do."""
+    listeners do. `reuse_port` is etcd's --socket-reuse-port (SO_REUSEPORT:
+    several processes may listen on the port, as during a rolling restart)."""
     family, host, port = _bind_address(url)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go does
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(LISTEN_BACKLOG)
     except OSError as e:
@@ -91,14 +94,14 @@ def _listen_socket(url: str) -> socket.socket:
 
 def bind_client_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
     """Every --listen-client-urls, bound and listening: (socket, is https)."""
-    return _bind_all(cfg.listen_client_urls)
+    return _bind_all(cfg.listen_client_urls, cfg.socket_reuse_port)
 
 
-def _bind_all(urls: tuple[str, ...]) -> list[tuple[socket.socket, bool]]:
+def _bind_all(urls: tuple[str, ...], reuse_port: bool) -> list[tuple[socket.socket, bool]]:
     bound: list[tuple[socket.socket, bool]] = []
     try:
         for url in urls:
-            bound.append((_listen_socket(url), url.startswith("https:")))
+            bound.append((_listen_socket(url, reuse_port), url.startswith("https:")))
     except BaseException:
         for sock, _ in bound:
             sock.close()
@@ -265,6 +268,7 @@ def _open_engine(
             snapshot_catchup_entries=cfg.snapshot_catchup_entries,
             unsafe_no_fsync=cfg.unsafe_no_fsync,
             force_new_cluster=cfg.force_new_cluster,
+            max_wals=cfg.max_wals,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None
@@ -326,6 +330,8 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         peer_sockets = _peer_sockets(cfg)
         client_sockets = bind_client_sockets(cfg)
         credentials = _channel_credentials(cfg)
+        if _data_dir_is_new(cfg) and (cfg.discovery or cfg.discovery_srv):
+            cfg = await loop.run_in_executor(None, _discover, cfg)
         member_id, cluster_id = cfg.member_id, cfg.cluster_id
         initial_members = cfg.initial_members
         known_peers: dict[int, tuple[str, ...]] = {}
@@ -382,6 +388,32 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
             await loop.run_in_executor(None, transport.stop)
         await loop.run_in_executor(None, engine.close)
     log.info("stopped; engine stats: %s", engine.stats())
+
+
+def _discover(cfg: Config) -> Config:
+    """A new member's initial cluster (and, from a discovery service, its
+    token) found by --discovery-srv or --discovery, as etcd bootstraps."""
+    try:
+        if cfg.discovery_srv:
+            cluster = discovery.srv_cluster(
+                cfg.discovery_srv, cfg.discovery_srv_name, cfg.name, cfg.initial_advertise_peer_urls
+            )
+            cfg = dataclasses.replace(cfg, initial_cluster=cluster)
+        else:
+            # etcd: the discovery URL is the cluster token, so IDs derive from it.
+            cfg = dataclasses.replace(cfg, initial_cluster_token=cfg.discovery)
+            cluster = discovery.join_discovery(
+                cfg.discovery, cfg.discovery_proxy, cfg.member_id, cfg.initial_cluster
+            )
+            cfg = dataclasses.replace(cfg, initial_cluster=cluster)
+    except discovery.DiscoveryError as e:
+        raise ServeError(f"discovery failed: {e}") from None
+    try:
+        check_initial_cluster(cfg)
+    except ConfigError as e:
+        raise ServeError(str(e)) from None
+    log.info("bootstrapping from discovery: --initial-cluster=%s", cfg.initial_cluster)
+    return cfg
 
 
 def _ready(engine: _core.Engine) -> bool:

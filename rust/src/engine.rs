@@ -210,6 +210,8 @@ pub struct EngineConfig {
     pub snapshot_catchup_entries: u64,
     /// Never fsync the WAL (--unsafe-no-fsync): for tests only.
     pub unsafe_no_fsync: bool,
+    /// WAL segments kept after the log no longer needs them (--max-wals; 0: all).
+    pub max_wals: usize,
     /// Restart as the only voter of the cluster in the data dir (--force-new-cluster).
     pub force_new_cluster: bool,
     /// The WAL's and backend's storage and the fatal-error policy (tests swap them).
@@ -243,6 +245,7 @@ impl EngineConfig {
             max_learners: 1,
             snapshot_catchup_entries: 5000,
             unsafe_no_fsync: false,
+            max_wals: crate::wal::DEFAULT_MAX_SEGMENTS,
             force_new_cluster: false,
             storage: crate::node::StorageSeams::default(),
         }

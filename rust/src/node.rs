@@ -199,6 +199,7 @@ impl Node {
         if config.unsafe_no_fsync {
             log.set_unsafe_no_fsync();
         }
+        log.set_max_wal_segments(config.max_wals);
         let mut raw = RawNode::new(&raft_config, log, &raft_logger())?;
         // etcd's --initial-election-tick-advance: a member that starts among
         // others is one tick away from its election timeout, so a cluster

@@ -97,7 +97,7 @@ impl PyEngine {
                         initial_members=None, tick_ms=100, election_ticks=10, snapshot_count=100_000,
                         wal_dir=None, pre_vote=true, initial_election_tick_advance=false,
                         strict_reconfig_check=true, max_learners=1, snapshot_catchup_entries=5000,
-                        unsafe_no_fsync=false, force_new_cluster=false))]
+                        unsafe_no_fsync=false, force_new_cluster=false, max_wals=5))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -123,6 +123,7 @@ impl PyEngine {
         snapshot_catchup_entries: u64,
         unsafe_no_fsync: bool,
         force_new_cluster: bool,
+        max_wals: usize,
     ) -> PyResult<Self> {
         if member_id == 0 {
             return Err(PyValueError::new_err("member_id must not be 0"));
@@ -152,6 +153,7 @@ impl PyEngine {
         config.snapshot_catchup_entries = snapshot_catchup_entries;
         config.unsafe_no_fsync = unsafe_no_fsync;
         config.force_new_cluster = force_new_cluster;
+        config.max_wals = max_wals;
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
         Ok(PyEngine { engine: Arc::new(engine) })

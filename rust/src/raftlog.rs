@@ -108,6 +108,11 @@ impl RaftLog {
         Ok(Opened { log, metadata: recovered.metadata })
     }
 
+    /// --max-wals (see `Wal::set_max_segments`).
+    pub fn set_max_wal_segments(&mut self, max: usize) {
+        self.wal.set_max_segments(max);
+    }
+
     /// --unsafe-no-fsync: the WAL stops fsyncing (see `Wal::set_unsafe_no_fsync`).
     pub fn set_unsafe_no_fsync(&mut self) {
         self.wal.set_unsafe_no_fsync();

@@ -98,7 +98,8 @@ VALID: dict[str, tuple[str, Any]] = {
     "initial-cluster-state": ("new", "new"),
     "initial-cluster-token": ("tok", "tok"),
     "advertise-client-urls": ("http://127.0.0.1:12379", ("http://127.0.0.1:12379",)),
-    "discovery": ("https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579", None),
+    "discovery": ("https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579",
+                  "https://discovery.etcd.io/3e86b59982e49066c5d813af1c2e2579"),
     "discovery-fallback": ("exit", "exit"),
     "discovery-proxy": ("http://127.0.0.1:3128", "http://127.0.0.1:3128"),
     "discovery-srv": ("example.com", "example.com"),
@@ -350,13 +351,15 @@ def test_unsafe_no_fsync_warns_as_etcd_does() -> None:
     assert "--unsafe-no-fsync" in line and "data loss" in line
 
 
-def test_discovery_without_initial_cluster_starts_alone_with_a_warning() -> None:
+def test_discovery_leaves_the_cluster_to_be_found_at_start() -> None:
     cfg = parse(
         ["--discovery-srv", "example.com", "--initial-advertise-peer-urls", "http://127.0.0.1:1"],
         NO_ENV,
     )
+    # A placeholder of this member alone; the server asks DNS for a new data dir.
     assert cfg.initial_cluster == "default=http://127.0.0.1:1"
-    assert any(w.startswith("flag --discovery-srv has no effect") for w in cfg.warnings)
+    assert cfg.discovery_srv == "example.com"
+    assert not cfg.warnings
 
 
 # etcd 3.4.23's lines for the same flags (run by hand and in tests/e2e/test_flags.py).

@@ -127,6 +127,10 @@ class Config:
     initial_cluster: str = DEFAULT_INITIAL_CLUSTER
     initial_cluster_token: str = "etcd-cluster"
     initial_cluster_state: str = "new"
+    discovery: str = ""  # a v2 discovery service URL: bootstrap a new cluster from it
+    discovery_proxy: str = ""
+    discovery_srv: str = ""  # a DNS domain: bootstrap a new cluster from its SRV records
+    discovery_srv_name: str = ""
     cert_file: str = ""
     key_file: str = ""
     trusted_ca_file: str = ""
@@ -146,6 +150,7 @@ class Config:
     grpc_keepalive_min_time: float = 5.0  # seconds
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
+    socket_reuse_port: bool = False
     listen_metrics_urls: tuple[str, ...] = ()
     enable_pprof: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -410,39 +415,16 @@ def _validate(values: dict[str, Any]) -> Config:
 
     # etcd: a non-default name with the default initial cluster means "this
     # member alone, at its advertised peer URLs" (UpdateDefaultClusterFromName);
-    # so does discovery in ketch, which has none (etcd would ask the service).
+    # with discovery that is a placeholder until the server asks (discovery.py).
     initial_cluster = cfg.initial_cluster
     if (discovery and "initial-cluster" not in explicit) or (
         cfg.name != DEFAULT_NAME and initial_cluster == DEFAULT_INITIAL_CLUSTER
     ):
         initial_cluster = ",".join(f"{cfg.name}={u}" for u in cfg.initial_advertise_peer_urls)
     try:
-        members = _cluster_map(initial_cluster)
-    except ValueError as e:
+        _check_cluster(cfg.name, cfg.initial_advertise_peer_urls, initial_cluster)
+    except _ClusterMismatch as e:
         raise _fail(str(e)) from None
-    if cfg.name not in members:
-        raise _fail(
-            f"couldn't find local name {quote(cfg.name)} in the initial cluster configuration"
-        )
-    if sorted(members[cfg.name]) != sorted(cfg.initial_advertise_peer_urls):
-        missing = [
-            f"{cfg.name}={u}" for u in members[cfg.name] if u not in cfg.initial_advertise_peer_urls
-        ]
-        if missing:
-            raise _fail(
-                f"--initial-cluster has {','.join(missing)} but missing from "
-                f"--initial-advertise-peer-urls={','.join(sorted(cfg.initial_advertise_peer_urls))}"
-            )
-        extra = [u for u in cfg.initial_advertise_peer_urls if u not in members[cfg.name]]
-        raise _fail(
-            f"--initial-advertise-peer-urls has {','.join(extra)} but missing from "
-            f"--initial-cluster={initial_cluster}"
-        )
-    all_urls = [u for urls in members.values() for u in urls]
-    if len(set(all_urls)) != len(all_urls):
-        # etcd's VerifyBootstrap/VerifyJoinExisting, with URLsMap.String()'s sorted names.
-        listing = ",".join(f"{n}={u}" for n in sorted(members) for u in members[n])
-        raise ConfigError(f"initial cluster {listing} has duplicate url")
 
     if any(urlsplit(u).scheme == "https" for u in cfg.listen_client_urls) and not (
         (cfg.cert_file and cfg.key_file) or cfg.auto_tls
@@ -519,6 +501,49 @@ def _validate(values: dict[str, Any]) -> Config:
         cfg, initial_cluster=initial_cluster, data_dir=data_dir, log_level=log_level
     )
 
+
+
+class _ClusterMismatch(ValueError):
+    """An initial cluster that does not hold this member as its flags describe it."""
+
+
+def check_initial_cluster(cfg: Config) -> None:
+    """The checks of --initial-cluster against --name and
+    --initial-advertise-peer-urls, for a cluster found by discovery (etcd
+    makes them when the server starts, so they are not flag errors there)."""
+    try:
+        _check_cluster(cfg.name, cfg.initial_advertise_peer_urls, cfg.initial_cluster)
+    except _ClusterMismatch as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_cluster(name: str, advertise: tuple[str, ...], initial_cluster: str) -> None:
+    """Raises _ClusterMismatch (a flag error) or ConfigError (a bootstrap error)."""
+    try:
+        members = _cluster_map(initial_cluster)
+    except ValueError as e:
+        raise _ClusterMismatch(str(e)) from None
+    if name not in members:
+        raise _ClusterMismatch(
+            f"couldn't find local name {quote(name)} in the initial cluster configuration"
+        )
+    if sorted(members[name]) != sorted(advertise):
+        missing = [f"{name}={u}" for u in members[name] if u not in advertise]
+        if missing:
+            raise _ClusterMismatch(
+                f"--initial-cluster has {','.join(missing)} but missing from "
+                f"--initial-advertise-peer-urls={','.join(sorted(advertise))}"
+            )
+        extra = [u for u in advertise if u not in members[name]]
+        raise _ClusterMismatch(
+            f"--initial-advertise-peer-urls has {','.join(extra)} but missing from "
+            f"--initial-cluster={initial_cluster}"
+        )
+    all_urls = [u for urls in members.values() for u in urls]
+    if len(set(all_urls)) != len(all_urls):
+        # etcd's VerifyBootstrap/VerifyJoinExisting, with URLsMap.String()'s sorted names.
+        listing = ",".join(f"{n}={u}" for n in sorted(members) for u in members[n])
+        raise ConfigError(f"initial cluster {listing} has duplicate url")
 
 def _parse_compaction_retention(mode: str, retention: str) -> float:
     """etcd's parseCompactionRetention: a whole number is hours (periodic) or

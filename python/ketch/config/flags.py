@@ -78,7 +78,10 @@ HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin an
 AUTH = "ketch has no auth yet (it answers as etcd does with auth disabled)"
 BBOLT = "ketch's backend is redb, not bbolt"
 LOGS = "ketch writes its log lines to stderr in one format"
-DISCOVERY = "discovery bootstrap is not implemented; ketch bootstraps from --initial-cluster"
+FALLBACK = (
+    "ketch has no v2 proxy mode: when the discovery service's cluster is full, ketch exits "
+    "(as etcd does with --discovery-fallback=exit)"
+)
 CORRUPT = "ketch has no corruption checks yet"
 COMPACTION = (
     "ketch has no automatic compaction yet; compact with the Compact RPC (etcdctl compaction)"
@@ -89,8 +92,8 @@ LEASE_CHECKPOINT = "ketch has no lease checkpoints; a new leader restarts every 
 ALLOWED_NAMES = "ketch checks certificates against the trusted CA only, not their CN or host names"
 CLIENT_CERT = "ketch dials peers with --peer-cert-file/--peer-key-file"
 RETENTION = (
-    "ketch keeps no snapshot files (a snapshot is streamed from the backend) and "
-    "deletes a WAL segment once the Raft log is compacted past it"
+    "ketch writes no snapshot files, so there are none to keep or delete (a snapshot is "
+    "streamed from the backend)"
 )
 BATCH = "ketch's backend commits every apply batch and makes it durable every 100 ms"
 LOCKING = "ketch does not lock its memory"
@@ -152,7 +155,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              inert=((),)),
         Flag("max-snapshots", UINT, 5, "Old snapshot files to keep (0: all).", "max_snapshots",
              reason=RETENTION),
-        Flag("max-wals", UINT, 5, "Old WAL files to keep (0: all).", "max_wals", reason=RETENTION),
+        Flag("max-wals", UINT, 5, "Old WAL files to keep (0: all).", "max_wals"),
         Flag("quota-backend-bytes", INT64, 0,
              "Backend size that raises the NOSPACE alarm (0: 2 GiB; negative: no quota).",
              "quota_backend_bytes"),
@@ -175,8 +178,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "How long a ping may go unanswered before the connection closes (0: forever).",
              "grpc_keepalive_timeout"),
         Flag("socket-reuse-port", Bool(), False, "Set SO_REUSEPORT on the listeners.",
-             since="3.5", reason="ketch's listeners do not set SO_REUSEPORT", inert=(False,),
-             yaml="socket-options.reuse-port"),
+             "socket_reuse_port", since="3.5", yaml="socket-options.reuse-port"),
         Flag("socket-reuse-address", Bool(), False,
              "Set SO_REUSEADDR on the listeners (ketch's gRPC listeners always have it).",
              since="3.5", yaml="socket-options.reuse-address"),
@@ -199,16 +201,16 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "Token of a new cluster; its IDs derive from it.", "initial_cluster_token"),
         Flag("advertise-client-urls", URLs(), ("http://localhost:2379",),
              "This member's client URLs, as member list reports them.", "advertise_client_urls"),
-        Flag("discovery", Str(), "", "Discovery service URL to bootstrap from.", reason=DISCOVERY),
+        Flag("discovery", Str(), "", "Discovery service URL to bootstrap from.", "discovery"),
         Flag("discovery-fallback", Choice("proxy", "exit"), "proxy",
-             "What to do when discovery fails ('exit' or 'proxy').", reason=DISCOVERY,
-             inert=("proxy",)),
+             "What to do when discovery fails ('exit' or 'proxy').", reason=FALLBACK,
+             inert=("exit",)),
         Flag("discovery-proxy", Str(), "", "HTTP proxy for the discovery service.",
-             reason=DISCOVERY),
+             "discovery_proxy"),
         Flag("discovery-srv", Str(), "", "DNS domain whose SRV records list the members.",
-             reason=DISCOVERY),
+             "discovery_srv"),
         Flag("discovery-srv-name", Str(), "", "Suffix of the SRV names queried.",
-             reason=DISCOVERY),
+             "discovery_srv_name"),
         Flag("strict-reconfig-check", Bool(), True,
              "Refuse member changes that would leave too few started members for a quorum.",
              "strict_reconfig_check"),

@@ -282,9 +282,14 @@ pub struct Wal {
     failed: Option<String>,
     /// etcd's --unsafe-no-fsync: `sync` writes records but never fsyncs them.
     unsafe_no_fsync: bool,
+    /// Most segments kept once released (etcd's --max-wals); 0 keeps them
+    /// all, 1 (a bare log's default) deletes each as soon as it is released.
+    max_segments: usize,
 }
 
 const SEGMENT_EXT: &str = ".wal";
+/// etcd's --max-wals default.
+pub const DEFAULT_MAX_SEGMENTS: usize = 5;
 const TMP_EXT: &str = ".tmp";
 
 fn segment_name(seq: u64, first_index: u64) -> String {
@@ -562,6 +567,7 @@ impl Wal {
             stats,
             failed: None,
             unsafe_no_fsync: false,
+            max_segments: 1,
         })
     }
 
@@ -733,6 +739,7 @@ impl Wal {
             stats,
             failed: None,
             unsafe_no_fsync: false,
+            max_segments: 1,
         };
         Ok((wal, recovered))
     }
@@ -843,6 +850,13 @@ impl Wal {
         self.unsafe_no_fsync = true;
     }
 
+    /// etcd's --max-wals: released segments are deleted, oldest first, only
+    /// while more than `max` segments exist; 0 keeps every segment. (etcd's
+    /// purge loop does the same every 30 s; here it happens at release.)
+    pub fn set_max_segments(&mut self, max: usize) {
+        self.max_segments = max;
+    }
+
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.check_failed()?;
         if self.buf.is_empty() {
@@ -906,12 +920,17 @@ impl Wal {
     }
 
     /// Deletes, oldest first, the segments whose entries all have index
-    /// `< index`, never the one being written (etcd's `ReleaseLockTo`).
+    /// `< index`, never the one being written (etcd's `ReleaseLockTo`), as
+    /// long as more than `max_segments` segments remain (--max-wals).
     /// `index` must be covered by a snapshot mark that is already synced,
     /// or a crash can leave a log with a hole that `open` refuses.
     pub fn release_before(&mut self, index: u64) -> Result<(), WalError> {
         self.check_failed()?;
-        while self.segments.len() > 1 && self.segments[0].max_index.is_none_or(|m| m < index) {
+        while self.segments.len() > 1
+            && self.max_segments != 0
+            && self.segments.len() > self.max_segments
+            && self.segments[0].max_index.is_none_or(|m| m < index)
+        {
             let path = self.segments[0].path.clone();
             self.fs
                 .remove_file(&path)

@@ -295,6 +295,32 @@ fn segments_are_cut_and_released() {
 }
 
 #[test]
+fn max_segments_keeps_released_segments_as_etcds_max_wals() {
+    // 0 keeps every segment; N deletes released ones only while more than N exist.
+    for (max, expect) in [(0usize, None), (3, Some(3)), (1, Some(1))] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("wal");
+        let mut w = Wal::create(&dir, META, &conf(&[1]), small(1024)).unwrap();
+        w.set_max_segments(max);
+        for batch in 0..40u64 {
+            w.append_entries(&entries(batch * 5 + 1..=batch * 5 + 5, 1)).unwrap();
+            w.sync().unwrap();
+        }
+        let before = segment_files(&dir).len();
+        assert!(before > 3, "expected several segments, got {before}");
+        w.save_snapshot(&mark(200, 1, &[1])).unwrap();
+        w.sync().unwrap();
+        w.release_before(201).unwrap();
+        let kept = segment_files(&dir).len();
+        assert_eq!(kept, expect.unwrap_or(before), "max {max}");
+        assert_eq!(w.stats().segments, kept as u64);
+        drop(w);
+        let (_, rec) = Wal::open(&dir, small(1024)).unwrap();
+        assert_eq!(rec.snapshot, mark(200, 1, &[1]));
+    }
+}
+
+#[test]
 fn missing_middle_segment_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
