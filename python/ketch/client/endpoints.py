@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
-__all__ = ["Endpoint", "EndpointRing", "TLSConfig", "channel_options", "parse_endpoints"]
+__all__ = ["Endpoint", "EndpointRing", "TLSConfig", "channel_options", "parse_endpoints", "use_tls"]
 
 PathLike = str | Path
 
@@ -87,6 +87,11 @@ class TLSConfig:
             private_key=read(self.key),
             certificate_chain=read(self.cert),
         )
+
+
+def use_tls(endpoint: Endpoint, tls: TLSConfig | None) -> bool:
+    """An https endpoint, or any TLS setting given, means TLS."""
+    return endpoint.secure or tls is not None
 
 
 def channel_options(tls: TLSConfig | None) -> list[tuple[str, object]]:
