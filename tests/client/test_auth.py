@@ -61,7 +61,9 @@ def test_authenticate_with_garbage_bytes_is_a_decoding_error(ketch_server: Membe
     assert "error unmarshalling request" in (e.value.details() or "")
 
 
-def test_a_user_without_auth_enabled_works_without_a_token(server: Member, ns: str, connect: Callable[..., Client]) -> None:
+def test_a_user_without_auth_enabled_works_without_a_token(
+    server: Member, ns: str, connect: Callable[..., Client]
+) -> None:
     with connect(server.endpoint, user="root", password="anything") as c:
         c.put(ns + "k", "v")
         assert c.get(ns + "k").kvs[0].value == b"v"

@@ -80,7 +80,7 @@ def same(server: Member, args: list[str], stdin: bytes | None = None, writes: bo
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_reads(seeded: Member, fmt: str) -> None:
     outcomes = [same(seeded, [*args, "-w", fmt]) for args in READS]
-    failed = [args for args, o in zip(READS, outcomes) if o.rc != 0]
+    failed = [args for args, o in zip(READS, outcomes, strict=True) if o.rc != 0]
     # --print-value-only is for the simple format only: etcdctl exits 128 for the others.
     expected = [] if fmt == "simple" else [["get", "d/", "--prefix", "--print-value-only"]]
     assert failed == expected

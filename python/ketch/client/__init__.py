@@ -79,14 +79,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ketch.client' has no attribute {name!r}")
 
 __all__ = [
-    "AsyncClient", "AsyncKeepAlive", "AsyncLease", "AsyncTxnBuilder", "AsyncWatch", "AuthFailed", "AuthStatus", "AuthToken", "Client", "Compacted", "Compare",
+    "AsyncClient", "AsyncKeepAlive", "AsyncLease", "AsyncTxnBuilder", "AsyncWatch",
+    "AuthFailed", "AuthStatus", "AuthToken", "Client", "Compacted", "Compare",
     "ConnectionFailed", "DeadlineExceeded", "DeleteResult", "DuplicateKey", "Election",
-    "EtcdError", "Event",
-    "EventType", "FutureRevision", "GetResult", "Header", "InvalidArgument", "KeepAlive",
-    "KeepAliveResult", "KeyValue", "LeaderChanged", "LeaderKey", "Lease", "LeaseExpired", "LeaseGrant",
-    "LeaseInfo", "LeaseList", "LeaseNotFound", "LockResult", "Member", "MemberList", "MemberNotFound", "Mutex", "NameList",
-    "NoLeader", "NoSpace", "Op", "Permission", "PermissionDenied", "PermissionType", "PutResult", "RequestTooLarge", "RoleInfo", "Session",
-    "Status",
-    "TLSConfig", "TooManyOps", "TxnBuilder", "TxnResult", "Unavailable", "Unimplemented", "UserInfo",
-    "Watch", "WatchCanceled", "WatchResponse", "prefix_range_end",
+    "EtcdError", "Event", "EventType", "FutureRevision", "GetResult", "Header",
+    "InvalidArgument", "KeepAlive", "KeepAliveResult", "KeyValue", "LeaderChanged", "LeaderKey",
+    "Lease", "LeaseExpired", "LeaseGrant", "LeaseInfo", "LeaseList", "LeaseNotFound",
+    "LockResult", "Member", "MemberList", "MemberNotFound", "Mutex", "NameList", "NoLeader",
+    "NoSpace", "Op", "Permission", "PermissionDenied", "PermissionType", "PutResult",
+    "RequestTooLarge", "RoleInfo", "Session", "Status", "TLSConfig", "TooManyOps", "TxnBuilder",
+    "TxnResult", "Unavailable", "Unimplemented", "UserInfo", "Watch", "WatchCanceled",
+    "WatchResponse", "prefix_range_end",
 ]  # fmt: skip

@@ -10,6 +10,7 @@ twin know which of the two they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -159,7 +160,5 @@ class Runner:
         if self._task is asyncio.current_task():
             return
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass

@@ -11,14 +11,16 @@
             async for resp in w: ...
 
 The client is written once, in aio.py (the asyncio face, on grpc.aio);
-sync.py (the blocking face, with threads where aio.py has tasks) is generated from it by tools/unasync_client.py, which drops the
-async words and swaps the transport module. Edit aio.py, then run
+sync.py (the blocking face, with threads where aio.py has tasks) is
+generated from it by tools/unasync_client.py, which drops the async words
+and swaps the transport module. Edit aio.py, then run
 `.venv/bin/python tools/unasync_client.py`; the test command checks that
 sync.py is current. Fail-over and retries follow the rules in `policy`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
@@ -1131,10 +1133,8 @@ class AsyncLease:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
+        with contextlib.suppress(LeaseNotFound):  # expired already: what revoking wanted
             await self.revoke()
-        except LeaseNotFound:
-            pass  # expired already: what revoking wanted
 
     @property
     def alive(self) -> bool:

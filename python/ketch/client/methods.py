@@ -8,16 +8,18 @@ through this one table.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
 from .._pb import rpc_pb2, v3election_pb2, v3lock_pb2
 
+R = TypeVar("R", bound=Message)
+# A gRPC path and the parser of its answers (`R.FromString`).
 Method = tuple[str, Callable[[bytes], Any]]
 
 
-def _method(path: str, response: type[Message]) -> Method:
+def _method(path: str, response: type[R]) -> tuple[str, Callable[[bytes], R]]:
     return path, response.FromString
 
 

@@ -30,7 +30,7 @@ Timeout = float | None | EllipsisType
 
 def retryable(err: grpc.RpcError) -> bool:
     """The endpoint could not serve the call now: another may (idempotent calls and streams)."""
-    return err.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[no-any-return]
+    return bool(err.code() == grpc.StatusCode.UNAVAILABLE)
 
 
 def renew_token(err: grpc.RpcError) -> bool:

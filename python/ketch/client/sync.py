@@ -12,14 +12,16 @@
             for resp in w: ...
 
 The client is written once, in aio.py (the asyncio face, on grpc.aio);
-sync.py (the blocking face, with threads where aio.py has tasks) is generated from it by tools/unasync_client.py, which drops the
-async words and swaps the transport module. Edit aio.py, then run
+sync.py (the blocking face, with threads where aio.py has tasks) is
+generated from it by tools/unasync_client.py, which drops the async words
+and swaps the transport module. Edit aio.py, then run
 `.venv/bin/python tools/unasync_client.py`; the test command checks that
 sync.py is current. Fail-over and retries follow the rules in `policy`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
@@ -1130,10 +1132,8 @@ class Lease:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
+        with contextlib.suppress(LeaseNotFound):  # expired already: what revoking wanted
             self.revoke()
-        except LeaseNotFound:
-            pass  # expired already: what revoking wanted
 
     @property
     def alive(self) -> bool:

@@ -497,10 +497,8 @@ def markdown_table() -> str:
                 continue
             default = f.shown().replace("|", "\\|")
             default = f"`{default}`" if default else ""
-            if f.reason:
-                what = f"no effect: {f.reason}"
-            else:
-                what = f.help + (" (ketch only)" if f.since == "ketch" else "")
+            ketch_only = " (ketch only)" if f.since == "ketch" else ""
+            what = f"no effect: {f.reason}" if f.reason else f.help + ketch_only
             mark = " (3.5)" if f.since == "3.5" else ""
             rows.append(f"| `--{f.name}`{mark} | {default} | {what} |")
     return "\n".join(rows) + "\n"
