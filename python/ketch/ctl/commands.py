@@ -20,6 +20,7 @@ from ..client import EtcdError
 from ..client.methods import LEASE_REVOKE
 from ..client.requests import Op
 from ..client.results import Header
+from ..govalue import parse_int
 from . import concurrency, maintenance, members
 from .context import (
     EXIT_BAD_ARGS,
@@ -35,7 +36,7 @@ from .context import (
     go_error_text,
 )
 from .flags import Flag, FlagError, ParsedArgs, parse_flags
-from .gofmt import go_duration, parse_int
+from .gofmt import go_duration
 from .printers import Health
 from .printers.simple import SimplePrinter
 
