@@ -18,8 +18,8 @@ import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from .endpoints import Endpoint, TLSConfig, channel_options, use_tls
-from .methods import Method, multicallable
+from .endpoints import Endpoint, TLSConfig, make_channel
+from .methods import Method, Stubs
 
 __all__ = ["Channel", "Event", "Lock", "Mailbox", "Runner", "Stream", "sleep"]
 
@@ -32,17 +32,12 @@ async def sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-class Channel:
+class Channel(Stubs):
     """One endpoint's grpc.aio channel (made inside the running loop)."""
 
     def __init__(self, endpoint: Endpoint, tls: TLSConfig | None) -> None:
         self.endpoint = endpoint
-        options = channel_options(tls)
-        if use_tls(endpoint, tls):
-            creds = (tls or TLSConfig()).credentials()
-            self._channel = grpc.aio.secure_channel(endpoint.target, creds, options=options)
-        else:
-            self._channel = grpc.aio.insecure_channel(endpoint.target, options=options)
+        self._channel = make_channel(grpc.aio, endpoint, tls)
 
     async def wait_ready(self, timeout: float, fail_fast: bool) -> bool:
         """True once connected; False after `timeout`, or at the first failure when `fail_fast`."""
@@ -64,19 +59,10 @@ class Channel:
     async def unary(
         self, method: Method, request: Message, timeout: float | None, metadata: Metadata
     ) -> Any:
-        call = multicallable(self._channel, "unary_unary", method)
-        return await call(request, timeout=timeout, metadata=metadata)
-
-    def server_stream(
-        self, method: Method, request: Message, timeout: float | None, metadata: Metadata
-    ) -> Any:
-        """A call whose answers are iterated with `async for`; `cancel()` ends it."""
-        call = multicallable(self._channel, "unary_stream", method)
-        return call(request, timeout=timeout, metadata=metadata)
+        return await self._unary_call(method, request, timeout, metadata)
 
     def stream(self, method: Method, metadata: Metadata) -> Stream:
-        call = multicallable(self._channel, "stream_stream", method)
-        return Stream(call(metadata=metadata))
+        return Stream(self._stream_callable(method)(metadata=metadata))
 
     async def close(self) -> None:
         await self._channel.close()

@@ -20,8 +20,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from .endpoints import Endpoint, TLSConfig, channel_options, use_tls
-from .methods import Method, multicallable
+from .endpoints import Endpoint, TLSConfig, make_channel
+from .methods import Method, Stubs
 
 __all__ = ["Channel", "Event", "Lock", "Mailbox", "Runner", "Stream", "sleep"]
 
@@ -35,17 +35,12 @@ Event = threading.Event
 Lock = threading.Lock
 
 
-class Channel:
+class Channel(Stubs):
     """One endpoint's blocking grpc channel, and whether it is connected."""
 
     def __init__(self, endpoint: Endpoint, tls: TLSConfig | None) -> None:
         self.endpoint = endpoint
-        options = channel_options(tls)
-        if use_tls(endpoint, tls):
-            creds = (tls or TLSConfig()).credentials()
-            self._channel = grpc.secure_channel(endpoint.target, creds, options=options)
-        else:
-            self._channel = grpc.insecure_channel(endpoint.target, options=options)
+        self._channel = make_channel(grpc, endpoint, tls)
         self._state: grpc.ChannelConnectivity | None = None
         self._was_ready = False
         self._cond = threading.Condition()
@@ -76,19 +71,10 @@ class Channel:
     def unary(
         self, method: Method, request: Message, timeout: float | None, metadata: Metadata
     ) -> Any:
-        call = multicallable(self._channel, "unary_unary", method)
-        return call(request, timeout=timeout, metadata=metadata)
-
-    def server_stream(
-        self, method: Method, request: Message, timeout: float | None, metadata: Metadata
-    ) -> Any:
-        """A call whose answers are iterated with `for`; `cancel()` ends it."""
-        call = multicallable(self._channel, "unary_stream", method)
-        return call(request, timeout=timeout, metadata=metadata)
+        return self._unary_call(method, request, timeout, metadata)
 
     def stream(self, method: Method, metadata: Metadata) -> Stream:
-        call = multicallable(self._channel, "stream_stream", method)
-        return Stream(call, metadata)
+        return Stream(self._stream_callable(method), metadata)
 
     def close(self) -> None:
         try:

@@ -302,6 +302,11 @@ class AsyncClient:
                     self._ring.fail(ch.endpoint)
                 await pause(RETRY_PAUSE)
 
+    async def _write(self, method: tuple[str, Callable[[bytes], Any]], request: Any, timeout: Timeout) -> Header:
+        """A call that changes something and answers only a header (sent once: see `policy`)."""
+        resp = await self.call(method, request, idempotent=False, timeout=timeout)
+        return Header.from_pb(resp.header)
+
     async def close(self) -> None:
         """Close every channel; calls after this raise EtcdError."""
         with self._lock:
@@ -442,8 +447,7 @@ class AsyncClient:
         """Discard history before `revision`. With `physical`, return only once
         the space is reclaimed."""
         req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
-        resp = await self.call(COMPACT, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(COMPACT, req, timeout)
 
     # -- Watch ------------------------------------------------------------
 
@@ -492,8 +496,7 @@ class AsyncClient:
     async def revoke(self, lease_id: int, *, timeout: Timeout = ...) -> Header:
         """Revoke a lease, deleting the keys attached to it. Raises LeaseNotFound."""
         req = rpc_pb2.LeaseRevokeRequest(ID=lease_id)
-        resp = await self.call(LEASE_REVOKE, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(LEASE_REVOKE, req, timeout)
 
     async def time_to_live(self, lease_id: int, *, keys: bool = False, timeout: Timeout = ...) -> LeaseInfo:
         """A lease's remaining TTL (and with `keys`, the keys attached to it)."""
@@ -640,12 +643,12 @@ class AsyncClient:
         """Turn authentication on (the user root, with the role root, must exist).
         Every later call then needs a user's token: make a client with `user=`."""
         req = rpc_pb2.AuthEnableRequest()
-        return Header.from_pb((await self.call(AUTH_ENABLE, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(AUTH_ENABLE, req, timeout)
 
     async def auth_disable(self, *, timeout: Timeout = ...) -> Header:
         """Turn authentication off (as root)."""
         req = rpc_pb2.AuthDisableRequest()
-        return Header.from_pb((await self.call(AUTH_DISABLE, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(AUTH_DISABLE, req, timeout)
 
     async def auth_status(self, *, timeout: Timeout = ...) -> AuthStatus:
         """Whether authentication is on, and the auth store's revision."""
@@ -664,7 +667,7 @@ class AsyncClient:
         """Add a user; with `no_password` it can only authenticate by TLS certificate."""
         options = auth_pb2.UserAddOptions(no_password=no_password)
         req = rpc_pb2.AuthUserAddRequest(name=name, password=password, options=options)
-        return Header.from_pb((await self.call(USER_ADD, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(USER_ADD, req, timeout)
 
     async def user_get(self, name: str, *, timeout: Timeout = ...) -> UserInfo:
         """A user's roles. Raises EtcdError ("etcdserver: user name not found")."""
@@ -679,28 +682,27 @@ class AsyncClient:
     async def user_delete(self, name: str, *, timeout: Timeout = ...) -> Header:
         """Delete a user."""
         req = rpc_pb2.AuthUserDeleteRequest(name=name)
-        return Header.from_pb((await self.call(USER_DELETE, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(USER_DELETE, req, timeout)
 
     async def user_change_password(self, name: str, password: str, *, timeout: Timeout = ...) -> Header:
         """Set a user's password."""
         req = rpc_pb2.AuthUserChangePasswordRequest(name=name, password=password)
-        resp = await self.call(USER_CHANGE_PASSWORD, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(USER_CHANGE_PASSWORD, req, timeout)
 
     async def user_grant_role(self, user: str, role: str, *, timeout: Timeout = ...) -> Header:
         """Give a user a role."""
         req = rpc_pb2.AuthUserGrantRoleRequest(user=user, role=role)
-        return Header.from_pb((await self.call(USER_GRANT_ROLE, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(USER_GRANT_ROLE, req, timeout)
 
     async def user_revoke_role(self, user: str, role: str, *, timeout: Timeout = ...) -> Header:
         """Take a role from a user."""
         req = rpc_pb2.AuthUserRevokeRoleRequest(name=user, role=role)
-        return Header.from_pb((await self.call(USER_REVOKE_ROLE, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(USER_REVOKE_ROLE, req, timeout)
 
     async def role_add(self, name: str, *, timeout: Timeout = ...) -> Header:
         """Add a role (with no permissions yet)."""
         req = rpc_pb2.AuthRoleAddRequest(name=name)
-        return Header.from_pb((await self.call(ROLE_ADD, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(ROLE_ADD, req, timeout)
 
     async def role_get(self, name: str, *, timeout: Timeout = ...) -> RoleInfo:
         """A role's permissions. Raises EtcdError ("etcdserver: role name not found")."""
@@ -715,7 +717,7 @@ class AsyncClient:
     async def role_delete(self, name: str, *, timeout: Timeout = ...) -> Header:
         """Delete a role (and take it from every user who has it)."""
         req = rpc_pb2.AuthRoleDeleteRequest(role=name)
-        return Header.from_pb((await self.call(ROLE_DELETE, req, idempotent=False, timeout=timeout)).header)
+        return await self._write(ROLE_DELETE, req, timeout)
 
     async def role_grant_permission(
         self,
@@ -733,8 +735,7 @@ class AsyncClient:
         k, end = rq.key_range(key, range_end, prefix, from_key)
         perm = auth_pb2.Permission(permType=PermissionType(type).to_pb(), key=k, range_end=end)
         req = rpc_pb2.AuthRoleGrantPermissionRequest(name=role, perm=perm)
-        resp = await self.call(ROLE_GRANT_PERMISSION, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(ROLE_GRANT_PERMISSION, req, timeout)
 
     async def role_revoke_permission(
         self,
@@ -749,8 +750,7 @@ class AsyncClient:
         """Take back a role's permission on exactly that key or range."""
         k, end = rq.key_range(key, range_end, prefix, from_key)
         req = rpc_pb2.AuthRoleRevokePermissionRequest(role=role, key=k, range_end=end)
-        resp = await self.call(ROLE_REVOKE_PERMISSION, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(ROLE_REVOKE_PERMISSION, req, timeout)
 
     # -- Lock and Election (the server-side recipes) ------------------------
 
@@ -765,8 +765,7 @@ class AsyncClient:
     async def unlock(self, key: Bytes, *, timeout: Timeout = ...) -> Header:
         """Release the lock owned by `key` (what `lock` returned)."""
         req = v3lock_pb2.UnlockRequest(key=rq.to_bytes(key))
-        resp = await self.call(UNLOCK, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(UNLOCK, req, timeout)
 
     async def campaign(
         self, name: Bytes, lease: int, value: Bytes, *, timeout: Timeout = ...
@@ -783,8 +782,7 @@ class AsyncClient:
     async def proclaim(self, leader: LeaderKey, value: Bytes, *, timeout: Timeout = ...) -> Header:
         """As the leader, announce a new `value` without a new election."""
         req = v3election_pb2.ProclaimRequest(leader=leader.to_pb(), value=rq.to_bytes(value))
-        resp = await self.call(PROCLAIM, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(PROCLAIM, req, timeout)
 
     async def leader(self, name: Bytes, *, timeout: Timeout = ...) -> KeyValue:
         """The current leader's key and value. Raises EtcdError
@@ -796,8 +794,7 @@ class AsyncClient:
     async def resign(self, leader: LeaderKey, *, timeout: Timeout = ...) -> Header:
         """Give up leadership, so that the next campaigner is elected."""
         req = v3election_pb2.ResignRequest(leader=leader.to_pb())
-        resp = await self.call(RESIGN, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(RESIGN, req, timeout)
 
     async def observe(self, name: Bytes, *, timeout: Timeout = None) -> AsyncIterator[KeyValue]:
         """Each leader of the election `name` as it takes office or proclaims,

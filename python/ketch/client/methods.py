@@ -88,3 +88,22 @@ PROCLAIM = _method("/v3electionpb.Election/Proclaim", v3election_pb2.ProclaimRes
 LEADER = _method("/v3electionpb.Election/Leader", v3election_pb2.LeaderResponse)
 OBSERVE = _method("/v3electionpb.Election/Observe", v3election_pb2.LeaderResponse)
 RESIGN = _method("/v3electionpb.Election/Resign", v3election_pb2.ResignResponse)
+
+
+class Stubs:
+    """What the channels of both transports share: grpc's callables for the
+    methods above (blocking and grpc.aio channels make them the same way)."""
+
+    _channel: Any
+
+    def _unary_call(self, method: Method, request: Message, timeout: float | None, metadata: Any) -> Any:
+        call = multicallable(self._channel, "unary_unary", method)
+        return call(request, timeout=timeout, metadata=metadata)
+
+    def server_stream(self, method: Method, request: Message, timeout: float | None, metadata: Any) -> Any:
+        """A call whose answers are iterated (`async for` on grpc.aio); `cancel()` ends it."""
+        call = multicallable(self._channel, "unary_stream", method)
+        return call(request, timeout=timeout, metadata=metadata)
+
+    def _stream_callable(self, method: Method) -> Any:
+        return multicallable(self._channel, "stream_stream", method)
