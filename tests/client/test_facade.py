@@ -35,3 +35,13 @@ def test_importing_ketch_loads_neither_grpc_nor_the_engine() -> None:
     code = "import sys, ketch; print(sorted(m for m in ('grpc', 'ketch._core') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_blocking_face_is_generated_from_the_async_one() -> None:
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "unasync_client.py"
+    check = subprocess.run(
+        [sys.executable, str(tool), "--check"], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0, check.stderr
