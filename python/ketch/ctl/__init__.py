@@ -127,4 +127,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         code = 1
     sys.stdout.flush()
-    sys.exit(code)
+    sys.stderr.flush()
+    # Leave without interpreter finalization, as etcdctl (a Go program) does.
+    # grpc-python's daemon threads (a stream's request consumer, the channel's
+    # poller) can deadlock finalization: about one `lease keep-alive --once`
+    # in a hundred hung after printing its answer. Everything ketchctl owes
+    # the user is written and flushed by now.
+    os._exit(code)
