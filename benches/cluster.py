@@ -8,6 +8,7 @@ etcd's flags. Every member runs in its own session (process group), so
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -187,9 +188,7 @@ class Cluster:
                 n.proc.kill()
                 n.proc.wait()
             # Children it left behind share its process group (its pid).
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(n.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if not keep_data:
             subprocess.run(["rm", "-rf", str(self.root)], check=False)

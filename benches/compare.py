@@ -319,12 +319,12 @@ def print_table(
         lines.append(cells)
     widths = [max(len(c), *(len(row[i]) for row in lines)) for i, c in enumerate(cols)]
     print(f"\n{members} member(s); CPU summed over members, RSS of the largest member")
-    print(" | ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print(" | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     print("-|-".join("-" * w for w in widths))
     for row in lines:
         print(
             " | ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
     for why, wls in notes.items():

@@ -14,6 +14,7 @@ took shows it there); disk is every file under the data dir.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -36,10 +37,8 @@ def disk_mib(root: Path) -> float:
     total = 0
     for dirpath, _, files in os.walk(root):
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.stat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
     return total / (1024 * 1024)
 
 

@@ -1,8 +1,10 @@
 """ketch: a Raft-replicated key-value store that speaks etcd's v3 API.
 
-A small facade. The names that need grpc or the native engine
-(`ketch._core`) load on first use, so `ketch --version` and configuration
-errors answer without loading either.
+The package's top level is the client API: `Client`, `AsyncClient` and what
+they take, return and raise (all of `ketch.client`). The server is run by the
+`ketch` command (`ketch.cli`); test fixtures are in `ketch.testing`; the
+native engine is `ketch._core`. The client's names load on first use, so
+`ketch --version` and configuration errors answer without loading grpc.
 """
 
 from __future__ import annotations
@@ -15,101 +17,147 @@ __version__ = "0.1.0"
 #: on ketch's own version.
 ETCD_VERSION = "3.5.0"
 
-from .config import Config, ConfigError, parse
-from .membership import cluster_id, member_id
-
 if TYPE_CHECKING:
     from .client import (
         AsyncClient,
+        AsyncKeepAlive,
+        AsyncLease,
+        AsyncTxnBuilder,
+        AsyncWatch,
         AuthFailed,
+        AuthStatus,
+        AuthToken,
         Client,
         Compacted,
         Compare,
         ConnectionFailed,
         DeadlineExceeded,
+        DeleteResult,
         DuplicateKey,
+        Election,
         EtcdError,
+        Event,
+        EventType,
         FutureRevision,
+        GetResult,
+        Header,
         InvalidArgument,
+        KeepAlive,
+        KeepAliveResult,
+        KeyValue,
         LeaderChanged,
+        LeaderKey,
+        Lease,
         LeaseExpired,
+        LeaseGrant,
+        LeaseInfo,
+        LeaseList,
         LeaseNotFound,
+        LockResult,
+        Member,
+        MemberList,
         MemberNotFound,
+        Mutex,
+        NameList,
         NoLeader,
         NoSpace,
         Op,
+        Permission,
         PermissionDenied,
+        PermissionType,
+        PutResult,
         RequestTooLarge,
+        RoleInfo,
+        Session,
+        Status,
+        TLSConfig,
         TooManyOps,
+        TxnBuilder,
+        TxnResult,
         Unavailable,
         Unimplemented,
+        UserInfo,
+        Watch,
         WatchCanceled,
+        WatchResponse,
+        prefix_range_end,
     )
-    from .engine import EngineBridge
-    from .errors import EngineError
-    from .server import serve
 
-# The client (ketch.client): loaded on first use too, so the server's command
-# line does not pay for it.
-_CLIENT_NAMES = (
-    "AsyncClient", "AuthFailed", "Client", "Compacted", "Compare", "ConnectionFailed",
-    "DeadlineExceeded", "DuplicateKey", "EtcdError", "FutureRevision", "InvalidArgument",
-    "LeaderChanged", "LeaseExpired", "LeaseNotFound", "MemberNotFound", "NoLeader", "NoSpace",
-    "Op", "PermissionDenied", "RequestTooLarge", "TooManyOps", "Unavailable", "Unimplemented",
-    "WatchCanceled",
-)  # fmt: skip
-
-# Spelled out (with _CLIENT_NAMES) rather than built: linters and type checkers read
-# __all__ without running it.
+# Spelled out rather than taken from ketch.client's: linters and type
+# checkers read __all__ without running it; tests/client/test_facade.py
+# checks that the two agree.
 __all__ = [
     "ETCD_VERSION",
     "AsyncClient",
+    "AsyncKeepAlive",
+    "AsyncLease",
+    "AsyncTxnBuilder",
+    "AsyncWatch",
     "AuthFailed",
+    "AuthStatus",
+    "AuthToken",
     "Client",
     "Compacted",
     "Compare",
-    "Config",
-    "ConfigError",
     "ConnectionFailed",
     "DeadlineExceeded",
+    "DeleteResult",
     "DuplicateKey",
-    "EngineBridge",
-    "EngineError",
+    "Election",
     "EtcdError",
+    "Event",
+    "EventType",
     "FutureRevision",
+    "GetResult",
+    "Header",
     "InvalidArgument",
+    "KeepAlive",
+    "KeepAliveResult",
+    "KeyValue",
     "LeaderChanged",
+    "LeaderKey",
+    "Lease",
     "LeaseExpired",
+    "LeaseGrant",
+    "LeaseInfo",
+    "LeaseList",
     "LeaseNotFound",
+    "LockResult",
+    "Member",
+    "MemberList",
     "MemberNotFound",
+    "Mutex",
+    "NameList",
     "NoLeader",
     "NoSpace",
     "Op",
+    "Permission",
     "PermissionDenied",
+    "PermissionType",
+    "PutResult",
     "RequestTooLarge",
+    "RoleInfo",
+    "Session",
+    "Status",
+    "TLSConfig",
     "TooManyOps",
+    "TxnBuilder",
+    "TxnResult",
     "Unavailable",
     "Unimplemented",
+    "UserInfo",
+    "Watch",
     "WatchCanceled",
+    "WatchResponse",
     "__version__",
-    "cluster_id",
-    "member_id",
-    "parse",
-    "serve",
-]
-
-_LAZY = {
-    "EngineBridge": "engine",
-    "EngineError": "errors",
-    "serve": "server",
-    **{name: "client" for name in _CLIENT_NAMES},
-}
+    "prefix_range_end",
+]  # fmt: skip
+_CLIENT_NAMES = frozenset(__all__) - {"ETCD_VERSION", "__version__"}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _CLIENT_NAMES:
         raise AttributeError(f"module 'ketch' has no attribute {name!r}")
-    import importlib
+    from . import client
 
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    return getattr(client, name)

@@ -1,7 +1,45 @@
 """Type stub for ketch's private native module (built from rust/ by maturin).
 
 Nothing outside python/ketch imports this module; ketch.engine wraps it.
+`python -m mypy.stubtest ketch._core` (in `.ci/dev test`) checks this stub
+against the built module.
 """
+
+from typing import final
+
+__all__ = [
+    "AUTH_AUTHENTICATE",
+    "CLUSTER_MEMBER_ADD",
+    "CLUSTER_MEMBER_LIST",
+    "CLUSTER_MEMBER_PROMOTE",
+    "CLUSTER_MEMBER_REMOVE",
+    "CLUSTER_MEMBER_UPDATE",
+    "KV_COMPACT",
+    "KV_DELETE_RANGE",
+    "KV_PUT",
+    "KV_RANGE",
+    "KV_TXN",
+    "LEASE_GRANT",
+    "LEASE_KEEP_ALIVE",
+    "LEASE_LEASES",
+    "LEASE_REVOKE",
+    "LEASE_TIME_TO_LIVE",
+    "MAINTENANCE_ALARM",
+    "MAINTENANCE_DEFRAGMENT",
+    "MAINTENANCE_HASH",
+    "MAINTENANCE_HASH_KV",
+    "MAINTENANCE_MOVE_LEADER",
+    "MAINTENANCE_SNAPSHOT",
+    "MAINTENANCE_STATUS",
+    "WATCH_ACK",
+    "WATCH_CLOSE",
+    "WATCH_OPEN",
+    "WATCH_REQUEST",
+    "ClientServer",
+    "Engine",
+    "PeerTransport",
+    "self_signed_cert",
+]
 
 # Method numbers: which etcd RPC a request's bytes are. Names follow
 # "<service>_<method>" of etcd's proto, upper-cased.
@@ -43,6 +81,7 @@ WATCH_REQUEST: int
 WATCH_ACK: int
 WATCH_CLOSE: int
 
+@final
 class Engine:
     """One member's engine: WAL, Raft node, MVCC store, on Rust threads.
 
@@ -50,8 +89,8 @@ class Engine:
     token; answers come out of drain() as serialized response messages.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         data_dir: str,
         *,
         name: str,
@@ -63,7 +102,7 @@ class Engine:
         quota_backend_bytes: int,
         max_txn_ops: int,
         version: str,
-        initial_members: list[tuple[int, str, list[str]]] = ...,
+        initial_members: list[tuple[int, str, list[str]]] | None = None,
         tick_ms: int = 100,
         election_ticks: int = 10,
         snapshot_count: int = 100000,
@@ -76,7 +115,7 @@ class Engine:
         unsafe_no_fsync: bool = False,  # tests only: the WAL is never fsynced
         force_new_cluster: bool = False,  # a restart becomes its cluster's only voter
         max_wals: int = 5,  # WAL segments kept once released (--max-wals; 0: all)
-    ) -> None:
+    ) -> Engine:
         """Open (or create) the member's data dir and start its threads.
 
         member_id and cluster_id are used only when the data dir is new; an
@@ -161,12 +200,14 @@ def self_signed_cert(hosts: list[str]) -> tuple[str, str]:
     """(certificate PEM, key PEM) self-signed for these DNS names and IP
     addresses (etcd's --auto-tls). ValueError if one cannot be named."""
 
+@final
 class PeerTransport:
     """The member's Raft transport (Engine.serve_peers)."""
 
     def stop(self) -> None:
         """Stop serving and sending at once (Raft retransmits). Idempotent."""
 
+@final
 class ClientServer:
     """The client front door (Engine.serve_clients); no Python runs on its requests."""
 

@@ -115,7 +115,7 @@ def _srv_members(
     error = ""
     # Go's LookupSRV orders by priority, then weight (heaviest first here:
     # deterministic, where Go shuffles by weight).
-    for rec in sorted(answer, key=lambda r: (r.priority, -r.weight)):  # type: ignore[attr-defined]
+    for rec in sorted(answer, key=lambda r: (r.priority, -r.weight)):
         target = str(rec.target).rstrip(".")
         try:
             addr = _resolve(target, rec.port)

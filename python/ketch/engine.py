@@ -57,7 +57,7 @@ class EngineBridge:
         if self._closed:
             raise EngineError(*_STOPPED)
         token = self._token = self._token + 1
-        fut = self._create_future()
+        fut: asyncio.Future[bytes] = self._create_future()
         self._pending[token] = fut
         try:
             self._submit(method, request, token)

@@ -1,13 +1,18 @@
-"""Servers for the client tests: one etcd and one ketch per test module, each on
-free loopback ports with its data in pytest's tmp dir, stopped by PID after."""
+"""Servers and clients for the client tests: one etcd and one ketch per test
+module, each on free loopback ports with its data in pytest's tmp dir,
+stopped by PID after; and each test that takes `connect` or `client` runs
+against both faces of the client (`Client`, and `AsyncClient` driven through
+tests/client/faces.py), so a test runs four times: two servers, two faces."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from ketch.client import Client
 from ketch.testing import Member, member
+
+from .faces import FACES, connector
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +33,21 @@ def server(request: pytest.FixtureRequest) -> Member:
     return request.getfixturevalue(f"{request.param}_server")  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=FACES)
+def face(request: pytest.FixtureRequest) -> str:
+    """"sync" or "async": which face of the client the test drives."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def client(server: Member) -> Iterator[Client]:
-    with server.client() as c:
+def connect(face: str) -> Callable[..., Client]:
+    """Client's constructor, for the face under test: `with connect(endpoint) as c:`."""
+    return connector(face)
+
+
+@pytest.fixture
+def client(server: Member, connect: Callable[..., Client]) -> Iterator[Client]:
+    with connect(server.endpoint) as c:
         yield c
 
 

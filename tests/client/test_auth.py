@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -61,52 +61,56 @@ def test_authenticate_with_garbage_bytes_is_a_decoding_error(ketch_server: Membe
     assert "error unmarshalling request" in (e.value.details() or "")
 
 
-def test_a_user_without_auth_enabled_works_without_a_token(server: Member, ns: str) -> None:
-    with server.client(user="root", password="anything") as c:
+def test_a_user_without_auth_enabled_works_without_a_token(
+    server: Member, ns: str, connect: Callable[..., Client]
+) -> None:
+    with connect(server.endpoint, user="root", password="anything") as c:
         c.put(ns + "k", "v")
         assert c.get(ns + "k").kvs[0].value == b"v"
         assert c.metadata() == ()  # the server gave no token: calls carry none
 
 
-def test_user_and_password_go_together() -> None:
+def test_user_and_password_go_together(connect: Callable[..., Client]) -> None:
     with pytest.raises(ValueError, match="without password"):
-        Client("127.0.0.1:1", user="root")
+        connect("127.0.0.1:1", user="root")
     with pytest.raises(ValueError, match="without user"):
-        Client("127.0.0.1:1", password="pw")
+        connect("127.0.0.1:1", password="pw")
 
 
-def test_etcd_with_auth_serves_a_client_with_a_user(etcd_with_auth: Member) -> None:
+def test_etcd_with_auth_serves_a_client_with_a_user(
+    etcd_with_auth: Member, connect: Callable[..., Client], ns: str
+) -> None:
     with (
-        etcd_with_auth.client() as anonymous,
+        connect(etcd_with_auth.endpoint) as anonymous,
         pytest.raises(InvalidArgument, match="etcdserver: user name is empty"),
     ):
         anonymous.get("k")
-    with etcd_with_auth.client(user="root", password="rootpw") as c:
-        c.put("auth/k", "v1")
-        assert c.get("auth/k").kvs[0].value == b"v1"
+    with connect(etcd_with_auth.endpoint, user="root", password="rootpw") as c:
+        c.put(ns + "k", "v1")
+        assert c.get(ns + "k").kvs[0].value == b"v1"
         assert [k for k, _ in c.metadata()] == ["token"]
         # Streams carry the token too.
-        with c.watch("auth/k", start_revision=1) as w:
+        with c.watch(ns + "k", start_revision=1) as w:
             assert [e.kv.value for e in next(iter(w)).events] == [b"v1"]
         with c.lease(ttl=5) as lease:
             assert c.keep_alive_once(lease.id).ttl > 0
 
 
-def test_a_wrong_password_is_auth_failed(etcd_with_auth: Member) -> None:
+def test_a_wrong_password_is_auth_failed(etcd_with_auth: Member, connect: Callable[..., Client]) -> None:
     with (
-        etcd_with_auth.client(user="root", password="wrong") as c,
+        connect(etcd_with_auth.endpoint, user="root", password="wrong") as c,
         pytest.raises(AuthFailed) as e,
     ):
         c.get("auth/k")
     assert str(e.value) == "etcdserver: authentication failed, invalid user ID or password"
 
 
-def test_a_token_lost_in_a_restart_is_renewed(tmp_path: Path) -> None:
+def test_a_token_lost_in_a_restart_is_renewed(tmp_path: Path, connect: Callable[..., Client]) -> None:
     # etcd's simple tokens live in the member's memory: a restart forgets
     # them, and the next call meets "invalid auth token".
     with member(server="etcd", data_dir=tmp_path) as m:
         enable_auth(m)
-        with m.client(user="root", password="rootpw") as c:
+        with connect(m.endpoint, user="root", password="rootpw") as c:
             c.put("k", "before")
             token = c.metadata()
             m.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -56,9 +56,9 @@ def flaky() -> Iterator[tuple[FlakyKV, str]]:
     server.stop(None)
 
 
-def test_reads_are_retried_writes_are_not(flaky: tuple[FlakyKV, str]) -> None:
+def test_reads_are_retried_writes_are_not(flaky: tuple[FlakyKV, str], connect: Callable[..., Client]) -> None:
     kv, endpoint = flaky
-    with Client(endpoint) as c:
+    with connect(endpoint) as c:
         assert c.get("k").header.revision == 7  # failed once, retried, answered
         assert kv.calls["Range"] == 2
         with pytest.raises(Unavailable, match="request timed out"):
@@ -66,9 +66,9 @@ def test_reads_are_retried_writes_are_not(flaky: tuple[FlakyKV, str]) -> None:
         assert kv.calls["Put"] == 1
 
 
-def test_every_call_has_a_timeout(flaky: tuple[FlakyKV, str]) -> None:
+def test_every_call_has_a_timeout(flaky: tuple[FlakyKV, str], connect: Callable[..., Client]) -> None:
     _, endpoint = flaky
-    with Client(endpoint, timeout=0.3) as c:
+    with connect(endpoint, timeout=0.3) as c:
         start = time.monotonic()
         with pytest.raises(DeadlineExceeded, match="context deadline exceeded"):
             c.delete("k")
@@ -77,18 +77,18 @@ def test_every_call_has_a_timeout(flaky: tuple[FlakyKV, str]) -> None:
             c.delete("k", timeout=0.1)
 
 
-def test_fails_over_to_the_next_endpoint(ketch_server: Member) -> None:
+def test_fails_over_to_the_next_endpoint(ketch_server: Member, connect: Callable[..., Client]) -> None:
     dead = f"127.0.0.1:{free_port()}"
-    with Client([dead, ketch_server.endpoint], dial_timeout=2) as c:
+    with connect([dead, ketch_server.endpoint], dial_timeout=2) as c:
         start = time.monotonic()
         assert c.put("fo", "v").header.revision > 0  # a write too: nothing was sent to the dead one
         assert time.monotonic() - start < 1.5  # passed over at once, not after the dial timeout
         assert c.get("fo").value == b"v"
 
 
-def test_no_endpoint_reachable_is_a_connection_error() -> None:
+def test_no_endpoint_reachable_is_a_connection_error(connect: Callable[..., Client]) -> None:
     with (
-        Client(f"http://127.0.0.1:{free_port()}", dial_timeout=0.3, timeout=None) as c,
+        connect(f"http://127.0.0.1:{free_port()}", dial_timeout=0.3, timeout=None) as c,
         pytest.raises(ConnectionFailed) as e,
     ):
         c.get("k")
@@ -145,7 +145,7 @@ def _certs(tmp: Path) -> dict[str, Path]:
     return files
 
 
-def test_tls_with_client_certificates(tmp_path: Path) -> None:
+def test_tls_with_client_certificates(tmp_path: Path, connect: Callable[..., Client]) -> None:
     f = _certs(tmp_path)
     port = free_port()
     url = f"https://127.0.0.1:{port}"
@@ -154,11 +154,11 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
             "--trusted-ca-file", str(f["ca"]), "--client-cert-auth"]  # fmt: skip
     m = _tls_member(tmp_path, port, args)
     try:
-        with Client(url, ca_cert=f["ca"], cert=f["client"], key=f["client-key"]) as c:
+        with connect(url, ca_cert=f["ca"], cert=f["client"], key=f["client-key"]) as c:
             assert c.put("tls", "v").header.revision > 0
             assert c.get("tls").value == b"v"
         with (
-            Client(url, ca_cert=f["ca"], dial_timeout=0.5, timeout=2) as c,
+            connect(url, ca_cert=f["ca"], dial_timeout=0.5, timeout=2) as c,
             pytest.raises(Unavailable),  # the server requires a client certificate
         ):
             c.get("tls")

@@ -1,11 +1,9 @@
-"""KV, txn, compaction, cluster and maintenance calls: the same against etcd and ketch."""
+"""KV, txn, compaction and cluster calls: the same against etcd and ketch, from both faces."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from ketch import AsyncClient, Client, Compacted, Compare, FutureRevision, InvalidArgument, Op
+from ketch import Client, Compacted, Compare, FutureRevision, InvalidArgument, Op
 from ketch.testing import Member
 
 
@@ -99,20 +97,3 @@ def test_member_list_and_status(client: Client, server: Member) -> None:
     assert status.is_leader and status.raft_term >= 1 and status.db_size > 0
     assert status.header.member_id == members.members[0].id
     assert client.status(server.client_url).header.member_id == status.header.member_id
-
-
-def test_async_client_kv(server: Member, ns: str) -> None:
-    async def run() -> None:
-        async with AsyncClient(server.endpoint) as c:
-            await c.put(ns + "x", "1")
-            await c.put(ns + "y", "2")
-            assert (await c.get(ns + "x")).value == b"1"
-            keys = [kv.key async for kv in c.range(ns, prefix=True, page_size=1)]
-            assert keys == [(ns + "x").encode(), (ns + "y").encode()]
-            r = await c.txn([Compare.value(ns + "x") == "1"], [Op.delete(ns + "y")])
-            assert r.succeeded
-            assert (await c.delete(ns, prefix=True)).deleted == 1
-            assert (await c.status()).version
-            assert len((await c.member_list()).members) == 1
-
-    asyncio.run(run())

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
-from ketch import AsyncClient, Compacted, LeaseNotFound
+from ketch import AsyncClient, Client, Compacted, LeaseNotFound
 from ketch.client import EventType
 from ketch.testing import Member
 
 
-def test_watch_events_prev_kv_and_start_revision(server: Member) -> None:
-    with server.client() as c:
+def test_watch_events_prev_kv_and_start_revision(server: Member, connect: Callable[..., Client]) -> None:
+    with connect(server.endpoint) as c:
         start = c.put("w/a", "0").header.revision
         with c.watch("w/", prefix=True, prev_kv=True) as w:
             c.put("w/a", "1")
@@ -28,8 +29,8 @@ def test_watch_events_prev_kv_and_start_revision(server: Member) -> None:
         assert values[:2] == [b"0", b"1"]
 
 
-def test_watch_resumes_after_the_server_restarts(server: Member) -> None:
-    with server.client(timeout=10) as c:
+def test_watch_resumes_after_the_server_restarts(server: Member, connect: Callable[..., Client]) -> None:
+    with connect(server.endpoint, timeout=10) as c:
         with c.watch("resume") as w:
             c.put("resume", "before")
             assert w.get(timeout=5).events[0].kv.value == b"before"
@@ -43,8 +44,8 @@ def test_watch_resumes_after_the_server_restarts(server: Member) -> None:
         assert w.reconnects >= 1
 
 
-def test_watch_from_a_compacted_revision_raises_compacted(server: Member) -> None:
-    with server.client() as c:
+def test_watch_from_a_compacted_revision_raises_compacted(server: Member, connect: Callable[..., Client]) -> None:
+    with connect(server.endpoint) as c:
         first = c.put("cw", "1").header.revision
         rev = c.put("cw", "2").header.revision
         c.compact(rev)
@@ -54,8 +55,8 @@ def test_watch_from_a_compacted_revision_raises_compacted(server: Member) -> Non
         assert e.value.compact_revision == rev
 
 
-def test_lease_context_manager_keeps_alive_then_revokes(server: Member) -> None:
-    with server.client() as c:
+def test_lease_context_manager_keeps_alive_then_revokes(server: Member, connect: Callable[..., Client]) -> None:
+    with connect(server.endpoint) as c:
         with c.lease(ttl=2) as lease:
             c.put("leased", "v", lease=lease.id)
             time.sleep(2.5)  # past the TTL: only the keep-alive keeps the key

@@ -80,7 +80,7 @@ def same(server: Member, args: list[str], stdin: bytes | None = None, writes: bo
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_reads(seeded: Member, fmt: str) -> None:
     outcomes = [same(seeded, [*args, "-w", fmt]) for args in READS]
-    failed = [args for args, o in zip(READS, outcomes) if o.rc != 0]
+    failed = [args for args, o in zip(READS, outcomes, strict=True) if o.rc != 0]
     # --print-value-only is for the simple format only: etcdctl exits 128 for the others.
     expected = [] if fmt == "simple" else [["get", "d/", "--prefix", "--print-value-only"]]
     assert failed == expected
@@ -101,10 +101,11 @@ def test_errors(seeded: Member) -> None:
 
 
 def test_unknown_flag(seeded: Member) -> None:
-    # etcdctl also prints the command's usage text, which ketchctl does not copy.
+    # Both print the command's usage text too (tests/ctl/test_usage.py compares more of it).
     want = run("etcdctl", seeded.endpoint, ["get", "k", "--bogus"])
     got = run("ketchctl", seeded.endpoint, ["get", "k", "--bogus"])
     assert got.rc == want.rc == 1 and got.errors[-1] == want.errors[-1] == "Error: unknown flag: --bogus"
+    assert got.stdout.replace(b"ketchctl", b"etcdctl") == want.stdout
 
 
 def test_compacted_revision_error(seeded: Member) -> None:

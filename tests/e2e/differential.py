@@ -115,7 +115,7 @@ def differential(
         server.stop()
     want, got = outcomes["etcd"], outcomes["ketch"]
     report = []
-    for s, w, g in zip(steps, want, got):
+    for s, w, g in zip(steps, want, got, strict=True):
         w = Outcome(w.rc, normalize(s, w.stdout), normalize(s, w.stderr))
         g = Outcome(g.rc, normalize(s, g.stdout), normalize(s, g.stderr))
         if w != g:

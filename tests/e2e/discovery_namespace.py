@@ -5,10 +5,11 @@ Run by tests/e2e/test_discovery.py as
     unshare --mount --net python -m tests.e2e.discovery_namespace SERVER MODE
 with SERVER `etcd` or `ketch` and MODE `srv` (DNS SRV records, --discovery-srv),
 `static` (the --initial-cluster those records describe) or `v2` (a v2
-discovery service, --discovery, played by a real etcd with --enable-v2). The namespace has its own loopback and its own /etc/resolv.conf
-naming a DNS server this program runs on 127.0.0.1:53, so the members resolve
-SRV and A records exactly as they would in production, and nothing outside
-the namespace sees either. Ports are fixed: the namespace is empty.
+discovery service, --discovery, played by a real etcd with --enable-v2).
+The namespace has its own loopback and its own /etc/resolv.conf naming a
+DNS server this program runs on 127.0.0.1:53, so the members resolve SRV and
+A records exactly as they would in production, and nothing outside the
+namespace sees either. Ports are fixed: the namespace is empty.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def test_methods_not_served_yet_are_unimplemented(ketch: Server) -> None:
     ("method", "status", "message"),
     [
         # etcd's MemberAdd checks the URLs first; MemberUpdate looks up ID 0.
-        ("/etcdserverpb.Cluster/MemberAdd", grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: given member URLs are invalid"),
+        ("/etcdserverpb.Cluster/MemberAdd", grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: given member URLs are invalid"),  # noqa: E501 -- etcd's message, quoted whole
         ("/etcdserverpb.Cluster/MemberUpdate", grpc.StatusCode.NOT_FOUND, "etcdserver: member not found"),
     ],
 )  # fmt: skip

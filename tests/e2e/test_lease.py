@@ -98,7 +98,7 @@ def test_lease_commands_match_etcd(make_server) -> None:
         return Outcome(o.rc, _GRANTED.sub("lease <id> granted with", out), normalize(s, o.stderr))
 
     report = []
-    for s, w, g in zip(steps, outcomes["etcd"], outcomes["ketch"]):
+    for s, w, g in zip(steps, outcomes["etcd"], outcomes["ketch"], strict=True):
         w, g = blank(s, w), blank(s, g)
         if w != g:
             report.append(f"\n$ {s}\n--- etcd\n{w}\n--- ketch\n{g}")

@@ -160,7 +160,7 @@ def _check_key(ops: list[Op], initial: Value, deadline: float | None) -> tuple[b
     HEAD = -1
     nxt: dict[int, int | None] = {HEAD: entries[0] if entries else None}
     prv: dict[int, int] = {}
-    for a, b in zip([HEAD, *entries], [*entries, None]):
+    for a, b in zip([HEAD, *entries], [*entries, None], strict=True):
         nxt[a] = b
         if b is not None:
             prv[b] = a

@@ -8,6 +8,7 @@ and shutdown are tested without the native module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import threading
@@ -50,10 +51,8 @@ class FakeEngine:
 
     def drain(self) -> list[tuple[int, str | None, bytes]]:
         # Like the engine: reset the eventfd first, then take the queue.
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._fd)
-        except BlockingIOError:
-            pass
         with self._lock:
             done, self._done = self._done, []
         return done

@@ -367,7 +367,7 @@ BAD = [
     (["--max-concurrent-streams=x"],
      'invalid value "x" for flag -max-concurrent-streams: strconv.ParseUint: parsing "x": invalid syntax', 2),
     (["--max-concurrent-streams=5000000000"],
-     'invalid value "5000000000" for flag -max-concurrent-streams: strconv.ParseUint: parsing "5000000000": value out of range', 2),
+     'invalid value "5000000000" for flag -max-concurrent-streams: strconv.ParseUint: parsing "5000000000": value out of range', 2),  # noqa: E501 -- etcd's message, quoted whole
     (["--discovery-fallback=foo"], 'invalid value "foo" for flag -discovery-fallback: invalid value', 2),
     (["--proxy=foo"], 'invalid value "foo" for flag -proxy: invalid value', 2),
     (["--listen-metrics-urls=foo"],
@@ -378,7 +378,7 @@ BAD = [
     (["--max-wals=-1"], 'invalid value "-1" for flag -max-wals: parse error', 2),
     (["--pre-vote=maybe"], 'invalid boolean value "maybe" for -pre-vote: parse error', 2),
     (["--cipher-suites=FOO"], 'unexpected TLS cipher suite "FOO"', 1),
-    (["--auto-compaction-mode=foo"], 'error verifying flags, unknown auto-compaction-mode "foo". See \'ketch --help\'.', 1),
+    (["--auto-compaction-mode=foo"], 'error verifying flags, unknown auto-compaction-mode "foo". See \'ketch --help\'.', 1),  # noqa: E501 -- etcd's message, quoted whole
     (["--auto-compaction-retention=foo"], 'error parsing CompactionRetention: time: invalid duration "foo"', 1),
     (["--auth-token=foo"], "auth: invalid auth options", 1),
     (["--experimental-enable-lease-checkpoint-persist"],
@@ -387,7 +387,7 @@ BAD = [
     (["--discovery-srv=x", "--initial-cluster=default=http://localhost:2380"],
      ('error verifying flags, multiple discovery or bootstrap flags are set. Choose one of '
       '"initial-cluster", "discovery" or "discovery-srv". See \'ketch --help\'.'), 1),
-    (["--election-timeout=0"], "error verifying flags, --election-timeout must be >0 (set to 0ms). See 'ketch --help'.", 1),
+    (["--election-timeout=0"], "error verifying flags, --election-timeout must be >0 (set to 0ms). See 'ketch --help'.", 1),  # noqa: E501 -- etcd's message, quoted whole
     (["--listen-metrics-urls=http://foo.com:2381"],
      "error verifying flags, expected IP in URL for binding (http://foo.com:2381). See 'ketch --help'.", 1),
     (["--experimental-max-learners=0"], "--experimental-max-learners must be >0", 1),

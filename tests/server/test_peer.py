@@ -15,7 +15,9 @@ from ketch.peer import CLUSTER_ID_KEY, MEMBERS, PeerError, fetch_members
 from ..support import Server, free_port
 
 
-def peer_call(server: Server, method: str, request: bytes, metadata: tuple[tuple[str, str], ...]) -> tuple[grpc.StatusCode, str, bytes]:
+def peer_call(
+    server: Server, method: str, request: bytes, metadata: tuple[tuple[str, str], ...]
+) -> tuple[grpc.StatusCode, str, bytes]:
     with grpc.insecure_channel(f"127.0.0.1:{server.peer_port}") as channel:
         try:
             if method.endswith("/Members"):

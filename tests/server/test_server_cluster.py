@@ -45,7 +45,7 @@ def run(coro: Awaitable[Any]) -> Any:
 
 
 def three(ports: list[int], state: str = "existing", name: str = "c") -> Any:
-    cluster = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip("abc", ports))
+    cluster = ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in zip("abc", ports, strict=True))
     me = ports["abc".index(name)]
     return parse(
         [

@@ -1,33 +1,39 @@
-"""`ketch.AsyncClient`: the asyncio twin of `ketch.Client`, over grpc.aio.
+"""`ketch.AsyncClient`: a client for any etcd v3 server (ketch or etcd).
 
     async with AsyncClient("127.0.0.1:2379") as c:
-        await c.put("k", "v")
-        async with c.lease(ttl=10) as lease:
+        await c.put("greeting", "hello")
+        (await c.get("greeting")).value                # b"hello"
+        async for kv in c.range("app/", prefix=True):  # paged, at one revision
+            ...
+        async with c.lease(ttl=10) as lease:           # kept alive until the block ends
             await c.put("me", "here", lease=lease.id)
-        async with await c.watch("k") as w:
+        async with await c.watch("app/", prefix=True) as w:
             async for resp in w: ...
 
-Same methods, arguments, results, errors, fail-over and retry policy as the
-blocking client; watches and keep-alives run on the event loop instead of threads.
+The client is written once, in aio.py (the asyncio face, on grpc.aio);
+sync.py (the blocking face, with threads where aio.py has tasks) is
+generated from it by tools/unasync_client.py, which drops the async words
+and swaps the transport module. Edit aio.py, then run
+`.venv/bin/python tools/unasync_client.py`; the test command checks that
+sync.py is current. Fail-over and retries follow the rules in `policy`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-import grpc.aio
-from google.protobuf.message import Message
 
-from .._pb import rpc_pb2
+from .._pb import auth_pb2, rpc_pb2, v3election_pb2, v3lock_pb2
 from . import requests as rq
-from .auth import AUTH_NOT_ENABLED, AUTHENTICATE_PATH, RENEW_TOKEN, Metadata, credentials
-from .channels import use_tls
-from .endpoints import Endpoint, EndpointRing, PathLike, TLSConfig, channel_options, parse_endpoints
+from ._transport_async import Channel, Event, Lock, Mailbox, Runner, Stream
+from ._transport_async import sleep as pause
+from .auth import AUTH_NOT_ENABLED, Metadata, credentials
+from .endpoints import Endpoint, EndpointRing, PathLike, TLSConfig, parse_endpoints
 from .errors import (
     Compacted,
     ConnectionFailed,
@@ -38,80 +44,134 @@ from .errors import (
     WatchCanceled,
     error_from_rpc,
 )
-from .requests import Bytes, Compare, Op, SortOrder, SortTarget
-from .results import (
-    DeleteResult,
-    GetResult,
-    Header,
-    KeepAliveResult,
-    KeyValue,
-    LeaseGrant,
-    LeaseInfo,
-    LeaseList,
-    MemberList,
-    PutResult,
-    Status,
-    TxnResult,
-    WatchResponse,
-)
-from .sync import (
+from .methods import (
     ALARM,
+    AUTH_DISABLE,
+    AUTH_ENABLE,
+    AUTH_STATUS,
+    AUTHENTICATE,
+    CAMPAIGN,
     COMPACT,
-    DEFAULT_ENDPOINT,
     DEFRAGMENT,
     DELETE,
     HASH_KV,
-    KEEPALIVE_PATH,
+    LEADER,
     LEASE_GRANT,
+    LEASE_KEEPALIVE,
     LEASE_LEASES,
     LEASE_REVOKE,
     LEASE_TTL,
+    LOCK,
     MEMBER_ADD,
     MEMBER_LIST,
     MEMBER_PROMOTE,
     MEMBER_REMOVE,
     MEMBER_UPDATE,
     MOVE_LEADER,
+    OBSERVE,
+    PROCLAIM,
     PUT,
     RANGE,
-    RETRY_PAUSE,
-    SNAPSHOT_PATH,
+    RESIGN,
+    ROLE_ADD,
+    ROLE_DELETE,
+    ROLE_GET,
+    ROLE_GRANT_PERMISSION,
+    ROLE_LIST,
+    ROLE_REVOKE_PERMISSION,
+    SNAPSHOT,
     STATUS,
     TXN,
-    WATCH_PATH,
+    UNLOCK,
+    USER_ADD,
+    USER_CHANGE_PASSWORD,
+    USER_DELETE,
+    USER_GET,
+    USER_GRANT_ROLE,
+    USER_LIST,
+    USER_REVOKE_ROLE,
+    WATCH,
+)
+from .policy import (
+    DEFAULT_ENDPOINT,
+    RETRY_PAUSE,
     Timeout,
-    _retryable,
-    _serialize,
-)  # fmt: skip
+    deadline,
+    left,
+    may_retry,
+    renew_token,
+    retryable,
+)
+from .requests import Bytes, Compare, Op, SortOrder, SortTarget
+from .results import (
+    AuthStatus,
+    AuthToken,
+    DeleteResult,
+    GetResult,
+    Header,
+    KeepAliveResult,
+    KeyValue,
+    LeaderKey,
+    LeaseGrant,
+    LeaseInfo,
+    LeaseList,
+    LockResult,
+    MemberList,
+    NameList,
+    PermissionType,
+    PutResult,
+    RoleInfo,
+    Status,
+    TxnResult,
+    UserInfo,
+    WatchResponse,
+)
+from .results import Event as WatchEvent
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs 3.11; only the checker reads it
 
-__all__ = ["AsyncClient", "AsyncKeepAlive", "AsyncLease", "AsyncWatch"]
+__all__ = ["AsyncClient", "AsyncKeepAlive", "AsyncLease", "AsyncTxnBuilder", "AsyncWatch"]
 
-M = TypeVar("M", bound=Message)
-_READY = grpc.ChannelConnectivity.READY
-_FAILURE = grpc.ChannelConnectivity.TRANSIENT_FAILURE
+M = TypeVar("M")
+_DONE = object()  # a runner's last word to its reader: nothing more will come
 
 
-async def _wait_ready(channel: grpc.aio.Channel, timeout: float, fail_fast: bool) -> bool:
-    async def until_ready() -> bool:
-        state = channel.get_state(try_to_connect=True)
-        while state is not _READY:
-            if fail_fast and state is _FAILURE:
-                return False
-            await channel.wait_for_state_change(state)
-            state = channel.get_state(try_to_connect=True)
-        return True
+def _deadline_exceeded(message: str = "context deadline exceeded") -> DeadlineExceeded:
+    return DeadlineExceeded(message, grpc.StatusCode.DEADLINE_EXCEEDED)
 
+
+async def _take(out: Mailbox, timeout: float | None, deadline_message: str) -> Any:
+    """The next item a runner left for its reader.
+
+    Raises DeadlineExceeded when nothing came within `timeout`,
+    StopAsyncIteration once the runner ended, and the runner's error if it
+    failed; the end is put back so every later call ends the same way."""
     try:
-        return await asyncio.wait_for(until_ready(), timeout)
-    except asyncio.TimeoutError:
-        return False
+        item = await out.get(timeout)
+    except TimeoutError:
+        raise _deadline_exceeded(deadline_message) from None
+    if item is _DONE:
+        out.put(_DONE)
+        raise StopAsyncIteration
+    if isinstance(item, BaseException):
+        out.put(_DONE)
+        raise item
+    return item
 
 
 class AsyncClient:
-    """See `ketch.Client`: the same arguments and methods, as coroutines."""
+    """A connection to an etcd-compatible cluster through one or more endpoints.
+
+    Args:
+        endpoints: "host:port", "http(s)://host:port", a comma-separated list, or a sequence.
+        timeout: seconds for each call (None: no limit); every method also takes `timeout=`.
+        dial_timeout: seconds to wait for an endpoint to connect before trying the next.
+        ca_cert, cert, key: TLS files; giving any of them (or an https endpoint) turns TLS on.
+        server_name: the name to verify in the server's certificate, if not the endpoint's host.
+        user, password: an etcd user to authenticate as; every call then carries its token
+            (against a server without auth enabled calls go without one).
+    """
 
     def __init__(
         self,
@@ -130,139 +190,128 @@ class AsyncClient:
         any_tls = ca_cert is not None or cert is not None or key is not None or server_name
         self._tls = TLSConfig(ca_cert, cert, key, server_name) if any_tls else None
         self._auth = credentials(user, password)
-        self._auth_lock: asyncio.Lock | None = None  # made on first use, inside the loop
+        self._auth_lock = Lock()
         self.timeout = timeout
         self.dial_timeout = dial_timeout
-        self._channels: dict[Endpoint, grpc.aio.Channel] = {}
+        self._channels: dict[Endpoint, Channel] = {}
+        self._lock = threading.Lock()  # guards _channels and _closed
         self._closed = False
+
+    # -- plumbing ---------------------------------------------------------
 
     @property
     def endpoints(self) -> list[str]:
+        """The endpoints as they were given."""
         return [ep.text for ep in self._ring.endpoints]
 
-    def _channel(self, ep: Endpoint) -> grpc.aio.Channel:
-        if self._closed:
-            raise EtcdError("the client is closed")
-        ch = self._channels.get(ep)
-        if ch is None:
-            options = channel_options(self._tls)
-            if use_tls(ep, self._tls):
-                creds = (self._tls or TLSConfig()).credentials()
-                ch = grpc.aio.secure_channel(ep.target, creds, options=options)
-            else:
-                ch = grpc.aio.insecure_channel(ep.target, options=options)
-            self._channels[ep] = ch
-        return ch
+    def _channel(self, ep: Endpoint) -> Channel:
+        with self._lock:
+            if self._closed:
+                raise EtcdError("the client is closed")
+            ch = self._channels.get(ep)
+            if ch is None:
+                ch = self._channels[ep] = Channel(ep, self._tls)
+            return ch
 
     def _deadline(self, timeout: Timeout) -> float | None:
-        t = self.timeout if timeout is ... else timeout
-        return None if t is None else time.monotonic() + float(t)
+        return deadline(timeout, self.timeout)
 
-    def _wait_for(self, deadline: float | None) -> float:
-        if deadline is None:
-            return self.dial_timeout
-        return min(self.dial_timeout, max(0.0, deadline - time.monotonic()))
+    def _dial_wait(self, deadline: float | None) -> float:
+        until = left(deadline)
+        return self.dial_timeout if until is None else min(self.dial_timeout, until)
 
-    async def connect(
-        self, deadline: float | None, endpoint: str | None = None
-    ) -> tuple[Endpoint, grpc.aio.Channel]:
-        """A connected channel (see `Client.connect`), this client's user authenticated."""
-        ep, ch = await self._connect(deadline, endpoint)
-        if self._auth is not None and not self._auth.known:
-            await self._authenticate(ch, deadline)
-        return ep, ch
+    async def connect(self, deadline: float | None, endpoint: str | None = None) -> Channel:
+        """A connected channel: the current endpoint's if it connects, else the next's,
+        with this client's user authenticated (see `metadata`).
 
-    def metadata(self) -> Metadata:
-        """The gRPC metadata every call carries: the user's token, if the server gave one."""
-        return () if self._auth is None else self._auth.metadata()
-
-    async def _authenticate(self, ch: grpc.aio.Channel, deadline: float | None) -> None:
-        auth = self._auth
-        assert auth is not None
-        if self._auth_lock is None:
-            self._auth_lock = asyncio.Lock()
-        async with self._auth_lock:
-            if auth.known:
-                return
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            stub = ch.unary_unary(
-                AUTHENTICATE_PATH,
-                request_serializer=_serialize,
-                response_deserializer=rpc_pb2.AuthenticateResponse.FromString,
-            )
-            try:
-                auth.accept(await stub(auth.request(), timeout=left))
-            except grpc.RpcError as e:
-                if e.details() != AUTH_NOT_ENABLED:
-                    raise error_from_rpc(e) from None
-                auth.auth_not_enabled()
-
-    async def _connect(
-        self, deadline: float | None, endpoint: str | None
-    ) -> tuple[Endpoint, grpc.aio.Channel]:
+        With several endpoints an endpoint that fails to connect is passed over
+        at once; a single endpoint gets the whole dial timeout. Raises
+        ConnectionFailed when none connects."""
         candidates = [self._ring.find(endpoint)] if endpoint else self._ring.order()
         fail_fast = len(candidates) > 1
         tried: list[str] = []
         for ep in candidates:
             ch = self._channel(ep)
-            if await _wait_ready(ch, self._wait_for(deadline), fail_fast):
-                return ep, ch
+            if await ch.wait_ready(self._dial_wait(deadline), fail_fast):
+                return await self._authenticated(ch, deadline)
             tried.append(ep.text)
             if not endpoint:
                 self._ring.fail(ep)
+        # All failed fast: give the first one the dial timeout before giving up.
         if fail_fast:
             ch = self._channel(candidates[0])
-            if await _wait_ready(ch, self._wait_for(deadline), False):
-                return candidates[0], ch
+            if await ch.wait_ready(self._dial_wait(deadline), False):
+                return await self._authenticated(ch, deadline)
         raise ConnectionFailed(
             f"could not connect to {', '.join(tried)} within {self.dial_timeout}s "
             "(is a server listening there, with matching TLS settings?)",
             grpc.StatusCode.UNAVAILABLE,
         )
 
+    def metadata(self) -> Metadata:
+        """The gRPC metadata every call carries: the user's token, if the server gave one."""
+        return () if self._auth is None else self._auth.metadata()
+
+    async def _authenticated(self, ch: Channel, deadline: float | None) -> Channel:
+        auth = self._auth
+        if auth is None or auth.known:
+            return ch
+        async with self._auth_lock:
+            if auth.known:
+                return ch
+            try:
+                auth.accept(await ch.unary(AUTHENTICATE, auth.request(), left(deadline), ()))
+            except grpc.RpcError as e:
+                if e.details() != AUTH_NOT_ENABLED:
+                    raise error_from_rpc(e) from None
+                auth.auth_not_enabled()
+        return ch
+
     async def call(
         self,
-        method: tuple[str, Callable[[bytes], M]],
-        request: Message,
+        method: tuple[str, Callable[[bytes], M]],  # one of `methods`
+        request: Any,
         *,
         idempotent: bool,
         timeout: Timeout = ...,
         endpoint: str | None = None,
     ) -> M:
-        path, parse = method
+        """One unary RPC with fail-over (see `policy`): `idempotent` calls are
+        sent again after an UNAVAILABLE answer until the deadline. `endpoint`
+        pins the call to one endpoint. Raises the EtcdError for the answer."""
         deadline = self._deadline(timeout)
         token_renewed = False
         while True:
             try:
-                ep, ch = await self.connect(deadline, endpoint)
+                ch = await self.connect(deadline, endpoint)
             except ConnectionFailed:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise DeadlineExceeded(
-                        "context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED
-                    ) from None
+                if deadline is not None and not left(deadline):
+                    raise _deadline_exceeded() from None
                 raise
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            stub = ch.unary_unary(path, request_serializer=_serialize, response_deserializer=parse)
             try:
-                answer = await stub(request, timeout=left, metadata=self.metadata())
-                return answer  # type: ignore[no-any-return]
+                answer: M = await ch.unary(method, request, left(deadline), self.metadata())
+                return answer
             except grpc.RpcError as e:
-                if self._auth is not None and not token_renewed and e.details() in RENEW_TOKEN:
-                    # Refused before it was applied: safe to send again, once.
+                if self._auth is not None and not token_renewed and renew_token(e):
                     self._auth.forget()
                     token_renewed = True
                     continue
-                if not (idempotent and _retryable(e)):
-                    raise error_from_rpc(e) from None
-                if deadline is not None and time.monotonic() + RETRY_PAUSE >= deadline:
+                if not (idempotent and retryable(e) and may_retry(deadline)):
                     raise error_from_rpc(e) from None
                 if not endpoint:
-                    self._ring.fail(ep)
-                await asyncio.sleep(RETRY_PAUSE)
+                    self._ring.fail(ch.endpoint)
+                await pause(RETRY_PAUSE)
+
+    async def _write(self, method: tuple[str, Callable[[bytes], Any]], request: Any, timeout: Timeout) -> Header:
+        """A call that changes something and answers only a header (sent once: see `policy`)."""
+        resp = await self.call(method, request, idempotent=False, timeout=timeout)
+        return Header.from_pb(resp.header)
 
     async def close(self) -> None:
-        self._closed = True
-        channels, self._channels = list(self._channels.values()), {}
+        """Close every channel; calls after this raise EtcdError."""
+        with self._lock:
+            self._closed = True
+            channels, self._channels = list(self._channels.values()), {}
         for ch in channels:
             await ch.close()
 
@@ -296,6 +345,10 @@ class AsyncClient:
         max_create_revision: int = 0,
         timeout: Timeout = ...,
     ) -> GetResult:
+        """Read a key, or the range [key, range_end) (`prefix`: every key that
+        starts with `key`; `from_key`: every key from `key` on). A missing key
+        is an empty result. `revision` reads the past; `serializable` lets the
+        member answer from its own copy without asking the leader."""
         req = rq.range_request(
             key, range_end, prefix=prefix, from_key=from_key, revision=revision, limit=limit,
             sort_order=sort_order, sort_target=sort_target, serializable=serializable,
@@ -318,11 +371,14 @@ class AsyncClient:
         serializable: bool = False,
         timeout: Timeout = ...,
     ) -> AsyncIterator[KeyValue]:
-        """Every key in a range, paged, all pages at the first page's revision."""
+        """Every key in a range, in key order, fetched `page_size` at a time.
+
+        All pages are read at the revision of the first, so the result is one
+        consistent snapshot even while others write (until it is compacted)."""
         if page_size <= 0:
             raise ValueError("page_size must be positive")
         start, end = rq.key_range(key, range_end, prefix, from_key)
-        if not end:
+        if not end:  # a single key
             end = start + b"\0"
         while True:
             page = await self.get(
@@ -347,6 +403,8 @@ class AsyncClient:
         ignore_lease: bool = False,
         timeout: Timeout = ...,
     ) -> PutResult:
+        """Set a key's value (attached to `lease`, if given). `prev_kv` returns
+        what it replaced; `ignore_value`/`ignore_lease` keep the current ones."""
         req = rq.put_request(
             key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value,
             ignore_lease=ignore_lease,
@@ -363,6 +421,7 @@ class AsyncClient:
         prev_kv: bool = False,
         timeout: Timeout = ...,
     ) -> DeleteResult:
+        """Delete a key or a range (chosen as for `get`); `deleted` counts the keys."""
         req = rq.delete_request(key, range_end, prefix=prefix, from_key=from_key, prev_kv=prev_kv)
         return DeleteResult.from_pb(await self.call(DELETE, req, idempotent=False, timeout=timeout))
 
@@ -374,14 +433,21 @@ class AsyncClient:
         *,
         timeout: Timeout = ...,
     ) -> TxnResult:
+        """If every compare holds, run `success`, else `failure`; atomically.
+        A transaction of reads only is retried like a read."""
         req = rq.txn_request(tuple(compare), tuple(success), tuple(failure))
         read_only = all(op.is_read for op in [*success, *failure])
         return TxnResult.from_pb(await self.call(TXN, req, idempotent=read_only, timeout=timeout))
 
+    def transaction(self) -> AsyncTxnBuilder:
+        """A fluent transaction: `c.transaction().if_(...).then(...).else_(...).commit()`."""
+        return AsyncTxnBuilder(self)
+
     async def compact(self, revision: int, *, physical: bool = False, timeout: Timeout = ...) -> Header:
+        """Discard history before `revision`. With `physical`, return only once
+        the space is reclaimed."""
         req = rpc_pb2.CompactionRequest(revision=revision, physical=physical)
-        resp = await self.call(COMPACT, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(COMPACT, req, timeout)
 
     # -- Watch ------------------------------------------------------------
 
@@ -398,7 +464,11 @@ class AsyncClient:
         no_put: bool = False,
         no_delete: bool = False,
     ) -> AsyncWatch:
-        """Start a watch; returns once the server has accepted it (see `Client.watch`)."""
+        """Watch a key or range from `start_revision` (0: from now on).
+
+        Returns once the server has accepted the watch. Iterate it for
+        WatchResponse batches; if the connection drops it resumes from the
+        revision after the last event seen, on whichever endpoint answers."""
         k, end = rq.key_range(key, range_end, prefix, from_key)
         filters = [
             f
@@ -419,73 +489,87 @@ class AsyncClient:
     # -- Lease ------------------------------------------------------------
 
     async def grant(self, ttl: int, *, id: int = 0, timeout: Timeout = ...) -> LeaseGrant:
+        """Grant a lease of `ttl` seconds (`id`: choose its ID; 0 lets the server)."""
         req = rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=id)
         return LeaseGrant.from_pb(await self.call(LEASE_GRANT, req, idempotent=False, timeout=timeout))
 
     async def revoke(self, lease_id: int, *, timeout: Timeout = ...) -> Header:
+        """Revoke a lease, deleting the keys attached to it. Raises LeaseNotFound."""
         req = rpc_pb2.LeaseRevokeRequest(ID=lease_id)
-        resp = await self.call(LEASE_REVOKE, req, idempotent=False, timeout=timeout)
-        return Header.from_pb(resp.header)
+        return await self._write(LEASE_REVOKE, req, timeout)
 
     async def time_to_live(self, lease_id: int, *, keys: bool = False, timeout: Timeout = ...) -> LeaseInfo:
+        """A lease's remaining TTL (and with `keys`, the keys attached to it)."""
         req = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
         return LeaseInfo.from_pb(await self.call(LEASE_TTL, req, idempotent=True, timeout=timeout))
 
     async def leases(self, *, timeout: Timeout = ...) -> LeaseList:
+        """The IDs of every live lease."""
         req = rpc_pb2.LeaseLeasesRequest()
         return LeaseList.from_pb(await self.call(LEASE_LEASES, req, idempotent=True, timeout=timeout))
 
     async def keep_alive_once(self, lease_id: int, *, timeout: Timeout = ...) -> KeepAliveResult:
-        ka = AsyncKeepAlive(self, lease_id, forever=False)
+        """Renew a lease once. Raises LeaseNotFound if it has expired."""
+        ka = AsyncKeepAlive(self, lease_id, interval=None, forever=False)
+        await ka._start()
         try:
-            t = self.timeout if timeout is ... else timeout
-            return await asyncio.wait_for(ka.__anext__(), t)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(
-                "context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED
-            ) from None
+            return await ka.get(timeout=self.timeout if timeout is ... else timeout)
         finally:
-            await ka.aclose()
+            await ka.close()
 
-    def keep_alive(self, lease_id: int, *, interval: float | None = None) -> AsyncKeepAlive:
-        return AsyncKeepAlive(self, lease_id, forever=True, interval=interval)
+    async def keep_alive(self, lease_id: int, *, interval: float | None = None) -> AsyncKeepAlive:
+        """Renew a lease every `interval` seconds (default: a third of its TTL,
+        as etcd's clientv3 does) until closed; iterate it for each renewal's answer."""
+        ka = AsyncKeepAlive(self, lease_id, interval=interval, forever=True)
+        await ka._start()
+        return ka
 
     def lease(self, ttl: int, *, id: int = 0, keep_alive: bool = True) -> AsyncLease:
-        """`async with client.lease(ttl) as lease:` grants it, keeps it alive, revokes it after."""
+        """A lease for a `with` block: granted on entry, kept alive during it
+        (unless `keep_alive=False`), revoked on exit with the keys attached to it."""
         return AsyncLease(self, ttl, id=id, keep_alive=keep_alive)
 
-    # -- Cluster and maintenance -----------------------------------------
+    # -- Cluster ----------------------------------------------------------
 
     async def member_list(self, *, timeout: Timeout = ...) -> MemberList:
+        """Every member of the cluster, learners included."""
         req = rpc_pb2.MemberListRequest()
         return MemberList.from_pb(await self.call(MEMBER_LIST, req, idempotent=True, timeout=timeout))
 
     async def member_add(
         self, peer_urls: Sequence[str], *, is_learner: bool = False, timeout: Timeout = ...
     ) -> MemberList:
+        """Add a member (a learner with `is_learner`) reachable at `peer_urls`."""
         req = rpc_pb2.MemberAddRequest(peerURLs=list(peer_urls), isLearner=is_learner)
         return MemberList.from_pb(await self.call(MEMBER_ADD, req, idempotent=False, timeout=timeout))
 
     async def member_remove(self, member_id: int, *, timeout: Timeout = ...) -> MemberList:
+        """Remove a member. Raises MemberNotFound."""
         req = rpc_pb2.MemberRemoveRequest(ID=member_id)
         return MemberList.from_pb(await self.call(MEMBER_REMOVE, req, idempotent=False, timeout=timeout))
 
     async def member_update(
         self, member_id: int, peer_urls: Sequence[str], *, timeout: Timeout = ...
     ) -> MemberList:
+        """Change a member's peer URLs."""
         req = rpc_pb2.MemberUpdateRequest(ID=member_id, peerURLs=list(peer_urls))
         return MemberList.from_pb(await self.call(MEMBER_UPDATE, req, idempotent=False, timeout=timeout))
 
     async def member_promote(self, member_id: int, *, timeout: Timeout = ...) -> MemberList:
+        """Make a learner a voting member (once it has caught up with the leader)."""
         req = rpc_pb2.MemberPromoteRequest(ID=member_id)
         return MemberList.from_pb(await self.call(MEMBER_PROMOTE, req, idempotent=False, timeout=timeout))
 
+    # -- Maintenance ------------------------------------------------------
+
     async def status(self, endpoint: str | None = None, *, timeout: Timeout = ...) -> Status:
+        """The status of `endpoint` (by default, of whichever endpoint answers)."""
         req = rpc_pb2.StatusRequest()
         resp = await self.call(STATUS, req, idempotent=True, timeout=timeout, endpoint=endpoint)
         return Status.from_pb(resp)
 
     async def alarms(self, *, timeout: Timeout = ...) -> rpc_pb2.AlarmResponse:
+        """Every active alarm (NOSPACE, CORRUPT) of every member."""
         req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET)
         return await self.call(ALARM, req, idempotent=True, timeout=timeout)
 
@@ -496,13 +580,14 @@ class AsyncClient:
         *,
         timeout: Timeout = ...,
     ) -> rpc_pb2.AlarmResponse:
-        """Deactivate one member's alarm (see `Client.disarm`)."""
+        """Deactivate an alarm (by default every alarm of every member)."""
         req = rpc_pb2.AlarmRequest(
             action=rpc_pb2.AlarmRequest.DEACTIVATE, memberID=member_id, alarm=alarm
         )
         return await self.call(ALARM, req, idempotent=False, timeout=timeout)
 
     async def defragment(self, endpoint: str | None = None, *, timeout: Timeout = ...) -> Header:
+        """Compact one member's backend file, giving freed pages back to the disk."""
         req = rpc_pb2.DefragmentRequest()
         resp = await self.call(DEFRAGMENT, req, idempotent=True, timeout=timeout, endpoint=endpoint)
         return Header.from_pb(resp.header)
@@ -510,149 +595,319 @@ class AsyncClient:
     async def hash_kv(
         self, endpoint: str | None = None, revision: int = 0, *, timeout: Timeout = ...
     ) -> rpc_pb2.HashKVResponse:
+        """One member's hash of its keys up to `revision` (0: the latest), to compare members."""
         req = rpc_pb2.HashKVRequest(revision=revision)
         return await self.call(HASH_KV, req, idempotent=True, timeout=timeout, endpoint=endpoint)
 
     async def move_leader(
         self, target_id: int, *, endpoint: str | None = None, timeout: Timeout = ...
     ) -> rpc_pb2.MoveLeaderResponse:
-        """Hand leadership to member `target_id`; send it to the leader's `endpoint`."""
+        """Hand leadership to member `target_id`; only the leader can, so send
+        it to the leader's `endpoint`."""
         req = rpc_pb2.MoveLeaderRequest(targetID=target_id)
         return await self.call(MOVE_LEADER, req, idempotent=False, timeout=timeout, endpoint=endpoint)
 
     async def snapshot(
-        self, endpoint: str | None = None, *, timeout: Timeout = None
+        self,
+        endpoint: str | None = None,
+        *,
+        timeout: Timeout = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> AsyncIterator[bytes]:
-        """The backend database of one member, chunk by chunk; the last chunk is
-        the SHA-256 of the others. `timeout` bounds the whole transfer (default: none)."""
+        """The backend database of one member, as a stream of chunks; the last
+        chunk is the SHA-256 of all the others (etcd keeps it in the file).
+        `timeout` bounds the whole transfer (by default there is no limit).
+        `progress(received, total)` is called after each chunk (total: bytes
+        received plus what the server says remains)."""
         deadline = self._deadline(timeout)
-        _, ch = await self.connect(deadline if deadline is not None else self._deadline(...), endpoint)
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise DeadlineExceeded("context deadline exceeded", grpc.StatusCode.DEADLINE_EXCEEDED)
-        call = ch.unary_stream(
-            SNAPSHOT_PATH,
-            request_serializer=_serialize,
-            response_deserializer=rpc_pb2.SnapshotResponse.FromString,
-        )(rpc_pb2.SnapshotRequest(), timeout=left, metadata=self.metadata())
+        ch = await self.connect(deadline if deadline is not None else self._deadline(...), endpoint)
+        if deadline is not None and not left(deadline):
+            raise _deadline_exceeded()
+        req = rpc_pb2.SnapshotRequest()
+        call = ch.server_stream(SNAPSHOT, req, left(deadline), self.metadata())
+        received = 0
         try:
             async for chunk in call:
+                received += len(chunk.blob)
+                if progress is not None:
+                    progress(received, received + chunk.remaining_bytes)
                 yield chunk.blob
         except grpc.RpcError as e:
             raise error_from_rpc(e) from None
         finally:
             call.cancel()
 
+    # -- Auth ---------------------------------------------------------------
 
-class AsyncWatch:
-    """An async iterator of WatchResponse that resumes after reconnects (see `Watch`)."""
+    async def auth_enable(self, *, timeout: Timeout = ...) -> Header:
+        """Turn authentication on (the user root, with the role root, must exist).
+        Every later call then needs a user's token: make a client with `user=`."""
+        req = rpc_pb2.AuthEnableRequest()
+        return await self._write(AUTH_ENABLE, req, timeout)
 
-    def __init__(self, client: AsyncClient, create: rpc_pb2.WatchCreateRequest) -> None:
-        self._client = client
-        self._create = create
-        self.revision = create.start_revision
-        self.reconnects = 0
-        self._call: Any = None
-        self._endpoint: Endpoint | None = None
-        self._closed = False
-        self._error: BaseException | None = None
+    async def auth_disable(self, *, timeout: Timeout = ...) -> Header:
+        """Turn authentication off (as root)."""
+        req = rpc_pb2.AuthDisableRequest()
+        return await self._write(AUTH_DISABLE, req, timeout)
 
-    async def _open(self, deadline: float | None) -> None:
-        ep, ch = await self._client.connect(deadline)
-        self._endpoint = ep
-        create = rpc_pb2.WatchCreateRequest()
-        create.CopyFrom(self._create)
-        create.start_revision = self.revision
-        stream = ch.stream_stream(
-            WATCH_PATH,
-            request_serializer=_serialize,
-            response_deserializer=rpc_pb2.WatchResponse.FromString,
+    async def auth_status(self, *, timeout: Timeout = ...) -> AuthStatus:
+        """Whether authentication is on, and the auth store's revision."""
+        req = rpc_pb2.AuthStatusRequest()
+        return AuthStatus.from_pb(await self.call(AUTH_STATUS, req, idempotent=True, timeout=timeout))
+
+    async def authenticate(self, name: str, password: str, *, timeout: Timeout = ...) -> AuthToken:
+        """Check a user's password and get a token. A client made with `user=`
+        does this itself; this call is for those who want the token."""
+        req = rpc_pb2.AuthenticateRequest(name=name, password=password)
+        return AuthToken.from_pb(await self.call(AUTHENTICATE, req, idempotent=True, timeout=timeout))
+
+    async def user_add(
+        self, name: str, password: str = "", *, no_password: bool = False, timeout: Timeout = ...
+    ) -> Header:
+        """Add a user; with `no_password` it can only authenticate by TLS certificate."""
+        options = auth_pb2.UserAddOptions(no_password=no_password)
+        req = rpc_pb2.AuthUserAddRequest(name=name, password=password, options=options)
+        return await self._write(USER_ADD, req, timeout)
+
+    async def user_get(self, name: str, *, timeout: Timeout = ...) -> UserInfo:
+        """A user's roles. Raises EtcdError ("etcdserver: user name not found")."""
+        req = rpc_pb2.AuthUserGetRequest(name=name)
+        return UserInfo.from_pb(await self.call(USER_GET, req, idempotent=True, timeout=timeout))
+
+    async def user_list(self, *, timeout: Timeout = ...) -> NameList:
+        """Every user's name."""
+        resp = await self.call(USER_LIST, rpc_pb2.AuthUserListRequest(), idempotent=True, timeout=timeout)
+        return NameList.from_pb(resp.header, resp.users)
+
+    async def user_delete(self, name: str, *, timeout: Timeout = ...) -> Header:
+        """Delete a user."""
+        req = rpc_pb2.AuthUserDeleteRequest(name=name)
+        return await self._write(USER_DELETE, req, timeout)
+
+    async def user_change_password(self, name: str, password: str, *, timeout: Timeout = ...) -> Header:
+        """Set a user's password."""
+        req = rpc_pb2.AuthUserChangePasswordRequest(name=name, password=password)
+        return await self._write(USER_CHANGE_PASSWORD, req, timeout)
+
+    async def user_grant_role(self, user: str, role: str, *, timeout: Timeout = ...) -> Header:
+        """Give a user a role."""
+        req = rpc_pb2.AuthUserGrantRoleRequest(user=user, role=role)
+        return await self._write(USER_GRANT_ROLE, req, timeout)
+
+    async def user_revoke_role(self, user: str, role: str, *, timeout: Timeout = ...) -> Header:
+        """Take a role from a user."""
+        req = rpc_pb2.AuthUserRevokeRoleRequest(name=user, role=role)
+        return await self._write(USER_REVOKE_ROLE, req, timeout)
+
+    async def role_add(self, name: str, *, timeout: Timeout = ...) -> Header:
+        """Add a role (with no permissions yet)."""
+        req = rpc_pb2.AuthRoleAddRequest(name=name)
+        return await self._write(ROLE_ADD, req, timeout)
+
+    async def role_get(self, name: str, *, timeout: Timeout = ...) -> RoleInfo:
+        """A role's permissions. Raises EtcdError ("etcdserver: role name not found")."""
+        req = rpc_pb2.AuthRoleGetRequest(role=name)
+        return RoleInfo.from_pb(await self.call(ROLE_GET, req, idempotent=True, timeout=timeout))
+
+    async def role_list(self, *, timeout: Timeout = ...) -> NameList:
+        """Every role's name."""
+        resp = await self.call(ROLE_LIST, rpc_pb2.AuthRoleListRequest(), idempotent=True, timeout=timeout)
+        return NameList.from_pb(resp.header, resp.roles)
+
+    async def role_delete(self, name: str, *, timeout: Timeout = ...) -> Header:
+        """Delete a role (and take it from every user who has it)."""
+        req = rpc_pb2.AuthRoleDeleteRequest(role=name)
+        return await self._write(ROLE_DELETE, req, timeout)
+
+    async def role_grant_permission(
+        self,
+        role: str,
+        key: Bytes,
+        range_end: Bytes | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        type: PermissionType | str = PermissionType.READWRITE,
+        timeout: Timeout = ...,
+    ) -> Header:
+        """Let a role read and/or write a key or a range (chosen as for `get`);
+        `type` is "read", "write" or "readwrite"."""
+        k, end = rq.key_range(key, range_end, prefix, from_key)
+        perm = auth_pb2.Permission(permType=PermissionType(type).to_pb(), key=k, range_end=end)
+        req = rpc_pb2.AuthRoleGrantPermissionRequest(name=role, perm=perm)
+        return await self._write(ROLE_GRANT_PERMISSION, req, timeout)
+
+    async def role_revoke_permission(
+        self,
+        role: str,
+        key: Bytes,
+        range_end: Bytes | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        timeout: Timeout = ...,
+    ) -> Header:
+        """Take back a role's permission on exactly that key or range."""
+        k, end = rq.key_range(key, range_end, prefix, from_key)
+        req = rpc_pb2.AuthRoleRevokePermissionRequest(role=role, key=k, range_end=end)
+        return await self._write(ROLE_REVOKE_PERMISSION, req, timeout)
+
+    # -- Lock and Election (the server-side recipes) ------------------------
+
+    async def lock(self, name: Bytes, lease: int, *, timeout: Timeout = ...) -> LockResult:
+        """Wait until this caller holds the lock `name`, held for as long as
+        `lease` lives; returns the key that owns it (give it to `unlock`).
+        The server runs the recipe (etcd's v3lock); see `Mutex` for the
+        client-side one. Pass `timeout=None` to wait without limit."""
+        req = v3lock_pb2.LockRequest(name=rq.to_bytes(name), lease=lease)
+        return LockResult.from_pb(await self.call(LOCK, req, idempotent=False, timeout=timeout))
+
+    async def unlock(self, key: Bytes, *, timeout: Timeout = ...) -> Header:
+        """Release the lock owned by `key` (what `lock` returned)."""
+        req = v3lock_pb2.UnlockRequest(key=rq.to_bytes(key))
+        return await self._write(UNLOCK, req, timeout)
+
+    async def campaign(
+        self, name: Bytes, lease: int, value: Bytes, *, timeout: Timeout = ...
+    ) -> LeaderKey:
+        """Wait until elected leader of the election `name` (for as long as
+        `lease` lives), announcing `value`; returns the leadership to give to
+        `proclaim` and `resign`. Pass `timeout=None` to wait without limit."""
+        req = v3election_pb2.CampaignRequest(
+            name=rq.to_bytes(name), lease=lease, value=rq.to_bytes(value)
         )
-        self._call = stream(metadata=(("hasleader", "true"), *self._client.metadata()))
-        await self._call.write(rpc_pb2.WatchRequest(create_request=create))
-        resp = await self._call.read()
-        if resp is grpc.aio.EOF:
-            raise EtcdError("the server closed the watch stream before creating the watch")
-        self._check(resp)
-        if not self.revision:
-            self.revision = resp.header.revision + 1
+        resp = await self.call(CAMPAIGN, req, idempotent=False, timeout=timeout)
+        return LeaderKey.from_pb(resp.leader)
 
-    async def _start(self) -> None:
+    async def proclaim(self, leader: LeaderKey, value: Bytes, *, timeout: Timeout = ...) -> Header:
+        """As the leader, announce a new `value` without a new election."""
+        req = v3election_pb2.ProclaimRequest(leader=leader.to_pb(), value=rq.to_bytes(value))
+        return await self._write(PROCLAIM, req, timeout)
+
+    async def leader(self, name: Bytes, *, timeout: Timeout = ...) -> KeyValue:
+        """The current leader's key and value. Raises EtcdError
+        ("election: no leader") when nobody leads."""
+        req = v3election_pb2.LeaderRequest(name=rq.to_bytes(name))
+        resp = await self.call(LEADER, req, idempotent=True, timeout=timeout)
+        return KeyValue.from_pb(resp.kv)
+
+    async def resign(self, leader: LeaderKey, *, timeout: Timeout = ...) -> Header:
+        """Give up leadership, so that the next campaigner is elected."""
+        req = v3election_pb2.ResignRequest(leader=leader.to_pb())
+        return await self._write(RESIGN, req, timeout)
+
+    async def observe(self, name: Bytes, *, timeout: Timeout = None) -> AsyncIterator[KeyValue]:
+        """Each leader of the election `name` as it takes office or proclaims,
+        starting with the current one. `timeout` bounds the whole observation
+        (by default there is no limit); end it by leaving the loop."""
+        deadline = self._deadline(timeout)
+        ch = await self.connect(deadline if deadline is not None else self._deadline(...))
+        req = v3election_pb2.LeaderRequest(name=rq.to_bytes(name))
+        call = ch.server_stream(OBSERVE, req, left(deadline), self.metadata())
         try:
-            await self._open(self._client._deadline(...))
+            async for resp in call:
+                yield KeyValue.from_pb(resp.kv)
         except grpc.RpcError as e:
             raise error_from_rpc(e) from None
+        finally:
+            call.cancel()
 
-    def _check(self, resp: rpc_pb2.WatchResponse) -> None:
-        if resp.canceled or (resp.compact_revision and not resp.events):
-            if resp.compact_revision:
-                raise Compacted(
-                    "etcdserver: mvcc: required revision has been compacted",
-                    compact_revision=resp.compact_revision,
-                )
-            raise WatchCanceled(resp.cancel_reason or "etcdserver: watch canceled")
 
-    def __aiter__(self) -> AsyncWatch:
+class AsyncTxnBuilder:
+    """etcd's If/Then/Else, spelled `if_`, `then`, `else_` (if and else are Python keywords)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self._compare: list[Compare] = []
+        self._success: list[Op] = []
+        self._failure: list[Op] = []
+
+    def if_(self, *compares: Compare) -> AsyncTxnBuilder:
+        """Add compares; all must hold for `then` to run."""
+        self._compare.extend(compares)
         return self
 
-    async def __anext__(self) -> WatchResponse:
-        if self._error is not None:
-            raise StopAsyncIteration
-        while not self._closed:
-            try:
-                resp = await self._call.read()
-            except grpc.RpcError as e:
-                if self._closed:
-                    break
-                if not _retryable(e):
-                    self._error = error_from_rpc(e)
-                    raise self._error from None
-                resp = grpc.aio.EOF
-            except asyncio.CancelledError:
-                if self._closed:
-                    break
-                raise
-            if resp is grpc.aio.EOF:
-                await self._reconnect()
-                continue
-            try:
-                self._check(resp)
-            except EtcdError as e:
-                self._error = e
-                raise
-            if resp.created:
-                continue
-            if resp.events:
-                self.revision = resp.events[-1].kv.mod_revision + 1
-            elif resp.header.revision >= self.revision:
-                self.revision = resp.header.revision + 1
-            return WatchResponse.from_pb(resp)
-        raise StopAsyncIteration
+    def then(self, *ops: Op) -> AsyncTxnBuilder:
+        """Add operations to run when every compare holds."""
+        self._success.extend(ops)
+        return self
 
-    async def _reconnect(self) -> None:
-        if self._endpoint is not None:
-            self._client._ring.fail(self._endpoint)
-        while not self._closed:
-            await asyncio.sleep(RETRY_PAUSE)
-            try:
-                await self._open(None)
-                self.reconnects += 1
-                return
-            except (ConnectionFailed, grpc.RpcError):
-                continue
+    def else_(self, *ops: Op) -> AsyncTxnBuilder:
+        """Add operations to run when a compare fails."""
+        self._failure.extend(ops)
+        return self
 
-    async def get(self, timeout: float | None = None) -> WatchResponse:
+    async def commit(self, *, timeout: Timeout = ...) -> TxnResult:
+        """Send the transaction (see `txn`)."""
+        return await self._client.txn(self._compare, self._success, self._failure, timeout=timeout)
+
+
+def _cancel_error(resp: rpc_pb2.WatchResponse) -> EtcdError:
+    """Why the server ended a watch: a compacted start revision, or its reason."""
+    if resp.compact_revision:
+        return Compacted(
+            "etcdserver: mvcc: required revision has been compacted",
+            compact_revision=resp.compact_revision,
+        )
+    return WatchCanceled(resp.cancel_reason or "etcdserver: watch canceled")
+
+
+class _Follower:
+    """What a watch and a keep-alive share: a background runner that follows a
+    stream (opening another when it breaks) and leaves what it reads in a
+    mailbox, which `get` and iteration empty in order."""
+
+    _deadline_message = "context deadline exceeded"
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+        self._out = Mailbox()
+        self._closed = Event()
+        self._stream: Stream | None = None
+        self._runner: Runner | None = None
+
+    async def _follow(self) -> bool:
+        """Follow one stream; True once there is nothing more to follow."""
+        raise NotImplementedError
+
+    async def _run(self) -> None:
         try:
-            return await asyncio.wait_for(self.__anext__(), timeout)
-        except asyncio.TimeoutError:
-            raise DeadlineExceeded(
-                f"no watch event within {timeout}s", grpc.StatusCode.DEADLINE_EXCEEDED
-            ) from None
+            while not self._closed.is_set():
+                if await self._follow():
+                    return
+                await self._closed.wait(RETRY_PAUSE)
+        finally:
+            self._out.put(_DONE)
+
+    def _stop_on(self, err: grpc.RpcError) -> bool:
+        """After the stream failed: whether to stop (leaving the error for the reader,
+        unless it was closed) rather than follow another stream."""
+        if self._closed.is_set():
+            return True
+        if retryable(err):
+            return False
+        self._out.put(error_from_rpc(err))
+        return True
+
+    async def get(self, timeout: float | None = None) -> Any:
+        """The next answer; raises DeadlineExceeded after `timeout` seconds
+        without one, StopAsyncIteration once closed, and the error that ended it."""
+        return await _take(self._out, timeout, self._deadline_message.format(timeout=timeout))
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.get()
 
     async def close(self) -> None:
-        self._closed = True
-        if self._call is not None:
-            self._call.cancel()
+        """Stop following: iterating then ends."""
+        self._closed.set()
+        if self._stream is not None:
+            self._stream.cancel()
+        self._out.put(_DONE)
+        if self._runner is not None:
+            await self._runner.stop()
 
     async def __aenter__(self) -> Self:
         return self
@@ -661,130 +916,239 @@ class AsyncWatch:
         await self.close()
 
 
-class AsyncKeepAlive:
-    """Renews a lease over LeaseKeepAlive's stream; iterate it for each renewal."""
+class AsyncWatch(_Follower):
+    """A running watch: an iterator of WatchResponse, and a context manager that cancels it.
+
+    A background runner reads the stream. When the connection drops it
+    reconnects (to the next endpoint that answers) and re-creates the watch
+    from the revision after the last one delivered, so no event is lost or
+    repeated. `revision` is that next revision; `reconnects` counts the
+    times it had to. `get` raises Compacted or WatchCanceled when the server
+    ends the watch."""
+
+    _deadline_message = "no watch event within {timeout}s"
+
+    def __init__(self, client: AsyncClient, create: rpc_pb2.WatchCreateRequest) -> None:
+        super().__init__(client)
+        self._create = create
+        self.revision = create.start_revision  # the next revision to deliver (0: not known yet)
+        self.reconnects = 0
+        self._endpoint: Endpoint | None = None
+
+    async def _open(self, deadline: float | None) -> Stream:
+        """Connect and ask for the watch, from the next revision not yet delivered."""
+        ch = await self._client.connect(deadline)
+        create = rpc_pb2.WatchCreateRequest()
+        create.CopyFrom(self._create)
+        create.start_revision = self.revision
+        metadata = (("hasleader", "true"), *self._client.metadata())
+        self._stream = stream = ch.stream(WATCH, metadata)
+        self._endpoint = ch.endpoint
+        await stream.send(rpc_pb2.WatchRequest(create_request=create))
+        return stream
+
+    async def _start(self) -> None:
+        """Create the watch: raises what stopped the server from accepting it.
+        A cancel after creation (a compacted start revision, as etcd does it)
+        comes out of `get` instead."""
+        deadline = self._client._deadline(...)
+        try:
+            stream = await self._open(deadline)
+            first = await stream.receive(left(deadline))
+        except TimeoutError:
+            await self.close()
+            raise _deadline_exceeded() from None
+        except grpc.RpcError as e:
+            await self.close()
+            raise error_from_rpc(e) from None
+        if first is None or first.canceled:
+            await self.close()
+            if first is None:
+                raise EtcdError("the server closed the watch stream before creating the watch")
+            raise _cancel_error(first)
+        self._handle(first)
+        self._runner = Runner(self._run, "ketch-watch")
+
+    async def _follow(self) -> bool:
+        try:
+            if self._stream is None:
+                await self._open(None)
+                self.reconnects += 1
+            assert self._stream is not None
+            while (resp := await self._stream.receive()) is not None:
+                if not self._handle(resp):
+                    return True
+        except ConnectionFailed:
+            pass
+        except grpc.RpcError as e:
+            if self._stop_on(e):
+                return True
+        except EtcdError as e:  # the client was closed under us
+            self._out.put(e)
+            return True
+        # The stream ended or broke: resume on whichever endpoint answers.
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+        if self._endpoint is not None:
+            self._client._ring.fail(self._endpoint)
+        return self._closed.is_set()
+
+    def _handle(self, resp: rpc_pb2.WatchResponse) -> bool:
+        """Take one answer; False once it ended the watch."""
+        if resp.created and not resp.canceled:
+            if not self.revision:
+                self.revision = resp.header.revision + 1
+            return True
+        if resp.canceled or resp.compact_revision:
+            self._out.put(_cancel_error(resp))
+            return False
+        if resp.events:
+            self.revision = resp.events[-1].kv.mod_revision + 1
+        elif resp.header.revision >= self.revision:  # a progress notification
+            self.revision = resp.header.revision + 1
+        self._out.put(WatchResponse.from_pb(resp))
+        return True
+
+    async def get(self, timeout: float | None = None) -> WatchResponse:
+        """The next batch; raises DeadlineExceeded after `timeout` seconds without one,
+        StopAsyncIteration once the watch is closed, and the watch's error if it failed."""
+        resp: WatchResponse = await super().get(timeout)
+        return resp
+
+    async def __anext__(self) -> WatchResponse:
+        return await self.get()
+
+    async def events(self) -> AsyncIterator[WatchEvent]:
+        """Every event, one at a time."""
+        async for resp in self:
+            for event in resp.events:
+                yield event
+
+
+class AsyncKeepAlive(_Follower):
+    """Renews a lease over LeaseKeepAlive's stream, from a background runner.
+
+    With `forever=False` it sends one renewal (keep_alive_once). Otherwise it
+    renews every `interval` seconds (a third of the TTL by default, as etcd's
+    clientv3 does) until closed or the lease is gone; each answer can be read
+    with `get` or by iterating, and `last` is the latest."""
 
     def __init__(
-        self, client: AsyncClient, lease_id: int, *, forever: bool, interval: float | None = None
+        self, client: AsyncClient, lease_id: int, *, interval: float | None, forever: bool
     ) -> None:
-        self._client = client
+        super().__init__(client)
         self.lease_id = lease_id
-        self._forever = forever
         self._interval = interval
-        self._call: Any = None
-        self._endpoint: Endpoint | None = None
-        self._sent_any = False
-        self._done = False
+        self._forever = forever
         self.last: KeepAliveResult | None = None
+        self._channel: Channel | None = None
 
-    async def _ensure_stream(self) -> None:
-        if self._call is None:
-            ep, ch = await self._client.connect(self._client._deadline(...))
-            self._endpoint = ep
-            stream = ch.stream_stream(
-                KEEPALIVE_PATH,
-                request_serializer=_serialize,
-                response_deserializer=rpc_pb2.LeaseKeepAliveResponse.FromString,
+    async def _start(self) -> None:
+        # Fails here, in the caller, if no endpoint answers.
+        self._channel = await self._client.connect(self._client._deadline(...))
+        self._runner = Runner(self._run, "ketch-keepalive")
+
+    async def _follow(self) -> bool:
+        try:
+            if self._channel is None:
+                self._channel = await self._client.connect(None)
+            self._stream = stream = self._channel.stream(LEASE_KEEPALIVE, self._client.metadata())
+            while not self._closed.is_set():
+                await stream.send(rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id))
+                resp = await stream.receive()
+                if resp is None:
+                    break  # the stream ended: open another
+                if resp.TTL <= 0:
+                    self._out.put(self._gone())
+                    return True
+                self.last = KeepAliveResult.from_pb(resp)
+                self._out.put(self.last)
+                if not self._forever:
+                    return True
+                await self._closed.wait(self._interval or max(resp.TTL / 3.0, 0.5))
+            else:
+                return True
+        except ConnectionFailed:
+            return False
+        except grpc.RpcError as e:
+            if self._stop_on(e):
+                return True
+        except EtcdError as e:  # the client was closed under us
+            self._out.put(e)
+            return True
+        finally:
+            if self._stream is not None:
+                self._stream.cancel()
+        if self._channel is not None:
+            self._client._ring.fail(self._channel.endpoint)
+        self._channel = None
+        return False
+
+    def _gone(self) -> EtcdError:
+        if self.last is not None:
+            return LeaseExpired(
+                f"lease {self.lease_id:x} expired or was revoked", grpc.StatusCode.NOT_FOUND
             )
-            self._call = stream(metadata=self._client.metadata())
+        return LeaseNotFound("etcdserver: requested lease not found", grpc.StatusCode.NOT_FOUND)
 
-    def __aiter__(self) -> AsyncKeepAlive:
-        return self
+    async def get(self, timeout: float | None = None) -> KeepAliveResult:
+        """The next renewal's answer; raises DeadlineExceeded after `timeout`
+        seconds without one, LeaseNotFound (LeaseExpired after a renewal) once
+        the lease is gone, and StopAsyncIteration once closed."""
+        result: KeepAliveResult = await super().get(timeout)
+        return result
 
     async def __anext__(self) -> KeepAliveResult:
-        if self._done:
-            raise StopAsyncIteration
-        if self.last is not None:
-            if not self._forever:
-                raise StopAsyncIteration
-            interval = self._interval or max(self.last.ttl / 3.0, 0.5)
-            await asyncio.sleep(interval)
-        while True:
-            try:
-                await self._ensure_stream()
-                await self._call.write(rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id))
-                resp = await self._call.read()
-                if resp is grpc.aio.EOF:
-                    raise EtcdError("the keep-alive stream ended")
-                break
-            except grpc.RpcError as e:
-                if not _retryable(e):
-                    self._done = True
-                    raise error_from_rpc(e) from None
-            except (ConnectionFailed, EtcdError):
-                pass
-            if self._endpoint is not None:
-                self._client._ring.fail(self._endpoint)
-            self._call = None
-            await asyncio.sleep(RETRY_PAUSE)
-        if resp.TTL <= 0:
-            self._done = True
-            if self.last is not None:
-                raise LeaseExpired(
-                    f"lease {self.lease_id:x} expired or was revoked", grpc.StatusCode.NOT_FOUND
-                )
-            raise LeaseNotFound("etcdserver: requested lease not found", grpc.StatusCode.NOT_FOUND)
-        self.last = KeepAliveResult.from_pb(resp)
-        return self.last
+        return await self.get()
 
-    async def aclose(self) -> None:
-        self._done = True
-        if self._call is not None:
-            self._call.cancel()
+    @property
+    def alive(self) -> bool:
+        """True while it renews: False once closed, or once the lease is gone."""
+        return self._runner is not None and self._runner.alive
 
 
 class AsyncLease:
-    """A lease granted on entering `async with`, kept alive by a task, revoked on exit."""
+    """A lease for a `with` block: granted on entering it, kept alive in the
+    background during it, revoked at its end (with the keys attached to it)."""
 
     def __init__(self, client: AsyncClient, ttl: int, *, id: int, keep_alive: bool) -> None:
         self._client = client
         self._ttl = ttl
         self._want_id = id
         self._keep_alive = keep_alive
-        self.id = 0
-        self.ttl = 0
-        self._task: asyncio.Task[None] | None = None
+        self.id = 0  # the lease's ID, once granted
+        self.ttl = 0  # the TTL the server granted
+        self.grant: LeaseGrant | None = None
         self._keeper: AsyncKeepAlive | None = None
 
     async def __aenter__(self) -> Self:
-        grant = await self._client.grant(self._ttl, id=self._want_id)
-        self.id, self.ttl = grant.id, grant.ttl
+        self.grant = await self._client.grant(self._ttl, id=self._want_id)
+        self.id, self.ttl = self.grant.id, self.grant.ttl
         if self._keep_alive:
-            self._keeper = self._client.keep_alive(self.id)
-            self._task = asyncio.create_task(self._renew(self._keeper))
+            self._keeper = await self._client.keep_alive(self.id)
         return self
 
-    async def _renew(self, keeper: AsyncKeepAlive) -> None:
-        try:
-            async for _ in keeper:
-                pass
-        except LeaseNotFound:
-            pass  # `alive` turns False; the owner finds out from its next write
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(LeaseNotFound):  # expired already: what revoking wanted
+            await self.revoke()
 
     @property
     def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        """False once the keep-alive found the lease expired or revoked."""
+        return self._keeper is not None and self._keeper.alive
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stop()
-        try:
-            await self._client.revoke(self.id)
-        except LeaseNotFound:
-            pass
-
-    async def _stop(self) -> None:
-        if self._keeper is not None:
-            await self._keeper.aclose()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, EtcdError):
-                pass
+    async def refresh(self) -> KeepAliveResult:
+        """Renew the lease once, now."""
+        return await self._client.keep_alive_once(self.id)
 
     async def time_to_live(self, *, keys: bool = False) -> LeaseInfo:
+        """The lease's remaining TTL (see `AsyncClient.time_to_live`)."""
         return await self._client.time_to_live(self.id, keys=keys)
 
-    async def revoke(self) -> None:
-        await self._stop()
-        await self._client.revoke(self.id)
+    async def revoke(self) -> Header:
+        """Stop the keep-alive and revoke the lease now."""
+        if self._keeper is not None:
+            await self._keeper.close()
+        return await self._client.revoke(self.id)
+

@@ -16,6 +16,7 @@ watches only the key created just before its own, so a release wakes one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -50,10 +51,8 @@ class Session:
 
     def close(self) -> None:
         self._keeper.close()
-        try:
+        with contextlib.suppress(EtcdError):  # expired, or the server is gone: it ends anyway
             self.client.revoke(self.lease_id)
-        except EtcdError:
-            pass  # expired already, or the server is gone: the lease ends anyway
 
     def __enter__(self) -> Self:
         return self

@@ -12,11 +12,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
 
-__all__ = ["Endpoint", "EndpointRing", "TLSConfig", "channel_options", "parse_endpoints"]
+__all__ = ["Endpoint", "EndpointRing", "TLSConfig", "channel_options", "make_channel", "parse_endpoints", "use_tls"]
 
 PathLike = str | Path
 
@@ -89,6 +90,11 @@ class TLSConfig:
         )
 
 
+def use_tls(endpoint: Endpoint, tls: TLSConfig | None) -> bool:
+    """An https endpoint, or any TLS setting given, means TLS."""
+    return endpoint.secure or tls is not None
+
+
 def channel_options(tls: TLSConfig | None) -> list[tuple[str, object]]:
     opts: list[tuple[str, object]] = [
         # etcd's server sends up to --max-request-bytes plus overhead, and a
@@ -108,6 +114,15 @@ def channel_options(tls: TLSConfig | None) -> list[tuple[str, object]]:
     if tls is not None and tls.server_name:
         opts.append(("grpc.ssl_target_name_override", tls.server_name))
     return opts
+
+
+def make_channel(api: Any, endpoint: Endpoint, tls: TLSConfig | None) -> Any:
+    """A channel to `endpoint`; `api` is grpc or grpc.aio, which make channels alike."""
+    options = channel_options(tls)
+    if use_tls(endpoint, tls):
+        creds = (tls or TLSConfig()).credentials()
+        return api.secure_channel(endpoint.target, creds, options=options)
+    return api.insecure_channel(endpoint.target, options=options)
 
 
 class EndpointRing:

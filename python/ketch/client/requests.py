@@ -172,7 +172,7 @@ class Op:
         if kind == "request_txn":
             t = self.pb.request_txn
             return all(Op(o).is_read for o in [*t.success, *t.failure])
-        return kind == "request_range"
+        return bool(kind == "request_range")  # WhichOneof is typed as Any
 
     def __repr__(self) -> str:
         return f"Op({self.pb.WhichOneof('request')})"

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
 
-from .._pb import kv_pb2, rpc_pb2
+from .._pb import auth_pb2, kv_pb2, rpc_pb2, v3election_pb2, v3lock_pb2
 
 __all__ = [
+    "AuthStatus",
+    "AuthToken",
     "DeleteResult",
     "Event",
     "EventType",
@@ -21,14 +23,21 @@ __all__ = [
     "Header",
     "KeepAliveResult",
     "KeyValue",
+    "LeaderKey",
     "LeaseGrant",
     "LeaseInfo",
     "LeaseList",
+    "LockResult",
     "Member",
     "MemberList",
+    "NameList",
+    "Permission",
+    "PermissionType",
     "PutResult",
+    "RoleInfo",
     "Status",
     "TxnResult",
+    "UserInfo",
     "WatchResponse",
 ]
 
@@ -308,3 +317,124 @@ class Status:
     @property
     def is_leader(self) -> bool:
         return self.leader == self.header.member_id
+
+
+@dataclass(frozen=True, slots=True)
+class LockResult:
+    """A lock held through the server's Lock service: `key` owns it until unlocked
+    or until its lease ends."""
+
+    header: Header
+    key: bytes
+    raw: v3lock_pb2.LockResponse = field(repr=False, compare=False)
+
+    @classmethod
+    def from_pb(cls, r: v3lock_pb2.LockResponse) -> LockResult:
+        return cls(Header.from_pb(r.header), r.key, r)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderKey:
+    """A leadership won through the server's Election service: the election's
+    `name`, the leader's `key` (created at revision `rev` under `lease`)."""
+
+    name: bytes
+    key: bytes
+    rev: int
+    lease: int
+
+    @classmethod
+    def from_pb(cls, k: v3election_pb2.LeaderKey) -> LeaderKey:
+        return cls(k.name, k.key, k.rev, k.lease)
+
+    def to_pb(self) -> v3election_pb2.LeaderKey:
+        return v3election_pb2.LeaderKey(name=self.name, key=self.key, rev=self.rev, lease=self.lease)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthStatus:
+    """Whether auth is enabled, and the auth store's revision (it grows with
+    every change of users, roles or permissions)."""
+
+    header: Header
+    enabled: bool
+    auth_revision: int
+
+    @classmethod
+    def from_pb(cls, r: rpc_pb2.AuthStatusResponse) -> AuthStatus:
+        return cls(Header.from_pb(r.header), r.enabled, r.authRevision)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthToken:
+    """What Authenticate answered: the token later calls carry."""
+
+    header: Header
+    token: str
+
+    @classmethod
+    def from_pb(cls, r: rpc_pb2.AuthenticateResponse) -> AuthToken:
+        return cls(Header.from_pb(r.header), r.token)
+
+
+@dataclass(frozen=True, slots=True)
+class NameList:
+    """The names of every user (UserList) or role (RoleList), sorted."""
+
+    header: Header
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_pb(cls, header: rpc_pb2.ResponseHeader, names: Any) -> NameList:
+        return cls(Header.from_pb(header), tuple(names))
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A user's roles, sorted."""
+
+    header: Header
+    roles: tuple[str, ...]
+
+    @classmethod
+    def from_pb(cls, r: rpc_pb2.AuthUserGetResponse) -> UserInfo:
+        return cls(Header.from_pb(r.header), tuple(r.roles))
+
+
+class PermissionType(str, Enum):
+    """What a role may do with a key range."""
+
+    READ = "read"
+    WRITE = "write"
+    READWRITE = "readwrite"
+
+    def to_pb(self) -> auth_pb2.Permission.Type:
+        wire = {"READ": auth_pb2.Permission.READ, "WRITE": auth_pb2.Permission.WRITE}
+        return wire.get(self.name, auth_pb2.Permission.READWRITE)
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """A role's grant on one key (`range_end` empty), on [key, range_end), or on
+    every key from `key` on (`range_end` b"\\0")."""
+
+    type: PermissionType
+    key: bytes
+    range_end: bytes
+
+    @classmethod
+    def from_pb(cls, p: auth_pb2.Permission) -> Permission:
+        name = auth_pb2.Permission.Type.Name(p.permType)
+        return cls(PermissionType[name], p.key, p.range_end)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleInfo:
+    """A role's permissions, sorted by key."""
+
+    header: Header
+    permissions: tuple[Permission, ...]
+
+    @classmethod
+    def from_pb(cls, r: rpc_pb2.AuthRoleGetResponse) -> RoleInfo:
+        return cls(Header.from_pb(r.header), tuple(Permission.from_pb(p) for p in r.perm))

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import _go
-from ._go import (
+from .. import govalue
+from ..govalue import (
     INT,
     INT64,
     UINT,
@@ -166,7 +166,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("max-txn-ops", UINT, 128, "Most operations in one transaction.", "max_txn_ops"),
         Flag("max-request-bytes", UINT, 1572864, "Largest client request accepted, in bytes.",
              "max_request_bytes"),
-        Flag("max-concurrent-streams", Uint32(), _go.UINT32_MAX,
+        Flag("max-concurrent-streams", Uint32(), govalue.UINT32_MAX,
              "Most concurrent streams a client connection may open.", "max_concurrent_streams"),
         Flag("grpc-keepalive-min-time", Duration(), 5.0,
              "Shortest interval a client may ping the server at.", "grpc_keepalive_min_time",
@@ -441,68 +441,3 @@ YAML_KEYS: dict[str, Flag] = {f.yaml_key: f for f in all_flags() if f.yaml_key}
 # The config file's nested mappings (etcd's securityConfig twice, and 3.5's
 # socket options); their keys are "section.key" above.
 YAML_SECTIONS = frozenset(k.partition(".")[0] for k in YAML_KEYS if "." in k)
-
-
-def usage() -> str:
-    """`ketch --help`: every flag, grouped as etcd's help, ketch's own marked."""
-    out = [
-        "Usage:",
-        "",
-        "  ketch [flags]",
-        "    Start a ketch server (etcd's v3 API).",
-        "",
-        "  ketch --version",
-        "    Show the version of ketch.",
-        "",
-        "  ketch -h | --help",
-        "    Show this help.",
-        "",
-        "Flags marked (3.5) are etcd 3.5's additions; (ketch) are ketch's own. Flags",
-        "marked [no effect] are accepted and checked as etcd checks them, and ketch",
-        "logs one warning naming the flag and why when one is set (README's flag table",
-        "lists the reasons).",
-    ]
-    for group, flags in GROUPS:
-        shown = [f for f in flags if not f.hidden]
-        if not shown:
-            continue
-        out += ["", f"{group}:"]
-        for f in shown:
-            marks = "".join(
-                m for m, on in ((" (3.5)", f.since == "3.5"), (" (ketch)", f.since == "ketch"),
-                                (" [no effect]", bool(f.reason))) if on
-            )  # fmt: skip
-            out.append(f"  --{f.name} '{f.shown()}'{marks}")
-            if f.help:
-                out.append(f"    {f.help}")
-    out += [
-        "",
-        "Every flag can also be set by the environment variable ETCD_<FLAG> (upper case,",
-        "dashes as underscores: ETCD_DATA_DIR for --data-dir); a flag on the command line",
-        "wins over its variable.",
-        "",
-    ]
-    return "\n".join(out)
-
-
-def markdown_table() -> str:
-    """README's flag table: every accepted flag (etcd 3.5's additions marked), its
-    default, and what ketch does with it."""
-    rows = ["| flag | default | in ketch |", "|---|---|---|"]
-    for group, flags in GROUPS:
-        if group == "Ignored":
-            names = ", ".join(f"`--{f.name}`" for f in flags)
-            rows.append(f"| {names} | | no effect: {flags[0].reason} |")
-            continue
-        for f in flags:
-            if f.name == "version":
-                continue
-            default = f.shown().replace("|", "\\|")
-            default = f"`{default}`" if default else ""
-            if f.reason:
-                what = f"no effect: {f.reason}"
-            else:
-                what = f.help + (" (ketch only)" if f.since == "ketch" else "")
-            mark = " (3.5)" if f.since == "3.5" else ""
-            rows.append(f"| `--{f.name}`{mark} | {default} | {what} |")
-    return "\n".join(rows) + "\n"

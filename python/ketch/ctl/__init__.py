@@ -29,6 +29,7 @@ def run(argv: Sequence[str]) -> int:
     )
     from .flags import GLOBAL_FLAGS, FlagError, apply_env, parse_flags
     from .printers import Output, PrinterCrash, UnsupportedFormat, make_printer
+    from .usage import help_text
 
     out = Output()
     global_names = {f"--{f.name}" for f in GLOBAL_FLAGS if f.kind != "bool"}
@@ -39,6 +40,7 @@ def run(argv: Sequence[str]) -> int:
     node: CommandSpec = COMMANDS
     path_idx: list[int] = []
     path_nodes: list[CommandSpec] = []
+    path_names: list[str] = []
     i = 0
     while i < len(argv) and node.children is not None:
         a = argv[i]
@@ -61,6 +63,7 @@ def run(argv: Sequence[str]) -> int:
                 return EXIT_ERROR
             break
         node = node.children[matches[0]]
+        path_names.append(matches[0])
         path_nodes.append(node)
         path_idx.append(i)
         i += 1
@@ -72,12 +75,14 @@ def run(argv: Sequence[str]) -> int:
         parsed = parse_flags(rest, flags)
         apply_env(parsed, GLOBAL_FLAGS)
     except FlagError as e:
-        out.err(f"Error: {e}\n" * 2)  # cobra, then etcdctl's main, as with unknown commands
+        # cobra: the error, then the command's usage (on stdout); then etcdctl's main again.
+        out.err(f"Error: {e}\n")
+        sys.stdout.write(help_text(" ".join(path_names)) or "")
+        sys.stdout.flush()
+        out.err(f"\nError: {e}\n")
         return EXIT_ERROR
     if node.run is None or parsed["help"]:
-        usage = node.usage or "ketchctl <command>"
-        names = ", ".join(node.children) if node.children else ""
-        sys.stdout.write(f"Usage: ketchctl {usage}\n" + (f"Commands: {names}\n" if names else ""))
+        sys.stdout.write(help_text(" ".join(path_names)) or "")
         return 0
     printer = make_printer(parsed["write-out"], out, parsed["hex"])
     if printer is None:

@@ -17,9 +17,10 @@ import grpc
 
 from .._pb import rpc_pb2
 from ..client import EtcdError
+from ..client.methods import LEASE_REVOKE
 from ..client.requests import Op
 from ..client.results import Header
-from ..client.sync import LEASE_REVOKE
+from ..govalue import parse_int
 from . import concurrency, maintenance, members
 from .context import (
     EXIT_BAD_ARGS,
@@ -35,7 +36,7 @@ from .context import (
     go_error_text,
 )
 from .flags import Flag, FlagError, ParsedArgs, parse_flags
-from .gofmt import go_duration, parse_int
+from .gofmt import go_duration
 from .printers import Health
 from .printers.simple import SimplePrinter
 
@@ -75,7 +76,7 @@ def get_options(p: ParsedArgs) -> tuple[bytes, dict[str, Any]]:
     key = _b(args[0])
     if len(args) > 1:
         if p["prefix"] or p["from-key"]:
-            raise CtlError(EXIT_BAD_ARGS, "too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+            raise CtlError(EXIT_BAD_ARGS, "too many arguments, only accept one argument when `--prefix` or `--from-key` is set")  # noqa: E501 -- etcd's message, quoted whole
         opts["range_end"] = _b(args[1])
     opts["limit"] = p["limit"]
     if p["rev"] > 0:
@@ -138,7 +139,7 @@ def del_options(p: ParsedArgs) -> tuple[bytes, dict[str, Any]]:
     opts: dict[str, Any] = {}
     if len(args) > 1:
         if p["prefix"] or p["from-key"]:
-            raise CtlError(EXIT_BAD_ARGS, "too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
+            raise CtlError(EXIT_BAD_ARGS, "too many arguments, only accept one argument when `--prefix` or `--from-key` is set")  # noqa: E501 -- etcd's message, quoted whole
         opts["range_end"] = _b(args[1])
     if p["prefix"]:
         if not key:
@@ -478,9 +479,13 @@ COMMANDS = _group("ketchctl", "", [
     _group("lease", "lease <subcommand>", [
         CommandSpec("grant", cmd_lease_grant, [], "grant <ttl>"),
         CommandSpec("revoke", cmd_lease_revoke, [], "revoke <leaseID>"),
-        CommandSpec("timetolive", cmd_lease_timetolive, [Flag("keys", "bool", False)], "timetolive <leaseID> [options]"),
+        CommandSpec(
+            "timetolive", cmd_lease_timetolive, [Flag("keys", "bool", False)], "timetolive <leaseID> [options]"
+        ),
         CommandSpec("list", cmd_lease_list, [], "list"),
-        CommandSpec("keep-alive", cmd_lease_keep_alive, [Flag("once", "bool", False)], "keep-alive [options] <leaseID>"),
+        CommandSpec(
+            "keep-alive", cmd_lease_keep_alive, [Flag("once", "bool", False)], "keep-alive [options] <leaseID>"
+        ),
     ]),
     _group("member", "member <subcommand>", [
         CommandSpec("add", members.cmd_member_add,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .gofmt import parse_duration, parse_int
+from ..govalue import parse_bool, parse_duration, parse_int
 
 __all__ = ["GLOBAL_FLAGS", "Flag", "FlagError", "ParsedArgs", "parse_flags"]
 
@@ -67,14 +67,9 @@ class ParsedArgs:
 def _convert(flag: Flag, text: str, current: Any, changed: bool) -> Any:
     try:
         if flag.kind == "bool":
-            lowered = text.lower()
-            if lowered in ("1", "t", "true"):
-                return True
-            if lowered in ("0", "f", "false"):
-                return False
-            raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
+            return parse_bool(text)
         if flag.kind == "int":
-            return parse_int(text, 10)
+            return parse_int(text, 0)  # pflag's int: strconv.ParseInt(s, 0, 64)
         if flag.kind == "duration":
             return parse_duration(text)
         if flag.kind == "strings":

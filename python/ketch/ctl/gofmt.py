@@ -11,53 +11,20 @@ from __future__ import annotations
 import base64
 import math
 import re
-import unicodedata
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+
+from ..govalue import quote as go_quote
 
 __all__ = [
     "go_duration",
     "go_json",
     "go_quote",
     "humanize_bytes",
-    "parse_duration",
-    "parse_int",
-    "parse_uint",
     "pb_to_go",
 ]
-
-
-def _printable(ch: str) -> bool:
-    # Go's unicode.IsPrint: letters, marks, numbers, punctuation, symbols and ASCII space.
-    return ch == " " or unicodedata.category(ch)[0] in "LMNPS"
-
-
-def go_quote(data: bytes | str) -> str:
-    """fmt's %q of a string: double-quoted, Go escapes, invalid UTF-8 as \\xNN."""
-    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
-    out = ['"']
-    text = raw.decode("utf-8", "surrogateescape")
-    for ch in text:
-        o = ord(ch)
-        if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif _printable(ch):
-            out.append(ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
-                        "\t": "\\t", "\v": "\\v"}[ch])  # fmt: skip
-        elif o < 0x20 or o == 0x7F:
-            out.append(f"\\x{o:02x}")
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
@@ -147,30 +114,6 @@ _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
 _DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
 
 
-def parse_duration(text: str) -> float:
-    """time.ParseDuration, in seconds. Raises ValueError with Go's message."""
-    s = text
-    sign = 1
-    if s[:1] in "+-" and s:
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise ValueError(f"time: invalid duration {go_quote(text)}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None or m.group(1) in ("", "."):
-            if m is None and re.match(r"[0-9.]+$", s[pos:]):
-                raise ValueError(f"time: missing unit in duration {go_quote(text)}")
-            raise ValueError(f"time: invalid duration {go_quote(text)}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total / 1e9
-
-
 def _fmt_frac(v: int, prec: int) -> tuple[str, int]:
     digits = ""
     printed = False
@@ -220,27 +163,3 @@ def humanize_bytes(n: int) -> str:
     val = math.floor(n / (1000**e) * 10 + 0.5) / 10
     fmt = "{:.0f} {}" if val >= 10 else "{:.1f} {}"
     return fmt.format(val, sizes[int(e)])
-
-
-def parse_uint(text: str, base: int) -> int:
-    """strconv.ParseUint(text, base, 64); raises ValueError with Go's message."""
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"[:base]
-    if not text or any(c.lower() not in digits for c in text):
-        raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: invalid syntax")
-    value = int(text, base)
-    if value >= 1 << 64:
-        raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: value out of range")
-    return value
-
-
-def parse_int(text: str, base: int, bits: int = 64) -> int:
-    """strconv.ParseInt; raises ValueError with Go's message."""
-    fn = "strconv.ParseInt"
-    body = text[1:] if text[:1] in "+-" else text
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"[:base]
-    if not body or any(c.lower() not in digits for c in body):
-        raise ValueError(f"{fn}: parsing {go_quote(text)}: invalid syntax")
-    value = int(text, base)
-    if not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
-        raise ValueError(f"{fn}: parsing {go_quote(text)}: value out of range")
-    return value

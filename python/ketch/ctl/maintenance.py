@@ -12,6 +12,7 @@ from typing import TextIO
 
 from .._pb import rpc_pb2
 from ..client import EtcdError
+from ..govalue import parse_uint
 from .context import (
     EXIT_BAD_ARGS,
     EXIT_BAD_FEATURE,
@@ -23,7 +24,7 @@ from .context import (
     go_error_text,
 )
 from .flags import ParsedArgs
-from .gofmt import humanize_bytes, parse_uint
+from .gofmt import humanize_bytes
 
 SHA256_SIZE = 32
 

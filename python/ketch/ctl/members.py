@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 
+from ..govalue import parse_uint
 from .context import EXIT_BAD_ARGS, EXIT_ERROR, Ctl, CtlError
 from .flags import ParsedArgs
-from .gofmt import go_quote, parse_uint
+from .gofmt import go_quote
 from .printers.simple import SimplePrinter
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")

@@ -1,4 +1,7 @@
-"""Go's flag values, as etcd's command line parses them.
+"""Go's values as etcd's and etcdctl's command lines parse them: strconv's
+integers and booleans, time's durations, URL lists, with Go's error texts.
+The server's flags (ketch.config) and ketchctl's (ketch.ctl.flags) both parse
+through here, so a bad value reads the same as in etcd and etcdctl.
 
 Each kind turns a flag's text into a value or raises ValueError whose text is
 what Go prints after "invalid value "x" for flag -name: ". Go's flag package
@@ -13,6 +16,7 @@ the value from a `--config-file`, and how `--help` shows a default.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,12 +63,11 @@ class Bool(Kind):
     is_bool = True
     go_type = "bool"
 
-    def parse(self, s: str) -> bool:  # strconv.ParseBool
-        if s in ("1", "t", "T", "TRUE", "true", "True"):
-            return True
-        if s in ("0", "f", "F", "FALSE", "false", "False"):
-            return False
-        raise ValueError("parse error")
+    def parse(self, s: str) -> bool:
+        try:
+            return parse_bool(s)
+        except ValueError as e:
+            raise flag_package_error(e) from None
 
     def from_yaml(self, v: Any) -> bool:
         if not isinstance(v, bool):
@@ -75,15 +78,57 @@ class Bool(Kind):
         return "true" if v else "false"
 
 
-def go_int(s: str) -> int:
-    """strconv.ParseInt/ParseUint with base 0: 0x, 0o, 0b prefixes, 0-led octal, underscores."""
-    body = s.lstrip("+-")
-    if body[:1] == "0" and len(body) > 1 and body[1:2].isdigit():
-        s = s.replace("0", "0o", 1)
-    try:
-        return int(s, 0)
-    except ValueError:
-        raise ValueError("parse error") from None
+def _int_syntax(text: str, base: int) -> int | None:
+    """The value strconv would read, or None for a syntax error. Base 0 takes
+    0x, 0o, 0b and 0-led octal prefixes and underscores between digits."""
+    body = text[1:] if text[:1] in "+-" else text
+    if base == 0:
+        if body[:1] == "0" and len(body) > 1 and body[1:2].isdigit():
+            text = text.replace("0", "0o", 1)
+        try:
+            return int(text, 0)
+        except ValueError:
+            return None
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"[:base]
+    if not body or any(c.lower() not in digits for c in body):
+        return None
+    return int(text, base)
+
+
+def parse_int(text: str, base: int = 0, bits: int = 64) -> int:
+    """strconv.ParseInt; raises ValueError with Go's message."""
+    value = _int_syntax(text, base)
+    if value is None:
+        raise ValueError(f"strconv.ParseInt: parsing {quote(text)}: invalid syntax")
+    if not -(1 << (bits - 1)) <= value < (1 << (bits - 1)):
+        raise ValueError(f"strconv.ParseInt: parsing {quote(text)}: value out of range")
+    return value
+
+
+def parse_uint(text: str, base: int = 0, bits: int = 64) -> int:
+    """strconv.ParseUint; raises ValueError with Go's message."""
+    value = None if text[:1] in "+-" else _int_syntax(text, base)
+    if value is None:
+        raise ValueError(f"strconv.ParseUint: parsing {quote(text)}: invalid syntax")
+    if value >= 1 << bits:
+        raise ValueError(f"strconv.ParseUint: parsing {quote(text)}: value out of range")
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    """strconv.ParseBool; raises ValueError with Go's message."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ValueError(f"strconv.ParseBool: parsing {quote(text)}: invalid syntax")
+
+
+def flag_package_error(err: ValueError) -> ValueError:
+    """What Go's flag package says of a bool, int, uint or duration it could not
+    parse: only "parse error" or "value out of range" (etcd's own kinds print
+    strconv's error whole)."""
+    return ValueError("value out of range" if str(err).endswith("value out of range") else "parse error")
 
 
 class Int(Kind):
@@ -93,12 +138,11 @@ class Int(Kind):
         self.lo, self.hi, self.go_type = lo, hi, go_type
 
     def parse(self, s: str) -> int:
-        if self.lo == 0 and s.startswith(("-", "+")):
-            raise ValueError("parse error")
-        v = go_int(s)
-        if not self.lo <= v <= self.hi:
-            raise ValueError("value out of range")
-        return v
+        bits = self.hi.bit_length()
+        try:
+            return parse_uint(s, 0, bits) if self.lo == 0 else parse_int(s, 0, bits + 1)
+        except ValueError as e:
+            raise flag_package_error(e) from None
 
     def from_yaml(self, v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
@@ -121,38 +165,38 @@ class Uint32(Int):
         super().__init__(0, UINT32_MAX, "uint32")
 
     def parse(self, s: str) -> int:
-        try:
-            v = super().parse(s)
-        except ValueError as e:
-            what = "invalid syntax" if str(e) == "parse error" else "value out of range"
-            raise ValueError(f'strconv.ParseUint: parsing "{s}": {what}') from None
-        return v
+        return parse_uint(s, 0, 32)
 
     def show(self, v: Any) -> str:
         return "math.MaxUint32" if v == UINT32_MAX else str(v)
 
 
-_DURATION_UNITS = {
-    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-}  # fmt: skip
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
+                   "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}  # fmt: skip
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
 
 
-def parse_duration(s: str) -> float:
-    """Go's time.ParseDuration ("10m", "1h30m", "250ms", "0"), in seconds."""
-    body = s[1:] if s[:1] in "+-" else s
-    if body == "0":
+def parse_duration(text: str) -> float:
+    """time.ParseDuration ("10m", "1h30m", "250ms", "0"), in seconds; raises
+    ValueError with Go's message."""
+    s, sign = text, 1
+    if s[:1] in "+-" and s:
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
         return 0.0
-    if not body:
-        raise ValueError("parse error")
-    pos, total = 0, 0.0
-    while pos < len(body):
-        m = _DURATION_PART.match(body, pos)
-        if m is None:
-            raise ValueError("parse error")  # Go's flag package for a bad duration
+    if not s:
+        raise ValueError(f"time: invalid duration {quote(text)}")
+    total, pos = 0.0, 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if m is None or m.group(1) in ("", "."):
+            if m is None and re.match(r"[0-9.]+$", s[pos:]):
+                raise ValueError(f"time: missing unit in duration {quote(text)}")
+            raise ValueError(f"time: invalid duration {quote(text)}")
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
-    return -total if s.startswith("-") else total
+    return sign * total / 1e9
 
 
 def format_duration(seconds: float) -> str:
@@ -178,13 +222,16 @@ class Duration(Kind):
     go_type = "time.Duration"
 
     def parse(self, s: str) -> float:
-        return parse_duration(s)
+        try:
+            return parse_duration(s)
+        except ValueError as e:
+            raise flag_package_error(e) from None
 
     def from_yaml(self, v: Any) -> float:
         if isinstance(v, int) and not isinstance(v, bool):
             return v / 1e9
         if isinstance(v, str):
-            return parse_duration(v)
+            return self.parse(v)
         raise TypeError(self.go_type)
 
     def show(self, v: Any) -> str:
@@ -277,11 +324,55 @@ def split_host_port(netloc: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
-def quote(s: str) -> str:
-    """Go's %q for the strings flags carry."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _printable(ch: str) -> bool:
+    # Go's unicode.IsPrint: letters, marks, numbers, punctuation, symbols and ASCII space.
+    return ch == " " or unicodedata.category(ch)[0] in "LMNPS"
+
+
+def quote(data: bytes | str) -> str:
+    """fmt's %q of a string: double-quoted, Go escapes, invalid UTF-8 as \\xNN."""
+    raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
+    out = ['"']
+    text = raw.decode("utf-8", "surrogateescape")
+    for ch in text:
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif _printable(ch):
+            out.append(ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append({"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+                        "\t": "\\t", "\v": "\\v"}[ch])  # fmt: skip
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    out.append('"')
+    return "".join(out)
 
 
 def env_key(flag: str) -> str:
     """flags.FlagToEnv("ETCD", name): ETCD_ and the name upper-cased, dashes as underscores."""
     return "ETCD_" + flag.upper().replace("-", "_")
+
+
+def parse_urls_map(s: str) -> dict[str, tuple[str, ...]]:
+    """etcd's types.NewURLsMap: "name=url,name=url,..." to name -> URLs."""
+    members: dict[str, list[str]] = {}
+    for item in s.split(","):
+        if not item:
+            continue
+        name, sep, u = item.partition("=")
+        if not sep:
+            continue  # etcd's parser skips an entry with no "="
+        members.setdefault(name, []).append(u)
+    out: dict[str, tuple[str, ...]] = {}
+    for name, urls in members.items():
+        out[name] = parse_urls(",".join(urls))
+    if not out:
+        raise ValueError("initial cluster unset and no discovery URL found")
+    return out
