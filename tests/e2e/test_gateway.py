@@ -209,6 +209,10 @@ def test_kv_routes(pair: tuple[Server, Server]) -> None:
     same(etcd, ketch, "/v3/kv/compaction", {"revision": "3"})
     # Empty key: InvalidArgument.
     same(etcd, ketch, "/v3/kv/put", {"value": b64("x")})
+    # null is a field not given, as jsonpb reads it.
+    same(
+        etcd, ketch, "/v3/kv/put", {"key": b64("n"), "value": None, "lease": None, "prev_kv": None}
+    )
     # An empty body is an empty request.
     same(etcd, ketch, "/v3/kv/range", b"")
 

@@ -455,8 +455,23 @@ fn request_from_json<T: Message + Default + DeserializeOwned>(json: &[u8]) -> Re
             "json: cannot unmarshal {what} into Go value of type map[string]json.RawMessage"
         )));
     }
-    let message: T = serde_json::from_slice(json).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    drop_nulls(&mut value);
+    let message: T = serde_json::from_value(value).map_err(|e| Status::invalid_argument(e.to_string()))?;
     Ok(message.encode_to_vec().into())
+}
+
+/// jsonpb takes a field set to null as a field not given (pbjson refuses
+/// null for a scalar): the nulls go before the message is read.
+fn drop_nulls(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            fields.retain(|_, v| !v.is_null());
+            fields.values_mut().for_each(drop_nulls);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }
 
 fn response_to_json<T: Message + Default + Serialize>(pb: &[u8]) -> Result<Vec<u8>, Status> {
@@ -799,6 +814,10 @@ mod tests {
             String::from_utf8(json).unwrap(),
             r#"{"header":{"cluster_id":"18446744073709551615","member_id":"1","revision":"5","raft_term":"2"},"kvs":[{"key":"PCY+","version":"1"}],"count":"1"}"#
         );
+        let nulls = request_from_json::<pb::TxnRequest>(br#"{"compare":null,"success":[{"request_put":{"key":"Zm9v","value":null}}]}"#);
+        let put = pb::PutRequest { key: Bytes::from_static(b"foo"), ..Default::default() };
+        let success = vec![pb::RequestOp { request: Some(pb::request_op::Request::RequestPut(put)) }];
+        assert_eq!(pb::TxnRequest::decode(nulls.unwrap()).unwrap(), pb::TxnRequest { success, ..Default::default() });
         assert!(matches!(request_from_json::<pb::PutRequest>(b"5"), Err(s) if s.message() == "json: cannot unmarshal number into Go value of type map[string]json.RawMessage"));
     }
 
