@@ -167,6 +167,7 @@ class Engine:
         tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
         forward_tls: tuple[bytes | None, bytes, bytes] | None = None,
         threads: int = 0,
+        grpc_gateway: bool = True,
     ) -> ClientServer:
         """Serve etcd's gRPC API (and /health, /version over HTTP) on listening
         sockets: listeners is [(fd, is_https)], each fd detached from its

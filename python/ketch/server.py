@@ -156,6 +156,7 @@ def _serve_clients(
             version=ETCD_VERSION,
             tls=tls,
             forward_tls=forward,
+            grpc_gateway=cfg.enable_grpc_gateway,
         )
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None

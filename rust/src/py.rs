@@ -196,7 +196,7 @@ impl PyEngine {
     /// Python has bound: `listeners` is [(fd, is_https)]; the server owns the
     /// fds from here on. `tls`: the https listeners' files (see `_core.pyi`).
     #[pyo3(signature = (listeners, *, max_request_bytes, max_concurrent_streams, keepalive_interval,
-                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0))]
+                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0, grpc_gateway=true))]
     #[allow(clippy::too_many_arguments)]
     fn serve_clients(
         &self,
@@ -210,6 +210,7 @@ impl PyEngine {
         tls: Option<TlsArgs>,
         forward_tls: Option<ForwardTlsArgs>,
         threads: usize,
+        grpc_gateway: bool,
     ) -> PyResult<PyClientServer> {
         let seconds = |s: f64, what: &str| {
             std::time::Duration::try_from_secs_f64(s).map_err(|e| PyValueError::new_err(format!("{what} {s}: {e}")))
@@ -224,6 +225,7 @@ impl PyEngine {
             keepalive_timeout: seconds(keepalive_timeout, "keepalive timeout")?,
             version,
             threads,
+            grpc_gateway,
         };
         let engine = self.engine.clone();
         let server = py.detach(|| ClientServer::start(engine, config)).map_err(PyValueError::new_err)?;

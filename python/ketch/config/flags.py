@@ -416,7 +416,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("log-package-levels", Str(), "", "Log levels per package.", reason=LOGS,
              inert=("",)),
         Flag("enable-grpc-gateway", Bool(), True, "Serve the gRPC gateway (JSON over HTTP).",
-             reason="ketch has no gRPC gateway (JSON over HTTP)", inert=(False,), hidden=True),
+             "enable_grpc_gateway", hidden=True),
     )),
     ("Configuration", (
         Flag("config-file", Str(), "", "etcd's YAML configuration file; when given, the other "

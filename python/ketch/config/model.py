@@ -112,6 +112,7 @@ class Config:
     listen_metrics_urls: tuple[str, ...] = ()
     enable_pprof: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    enable_grpc_gateway: bool = True
     quota_backend_bytes: int = 0
     max_txn_ops: int = 128
     grpc_workers: int = DEFAULT_GRPC_WORKERS

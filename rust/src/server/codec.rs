@@ -15,6 +15,19 @@ pub struct RawCodec {
     pub max_receive: usize,
 }
 
+impl RawCodec {
+    /// Refuses a request of `n` bytes over the limit (the JSON gateway's requests meet it too).
+    pub fn check_size(&self, n: usize) -> Result<(), Status> {
+        if n > self.max_receive {
+            return Err(Status::resource_exhausted(format!(
+                "grpc: received message larger than max ({n} vs. {})",
+                self.max_receive
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Codec for RawCodec {
     type Encode = Bytes;
     type Decode = Bytes;
@@ -52,12 +65,7 @@ impl Decoder for RawDecoder {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         let n = src.remaining();
-        if n > self.max_receive {
-            return Err(Status::resource_exhausted(format!(
-                "grpc: received message larger than max ({n} vs. {})",
-                self.max_receive
-            )));
-        }
+        RawCodec { max_receive: self.max_receive }.check_size(n)?;
         Ok(Some(src.copy_to_bytes(n)))
     }
 }

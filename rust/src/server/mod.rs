@@ -9,6 +9,7 @@
 //!                  Watch      streams::watch: requests in, the hub's responses out
 //!                  KeepAlive  streams::keep_alive (on a follower: the leader's)
 //!                  Snapshot   streams::snapshot
+//!               /v3/... ─► gateway::serve: JSON to the same services
 //!               anything else ─► http(): /health, /version
 //! ```
 //!
@@ -18,6 +19,7 @@
 
 mod calls;
 mod codec;
+mod gateway;
 mod http_endpoints;
 mod recipes;
 pub mod status;
@@ -69,6 +71,8 @@ pub struct ServerConfig {
     pub version: String,
     /// Tokio worker threads; 0: one per CPU.
     pub threads: usize,
+    /// etcd's --enable-grpc-gateway: serve the JSON gateway (`gateway`).
+    pub grpc_gateway: bool,
 }
 
 /// What every connection's handlers share.
@@ -76,6 +80,7 @@ struct Front {
     calls: Arc<Calls>,
     codec: RawCodec,
     version: String,
+    grpc_gateway: bool,
 }
 
 /// A running front door; [`ClientServer::stop`] ends it.
@@ -108,6 +113,7 @@ impl ClientServer {
             calls: Arc::new(Calls::new(engine.clone(), config.forward_tls.clone())),
             codec: RawCodec { max_receive: config.max_request_bytes + GRPC_OVERHEAD_BYTES },
             version: config.version.clone(),
+            grpc_gateway: config.grpc_gateway,
         });
         let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         http.http2()
@@ -248,6 +254,8 @@ async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respons
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if is_grpc {
         grpc(&front, req).await
+    } else if front.grpc_gateway && gateway::serves(req.uri().path()) {
+        gateway::serve(front, req).await
     } else {
         http_endpoints::serve(&front.calls.engine, &front.version, &req)
     }
@@ -367,7 +375,7 @@ impl UnaryService<Bytes> for UnaryCall {
 
 struct StreamCall {
     calls: Arc<Calls>,
-    open: fn(&Arc<Calls>, Streaming<Bytes>) -> ResponseStream,
+    open: fn(&Arc<Calls>, streams::RequestStream) -> ResponseStream,
 }
 
 impl StreamingService<Bytes> for StreamCall {
@@ -376,7 +384,7 @@ impl StreamingService<Bytes> for StreamCall {
     type Future = Ready<Result<tonic::Response<ResponseStream>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Streaming<Bytes>>) -> Self::Future {
-        ready(Ok(tonic::Response::new((self.open)(&self.calls, request.into_inner()))))
+        ready(Ok(tonic::Response::new((self.open)(&self.calls, Box::pin(request.into_inner())))))
     }
 }
 

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 use crate::completion::{Answer, Waiter};
 use crate::engine::Method;
@@ -22,6 +22,8 @@ use crate::server::calls::Calls;
 use crate::server::status::status_of;
 
 pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send + 'static>>;
+/// A bidi call's requests: gRPC's messages, or the JSON gateway's.
+pub type RequestStream = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send + 'static>>;
 
 /// Responses handed to gRPC are acknowledged to the hub at least this often
 /// in a burst (the hub's flow control counts what is not yet acknowledged).
@@ -34,7 +36,7 @@ const SNAPSHOT_CHUNK: usize = 32 * 1024;
 /// from a task of their own, and the hub's responses come out of the
 /// returned stream in the order the hub made them. A client that half-closes
 /// keeps getting its events, as from etcd.
-pub fn watch(calls: &Arc<Calls>, mut requests: Streaming<Bytes>) -> ResponseStream {
+pub fn watch(calls: &Arc<Calls>, mut requests: RequestStream) -> ResponseStream {
     let token = calls.token();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = calls.engine.clone();
@@ -44,7 +46,7 @@ pub fn watch(calls: &Arc<Calls>, mut requests: Streaming<Bytes>) -> ResponseStre
         let engine = engine.clone();
         tokio::spawn(async move {
             // A request that does not arrive whole ends only the reading side.
-            while let Ok(Some(request)) = requests.message().await {
+            while let Some(Ok(request)) = requests.next().await {
                 engine.submit_method(Method::WatchRequest, request, token);
             }
         })
@@ -116,20 +118,20 @@ impl Drop for WatchResponses {
 /// LeaseKeepAlive: each request renews once and is answered in order
 /// (etcd's leaseKeepAlive loop); on a follower each renew goes to the
 /// leader. An error ends the stream with it.
-pub fn keep_alive(calls: &Arc<Calls>, requests: Streaming<Bytes>) -> ResponseStream {
+pub fn keep_alive(calls: &Arc<Calls>, requests: RequestStream) -> ResponseStream {
     const PATH: &str = "/etcdserverpb.Lease/LeaseKeepAlive";
     let state = (requests, calls.clone(), false);
     Box::pin(futures_util::stream::unfold(state, |(mut requests, calls, failed)| async move {
         if failed {
             return None;
         }
-        match requests.message().await {
-            Ok(Some(request)) => match calls.call_on_leader(Method::LeaseKeepAlive, PATH, request).await {
+        match requests.next().await {
+            Some(Ok(request)) => match calls.call_on_leader(Method::LeaseKeepAlive, PATH, request).await {
                 Ok(response) => Some((Ok(response), (requests, calls, false))),
                 Err(status) => Some((Err(status), (requests, calls, true))),
             },
-            Ok(None) => None,
-            Err(status) => Some((Err(status), (requests, calls, true))),
+            None => None,
+            Some(Err(status)) => Some((Err(status), (requests, calls, true))),
         }
     }))
 }
