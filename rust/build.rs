@@ -1,4 +1,4 @@
-// Generates the etcd wire types (etcdserverpb, mvccpb) and ketch's internal
+// Generates the etcd wire types (etcdserverpb, mvccpb, authpb) and ketch's internal
 // Raft payload from the .proto files in rust/proto. Needs `protoc` on PATH
 // (Debian: protobuf-compiler); .ci/dev installs it.
 //
@@ -30,6 +30,6 @@ fn main() {
         .expect("registering the descriptors for pbjson")
         .preserve_proto_field_names()
         .ignore_unknown_fields()
-        .build(&[".etcdserverpb", ".mvccpb", ".v3lockpb", ".v3electionpb"])
+        .build(&[".etcdserverpb", ".mvccpb", ".authpb", ".v3lockpb", ".v3electionpb"])
         .expect("generating the serde impls for the JSON gateway");
 }

@@ -6,6 +6,7 @@
 
 pub mod authpb {
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 pub mod mvccpb {
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
