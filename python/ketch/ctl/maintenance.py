@@ -14,7 +14,6 @@ from .._pb import rpc_pb2
 from ..client import EtcdError
 from .context import (
     EXIT_BAD_ARGS,
-    EXIT_BAD_FEATURE,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     Ctl,
@@ -239,7 +238,3 @@ def cmd_snapshot_save(p: ParsedArgs, ctl: Ctl) -> None:
         if os.path.exists(part):
             os.unlink(part)
     ctl.out.line(f"Snapshot saved at {path}")
-
-
-def cmd_snapshot_not_yet(p: ParsedArgs, ctl: Ctl) -> None:
-    raise CtlError(EXIT_BAD_FEATURE, "snapshot status and restore are not supported by ketchctl yet")
