@@ -21,7 +21,7 @@ from .context import EXIT_BAD_ARGS, EXIT_ERROR, Ctl, CtlError
 from .flags import Flag, ParsedArgs
 from .printers import SnapshotStatus
 
-__all__ = ["RESTORE_FLAGS", "cmd_snapshot_restore", "cmd_snapshot_status"]
+__all__ = ["RESTORE_FLAGS", "cmd_snapshot_restore", "cmd_snapshot_status", "restore_snapshot", "snapshot_status"]
 
 DEFAULT_NAME = "default"
 DEFAULT_PEER_URL = "http://localhost:2380"
@@ -44,10 +44,34 @@ def cmd_snapshot_status(p: ParsedArgs, ctl: Ctl) -> None:
     if not os.path.exists(path):
         raise CtlError(EXIT_ERROR, f"stat {path}: no such file or directory")
     try:
-        h, rev, keys, size = _core.snapshot_status(path)
+        status = snapshot_status(path)
     except (ValueError, OSError) as e:
         raise CtlError(EXIT_ERROR, str(e)) from None
-    ctl.printer.db_status(SnapshotStatus(h, rev, keys, size))
+    ctl.printer.db_status(status)
+
+
+def snapshot_status(path: str) -> SnapshotStatus:
+    """etcdctl's Status of an etcd-format snapshot file; ValueError (one line)
+    for a file that is not a sound bbolt file."""
+    return SnapshotStatus(*_core.snapshot_status(path))
+
+
+def restore_snapshot(
+    path: str,
+    data_dir: str,
+    wal_dir: str | None,
+    name: str,
+    cluster: dict[str, tuple[str, ...]],
+    token: str,
+    skip_hash_check: bool,
+) -> None:
+    """A new data dir for member `name` of the new cluster `cluster` (name →
+    peer URLs) from an etcd-format snapshot; ValueError (one line, nothing
+    left behind) for a bad file or an existing data or WAL dir."""
+    members = [(membership.member_id(urls, token), n, list(urls)) for n, urls in cluster.items()]
+    me = next(m[0] for m in members if m[1] == name)
+    cid = membership.cluster_id(m[0] for m in members)
+    _core.snapshot_restore(path, data_dir, wal_dir, me, cid, members, skip_hash_check)
 
 
 def _urls_differ(a: list[str], b: list[str]) -> str:
@@ -110,11 +134,7 @@ def cmd_snapshot_restore(p: ParsedArgs, ctl: Ctl) -> None:
         raise CtlError(EXIT_ERROR, f'wal-dir "{wal_dir}" exists')
     if not os.path.exists(path):
         raise CtlError(EXIT_ERROR, f"open {path}: no such file or directory")
-    token = p["initial-cluster-token"]
-    members = [(membership.member_id(urls, token), n, list(urls)) for n, urls in cluster.items()]
-    me = next(m[0] for m in members if m[1] == name)
-    cid = membership.cluster_id(m[0] for m in members)
     try:
-        _core.snapshot_restore(path, data_dir, wal_dir, me, cid, members, bool(p["skip-hash-check"]))
+        restore_snapshot(path, data_dir, wal_dir, name, cluster, p["initial-cluster-token"], bool(p["skip-hash-check"]))
     except (ValueError, OSError) as e:
         raise CtlError(EXIT_ERROR, str(e)) from None
