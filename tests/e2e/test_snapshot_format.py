@@ -204,3 +204,24 @@ def test_restore_into_an_existing_data_dir_is_refused(good_snapshot: Path, tmp_p
     assert err.strip() == f'Error: data-dir "{existing}" exists'
     assert err.strip() in err_etcd
     assert sorted(p.name for p in existing.iterdir()) == ["keep"]
+
+
+@pytest.mark.timeout(240)
+def test_ketch_snapshot_restored_with_a_wal_dir_serves_in_ketch(make_server: ServerFactory, tmp_path: Path) -> None:
+    source = make_server("ketch")
+    lease = fill(source)
+    want = everything(source)
+    snap = tmp_path / "ketch.db"
+    ok(source.etcdctl("snapshot", "save", str(snap)))
+    source.stop()
+    wal = tmp_path / "separate-wal"
+    target = make_server("ketch", ["--wal-dir", str(wal)], start=False)
+    ok(ketchctl(*restore_args(target, snap), "--wal-dir", str(wal)))
+    assert any(wal.glob("*.wal"))
+    target.start()
+    assert everything(target) == want
+    assert ttl_of(target, lease) > LEASE_TTL - 30
+    # A restart comes back from the restored dirs as from any others.
+    target.stop()
+    target.start()
+    assert everything(target) == want
