@@ -66,8 +66,9 @@ LEASE_LEASES: int
 MAINTENANCE_ALARM: int  # every action goes through Raft, GET too (as etcd)
 MAINTENANCE_HASH: int
 MAINTENANCE_HASH_KV: int
-# Copies the backend to a file under the data dir and answers its path
-# (UTF-8 bytes, not a message); the caller streams the file and removes it.
+# Writes the store as etcd's bbolt backend to a file under the data dir and
+# answers its path (UTF-8 bytes, not a message); the caller streams the
+# file and removes it.
 MAINTENANCE_SNAPSHOT: int
 MAINTENANCE_MOVE_LEADER: int  # one member: only the member itself is a valid target
 MAINTENANCE_DEFRAGMENT: int  # per member, not through Raft; writers wait meanwhile
@@ -196,6 +197,24 @@ class Engine:
         """Stop taking requests, finish what was accepted, fsync, join threads.
 
         Stop the ClientServer and the PeerTransport first."""
+
+def snapshot_status(path: str) -> tuple[int, int, int, int]:
+    """etcdctl's snapshot status of an etcd-format snapshot file: (hash, revision,
+    total keys, total size). ValueError (one line) for a file that is not one."""
+
+def snapshot_restore(
+    path: str,
+    data_dir: str,
+    wal_dir: str | None,
+    member_id: int,
+    cluster_id: int,
+    members: list[tuple[int, str, list[str]]],
+    skip_hash_check: bool,
+) -> tuple[int, int, int]:
+    """A new ketch data dir from an etcd-format snapshot (ketch's or etcd's), as
+    member_id of the new cluster `members` (ID, name, peer URLs). Returns
+    (records, leases, revision). ValueError (one line, nothing left behind)
+    for a bad file or an existing data or WAL dir."""
 
 def self_signed_cert(hosts: list[str]) -> tuple[str, str]:
     """(certificate PEM, key PEM) self-signed for these DNS names and IP

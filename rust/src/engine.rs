@@ -689,7 +689,7 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 }
                 Method::MaintenanceSnapshot => {
                     let dest = shared.config.data_dir.join("member").join(format!("snapshot-{token}.tmp"));
-                    let result = shared.store.copy_to(&dest).map(|_| dest.to_string_lossy().into_owned().into_bytes());
+                    let result = snapshot_in_etcd_format(shared, &dest).map(|_| dest.to_string_lossy().into_owned().into_bytes());
                     shared.completions.push(token, result);
                 }
                 Method::MaintenanceHashKv => {
@@ -703,6 +703,17 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
             },
         }
     }
+}
+
+/// Maintenance.Snapshot's file: the store as etcd's bbolt backend, from one
+/// read view (writers go on meanwhile). Its cluster version is the
+/// major.minor this member reports, as etcd's cluster bucket keeps it.
+fn snapshot_in_etcd_format(shared: &Shared, dest: &Path) -> Result<u64, EtcdError> {
+    let mut version: Vec<&str> = shared.config.version.split('.').take(2).collect();
+    version.push("0");
+    let view = shared.store.view()?;
+    crate::bbolt::write_snapshot(&view, dest, &version.join("."), &crate::bbolt::AuthState::never_enabled())
+        .map_err(|e| EtcdError::Internal(format!("snapshot: {e}")))
 }
 
 pub(crate) fn decode<M: Message + Default>(request: Bytes) -> Result<M, EtcdError> {

@@ -8,11 +8,13 @@
 //! - [`node`]: the Raft Ready loop (persist, apply, answer; membership changes).
 //! - [`peer`]: Raft messages to and from other members, as the batches the transport carries.
 //! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
+//! - [`bbolt`]: snapshots in etcd's format (a bbolt file as etcd's backend), written, read, restored.
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
 //! - [`server`]: the wire: etcd's gRPC API (tonic) and HTTP beside it on the client port, and
 //!   the peer transport, on tokio.
 //! - `py` (feature `python`): the only module that knows Python.
 
+pub mod bbolt;
 pub mod completion;
 pub mod engine;
 pub mod error;

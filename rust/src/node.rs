@@ -1033,7 +1033,7 @@ fn exit_after_answers() -> ! {
 /// The log of a new member. With initial members (a new cluster) it holds
 /// etcd's bootstrap entries, committed; without (joining a running cluster)
 /// it is empty at term 0 and waits for the leader.
-fn bootstrap_log(fs: Arc<dyn WalFs>, wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String, Vec<String>)]) -> Result<RaftLog, StartError> {
+pub(crate) fn bootstrap_log(fs: Arc<dyn WalFs>, wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String, Vec<String>)]) -> Result<RaftLog, StartError> {
     if initial.is_empty() {
         return Ok(RaftLog::create_with(fs, wal_dir, &meta.encode_to_vec(), ConfState::default(), 0)?);
     }

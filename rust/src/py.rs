@@ -313,6 +313,35 @@ fn self_signed_cert(hosts: Vec<String>) -> PyResult<(String, String)> {
     crate::server::self_signed(&hosts).map_err(PyValueError::new_err)
 }
 
+/// `snapshot status`: (hash, revision, total keys, total size) of an
+/// etcd-format snapshot file.
+#[pyfunction]
+fn snapshot_status(py: Python<'_>, path: std::path::PathBuf) -> PyResult<(u32, i64, u64, u64)> {
+    let st = py.detach(|| crate::bbolt::snapshot_status(&path)).map_err(|e| PyValueError::new_err(e.0))?;
+    Ok((st.hash, st.revision, st.total_keys, st.total_size))
+}
+
+/// `snapshot restore`: a new data dir from an etcd-format snapshot, as
+/// member `member_id` of the cluster `members` ((ID, name, peer URLs)).
+/// Returns (records, leases, revision) restored.
+#[pyfunction]
+#[pyo3(signature = (path, data_dir, wal_dir, member_id, cluster_id, members, skip_hash_check))]
+#[allow(clippy::too_many_arguments)]
+fn snapshot_restore(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+    wal_dir: Option<std::path::PathBuf>,
+    member_id: u64,
+    cluster_id: u64,
+    members: Vec<(u64, String, Vec<String>)>,
+    skip_hash_check: bool,
+) -> PyResult<(u64, u64, i64)> {
+    let target = crate::bbolt::RestoreTarget { data_dir, wal_dir, member_id, cluster_id, members };
+    let done = py.detach(|| crate::bbolt::restore(&path, skip_hash_check, &target)).map_err(|e| PyValueError::new_err(e.0))?;
+    Ok((done.records, done.leases, done.revision))
+}
+
 fn start_error(e: StartError) -> PyErr {
     match e {
         StartError::Io { .. } | StartError::Wal(crate::wal::WalError::Io { .. }) => {
@@ -329,6 +358,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyClientServer>()?;
     m.add_class::<PyPeerTransport>()?;
     m.add_function(wrap_pyfunction!(self_signed_cert, m)?)?;
+    m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
+    m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }

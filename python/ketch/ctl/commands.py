@@ -21,7 +21,7 @@ from ..client.methods import LEASE_REVOKE
 from ..client.requests import Op
 from ..client.results import Header
 from ..govalue import parse_int
-from . import concurrency, maintenance, members
+from . import concurrency, maintenance, members, snapshot
 from .context import (
     EXIT_BAD_ARGS,
     EXIT_BAD_CONNECTION,
@@ -511,8 +511,8 @@ COMMANDS = _group("ketchctl", "", [
     CommandSpec("move-leader", maintenance.cmd_move_leader, [], "move-leader <transferee-member-id>"),
     _group("snapshot", "snapshot <subcommand>", [
         CommandSpec("save", maintenance.cmd_snapshot_save, [], "save <filename>"),
-        CommandSpec("restore", maintenance.cmd_snapshot_not_yet, [], "restore <filename> [options]"),
-        CommandSpec("status", maintenance.cmd_snapshot_not_yet, [], "status <filename>"),
+        CommandSpec("restore", snapshot.cmd_snapshot_restore, snapshot.RESTORE_FLAGS, "restore <filename> [options]"),
+        CommandSpec("status", snapshot.cmd_snapshot_status, [], "status <filename>"),
     ]),
     CommandSpec("lock", concurrency.cmd_lock, [Flag("ttl", "int", 10)],
                 "lock <lockname> [exec-command arg1 arg2 ...]"),

@@ -15,7 +15,6 @@ from ..client import EtcdError
 from ..govalue import parse_uint
 from .context import (
     EXIT_BAD_ARGS,
-    EXIT_BAD_FEATURE,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     Ctl,
@@ -240,7 +239,3 @@ def cmd_snapshot_save(p: ParsedArgs, ctl: Ctl) -> None:
         if os.path.exists(part):
             os.unlink(part)
     ctl.out.line(f"Snapshot saved at {path}")
-
-
-def cmd_snapshot_not_yet(p: ParsedArgs, ctl: Ctl) -> None:
-    raise CtlError(EXIT_BAD_FEATURE, "snapshot status and restore are not supported by ketchctl yet")

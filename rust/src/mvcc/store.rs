@@ -31,12 +31,14 @@ use crate::pb::etcdserverpb::{
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
 mod alarm;
+mod export;
 mod hash;
 mod lease;
 mod members;
 mod snapshot;
 
 pub use alarm::{ALARM_CORRUPT, ALARM_NOSPACE};
+pub use export::{import_backend, BackendImport, StoreView, ViewMeta};
 pub use members::Membership;
 pub use snapshot::SnapshotInfo;
 

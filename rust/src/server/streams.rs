@@ -1,6 +1,6 @@
 //! The streaming calls: Watch (both ways, many responses per request),
 //! LeaseKeepAlive (one renew answered per request, in order) and
-//! Maintenance.Snapshot (the backend in blobs, then its SHA-256).
+//! Maintenance.Snapshot (etcd's bbolt backend in blobs, then its SHA-256).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -136,8 +136,9 @@ pub fn keep_alive(calls: &Arc<Calls>, requests: RequestStream) -> ResponseStream
     }))
 }
 
-/// Maintenance.Snapshot, as etcd's: the engine copies the backend to a file
-/// (consistently: writers wait meanwhile); this streams it in 32 KiB blobs,
+/// Maintenance.Snapshot, as etcd's: the engine writes the store to a file
+/// as etcd's bbolt backend (`crate::bbolt`, from one read view of the store:
+/// writers go on meanwhile); this streams it in 32 KiB blobs,
 /// each with the bytes still to come, then one more response whose blob is
 /// the SHA-256 of everything sent (etcdctl keeps it at the end of the file
 /// and `snapshot restore` checks it), and removes the file.
@@ -177,7 +178,7 @@ pub async fn snapshot(calls: &Arc<Calls>, request: Bytes) -> Result<ResponseStre
     Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
 }
 
-/// The engine's copy of the backend for one snapshot; removed on drop.
+/// The engine's bbolt file for one snapshot; removed on drop.
 struct SnapshotCopy {
     path: PathBuf,
 }

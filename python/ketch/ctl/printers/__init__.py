@@ -7,13 +7,13 @@ writes. A command a format does not cover fails with etcdctl's message,
 
 from __future__ import annotations
 
-from .base import Health, Output, Printer, PrinterCrash, UnsupportedFormat
+from .base import Health, Output, Printer, PrinterCrash, SnapshotStatus, UnsupportedFormat
 from .fields import FieldsPrinter
 from .json import JSONPrinter
 from .simple import SimplePrinter
 from .table import TablePrinter
 
-__all__ = ["Health", "Output", "Printer", "PrinterCrash", "UnsupportedFormat", "make_printer"]
+__all__ = ["Health", "Output", "Printer", "PrinterCrash", "SnapshotStatus", "UnsupportedFormat", "make_printer"]
 
 
 def make_printer(kind: str, out: Output, is_hex: bool) -> Printer | None:

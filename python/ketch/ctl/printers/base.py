@@ -68,6 +68,16 @@ class Health:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class SnapshotStatus:
+    """What `snapshot status` prints (etcdctl's snapshot.Status)."""
+
+    hash: int
+    revision: int
+    total_key: int
+    total_size: int
+
+
 class Printer:
     name = "printer"
 
@@ -95,6 +105,7 @@ class Printer:
     def endpoint_status(self, sts: list[tuple[str, Status]]) -> None: self._unsupported()
     def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None: self._unsupported()
     def alarm(self, r: rpc_pb2.AlarmResponse) -> None: self._unsupported()
+    def db_status(self, s: SnapshotStatus) -> None: self._unsupported()
     def move_leader(self, leader: int, target: int, r: rpc_pb2.MoveLeaderResponse) -> None:
         self._unsupported()
     def member_add(self, r: MemberList) -> None: self._unsupported()
@@ -135,6 +146,14 @@ def endpoint_status_rows(sts: list[tuple[str, Status]]) -> tuple[list[str], list
 
 def endpoint_hashkv_rows(hs: list[tuple[str, HashKV]]) -> tuple[list[str], list[list[str]]]:
     return ["endpoint", "hash"], [[ep, str(h.hash)] for ep, h in hs]
+
+
+def db_status_rows(s: SnapshotStatus) -> tuple[list[str], list[list[str]]]:
+    """etcdctl's makeDBStatusTable."""
+    from ..gofmt import humanize_bytes
+
+    hdr = ["hash", "revision", "total keys", "total size"]
+    return hdr, [[f"{s.hash:x}", str(s.revision), str(s.total_key), humanize_bytes(s.total_size)]]
 
 
 def alarm_text(a: rpc_pb2.AlarmMember) -> str:

@@ -19,7 +19,7 @@ from ...client.results import (
     WatchResponse,
 )  # fmt: skip
 from ..gofmt import go_quote
-from .base import HashKV, Health, Printer
+from .base import HashKV, Health, Printer, SnapshotStatus
 
 
 def _b(v: bool) -> str:
@@ -143,6 +143,12 @@ class FieldsPrinter(Printer):
             self.out.line(f'"Errors" : [{" ".join(s.errors)}]')
             self.out.line(f'"Endpoint" : {go_quote(ep)}')
             self.out.line()
+
+    def db_status(self, s: SnapshotStatus) -> None:
+        self.out.line(f'"Hash" : {s.hash}')
+        self.out.line(f'"Revision" : {s.revision}')
+        self.out.line(f'"Keys" : {s.total_key}')
+        self.out.line(f'"Size" : {s.total_size}')
 
     def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None:
         for ep, h in hs:

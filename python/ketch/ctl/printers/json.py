@@ -24,7 +24,7 @@ from ...client.results import (
     WatchResponse,
 )  # fmt: skip
 from ..gofmt import go_json, header_fields, pb_to_go
-from .base import HashKV, Health, Printer
+from .base import HashKV, Health, Printer, SnapshotStatus
 
 
 class JSONPrinter(Printer):
@@ -92,6 +92,9 @@ class JSONPrinter(Printer):
 
     def alarm(self, r: rpc_pb2.AlarmResponse) -> None:
         self.emit(pb_to_go(r))
+
+    def db_status(self, s: SnapshotStatus) -> None:
+        self.emit({"hash": s.hash, "revision": s.revision, "totalKey": s.total_key, "totalSize": s.total_size})
 
     def move_leader(self, leader: int, target: int, r: rpc_pb2.MoveLeaderResponse) -> None:
         self.emit(pb_to_go(r))

@@ -23,7 +23,9 @@ from .base import (
     Health,
     Output,
     Printer,
+    SnapshotStatus,
     alarm_text,
+    db_status_rows,
     endpoint_hashkv_rows,
     endpoint_status_rows,
     member_list_rows,
@@ -126,6 +128,10 @@ class SimplePrinter(Printer):
 
     def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None:
         for row in endpoint_hashkv_rows(hs)[1]:
+            self.out.line(", ".join(row))
+
+    def db_status(self, s: SnapshotStatus) -> None:
+        for row in db_status_rows(s)[1]:
             self.out.line(", ".join(row))
 
     def alarm(self, r: rpc_pb2.AlarmResponse) -> None:

@@ -10,6 +10,8 @@ from .base import (
     HashKV,
     Health,
     Printer,
+    SnapshotStatus,
+    db_status_rows,
     endpoint_hashkv_rows,
     endpoint_health_rows,
     endpoint_status_rows,
@@ -101,3 +103,6 @@ class TablePrinter(Printer):
 
     def endpoint_hashkv(self, hs: list[tuple[str, HashKV]]) -> None:
         self.out.write(render(*endpoint_hashkv_rows(hs)))
+
+    def db_status(self, s: SnapshotStatus) -> None:
+        self.out.write(render(*db_status_rows(s)))
