@@ -75,6 +75,10 @@ class Engine:
         snapshot_catchup_entries: int = 5000,
         unsafe_no_fsync: bool = False,  # tests only: the WAL is never fsynced
         force_new_cluster: bool = False,  # a restart becomes its cluster's only voter
+        auto_compaction_mode: str = "periodic",  # or "revision"
+        auto_compaction_retention: float = 0.0,  # seconds (periodic) or revisions; 0: off
+        compaction_batch_limit: int = 1000,  # key records per physical compaction batch
+        compaction_sleep_interval: float = 0.01,  # seconds between two batches
     ) -> None:
         """Open (or create) the member's data dir and start its threads.
 

@@ -32,7 +32,7 @@ import grpc.aio
 
 from . import ETCD_VERSION, _core
 from ._pb import rpc_pb2
-from .config import Config
+from .config import Config, compaction_retention
 from .peer import PeerError, fetch_members
 from .tls import (
     client_tls_files,
@@ -265,6 +265,10 @@ def _open_engine(
             snapshot_catchup_entries=cfg.snapshot_catchup_entries,
             unsafe_no_fsync=cfg.unsafe_no_fsync,
             force_new_cluster=cfg.force_new_cluster,
+            auto_compaction_mode=cfg.auto_compaction_mode,
+            auto_compaction_retention=compaction_retention(cfg),
+            compaction_batch_limit=cfg.compaction_batch_limit,
+            compaction_sleep_interval=cfg.compaction_sleep_interval,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None

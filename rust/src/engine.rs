@@ -210,6 +210,10 @@ pub struct EngineConfig {
     pub snapshot_catchup_entries: u64,
     /// Never fsync the WAL (--unsafe-no-fsync): for tests only.
     pub unsafe_no_fsync: bool,
+    /// --auto-compaction-mode with --auto-compaction-retention.
+    pub auto_compaction: crate::compactor::AutoCompaction,
+    /// --experimental-compaction-batch-limit / -sleep-interval.
+    pub compaction_pacing: crate::compactor::CompactionPacing,
     /// Restart as the only voter of the cluster in the data dir (--force-new-cluster).
     pub force_new_cluster: bool,
     /// The WAL's and backend's storage and the fatal-error policy (tests swap them).
@@ -243,6 +247,8 @@ impl EngineConfig {
             max_learners: 1,
             snapshot_catchup_entries: 5000,
             unsafe_no_fsync: false,
+            auto_compaction: crate::compactor::AutoCompaction::Off,
+            compaction_pacing: crate::compactor::CompactionPacing::default(),
             force_new_cluster: false,
             storage: crate::node::StorageSeams::default(),
         }
@@ -398,6 +404,8 @@ pub struct Engine {
     to_node: Sender<NodeMsg>,
     to_readers: Sender<ReadTask>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Tells the ketch-compact thread to stop.
+    compactor_stop: Arc<AtomicBool>,
 }
 
 /// Why an engine could not start.
@@ -435,6 +443,9 @@ impl Engine {
             what: "creating the peer outbox eventfd".into(),
             source,
         })?;
+        if store.compact_revision() > store.finished_compact_revision().max(0) {
+            eprintln!("ketch: resuming scheduled compaction at revision {} (cut short before)", store.compact_revision());
+        }
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let (node, identity) = Node::open(&config, &store)?;
         let store_rev = store.current_revision();
@@ -470,6 +481,13 @@ impl Engine {
             let shared = shared.clone();
             threads.push(spawn("ketch-watch", move || shared.watch.run(&*shared)));
         }
+        let compactor_stop = Arc::new(AtomicBool::new(false));
+        {
+            let shared = shared.clone();
+            let stop = compactor_stop.clone();
+            let pacing = config.compaction_pacing;
+            threads.push(spawn("ketch-compact", move || crate::compactor::run_physical(&shared, pacing, &stop)));
+        }
         for i in 0..config.reader_threads.max(1) {
             let shared = shared.clone();
             let rx = readers_rx.clone();
@@ -478,7 +496,7 @@ impl Engine {
                 reader_loop(&shared, &rx, &to_node);
             }));
         }
-        Ok(Engine { shared, to_node, to_readers, threads: Mutex::new(threads) })
+        Ok(Engine { shared, to_node, to_readers, threads: Mutex::new(threads), compactor_stop })
     }
 
     pub fn identity(&self) -> &Identity {
@@ -535,6 +553,7 @@ impl Engine {
             return;
         }
         let _ = self.to_node.send(NodeMsg::Stop);
+        self.compactor_stop.store(true, Ordering::Release);
         self.shared.watch.stop();
         for _ in 0..self.shared.config.reader_threads.max(1) {
             let _ = self.to_readers.send(ReadTask::Stop);
@@ -592,6 +611,7 @@ impl Engine {
             ("wal_fsync_nanos", r.wal_fsync_nanos.load(Ordering::Acquire)),
             ("revision", self.shared.store.current_revision() as u64),
             ("compact_revision", self.shared.store.compact_revision() as u64),
+            ("finished_compact_revision", self.shared.store.finished_compact_revision().max(0) as u64),
             ("db_size", self.shared.store.db_size()),
             ("watchers_synced", self.shared.watch.counts().0 as u64),
             ("watchers_unsynced", self.shared.watch.counts().1 as u64),

@@ -168,6 +168,10 @@ class Config:
     log_level: str = "info"
     config_file: str = ""
     watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: str = "0"
+    compaction_batch_limit: int = 1000
+    compaction_sleep_interval: float = 0.01  # seconds (etcd 3.5: 10ms)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -518,6 +522,20 @@ def _validate(values: dict[str, Any]) -> Config:
     return dataclasses.replace(
         cfg, initial_cluster=initial_cluster, data_dir=data_dir, log_level=log_level
     )
+
+
+def compaction_retention(cfg: Config) -> float:
+    """--auto-compaction-retention as the engine takes it: seconds of history
+    (periodic) or a revision count (revision; a duration there counts its
+    nanoseconds, as etcd's time.Duration does). 0: no auto-compaction."""
+    mode, retention = cfg.auto_compaction_mode, cfg.auto_compaction_retention
+    seconds_or_count = _parse_compaction_retention(mode, retention)
+    try:
+        int(retention)
+    except ValueError:
+        if mode == "revision":
+            return seconds_or_count * 1e9
+    return seconds_or_count
 
 
 def _parse_compaction_retention(mode: str, retention: str) -> float:
