@@ -701,6 +701,12 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                     shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
                 }
                 Method::MaintenanceDefragment => {
+                    // Reclaim what compactions already applied have freed:
+                    // let the compactor finish its queue first (bounded by
+                    // what is queued; new compactions may join it).
+                    while shared.store.compaction_pending() && !shared.failed.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     // etcd answers with an empty DefragmentResponse, no header: no bytes.
                     shared.completions.push(token, shared.store.defragment().map(|()| Vec::new()));
                 }

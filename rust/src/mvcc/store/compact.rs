@@ -242,10 +242,23 @@ impl Store {
     }
 
     /// Runs every queued physical compaction to the end, now, without
-    /// pauses (tests, and tools that open a store without an engine).
-    pub fn finish_compactions(&self) -> Result<(), EtcdError> {
-        while !self.compact_step(usize::MAX)?.idle {}
-        Ok(())
+    /// pauses (tests, and tools that open a store without an engine);
+    /// returns the waiters to answer.
+    pub fn finish_compactions(&self) -> Result<Vec<CompactionWaiter>, EtcdError> {
+        let mut waiters = Vec::new();
+        loop {
+            let step = self.compact_step(usize::MAX)?;
+            waiters.extend(step.waiters);
+            if step.idle {
+                return Ok(waiters);
+            }
+        }
+    }
+
+    /// True while a physical compaction is queued or running (and can
+    /// still run: not after the store failed).
+    pub fn compaction_pending(&self) -> bool {
+        self.check_failed().is_ok() && !self.compactions.queue.lock().jobs.is_empty()
     }
 }
 
