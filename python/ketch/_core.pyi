@@ -116,6 +116,10 @@ class Engine:
         unsafe_no_fsync: bool = False,  # tests only: the WAL is never fsynced
         force_new_cluster: bool = False,  # a restart becomes its cluster's only voter
         max_wals: int = 5,  # WAL segments kept once released (--max-wals; 0: all)
+        auto_compaction_mode: str = "periodic",  # or "revision"
+        auto_compaction_retention: float = 0.0,  # seconds (periodic) or revisions; 0: off
+        compaction_batch_limit: int = 1000,  # key records per physical compaction batch
+        compaction_sleep_interval: float = 0.01,  # seconds between two batches
     ) -> Engine:
         """Open (or create) the member's data dir and start its threads.
 

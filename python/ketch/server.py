@@ -32,7 +32,7 @@ import grpc.aio
 
 from . import ETCD_VERSION, _core, discovery
 from ._pb import rpc_pb2
-from .config import Config, ConfigError, check_initial_cluster
+from .config import Config, ConfigError, check_initial_cluster, compaction_retention
 from .peer import PeerError, fetch_members
 from .tls import (
     client_tls_files,
@@ -270,6 +270,10 @@ def _open_engine(
             unsafe_no_fsync=cfg.unsafe_no_fsync,
             force_new_cluster=cfg.force_new_cluster,
             max_wals=cfg.max_wals,
+            auto_compaction_mode=cfg.auto_compaction_mode,
+            auto_compaction_retention=compaction_retention(cfg),
+            compaction_batch_limit=cfg.compaction_batch_limit,
+            compaction_sleep_interval=cfg.compaction_sleep_interval,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None

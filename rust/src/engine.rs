@@ -212,6 +212,10 @@ pub struct EngineConfig {
     pub unsafe_no_fsync: bool,
     /// WAL segments kept after the log no longer needs them (--max-wals; 0: all).
     pub max_wals: usize,
+    /// --auto-compaction-mode with --auto-compaction-retention.
+    pub auto_compaction: crate::compactor::AutoCompaction,
+    /// --experimental-compaction-batch-limit / -sleep-interval.
+    pub compaction_pacing: crate::compactor::CompactionPacing,
     /// Restart as the only voter of the cluster in the data dir (--force-new-cluster).
     pub force_new_cluster: bool,
     /// The WAL's and backend's storage and the fatal-error policy (tests swap them).
@@ -246,6 +250,8 @@ impl EngineConfig {
             snapshot_catchup_entries: 5000,
             unsafe_no_fsync: false,
             max_wals: crate::wal::DEFAULT_MAX_SEGMENTS,
+            auto_compaction: crate::compactor::AutoCompaction::Off,
+            compaction_pacing: crate::compactor::CompactionPacing::default(),
             force_new_cluster: false,
             storage: crate::node::StorageSeams::default(),
         }
@@ -401,6 +407,8 @@ pub struct Engine {
     to_node: Sender<NodeMsg>,
     to_readers: Sender<ReadTask>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Tells the ketch-compact thread to stop.
+    compactor_stop: Arc<AtomicBool>,
 }
 
 /// Why an engine could not start.
@@ -438,6 +446,9 @@ impl Engine {
             what: "creating the peer outbox eventfd".into(),
             source,
         })?;
+        if store.compact_revision() > store.finished_compact_revision().max(0) {
+            eprintln!("ketch: resuming scheduled compaction at revision {} (cut short before)", store.compact_revision());
+        }
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let (node, identity) = Node::open(&config, &store)?;
         let store_rev = store.current_revision();
@@ -473,6 +484,13 @@ impl Engine {
             let shared = shared.clone();
             threads.push(spawn("ketch-watch", move || shared.watch.run(&*shared)));
         }
+        let compactor_stop = Arc::new(AtomicBool::new(false));
+        {
+            let shared = shared.clone();
+            let stop = compactor_stop.clone();
+            let pacing = config.compaction_pacing;
+            threads.push(spawn("ketch-compact", move || crate::compactor::run_physical(&shared, pacing, &stop)));
+        }
         for i in 0..config.reader_threads.max(1) {
             let shared = shared.clone();
             let rx = readers_rx.clone();
@@ -481,7 +499,7 @@ impl Engine {
                 reader_loop(&shared, &rx, &to_node);
             }));
         }
-        Ok(Engine { shared, to_node, to_readers, threads: Mutex::new(threads) })
+        Ok(Engine { shared, to_node, to_readers, threads: Mutex::new(threads), compactor_stop })
     }
 
     pub fn identity(&self) -> &Identity {
@@ -538,6 +556,7 @@ impl Engine {
             return;
         }
         let _ = self.to_node.send(NodeMsg::Stop);
+        self.compactor_stop.store(true, Ordering::Release);
         self.shared.watch.stop();
         for _ in 0..self.shared.config.reader_threads.max(1) {
             let _ = self.to_readers.send(ReadTask::Stop);
@@ -595,6 +614,7 @@ impl Engine {
             ("wal_fsync_nanos", r.wal_fsync_nanos.load(Ordering::Acquire)),
             ("revision", self.shared.store.current_revision() as u64),
             ("compact_revision", self.shared.store.compact_revision() as u64),
+            ("finished_compact_revision", self.shared.store.finished_compact_revision().max(0) as u64),
             ("db_size", self.shared.store.db_size()),
             ("watchers_synced", self.shared.watch.counts().0 as u64),
             ("watchers_unsynced", self.shared.watch.counts().1 as u64),
@@ -684,6 +704,12 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                     shared.answer(token, shared.store.hash_all().map(|hash| HashResponse { header: None, hash }));
                 }
                 Method::MaintenanceDefragment => {
+                    // Reclaim what compactions already applied have freed:
+                    // let the compactor finish its queue first (bounded by
+                    // what is queued; new compactions may join it).
+                    while shared.store.compaction_pending() && !shared.failed.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     // etcd answers with an empty DefragmentResponse, no header: no bytes.
                     shared.completions.push(token, shared.store.defragment().map(|()| Vec::new()));
                 }

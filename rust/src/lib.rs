@@ -4,6 +4,7 @@
 //! - [`wal`]: the write-ahead log of Raft entries and hard state (framing, fsync, recovery).
 //! - [`raftlog`]: raft-rs's `Storage` over the WAL.
 //! - [`mvcc`]: etcd's revisioned key-value store over a redb backend.
+//! - [`compactor`]: compaction off the write path (the backend's batches) and auto-compaction.
 //! - [`lease`]: leases, their keys, and their expiry (decided by the leader, applied through Raft).
 //! - [`node`]: the Raft Ready loop (persist, apply, answer; membership changes).
 //! - [`peer`]: Raft messages to and from other members, as the batches the transport carries.
@@ -16,6 +17,7 @@
 
 pub mod bbolt;
 pub mod completion;
+pub mod compactor;
 pub mod engine;
 pub mod error;
 mod eventfd;

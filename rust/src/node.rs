@@ -135,6 +135,11 @@ pub(crate) struct Node {
     /// The Raft term as `expire` last saw it, and when it last changed.
     term_seen: u64,
     term_changed_at: Instant,
+    /// Compact calls with `physical: true` applied in the batch being
+    /// applied, answered once the store's compactor has finished them.
+    physical_compactions: Vec<(i64, mvcc::CompactionWaiter)>,
+    /// When the leader proposes compactions on its own (--auto-compaction-*).
+    auto_compactor: crate::compactor::AutoCompactor,
 }
 
 impl Node {
@@ -236,6 +241,8 @@ impl Node {
             member_id: meta.member_id,
             term_seen,
             term_changed_at: Instant::now(),
+            physical_compactions: Vec::new(),
+            auto_compactor: crate::compactor::AutoCompactor::new(config.auto_compaction, Instant::now(), store.current_revision()),
         };
         Ok((node, identity))
     }
@@ -311,6 +318,7 @@ impl Node {
                 next_tick = now + tick;
                 self.expire(shared, now);
                 self.revoke_expired_leases(shared, now);
+                self.auto_compact(shared, now);
                 self.publish_attributes(shared, now);
                 self.check_move_leader(shared, now);
             }
@@ -575,14 +583,21 @@ impl Node {
     fn apply(&mut self, shared: &Shared, entries: Vec<Entry>) -> Result<(), String> {
         let mut answers = Vec::new();
         let applied = self.apply_batch(shared, entries, &mut answers);
+        let physical = std::mem::take(&mut self.physical_compactions);
         if applied.is_err() {
-            for (token, _) in answers {
+            for token in answers.into_iter().map(|(t, _)| t).chain(physical.into_iter().map(|(_, w)| w.token)) {
                 shared.completions.push(token, Err(failed_error()));
             }
             return applied;
         }
         for (token, result) in answers {
             shared.completions.push(token, result);
+        }
+        // etcd answers a physical Compact once the backend is compacted too.
+        for (rev, waiter) in physical {
+            if let Some(w) = shared.store.when_compacted(rev, waiter) {
+                shared.completions.push(w.token, Ok(w.answer));
+            }
         }
         Ok(())
     }
@@ -627,7 +642,12 @@ impl Node {
                         return Err(format!("applying entry {}: {msg}", entry.index));
                     }
                     if let Some((token, _)) = self.pending_writes.remove(&req.id) {
-                        answers.push((token, result));
+                        match (&req.request, result) {
+                            (Some(R::Compaction(c)), Ok(answer)) if c.physical => {
+                                self.physical_compactions.push((c.revision, mvcc::CompactionWaiter { token, answer }));
+                            }
+                            (_, result) => answers.push((token, result)),
+                        }
                     }
                 }
                 EntryType::EntryConfChange => {
@@ -954,6 +974,28 @@ impl Node {
             }
             true
         });
+    }
+
+    /// etcd's auto-compactor: the leader proposes a compaction when
+    /// `--auto-compaction-*` says it is due (see `compactor.rs`). Nobody
+    /// waits for the entry; a revision already compacted is refused at
+    /// apply, which etcd counts as done too.
+    fn auto_compact(&mut self, shared: &Shared, now: Instant) {
+        let Some(revision) = self.auto_compactor.tick(now, shared.store.current_revision(), self.is_leader()) else {
+            return;
+        };
+        let entry = InternalRequest {
+            id: self.next_request_id,
+            request: Some(internal_request::Request::Compaction(CompactionRequest { revision, physical: false })),
+        };
+        self.next_request_id += 1;
+        match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
+            Ok(()) => eprintln!("ketch: starting auto {} compaction at revision {revision}", match self.auto_compactor.mode() {
+                crate::compactor::AutoCompaction::Revision(_) => "revision",
+                _ => "periodic",
+            }),
+            Err(e) => eprintln!("ketch: failed auto compaction at revision {revision}: {e}"),
+        }
     }
 
     /// The leader revokes expired leases through the log (etcd's

@@ -97,7 +97,9 @@ impl PyEngine {
                         initial_members=None, tick_ms=100, election_ticks=10, snapshot_count=100_000,
                         wal_dir=None, pre_vote=true, initial_election_tick_advance=false,
                         strict_reconfig_check=true, max_learners=1, snapshot_catchup_entries=5000,
-                        unsafe_no_fsync=false, force_new_cluster=false, max_wals=5))]
+                        unsafe_no_fsync=false, force_new_cluster=false, max_wals=5,
+                        auto_compaction_mode="periodic", auto_compaction_retention=0.0,
+                        compaction_batch_limit=1000, compaction_sleep_interval=0.01))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -124,6 +126,10 @@ impl PyEngine {
         unsafe_no_fsync: bool,
         force_new_cluster: bool,
         max_wals: usize,
+        auto_compaction_mode: &str,
+        auto_compaction_retention: f64,
+        compaction_batch_limit: usize,
+        compaction_sleep_interval: f64,
     ) -> PyResult<Self> {
         if member_id == 0 {
             return Err(PyValueError::new_err("member_id must not be 0"));
@@ -154,6 +160,12 @@ impl PyEngine {
         config.unsafe_no_fsync = unsafe_no_fsync;
         config.force_new_cluster = force_new_cluster;
         config.max_wals = max_wals;
+        config.auto_compaction = auto_compaction(auto_compaction_mode, auto_compaction_retention)?;
+        config.compaction_pacing = crate::compactor::CompactionPacing {
+            batch_limit: compaction_batch_limit.max(1),
+            sleep_interval: std::time::Duration::try_from_secs_f64(compaction_sleep_interval.max(0.0))
+                .map_err(|e| PyValueError::new_err(format!("compaction_sleep_interval: {e}")))?,
+        };
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
         Ok(PyEngine { engine: Arc::new(engine) })
@@ -364,4 +376,19 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add(method.const_name(), method as u32)?;
     }
     Ok(())
+}
+
+/// etcd's compactor choice: nothing for a zero retention, else by mode.
+fn auto_compaction(mode: &str, retention: f64) -> PyResult<crate::compactor::AutoCompaction> {
+    use crate::compactor::AutoCompaction;
+    if retention == 0.0 {
+        return Ok(AutoCompaction::Off);
+    }
+    match mode {
+        "periodic" | "" => std::time::Duration::try_from_secs_f64(retention)
+            .map(AutoCompaction::Periodic)
+            .map_err(|e| PyValueError::new_err(format!("auto_compaction_retention: {e}"))),
+        "revision" => Ok(AutoCompaction::Revision(retention as i64)),
+        other => Err(PyValueError::new_err(format!("unknown auto-compaction-mode {other:?}"))),
+    }
 }

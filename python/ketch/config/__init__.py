@@ -42,7 +42,7 @@ from .model import (
     VersionRequested,
 )
 from .usage import USAGE, markdown_table
-from .validate import check_initial_cluster, validate
+from .validate import check_initial_cluster, compaction_retention, validate
 from .yaml_file import from_yaml
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "HelpRequested",
     "VersionRequested",
     "check_initial_cluster",
+    "compaction_retention",
     "markdown_table",
     "parse",
 ]

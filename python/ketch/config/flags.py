@@ -83,10 +83,6 @@ FALLBACK = (
     "(as etcd does with --discovery-fallback=exit)"
 )
 CORRUPT = "ketch has no corruption checks yet"
-COMPACTION = (
-    "ketch has no automatic compaction yet; compact with the Compact RPC (etcdctl compaction)"
-)
-COMPACTION_BATCH = "ketch compacts in one batch inside the apply loop"
 TRACING = "ketch exports no OpenTelemetry traces"
 LEASE_CHECKPOINT = "ketch has no lease checkpoints; a new leader restarts every lease's TTL"
 ALLOWED_NAMES = "ketch checks certificates against the trusted CA only, not their CN or host names"
@@ -217,11 +213,11 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("pre-vote", Bool(), True, "Run Raft's pre-vote phase before an election.",
              "pre_vote"),
         Flag("auto-compaction-retention", Str(), "0",
-             "History auto compaction keeps (0: none is compacted).", reason=COMPACTION,
-             inert=("0",)),
+             "History auto compaction keeps (0: none is compacted).",
+             "auto_compaction_retention"),
         Flag("auto-compaction-mode", Str(), "periodic",
              "How to read the retention: 'periodic' (a duration; hours when a bare number) "
-             "or 'revision' (a revision count).", reason=COMPACTION, inert=("periodic",)),
+             "or 'revision' (a revision count).", "auto_compaction_mode"),
         Flag("enable-v2", Bool(), False, "Serve etcd's v2 API.", reason=V2, inert=(False,)),
         Flag("v2-deprecation", Choice("not-yet", "write-only", "write-only-drop-data", "gone"),
              "not-yet", "Phase of the v2 store's deprecation.", since="3.5",
@@ -369,9 +365,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "Persist lease checkpoints (needs --experimental-enable-lease-checkpoint).",
              since="3.5", reason=LEASE_CHECKPOINT, inert=(False,)),
         Flag("experimental-compaction-batch-limit", INT, 1000,
-             "Most revisions deleted in one compaction batch.", reason=COMPACTION_BATCH),
+             "Most revisions deleted in one compaction batch.", "compaction_batch_limit"),
         Flag("experimental-compaction-sleep-interval", Duration(), 0.01,
-             "Pause between compaction batches.", since="3.5", reason=COMPACTION_BATCH),
+             "Pause between compaction batches.", "compaction_sleep_interval", since="3.5"),
         Flag("experimental-watch-progress-notify-interval", Duration(), 600.0,
              "Interval of watch progress notifications.", "watch_progress_notify_interval"),
         Flag("experimental-warning-apply-duration", Duration(), 0.1,

@@ -132,6 +132,10 @@ class Config:
     log_level: str = "info"
     config_file: str = ""
     watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: str = "0"
+    compaction_batch_limit: int = 1000
+    compaction_sleep_interval: float = 0.01  # seconds (etcd 3.5: 10ms)
     warnings: tuple[str, ...] = ()
 
     @property

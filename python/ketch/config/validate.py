@@ -20,7 +20,7 @@ from .model import (
     ConfigError,
 )
 
-__all__ = ["check_initial_cluster", "validate"]
+__all__ = ["check_initial_cluster", "compaction_retention", "validate"]
 
 
 def _fail(msg: str) -> ConfigError:
@@ -213,6 +213,20 @@ def _check_cluster(name: str, advertise: tuple[str, ...], initial_cluster: str) 
         # etcd's VerifyBootstrap/VerifyJoinExisting, with URLsMap.String()'s sorted names.
         listing = ",".join(f"{n}={u}" for n in sorted(members) for u in members[n])
         raise ConfigError(f"initial cluster {listing} has duplicate url")
+
+def compaction_retention(cfg: Config) -> float:
+    """--auto-compaction-retention as the engine takes it: seconds of history
+    (periodic) or a revision count (revision; a duration there counts its
+    nanoseconds, as etcd's time.Duration does). 0: no auto-compaction."""
+    mode, retention = cfg.auto_compaction_mode, cfg.auto_compaction_retention
+    seconds_or_count = _parse_compaction_retention(mode, retention)
+    try:
+        int(retention)
+    except ValueError:
+        if mode == "revision":
+            return seconds_or_count * 1e9
+    return seconds_or_count
+
 
 def _parse_compaction_retention(mode: str, retention: str) -> float:
     """etcd's parseCompactionRetention: a whole number is hours (periodic) or

@@ -172,6 +172,24 @@ impl KeyIndex {
         }
         self.generations.drain(..gi);
     }
+
+    /// The revision compaction at `at` would keep for this key, if any,
+    /// without compacting: etcd's keyIndex.keep (what HashKV counts below
+    /// the compact revision while the backend is still being compacted).
+    pub(crate) fn keep(&self, at: i64, keep: &mut HashSet<Revision>) {
+        let last = self.generations.len() - 1;
+        let gi = self.generations[..last]
+            .iter()
+            .position(|g| g.revs.last().expect("non-last generations end in a tombstone").main > at)
+            .unwrap_or(last);
+        let g = &self.generations[gi];
+        if let Some(n) = g.revs.iter().rposition(|r| r.main <= at) {
+            // A generation's tombstone alone holds nothing readable.
+            if !(gi != last && n == g.revs.len() - 1) {
+                keep.insert(g.revs[n]);
+            }
+        }
+    }
 }
 
 /// Which keys a request names, from its `key` / `range_end` pair as etcd reads them.
@@ -246,6 +264,15 @@ impl KeyTree {
 
     pub(crate) fn get(&self, key: &[u8], at: i64) -> Option<Found> {
         self.keys.get(key).and_then(|ki| ki.get(at))
+    }
+
+    /// The revisions `<= at` that compacting at `at` would keep (see [`KeyIndex::keep`]).
+    pub(crate) fn keep(&self, at: i64) -> HashSet<Revision> {
+        let mut keep = HashSet::new();
+        for ki in self.keys.values() {
+            ki.keep(at, &mut keep);
+        }
+        keep
     }
 
     /// Compacts every key at `at`; returns the revisions `<= at` still needed.
@@ -335,6 +362,18 @@ mod tests {
             ki.compact(at, &mut keep);
             assert!(keep.is_empty());
             assert!(ki.is_empty());
+        }
+    }
+
+    #[test]
+    fn mvcc_key_index_keep_is_what_compact_keeps() {
+        for at in 0..8 {
+            let mut ki = foo();
+            let mut kept = HashSet::new();
+            ki.keep(at, &mut kept);
+            let mut compacted = HashSet::new();
+            ki.compact(at, &mut compacted);
+            assert_eq!(kept, compacted, "at {at}");
         }
     }
 

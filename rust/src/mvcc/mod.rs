@@ -33,8 +33,10 @@
 //!   pages (a 64 KiB value: 128 KiB).
 //! - table `meta`: `consistent_index`, `consistent_term` (u64 big-endian,
 //!   written in the same transaction as the batch's data) and
-//!   `scheduledCompactRev` / `finishedCompactRev` (revision bytes); open
-//!   finishes a compaction scheduled but not finished.
+//!   `scheduledCompactRev` / `finishedCompactRev` (revision bytes): the
+//!   first written when a compaction applies, the second when its last
+//!   physical batch commits (`store/compact.rs`); open queues again a
+//!   compaction scheduled but not finished.
 //! - table `lease`: lease ID → granted TTL (both i64 big-endian), written in
 //!   the same transaction as the keys a grant or revoke touches (see
 //!   `store/lease.rs`).
@@ -72,5 +74,8 @@ mod tests;
 
 pub use backend::BackendFactory;
 pub use store::{import_backend, BackendImport, StoreView, ViewMeta};
-pub use store::{LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
+pub use store::{
+    CompactStep, CompactionWaiter, LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch, ALARM_CORRUPT,
+    ALARM_NOSPACE,
+};
 pub use validate::{check_delete_range, check_put, check_range, check_txn};

@@ -53,6 +53,8 @@ enum Step {
     Txn(usize, i64, Vec<WOp>, Vec<WOp>),
     /// Offset from the current revision (may be in the future or compacted).
     Compact(i64),
+    /// One physical compaction batch of at most this many records.
+    CompactBatch(usize),
     Reopen,
     Commit(bool),
 }
@@ -79,6 +81,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0..KEYS.len(), 0..3i64, prop::collection::vec(wop(), 0..3), prop::collection::vec(wop(), 0..3))
             .prop_map(|(k, v, t, e)| Step::Txn(k, v, t, e)),
         1 => (-3..2i64).prop_map(Step::Compact),
+        2 => (1..4usize).prop_map(Step::CompactBatch),
         1 => Just(Step::Reopen),
         1 => any::<bool>().prop_map(Step::Commit),
     ]
@@ -236,6 +239,12 @@ proptest! {
                     }
                     w.commit(durable)?;
                 }
+                Step::CompactBatch(n) => {
+                    // HashKV does not depend on how far the backend got.
+                    let hash = s.hash_kv(0)?;
+                    s.compact_step(*n)?;
+                    prop_assert_eq!(s.hash_kv(0)?, hash);
+                }
                 Step::Reopen => {
                     drop(s);
                     s = Store::open(&path, StoreOptions::default())?;
@@ -255,5 +264,9 @@ proptest! {
             prop_assert_eq!(&r.kvs[..], &want[..n]);
             prop_assert_eq!(r.more, n < want.len());
         }
+        let hash = s.hash_kv(0)?;
+        s.finish_compactions()?;
+        prop_assert_eq!(s.hash_kv(0)?, hash);
+        check(&s, &m)?;
     }
 }

@@ -12,7 +12,7 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
 use super::backend::{
-    fetch, io, is_chunked, read_rev, read_u64, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM,
+    fetch, io, read_rev, read_u64, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM,
     META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE,
 };
 use super::key_index::{KeyIndex, KeySpan, KeyTree};
@@ -32,6 +32,7 @@ use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
 mod alarm;
 mod export;
+mod compact;
 mod hash;
 mod lease;
 mod members;
@@ -39,6 +40,7 @@ mod snapshot;
 
 pub use alarm::{ALARM_CORRUPT, ALARM_NOSPACE};
 pub use export::{import_backend, BackendImport, StoreView, ViewMeta};
+pub use compact::{CompactStep, CompactionWaiter};
 pub use members::Membership;
 pub use snapshot::SnapshotInfo;
 
@@ -100,6 +102,9 @@ pub struct Store {
     /// committed again until the store is reopened from the file.
     failed: Mutex<Option<String>>,
     quota: Mutex<QuotaCount>,
+    /// Physical compactions scheduled and not yet done (see `store/compact.rs`).
+    compactions: compact::Compactions,
+    finished_compact_rev: AtomicI64,
 }
 
 /// See [`Store::quota_allows`].
@@ -129,8 +134,9 @@ impl Store {
         };
         let db = super::backend::open_database(path, opts.backend.as_ref())?;
         let tx = db.begin_write().map_err(io("begin write")).map_err(ctx)?;
-        let (state, durable) = Self::rebuild(&tx).map_err(ctx)?;
+        let (state, durable, resumed) = Self::rebuild(&tx).map_err(ctx)?;
         tx.commit().map_err(io("commit on open")).map_err(ctx)?;
+        let finished = resumed.as_ref().map_or(state.compact_rev, |(_, finished)| *finished);
         let store = Store {
             db: RwLock::new(db),
             path: path.to_path_buf(),
@@ -145,15 +151,22 @@ impl Store {
             dirty: AtomicBool::new(false),
             failed: Mutex::new(None),
             quota: Mutex::new(QuotaCount::default()),
+            compactions: compact::Compactions::default(),
+            finished_compact_rev: AtomicI64::new(finished),
             state: RwLock::new(state),
         };
+        if let Some((job, _)) = resumed {
+            store.compactions.schedule(vec![job]);
+        }
         Ok(store)
     }
 
-    /// Replays the "key" table in revision order into a fresh index.
-    fn rebuild(tx: &WriteTransaction) -> Result<(State, u64), EtcdError> {
+    /// Replays the "key" table in revision order into a fresh index. A
+    /// compaction scheduled but not finished is compacted in the index again
+    /// and its physical job returned, with the finished revision, to queue.
+    fn rebuild(tx: &WriteTransaction) -> Result<(State, u64, compact::Resumed), EtcdError> {
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-        let mut tables = KeyTables {
+        let tables = KeyTables {
             records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
             chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
         };
@@ -187,16 +200,17 @@ impl Store {
             index,
             // Compaction may have removed the newest records (a delete at
             // the compact revision), never a revision above it.
-            current_rev: last.max(finished),
+            current_rev: last.max(finished).max(scheduled),
             compact_rev: finished,
             consistent,
             alarms: alarm::load(tx)?,
             membership: members::load(tx)?,
         };
+        let mut resumed = None;
         if scheduled > finished {
-            compact_backend(&mut state, &mut tables, &mut meta, scheduled)?;
+            resumed = Some((compact::compact_index(&mut state, &mut meta, scheduled)?, finished));
         }
-        Ok((state, consistent.0))
+        Ok((state, consistent.0, resumed))
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -324,6 +338,7 @@ impl Store {
             committed: false,
             lease_moves: Vec::new(),
             events: Vec::new(),
+            scheduled: Vec::new(),
         })
     }
 }
@@ -395,6 +410,8 @@ pub struct WriteBatch<'a> {
     lease_moves: Vec<(Bytes, i64)>,
     /// What this batch's writes look like to a watcher, in revision order.
     events: Vec<Event>,
+    /// Physical compactions to queue once this batch commits.
+    scheduled: Vec<compact::Job>,
 }
 
 impl Drop for WriteBatch<'_> {
@@ -490,7 +507,9 @@ impl WriteBatch<'_> {
     }
 
     /// Compacts at `req.revision`: every version at or below it is removed
-    /// from index and backend except the one each live key had then.
+    /// from the index except the one each live key had then, and becomes
+    /// unreadable; the backend's records are removed after the commit, by
+    /// [`Store::compact_step`] (see `store/compact.rs`).
     pub fn compact(&mut self, req: &CompactionRequest) -> Result<CompactionResponse, EtcdError> {
         let rev = req.revision;
         if rev <= self.st.compact_rev {
@@ -503,12 +522,9 @@ impl WriteBatch<'_> {
             self.undo.whole = Some(self.st.index.clone());
         }
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
-        let mut tables = KeyTables {
-            records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
-            chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
-        };
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-        compact_backend(&mut self.st, &mut tables, &mut meta, rev)?;
+        let job = compact::compact_index(&mut self.st, &mut meta, rev)?;
+        self.scheduled.push(job);
         Ok(CompactionResponse { header: header(self.st.current_rev) })
     }
 
@@ -558,38 +574,9 @@ impl WriteBatch<'_> {
         } else {
             s.dirty.store(true, Ordering::Release);
         }
+        s.compactions.schedule(std::mem::take(&mut self.scheduled));
         Ok(())
     }
-}
-
-/// Compaction on index and backend (shared by [`WriteBatch::compact`] and
-/// the resumption on open). Both marks are written, as etcd does, though
-/// here removal and marks land in the same transaction.
-fn compact_backend(
-    st: &mut State,
-    tables: &mut KeyTables<Table<'_, &'static [u8], &'static [u8]>>,
-    meta: &mut Table<'_, &'static [u8], &'static [u8]>,
-    rev: i64,
-) -> Result<(), EtcdError> {
-    let mark = Revision::new(rev, 0).to_key(false);
-    meta.insert(META_SCHEDULED_COMPACT, mark.as_slice()).map_err(io("write compact mark"))?;
-    let keep = st.index.compact(rev);
-    let end = Revision::new(rev + 1, 0).to_key(false);
-    let mut chunked = Vec::new();
-    tables
-        .records
-        .retain_in(..end.as_slice(), |k, v| {
-            let kept = Revision::from_key(k).is_none_or(|(r, _)| keep.contains(&r));
-            if !kept && is_chunked(v) {
-                chunked.push(k.to_vec());
-            }
-            kept
-        })
-        .map_err(io("compact key table"))?;
-    tables.remove_chunks(&chunked)?;
-    meta.insert(META_FINISHED_COMPACT, mark.as_slice()).map_err(io("write compact mark"))?;
-    st.compact_rev = rev;
-    Ok(())
 }
 
 /// The nested-txn tree of compare outcomes: which branch each txn takes.

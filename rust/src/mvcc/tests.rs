@@ -64,6 +64,7 @@ fn compact(s: &Store, rev: i64) -> Result<i64, EtcdError> {
     let mut w = s.write_batch()?;
     let r = w.compact(&CompactionRequest { revision: rev, physical: true })?;
     w.commit(true)?;
+    s.finish_compactions()?;
     Ok(r.header.unwrap().revision)
 }
 fn rreq(k: &str, end: &str) -> RangeRequest {
@@ -716,4 +717,102 @@ fn big_records_are_chunked_whole_pages_and_read_back_everywhere() {
 
 fn chunk_count(s: &Store) -> usize {
     s.chunks_for_test()
+}
+
+/// Compacts at `rev` in the index only (the physical half left queued).
+fn compact_logically(s: &Store, rev: i64) {
+    let mut w = s.write_batch().unwrap();
+    w.compact(&CompactionRequest { revision: rev, physical: false }).unwrap();
+    w.commit(true).unwrap();
+}
+
+#[test]
+fn physical_compaction_runs_in_bounded_batches_after_the_logical_one() {
+    let (_d, s) = open();
+    for i in 0..10 {
+        put(&s, "a", &i.to_string()); // 2..=11
+    }
+    put(&s, "b", "1"); // 12
+    compact_logically(&s, 11);
+    // Logically done: nothing below 11 is readable, the latest is.
+    assert_eq!(s.compact_revision(), 11);
+    assert_eq!(s.range(&RangeRequest { revision: 10, ..rreq("a", "") }), Err(EtcdError::Compacted));
+    assert_eq!(get(&s, "a", 11).unwrap().value, b("9"));
+    // Physically not yet: every record is still there.
+    assert_eq!(s.state_for_test().len(), 11);
+    assert_eq!(s.finished_compact_revision(), -1);
+    let hash = s.hash_kv(0).unwrap();
+    // Batches of 4 records: 2..5, 6..9, then 10, 11 (fewer than 4: done).
+    let step = s.compact_step(4).unwrap();
+    assert_eq!((step.idle, step.deleted, step.finished), (false, 4, None));
+    assert_eq!(s.state_for_test().len(), 7);
+    assert_eq!(s.hash_kv(0).unwrap(), hash, "HashKV does not see how far the batches got");
+    let step = s.compact_step(4).unwrap();
+    assert_eq!((step.deleted, step.finished), (4, None));
+    let step = s.compact_step(4).unwrap();
+    assert_eq!((step.deleted, step.finished), (1, Some(11)));
+    assert_eq!(s.state_for_test(), vec![(11, 0, false), (12, 0, false)]);
+    assert_eq!(s.finished_compact_revision(), 11);
+    assert!(s.compact_step(4).unwrap().idle);
+    assert_eq!(s.hash_kv(0).unwrap(), hash);
+}
+
+#[test]
+fn a_compaction_cut_short_resumes_on_open() {
+    let (d, s) = open();
+    for i in 0..20 {
+        put(&s, &format!("k{}", i % 3), &i.to_string()); // 2..=21
+    }
+    del(&s, "k0", ""); // 22
+    put(&s, "k0", "again"); // 23
+    let before: Vec<_> = (22..=23).map(|rev| s.range(&RangeRequest { revision: rev, ..rreq("\0", "\0") }).unwrap().kvs).collect();
+    compact_logically(&s, 22);
+    s.compact_step(5).unwrap();
+    // The process dies here: the scheduled mark is durable, the finished one is not there.
+    let s = reopen(&d, s);
+    assert_eq!(s.compact_revision(), 22);
+    assert_eq!(s.current_revision(), 23);
+    assert_eq!(s.finished_compact_revision(), -1);
+    assert!(!s.compact_step(usize::MAX).unwrap().idle, "open queued the rest again");
+    assert_eq!(s.finished_compact_revision(), 22);
+    // Below 22 only the versions alive at 22 remain: k2@19 and k1@21 (k0 was deleted at 22).
+    assert_eq!(s.state_for_test(), vec![(19, 0, false), (21, 0, false), (23, 0, false)]);
+    let after: Vec<_> = (22..=23).map(|rev| s.range(&RangeRequest { revision: rev, ..rreq("\0", "\0") }).unwrap().kvs).collect();
+    assert_eq!(after, before);
+    // And it is finished for good.
+    let s = reopen(&d, s);
+    assert_eq!(s.finished_compact_revision(), 22);
+    assert!(s.compact_step(usize::MAX).unwrap().idle);
+}
+
+#[test]
+fn physical_waiters_are_handed_back_when_their_compaction_is_done() {
+    let (_d, s) = open();
+    for i in 0..6 {
+        put(&s, "a", &i.to_string()); // 2..=7
+    }
+    compact_logically(&s, 4);
+    compact_logically(&s, 6);
+    let waiter = |token| CompactionWaiter { token, answer: vec![token as u8] };
+    assert!(s.when_compacted(4, waiter(1)).is_none());
+    assert!(s.when_compacted(6, waiter(2)).is_none());
+    let step = s.compact_step(usize::MAX).unwrap();
+    assert_eq!((step.finished, step.waiters.iter().map(|w| w.token).collect::<Vec<_>>()), (Some(4), vec![1]));
+    let step = s.compact_step(usize::MAX).unwrap();
+    assert_eq!((step.finished, step.waiters.iter().map(|w| w.token).collect::<Vec<_>>()), (Some(6), vec![2]));
+    // Already done: handed straight back.
+    assert_eq!(s.when_compacted(6, waiter(3)).map(|w| w.token), Some(3));
+}
+
+#[test]
+fn a_dropped_batch_queues_no_compaction() {
+    let (_d, s) = open();
+    put(&s, "a", "1");
+    put(&s, "a", "2");
+    {
+        let mut w = s.write_batch().unwrap();
+        w.compact(&CompactionRequest { revision: 2, physical: false }).unwrap();
+    }
+    assert!(s.compact_step(usize::MAX).unwrap().idle);
+    assert_eq!(s.state_for_test().len(), 2);
 }

@@ -25,6 +25,7 @@ impl Store {
     /// holds it, and copies the file. Returns the copy's size.
     pub fn copy_to(&self, dest: &Path) -> Result<u64, EtcdError> {
         let _no_batch = self.state.write();
+        let _no_compaction_batch = self.compactions.physical.lock();
         self.make_durable()?;
         std::fs::copy(&self.path, dest).map_err(|e| {
             EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
@@ -36,6 +37,7 @@ impl Store {
     /// as they do in etcd. The file does not grow.
     pub fn defragment(&self) -> Result<(), EtcdError> {
         let _no_batch = self.state.write();
+        let _no_compaction_batch = self.compactions.physical.lock();
         self.make_durable()?;
         let mut db = self.db.write();
         // Each call moves what it can; a few rounds reach the fixed point.
@@ -76,6 +78,12 @@ impl Store {
             return Err(EtcdError::FutureRev);
         }
         let rev = if rev == 0 { current } else { rev };
+        // Below the compact revision the key table may still hold garbage
+        // that a compaction batch has not reached yet (members get there at
+        // their own pace): count only what compacting at `rev` would keep,
+        // as etcd's HashByRev does.
+        let keep = st.index.keep(rev);
+        let lower = Revision::new(compacted + 1, 0);
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let tables = KeyTables {
             records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
@@ -83,12 +91,16 @@ impl Store {
         };
         let mut h = crc32fast::Hasher::new();
         h.update(b"key");
-        // Compaction removes what it drops at once, so everything up to
-        // `rev` is what every member keeps. Chunked records are hashed
-        // whole, as written.
+        // Chunked records are hashed whole, as written.
         let end = Revision::new(rev + 1, 0).to_key(false);
         for entry in tables.records.range::<&[u8]>(..end.as_slice()).map_err(io("scan key table"))? {
             let (k, v) = entry.map_err(io("scan key table"))?;
+            let r = Revision::from_key(k.value())
+                .ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?
+                .0;
+            if r < lower && !keep.contains(&r) {
+                continue;
+            }
             h.update(k.value());
             h.update(&tables.load(k.value(), v.value())?);
         }

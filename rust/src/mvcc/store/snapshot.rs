@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-
-
 use super::{Membership, Store};
 use crate::error::EtcdError;
 use crate::mvcc::backend::io;
@@ -27,6 +25,7 @@ impl Store {
     /// Raft entry the copy holds and the membership at that entry.
     pub fn snapshot_to(&self, dest: &Path) -> Result<SnapshotInfo, EtcdError> {
         let st = self.state.write();
+        let _no_compaction_batch = self.compactions.physical.lock();
         self.make_durable()?;
         let size = std::fs::copy(&self.path, dest).map_err(|e| {
             EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
@@ -39,6 +38,7 @@ impl Store {
     /// writers wait meanwhile.
     pub fn restore(&self, from: &Path) -> Result<(), EtcdError> {
         let mut st = self.state.write();
+        let _no_compaction_batch = self.compactions.physical.lock();
         let mut db = self.db.write();
         let fail = |what: &str, e: std::io::Error| EtcdError::Internal(format!("snapshot: {what}: {e}"));
         std::fs::File::open(from).and_then(|f| f.sync_all()).map_err(|e| fail("syncing the received copy", e))?;
@@ -49,8 +49,15 @@ impl Store {
         // The old Database keeps the replaced (unlinked) file until it is dropped here.
         *db = crate::mvcc::backend::open_database(&self.path, self.opts.backend.as_ref())?;
         let tx = db.begin_write().map_err(io("begin write"))?;
-        let (state, durable) = Self::rebuild(&tx)?;
+        let (state, durable, resumed) = Self::rebuild(&tx)?;
         tx.commit().map_err(io("commit on restore"))?;
+        // The queued jobs were for the replaced file.
+        self.compactions.clear();
+        let finished = resumed.as_ref().map_or(state.compact_rev, |(_, finished)| *finished);
+        self.finished_compact_rev.store(finished, Ordering::Release);
+        if let Some((job, _)) = resumed {
+            self.compactions.schedule(vec![job]);
+        }
         self.current_rev.store(state.current_rev, Ordering::Release);
         self.compact_rev.store(state.compact_rev, Ordering::Release);
         *self.consistent.lock() = state.consistent;
