@@ -4,6 +4,7 @@
 fn main() {
     let protos = [
         "proto/kv.proto",
+        "proto/auth.proto",
         "proto/rpc.proto",
         "proto/internal.proto",
         "proto/v3lock.proto",

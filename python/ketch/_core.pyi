@@ -75,6 +75,9 @@ class Engine:
         snapshot_catchup_entries: int = 5000,
         unsafe_no_fsync: bool = False,  # tests only: the WAL is never fsynced
         force_new_cluster: bool = False,  # a restart becomes its cluster's only voter
+        auth_token: str = "simple",  # etcd's --auth-token
+        bcrypt_cost: int = 10,
+        auth_token_ttl: int = 300,  # seconds
     ) -> None:
         """Open (or create) the member's data dir and start its threads.
 

@@ -265,6 +265,9 @@ def _open_engine(
             snapshot_catchup_entries=cfg.snapshot_catchup_entries,
             unsafe_no_fsync=cfg.unsafe_no_fsync,
             force_new_cluster=cfg.force_new_cluster,
+            auth_token=cfg.auth_token,
+            bcrypt_cost=cfg.bcrypt_cost,
+            auth_token_ttl=cfg.auth_token_ttl,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None

@@ -13,6 +13,7 @@
 //!   the peer transport, on tokio.
 //! - `py` (feature `python`): the only module that knows Python.
 
+pub mod auth;
 pub mod completion;
 pub mod engine;
 pub mod error;

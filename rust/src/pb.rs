@@ -3,6 +3,9 @@
 //! `v3electionpb`) and ketch's Raft entry payload (`ketchpb`).
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
+pub mod authpb {
+    include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+}
 pub mod mvccpb {
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
 }

@@ -97,7 +97,8 @@ impl PyEngine {
                         initial_members=None, tick_ms=100, election_ticks=10, snapshot_count=100_000,
                         wal_dir=None, pre_vote=true, initial_election_tick_advance=false,
                         strict_reconfig_check=true, max_learners=1, snapshot_catchup_entries=5000,
-                        unsafe_no_fsync=false, force_new_cluster=false))]
+                        unsafe_no_fsync=false, force_new_cluster=false,
+                        auth_token=String::from("simple"), bcrypt_cost=10, auth_token_ttl=300))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -123,6 +124,9 @@ impl PyEngine {
         snapshot_catchup_entries: u64,
         unsafe_no_fsync: bool,
         force_new_cluster: bool,
+        auth_token: String,
+        bcrypt_cost: u32,
+        auth_token_ttl: u64,
     ) -> PyResult<Self> {
         if member_id == 0 {
             return Err(PyValueError::new_err("member_id must not be 0"));
@@ -152,6 +156,9 @@ impl PyEngine {
         config.snapshot_catchup_entries = snapshot_catchup_entries;
         config.unsafe_no_fsync = unsafe_no_fsync;
         config.force_new_cluster = force_new_cluster;
+        config.auth_token = auth_token;
+        config.bcrypt_cost = bcrypt_cost;
+        config.auth_token_ttl = std::time::Duration::from_secs(auth_token_ttl);
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
         Ok(PyEngine { engine: Arc::new(engine) })

@@ -17,7 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROTO_DIR = HERE.parents[2] / "rust" / "proto"
-PROTOS = ("kv.proto", "rpc.proto", "v3lock.proto", "v3election.proto")
+PROTOS = ("kv.proto", "auth.proto", "rpc.proto", "v3lock.proto", "v3election.proto")
 
 
 def fix_imports(source: str) -> str:

@@ -162,6 +162,9 @@ class Config:
     strict_reconfig_check: bool = True
     pre_vote: bool = True
     max_learners: int = 1
+    auth_token: str = "simple"  # etcd's --auth-token: simple, or jwt,pub-key=..,priv-key=..,sign-method=..
+    bcrypt_cost: int = 10
+    auth_token_ttl: int = 300  # seconds a simple token lives unused
     force_new_cluster: bool = False
     unsafe_no_fsync: bool = False
     debug: bool = False

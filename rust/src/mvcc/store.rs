@@ -31,6 +31,7 @@ use crate::pb::etcdserverpb::{
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
 mod alarm;
+mod auth;
 mod hash;
 mod lease;
 mod members;
@@ -70,6 +71,7 @@ struct State {
     consistent: (u64, u64),
     alarms: alarm::Alarms,
     membership: Membership,
+    auth: std::sync::Arc<crate::auth::AuthData>,
 }
 
 /// etcd's MVCC key-value store over a redb file. See the module doc.
@@ -88,6 +90,7 @@ pub struct Store {
     consistent: Mutex<(u64, u64)>,
     alarms: Mutex<Vec<(i32, u64)>>,
     membership: Mutex<Membership>,
+    auth: Mutex<std::sync::Arc<crate::auth::AuthData>>,
     durable_index: AtomicU64,
     in_use: AtomicU64,
     /// A non-durable commit has happened since the last durable one.
@@ -138,6 +141,7 @@ impl Store {
             consistent: Mutex::new(state.consistent),
             alarms: Mutex::new(state.alarms.iter().copied().collect()),
             membership: Mutex::new(state.membership.clone()),
+            auth: Mutex::new(state.auth.clone()),
             durable_index: AtomicU64::new(durable),
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
@@ -190,6 +194,7 @@ impl Store {
             consistent,
             alarms: alarm::load(tx)?,
             membership: members::load(tx)?,
+            auth: std::sync::Arc::new(auth::load(tx)?),
         };
         if scheduled > finished {
             compact_backend(&mut state, &mut tables, &mut meta, scheduled)?;
@@ -313,6 +318,7 @@ impl Store {
             consistent: st.consistent,
             alarms: st.alarms.clone(),
             membership: None,
+            auth: None,
         };
         Ok(WriteBatch {
             store: self,
@@ -372,6 +378,8 @@ struct Undo {
     alarms: alarm::Alarms,
     /// The member list before the batch first changed it.
     membership: Option<Membership>,
+    /// The auth store before the batch first changed it.
+    auth: Option<std::sync::Arc<crate::auth::AuthData>>,
 }
 
 impl Undo {
@@ -411,6 +419,7 @@ impl Drop for WriteBatch<'_> {
                 consistent: (0, 0),
                 alarms: alarm::Alarms::new(),
                 membership: None,
+                auth: None,
             },
         );
         let st = &mut *self.st;
@@ -429,6 +438,9 @@ impl Drop for WriteBatch<'_> {
         st.alarms = undo.alarms;
         if let Some(membership) = undo.membership {
             st.membership = membership;
+        }
+        if let Some(auth) = undo.auth {
+            st.auth = auth;
         }
     }
 }
@@ -549,6 +561,9 @@ impl WriteBatch<'_> {
         *s.alarms.lock() = self.st.alarms.iter().copied().collect();
         if self.undo.membership.is_some() {
             *s.membership.lock() = self.st.membership.clone();
+        }
+        if self.undo.auth.is_some() {
+            *s.auth.lock() = self.st.auth.clone();
         }
         if durable {
             s.durable_index.store(index, Ordering::Release);
