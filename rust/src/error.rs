@@ -120,6 +120,10 @@ pub enum EtcdError {
     /// error map, so its auth package's words go out with code Unknown.
     #[error("auth: authentication failed, password was given for no password user")]
     NoPasswordUser,
+    /// An auth refusal etcd 3.5 passes on without converting it (Hash,
+    /// HashKV, Defragment, Snapshot): its auth package's words, code Unknown.
+    #[error("{0}")]
+    AuthUnconverted(String),
     /// The request bytes are not a valid protobuf message of the method's type.
     /// gRPC itself would say this before etcd saw the request.
     #[error("grpc: error unmarshalling request: {0}")]
@@ -203,6 +207,7 @@ impl EtcdError {
         }
         match name {
             "BadRequest" => E::BadRequest(message.strip_prefix(UNMARSHAL_PREFIX).unwrap_or(message).into()),
+            "AuthUnconverted" => E::AuthUnconverted(message.into()),
             "Internal" => E::Internal(message.strip_prefix(SERVER_PREFIX).unwrap_or(message).into()),
             _ => E::Internal(message.strip_prefix(SERVER_PREFIX).unwrap_or(message).into()),
         }
@@ -262,6 +267,7 @@ impl EtcdError {
             EtcdError::InvalidAuthMgmt => "InvalidAuthMgmt",
             EtcdError::AuthOldRevision => "AuthOldRevision",
             EtcdError::NoPasswordUser => "NoPasswordUser",
+            EtcdError::AuthUnconverted(_) => "AuthUnconverted",
             EtcdError::BadRequest(_) => "BadRequest",
             EtcdError::Internal(_) => "Internal",
         }
@@ -274,7 +280,7 @@ mod tests {
 
     fn is_unit(e: &E) -> bool {
         match e {
-            E::BadRequest(_) | E::Internal(_) => false,
+            E::BadRequest(_) | E::Internal(_) | E::AuthUnconverted(_) => false,
             E::EmptyKey
             | E::KeyNotFound
             | E::ValueProvided
@@ -331,7 +337,11 @@ mod tests {
 
     #[test]
     fn every_error_round_trips_through_its_wire_form() {
-        let with_data = [E::BadRequest("unexpected EOF".into()), E::Internal("disk on fire".into())];
+        let with_data = [
+            E::BadRequest("unexpected EOF".into()),
+            E::Internal("disk on fire".into()),
+            E::AuthUnconverted("auth: permission denied".into()),
+        ];
         for e in super::UNIT_VARIANTS.into_iter().chain(with_data) {
             assert_eq!(E::from_wire(e.name(), &e.to_string()), e);
         }

@@ -26,6 +26,19 @@ pub fn resolve(auth: &AuthData, tokens: &Tokens, caller: &Caller) -> Result<Opti
     Ok(caller.common_name.as_ref().map(|cn| AuthInfo { username: cn.clone(), revision: auth.revision }))
 }
 
+/// An auth error in etcd's auth package's words (what grpc-go sends when
+/// etcd's API layer does not convert it).
+fn unconverted(e: EtcdError) -> EtcdError {
+    let words = match e {
+        EtcdError::PermissionDenied => "auth: permission denied",
+        EtcdError::UserEmpty => "auth: user name is empty",
+        EtcdError::UserNotFound => "auth: user not found",
+        EtcdError::InvalidAuthToken => "auth: invalid auth token",
+        other => return other,
+    };
+    EtcdError::AuthUnconverted(words.into())
+}
+
 pub fn authorize(
     auth: &AuthData,
     tokens: &Tokens,
@@ -34,7 +47,11 @@ pub fn authorize(
     request: &[u8],
     caller: &Caller,
 ) -> Result<Option<AuthInfo>, EtcdError> {
-    let who = resolve(auth, tokens, caller)?;
+    let raw = matches!(
+        method,
+        Method::MaintenanceDefragment | Method::MaintenanceSnapshot | Method::MaintenanceHash | Method::MaintenanceHashKv
+    );
+    let who = resolve(auth, tokens, caller).map_err(|e| if raw { unconverted(e) } else { e })?;
     if !auth.enabled {
         return Ok(who);
     }
@@ -43,11 +60,11 @@ pub fn authorize(
     match method {
         // AuthAdmin.isPermitted, authMaintenanceServer.isAuthenticated,
         // checkMembershipOperationPermission.
+        // etcd 3.5 returns these four refusals unconverted (code Unknown).
+        Method::MaintenanceDefragment | Method::MaintenanceSnapshot | Method::MaintenanceHash | Method::MaintenanceHashKv => {
+            auth.check_admin(w).map_err(unconverted)?;
+        }
         Method::KvCompact
-        | Method::MaintenanceDefragment
-        | Method::MaintenanceSnapshot
-        | Method::MaintenanceHash
-        | Method::MaintenanceHashKv
         | Method::MaintenanceMoveLeader
         | Method::ClusterMemberAdd
         | Method::ClusterMemberRemove

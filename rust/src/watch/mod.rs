@@ -306,13 +306,14 @@ impl WatchHub {
         }
         match req.request_union {
             Some(RequestUnion::CreateRequest(c)) if !permitted(&c.key, &c.range_end) => {
-                // etcd's answer: created and canceled at once, no watcher.
+                // etcd's answer: created and canceled at once, no watcher;
+                // the reason is the gRPC status's text, as grpc-go prints it.
                 let resp = WatchResponse {
                     header: Some(ctx.header(inner.last_rev)),
                     watch_id: INVALID_WATCH_ID,
                     created: true,
                     canceled: true,
-                    cancel_reason: EtcdError::PermissionDenied.to_string(),
+                    cancel_reason: format!("rpc error: code = PermissionDenied desc = {}", EtcdError::PermissionDenied),
                     ..Default::default()
                 };
                 self.out(&mut items).push(inner.streams.get_mut(&stream).unwrap(), resp, false);
