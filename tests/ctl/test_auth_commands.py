@@ -106,7 +106,7 @@ def play(tool: str, server: str, tmp: str) -> list[Outcome]:
         for args, stdin in SCRIPT:
             o = run(tool, m.endpoint, args, stdin)
             o.stdout = ids(o.stdout)
-            o.errors = [e for e in o.errors if not e.startswith("stty: ")]
+            o.errors = [e.replace(m.endpoint, "EP") for e in o.errors if not e.startswith("stty: ")]
             outcomes.append(o)
     return outcomes
 
