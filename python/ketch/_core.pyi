@@ -120,6 +120,9 @@ class Engine:
         auto_compaction_retention: float = 0.0,  # seconds (periodic) or revisions; 0: off
         compaction_batch_limit: int = 1000,  # key records per physical compaction batch
         compaction_sleep_interval: float = 0.01,  # seconds between two batches
+        auth_token: str = "simple",  # etcd's --auth-token
+        bcrypt_cost: int = 10,
+        auth_token_ttl: int = 300,  # seconds
     ) -> Engine:
         """Open (or create) the member's data dir and start its threads.
 

@@ -274,6 +274,9 @@ def _open_engine(
             auto_compaction_retention=compaction_retention(cfg),
             compaction_batch_limit=cfg.compaction_batch_limit,
             compaction_sleep_interval=cfg.compaction_sleep_interval,
+            auth_token=cfg.auth_token,
+            bcrypt_cost=cfg.bcrypt_cost,
+            auth_token_ttl=cfg.auth_token_ttl,
         )
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None

@@ -26,6 +26,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use prost::Message;
 
+use crate::auth::worker::AuthJob;
+use crate::auth::{AuthInfo, Caller};
 use crate::completion::CompletionQueue;
 use crate::error::EtcdError;
 use crate::mvcc::{self, Store, StoreOptions};
@@ -83,12 +85,31 @@ pub enum Method {
     ClusterMemberUpdate = 26,
     /// Leader only: answers NotLeader elsewhere, for the caller to forward.
     ClusterMemberPromote = 27,
-    /// After a ReadIndex (as etcd's), always AuthNotEnabled: ketch has no users yet.
+    /// After a ReadIndex (as etcd's) the password is checked on the auth
+    /// worker, then the entry that issues the token is proposed.
     AuthAuthenticate = 28,
+    // The rest of the Auth service: every call is a Raft entry (etcd's), the
+    // reads too; UserAdd and UserChangePassword hash on the auth worker first.
+    AuthEnable = 29,
+    AuthDisable = 30,
+    AuthStatus = 31,
+    AuthUserAdd = 32,
+    AuthUserGet = 33,
+    AuthUserList = 34,
+    AuthUserDelete = 35,
+    AuthUserChangePassword = 36,
+    AuthUserGrantRole = 37,
+    AuthUserRevokeRole = 38,
+    AuthRoleAdd = 39,
+    AuthRoleGet = 40,
+    AuthRoleList = 41,
+    AuthRoleDelete = 42,
+    AuthRoleGrantPermission = 43,
+    AuthRoleRevokePermission = 44,
 }
 
 impl Method {
-    pub const ALL: [Method; 27] = [
+    pub const ALL: [Method; 43] = [
         Method::KvRange,
         Method::KvPut,
         Method::KvDeleteRange,
@@ -116,6 +137,22 @@ impl Method {
         Method::ClusterMemberUpdate,
         Method::ClusterMemberPromote,
         Method::AuthAuthenticate,
+        Method::AuthEnable,
+        Method::AuthDisable,
+        Method::AuthStatus,
+        Method::AuthUserAdd,
+        Method::AuthUserGet,
+        Method::AuthUserList,
+        Method::AuthUserDelete,
+        Method::AuthUserChangePassword,
+        Method::AuthUserGrantRole,
+        Method::AuthUserRevokeRole,
+        Method::AuthRoleAdd,
+        Method::AuthRoleGet,
+        Method::AuthRoleList,
+        Method::AuthRoleDelete,
+        Method::AuthRoleGrantPermission,
+        Method::AuthRoleRevokePermission,
     ];
 
     pub fn from_u32(n: u32) -> Option<Method> {
@@ -152,13 +189,35 @@ impl Method {
             Method::ClusterMemberUpdate => "CLUSTER_MEMBER_UPDATE",
             Method::ClusterMemberPromote => "CLUSTER_MEMBER_PROMOTE",
             Method::AuthAuthenticate => "AUTH_AUTHENTICATE",
+            Method::AuthEnable => "AUTH_ENABLE",
+            Method::AuthDisable => "AUTH_DISABLE",
+            Method::AuthStatus => "AUTH_STATUS",
+            Method::AuthUserAdd => "AUTH_USER_ADD",
+            Method::AuthUserGet => "AUTH_USER_GET",
+            Method::AuthUserList => "AUTH_USER_LIST",
+            Method::AuthUserDelete => "AUTH_USER_DELETE",
+            Method::AuthUserChangePassword => "AUTH_USER_CHANGE_PASSWORD",
+            Method::AuthUserGrantRole => "AUTH_USER_GRANT_ROLE",
+            Method::AuthUserRevokeRole => "AUTH_USER_REVOKE_ROLE",
+            Method::AuthRoleAdd => "AUTH_ROLE_ADD",
+            Method::AuthRoleGet => "AUTH_ROLE_GET",
+            Method::AuthRoleList => "AUTH_ROLE_LIST",
+            Method::AuthRoleDelete => "AUTH_ROLE_DELETE",
+            Method::AuthRoleGrantPermission => "AUTH_ROLE_GRANT_PERMISSION",
+            Method::AuthRoleRevokePermission => "AUTH_ROLE_REVOKE_PERMISSION",
         }
+    }
+
+    /// The Auth calls proposed as entries (all but Authenticate, which reads first).
+    pub(crate) fn is_auth_entry(self) -> bool {
+        (Method::AuthEnable as u32..=Method::AuthRoleRevokePermission as u32).contains(&(self as u32))
     }
 
     fn is_write(self) -> bool {
         matches!(self, Method::KvPut | Method::KvDeleteRange | Method::KvTxn | Method::KvCompact)
             || matches!(self, Method::LeaseGrant | Method::LeaseRevoke | Method::MaintenanceAlarm)
             || matches!(self, Method::MaintenanceMoveLeader)
+            || self.is_auth_entry()
             || matches!(
                 self,
                 Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberUpdate | Method::ClusterMemberPromote
@@ -220,6 +279,12 @@ pub struct EngineConfig {
     pub force_new_cluster: bool,
     /// The WAL's and backend's storage and the fatal-error policy (tests swap them).
     pub storage: crate::node::StorageSeams,
+    /// bcrypt cost of new password hashes (--bcrypt-cost; out of 4..=31: 10).
+    pub bcrypt_cost: u32,
+    /// Token kind and options (--auth-token: `simple`, or `jwt,...`).
+    pub auth_token: String,
+    /// How long a simple token lives unused (--auth-token-ttl).
+    pub auth_token_ttl: Duration,
 }
 
 impl EngineConfig {
@@ -254,6 +319,9 @@ impl EngineConfig {
             compaction_pacing: crate::compactor::CompactionPacing::default(),
             force_new_cluster: false,
             storage: crate::node::StorageSeams::default(),
+            bcrypt_cost: 10,
+            auth_token: "simple".into(),
+            auth_token_ttl: Duration::from_secs(300),
         }
     }
 
@@ -315,6 +383,8 @@ pub struct Shared {
     pub watch: WatchHub,
     /// Raft messages for other members, waiting for the transport.
     pub peers: PeerOutbox,
+    /// This member's auth tokens (`crate::auth::tokens`).
+    pub tokens: crate::auth::tokens::Tokens,
 }
 
 impl Shared {
@@ -355,6 +425,23 @@ macro_rules! has_header {
     )*};
 }
 has_header!(
+    crate::pb::etcdserverpb::AuthEnableResponse,
+    crate::pb::etcdserverpb::AuthDisableResponse,
+    crate::pb::etcdserverpb::AuthStatusResponse,
+    crate::pb::etcdserverpb::AuthenticateResponse,
+    crate::pb::etcdserverpb::AuthUserAddResponse,
+    crate::pb::etcdserverpb::AuthUserGetResponse,
+    crate::pb::etcdserverpb::AuthUserListResponse,
+    crate::pb::etcdserverpb::AuthUserDeleteResponse,
+    crate::pb::etcdserverpb::AuthUserChangePasswordResponse,
+    crate::pb::etcdserverpb::AuthUserGrantRoleResponse,
+    crate::pb::etcdserverpb::AuthUserRevokeRoleResponse,
+    crate::pb::etcdserverpb::AuthRoleAddResponse,
+    crate::pb::etcdserverpb::AuthRoleGetResponse,
+    crate::pb::etcdserverpb::AuthRoleListResponse,
+    crate::pb::etcdserverpb::AuthRoleDeleteResponse,
+    crate::pb::etcdserverpb::AuthRoleGrantPermissionResponse,
+    crate::pb::etcdserverpb::AuthRoleRevokePermissionResponse,
     RangeResponse,
     PutResponse,
     DeleteRangeResponse,
@@ -387,15 +474,14 @@ pub(crate) enum LinearRead {
     /// etcd 3.5 answers MemberList after a ReadIndex, so a member just
     /// added is listed by every member.
     MemberList,
-    /// etcd checks the password after a ReadIndex; ketch, without users,
-    /// answers AuthNotEnabled there, so a member without a leader says so first.
-    Authenticate,
+    /// etcd checks the password after a ReadIndex (on the auth worker here).
+    Authenticate(AuthenticateRequest),
 }
 
 /// Work for the reader threads.
 pub(crate) enum ReadTask {
     /// Straight from submit: not yet decoded.
-    Raw { method: Method, request: Bytes, token: u64 },
+    Raw { method: Method, request: Bytes, token: u64, who: Option<AuthInfo> },
     /// A linearizable Range whose read index the store has now applied.
     Linearized { request: LinearRead, token: u64 },
     Stop,
@@ -406,6 +492,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     to_node: Sender<NodeMsg>,
     to_readers: Sender<ReadTask>,
+    to_auth: Sender<AuthJob>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Tells the ketch-compact thread to stop.
     compactor_stop: Arc<AtomicBool>,
@@ -450,7 +537,11 @@ impl Engine {
             eprintln!("ketch: resuming scheduled compaction at revision {} (cut short before)", store.compact_revision());
         }
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
-        let (node, identity) = Node::open(&config, &store)?;
+        let tokens = crate::auth::tokens::Tokens::from_flag(&config.auth_token, config.auth_token_ttl)
+            .map_err(|e| StartError::Config(format!("--auth-token {}: {e}", config.auth_token)))?;
+        let (mut node, identity) = Node::open(&config, &store)?;
+        let (to_auth, auth_rx) = crossbeam_channel::unbounded();
+        node.set_auth_worker(to_auth.clone());
         let store_rev = store.current_revision();
         let shared = Arc::new(Shared {
             store,
@@ -465,6 +556,7 @@ impl Engine {
                 crate::watch::Limits { max_request_bytes: config.max_request_bytes, ..Default::default() },
             ),
             peers,
+            tokens,
         });
         let me = shared.store.membership().members.get(&shared.identity.member_id).cloned();
         shared.raft.is_learner.store(me.as_ref().is_some_and(|m| m.is_learner), Ordering::Release);
@@ -490,16 +582,21 @@ impl Engine {
             let stop = compactor_stop.clone();
             let pacing = config.compaction_pacing;
             threads.push(spawn("ketch-compact", move || crate::compactor::run_physical(&shared, pacing, &stop)));
+        {
+            let shared = shared.clone();
+            let to_node = to_node.clone();
+            threads.push(spawn("ketch-auth", move || crate::auth::worker::run(&shared, &auth_rx, &to_node)));
         }
         for i in 0..config.reader_threads.max(1) {
             let shared = shared.clone();
             let rx = readers_rx.clone();
             let to_node = to_node.clone();
+            let to_auth = to_auth.clone();
             threads.push(spawn(&format!("ketch-read-{i}"), move || {
-                reader_loop(&shared, &rx, &to_node);
+                reader_loop(&shared, &rx, &to_node, &to_auth);
             }));
         }
-        Ok(Engine { shared, to_node, to_readers, threads: Mutex::new(threads), compactor_stop })
+        Ok(Engine { shared, to_node, to_readers, to_auth, threads: Mutex::new(threads), compactor_stop })
     }
 
     pub fn identity(&self) -> &Identity {
@@ -527,21 +624,48 @@ impl Engine {
         self.submit_method(method, request, token);
     }
 
-    /// [`Engine::submit`] for a caller that already knows the method.
+    /// [`Engine::submit`] for a caller that already knows the method, with
+    /// no token or certificate (refused where auth is enabled and the call needs a user).
     pub fn submit_method(&self, method: Method, request: Bytes, token: u64) {
+        self.submit_as(method, request, token, &Caller::default());
+    }
+
+    /// Who `caller` is, and whether they may make this call as etcd's API
+    /// layer decides before anything is proposed or read (the checks at
+    /// apply and on the readers come later). `None`: auth is off, or no user.
+    pub fn authorize(&self, method: Method, request: &[u8], caller: &Caller) -> Result<Option<AuthInfo>, EtcdError> {
+        let auth = self.shared.store.auth();
+        crate::auth::api::authorize(&auth, &self.shared.tokens, &self.shared.lessor, method, request, caller)
+    }
+
+    /// [`Engine::submit_method`] on behalf of `caller`.
+    pub fn submit_as(&self, method: Method, request: Bytes, token: u64, caller: &Caller) {
         if crate::watch::is_watch_method(method) {
             // In line, not on a thread: a stream's calls keep their order.
-            crate::watch::submit(&self.shared, method, &request, token);
+            let auth = self.shared.store.auth();
+            let who = crate::auth::api::resolve(&auth, &self.shared.tokens, caller);
+            // etcd's isWatchPermitted: a token that does not resolve permits nothing.
+            let permitted = |key: &[u8], end: &[u8]| who.as_ref().is_ok_and(|w| auth.check_read(w.as_ref(), key, end).is_ok());
+            crate::watch::submit(&self.shared, method, &request, token, &permitted);
             return;
         }
         if self.shared.failed.load(Ordering::Acquire) {
             self.shared.completions.push(token, Err(failed_error()));
             return;
         }
-        let sent = if method.is_write() {
-            self.to_node.send(NodeMsg::Write { method, request, token }).is_ok()
+        let who = match self.authorize(method, &request, caller) {
+            Ok(who) => who,
+            Err(e) => {
+                self.shared.completions.push(token, Err(e));
+                return;
+            }
+        };
+        let sent = if matches!(method, Method::AuthUserAdd | Method::AuthUserChangePassword) {
+            self.to_auth.send(AuthJob::Hash { method, request, token, who }).is_ok()
+        } else if method.is_write() {
+            self.to_node.send(NodeMsg::Write { method, request, token, who }).is_ok()
         } else {
-            self.to_readers.send(ReadTask::Raw { method, request, token }).is_ok()
+            self.to_readers.send(ReadTask::Raw { method, request, token, who }).is_ok()
         };
         if !sent {
             self.shared.completions.push(token, Err(EtcdError::Stopped));
@@ -557,6 +681,7 @@ impl Engine {
         }
         let _ = self.to_node.send(NodeMsg::Stop);
         self.compactor_stop.store(true, Ordering::Release);
+        let _ = self.to_auth.send(AuthJob::Stop);
         self.shared.watch.stop();
         for _ in 0..self.shared.config.reader_threads.max(1) {
             let _ = self.to_readers.send(ReadTask::Stop);
@@ -646,7 +771,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
         .expect("spawning an engine thread")
 }
 
-fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMsg>) {
+fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMsg>, to_auth: &Sender<AuthJob>) {
     while let Ok(task) = rx.recv() {
         match task {
             ReadTask::Stop => return,
@@ -656,12 +781,15 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
             ReadTask::Linearized { request: LinearRead::MemberList, token } => {
                 shared.answer(token, Ok(member_list(shared)));
             }
-            ReadTask::Linearized { request: LinearRead::Authenticate, token } => {
-                shared.completions.push(token, Err(EtcdError::AuthNotEnabled));
+            ReadTask::Linearized { request: LinearRead::Authenticate(request), token } => {
+                if to_auth.send(AuthJob::CheckPassword { request, token }).is_err() {
+                    shared.completions.push(token, Err(EtcdError::Stopped));
+                }
             }
-            ReadTask::Raw { method, request, token } => match method {
+            ReadTask::Raw { method, request, token, who } => match method {
                 Method::KvRange => match decode::<RangeRequest>(request)
                     .and_then(|r| mvcc::check_range(&r).map(|()| r))
+                    .and_then(|r| shared.store.auth().check_read(who.as_ref(), &r.key, &r.range_end).map(|()| r))
                 {
                     Err(e) => shared.completions.push(token, Err(e)),
                     Ok(request) if request.serializable => {
@@ -694,8 +822,8 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                     Ok(_) if shared.raft.is_learner.load(Ordering::Acquire) => {
                         shared.completions.push(token, Err(EtcdError::NotSupportedForLearner));
                     }
-                    Ok(_) => {
-                        if to_node.send(NodeMsg::Read { request: LinearRead::Authenticate, token }).is_err() {
+                    Ok(r) => {
+                        if to_node.send(NodeMsg::Read { request: LinearRead::Authenticate(r), token }).is_err() {
                             shared.completions.push(token, Err(EtcdError::Stopped));
                         }
                     }

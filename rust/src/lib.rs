@@ -16,6 +16,7 @@
 //! - `py` (feature `python`): the only module that knows Python.
 
 pub mod bbolt;
+pub mod auth;
 pub mod completion;
 pub mod compactor;
 pub mod engine;

@@ -32,6 +32,7 @@ use raft::{Ready, SnapshotStatus, StateRole, Storage};
 use crate::engine::{decode, failed_error, EngineConfig, Identity, LinearRead, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
 use crate::error::EtcdError;
 use crate::mvcc::{self, LeaseCheck, Store, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
+use crate::auth::{self, apply::{Applied, Authenticated}, worker::AuthJob, AuthInfo};
 use crate::lease;
 use crate::membership::{self, ConfOutcome};
 use crate::pb::etcdserverpb::{
@@ -39,7 +40,7 @@ use crate::pb::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
     MemberUpdateResponse, MoveLeaderRequest, PutRequest, TxnRequest,
 };
-use crate::pb::ketchpb::{internal_request, InternalRequest, MemberAttributes, MemberMetadata};
+use crate::pb::ketchpb::{internal_request, AuthHeader, InternalRequest, MemberAttributes, MemberMetadata};
 use crate::raftlog::RaftLog;
 use crate::wal::{OsFs, WalFs};
 
@@ -76,7 +77,8 @@ impl std::fmt::Debug for StorageSeams {
 
 /// Messages to the node thread.
 pub(crate) enum NodeMsg {
-    Write { method: Method, request: Bytes, token: u64 },
+    /// `who`: the caller as the engine resolved it (None: auth off or no user).
+    Write { method: Method, request: Bytes, token: u64, who: Option<crate::auth::AuthInfo> },
     /// A decoded linearizable Range waiting for a read index.
     Read { request: LinearRead, token: u64 },
     /// Raft messages from a peer.
@@ -111,6 +113,8 @@ struct PendingRead {
 
 pub(crate) struct Node {
     raw: RawNode<RaftLog>,
+    /// The auth worker, which signs JWTs for Authenticate entries this member proposed.
+    to_auth: Option<Sender<AuthJob>>,
     pending_writes: HashMap<u64, (u64, Instant)>,
     next_request_id: u64,
     /// Linearizable reads not yet sent to Raft; one ReadIndex serves them all.
@@ -225,6 +229,7 @@ impl Node {
         };
         let node = Node {
             raw,
+            to_auth: None,
             pending_writes: HashMap::new(),
             next_request_id: request_id_seed(meta.member_id),
             read_batch: Vec::new(),
@@ -245,6 +250,10 @@ impl Node {
             auto_compactor: crate::compactor::AutoCompactor::new(config.auto_compaction, Instant::now(), store.current_revision()),
         };
         Ok((node, identity))
+    }
+
+    pub(crate) fn set_auth_worker(&mut self, to_auth: Sender<AuthJob>) {
+        self.to_auth = Some(to_auth);
     }
 
     /// A sole voter needs no election timeout to know who leads. raft-rs
@@ -381,16 +390,17 @@ impl Node {
             NodeMsg::SnapshotSent(id, ok) => {
                 self.raw.report_snapshot(id, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure });
             }
-            NodeMsg::Write { method: Method::MaintenanceMoveLeader, request, token } => self.move_leader(shared, request, token),
-            NodeMsg::Write { method: m @ (Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberPromote), request, token } => {
+            NodeMsg::Write { method: Method::MaintenanceMoveLeader, request, token, .. } => self.move_leader(shared, request, token),
+            NodeMsg::Write { method: m @ (Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberPromote), request, token, .. } => {
                 if let Err(e) = self.propose_member_change(shared, m, request, token) {
                     shared.completions.push(token, Err(e));
                 }
             }
-            NodeMsg::Write { method, request, token } => {
+            NodeMsg::Write { method, request, token, who } => {
                 match self.prepare_write(shared, method, request) {
                     Err(e) => shared.completions.push(token, Err(e)),
-                    Ok(entry) => {
+                    Ok(mut entry) => {
+                        entry.auth = who.map(|w| AuthHeader { username: w.username, auth_revision: w.revision });
                         let id = entry.id;
                         match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
                             Ok(()) => {
@@ -468,6 +478,24 @@ impl Node {
                 membership::check_update(&shared.store.membership(), &r)?;
                 (R::MemberUpdate(r), None)
             }
+            // Its bytes come from the auth worker, which checked the password.
+            Method::AuthAuthenticate => (R::Authenticate(decode(request)?), None),
+            Method::AuthEnable => (R::AuthEnable(decode(request)?), None),
+            Method::AuthDisable => (R::AuthDisable(decode(request)?), None),
+            Method::AuthStatus => (R::AuthStatus(decode(request)?), None),
+            Method::AuthUserAdd => (R::AuthUserAdd(decode(request)?), None),
+            Method::AuthUserGet => (R::AuthUserGet(decode(request)?), None),
+            Method::AuthUserList => (R::AuthUserList(decode(request)?), None),
+            Method::AuthUserDelete => (R::AuthUserDelete(decode(request)?), None),
+            Method::AuthUserChangePassword => (R::AuthUserChangePassword(decode(request)?), None),
+            Method::AuthUserGrantRole => (R::AuthUserGrantRole(decode(request)?), None),
+            Method::AuthUserRevokeRole => (R::AuthUserRevokeRole(decode(request)?), None),
+            Method::AuthRoleAdd => (R::AuthRoleAdd(decode(request)?), None),
+            Method::AuthRoleGet => (R::AuthRoleGet(decode(request)?), None),
+            Method::AuthRoleList => (R::AuthRoleList(decode(request)?), None),
+            Method::AuthRoleDelete => (R::AuthRoleDelete(decode(request)?), None),
+            Method::AuthRoleGrantPermission => (R::AuthRoleGrantPermission(decode(request)?), None),
+            Method::AuthRoleRevokePermission => (R::AuthRoleRevokePermission(decode(request)?), None),
             _ => unreachable!("reads go to the readers"),
         };
         // A request that adds nothing (a Txn without puts) passes, whatever
@@ -489,7 +517,7 @@ impl Node {
                     member_id: shared.identity.member_id,
                     alarm: AlarmType::Nospace as i32,
                 };
-                let entry = InternalRequest { id: self.next_request_id, request: Some(R::Alarm(alarm)) };
+                let entry = InternalRequest { id: self.next_request_id, request: Some(R::Alarm(alarm)), auth: None };
                 self.next_request_id += 1;
                 let _ = self.raw.propose(Vec::new(), entry.encode_to_vec());
                 return Err(EtcdError::NoSpace);
@@ -497,7 +525,7 @@ impl Node {
         }
         let id = self.next_request_id;
         self.next_request_id += 1;
-        Ok(InternalRequest { id, request: Some(body) })
+        Ok(InternalRequest { id, request: Some(body), auth: None })
     }
 
     /// raft-rs drops a ReadIndex that a leader gets before it has committed
@@ -617,7 +645,11 @@ impl Node {
                         .map_err(|e| format!("undecodable entry at index {}: {e}", entry.index))?;
                     let leases: &dyn LeaseCheck = &shared.lessor;
                     use internal_request::Request as R;
-                    let result: Result<Vec<u8>, EtcdError> = match refused_by_alarm(&batch, &req.request) {
+                    let who = req.auth.as_ref().map(|h| AuthInfo { username: h.username.clone(), revision: h.auth_revision });
+                    let refused = refused_by_alarm(&batch, &req.request).or_else(|| {
+                        req.request.as_ref().and_then(|r| auth::apply::refused(batch.auth(), who.as_ref(), r, &shared.lessor))
+                    });
+                    let result: Result<Vec<u8>, EtcdError> = match refused {
                         Some(e) => Err(e),
                         None => match &req.request {
                         Some(R::Put(r)) => batch.put(r, leases).map(|resp| encode_answer(shared, resp)),
@@ -634,6 +666,23 @@ impl Node {
                         Some(R::MemberUpdate(u)) => apply_member_update(&mut batch, u)
                             .map(|members| encode_answer(shared, MemberUpdateResponse { header: None, members })),
                         None => Ok(Vec::new()),
+                        // Every other entry is the Auth service's.
+                        Some(r) => {
+                            match auth::apply::apply(shared, &mut batch, r, who.as_ref(), entry.index) {
+                                Ok(Applied::Answer(bytes)) => Ok(bytes),
+                                Ok(Applied::Authenticated(Authenticated::Token(token))) => {
+                                    Ok(auth::apply::authenticate_answer(shared, token))
+                                }
+                                Ok(Applied::Authenticated(Authenticated::SignJwt { username, revision })) => {
+                                    // Signed on the auth worker, which answers the proposer.
+                                    if let (Some((token, _)), Some(to_auth)) = (self.pending_writes.remove(&req.id), &self.to_auth) {
+                                        let _ = to_auth.send(AuthJob::SignJwt { username, revision, token });
+                                    }
+                                    Ok(Vec::new())
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
                         },
                     };
                     // Keys the entry wrote move between leases (attach, detach).
@@ -836,7 +885,7 @@ impl Node {
         }
         self.last_publish = Some(now);
         let attrs = MemberAttributes { member_id: self.member_id, name: id.name.clone(), client_urls: id.client_urls.clone() };
-        let entry = InternalRequest { id: self.next_request_id, request: Some(internal_request::Request::MemberAttributes(attrs)) };
+        let entry = InternalRequest { id: self.next_request_id, request: Some(internal_request::Request::MemberAttributes(attrs)), auth: None };
         self.next_request_id += 1;
         let _ = self.raw.propose(Vec::new(), entry.encode_to_vec());
     }
@@ -1006,6 +1055,7 @@ impl Node {
             let entry = InternalRequest {
                 id: self.next_request_id,
                 request: Some(internal_request::Request::LeaseRevoke(LeaseRevokeRequest { id })),
+                auth: None,
             };
             self.next_request_id += 1;
             if self.raw.propose(Vec::new(), entry.encode_to_vec()).is_err() {

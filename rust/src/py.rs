@@ -99,7 +99,8 @@ impl PyEngine {
                         strict_reconfig_check=true, max_learners=1, snapshot_catchup_entries=5000,
                         unsafe_no_fsync=false, force_new_cluster=false, max_wals=5,
                         auto_compaction_mode="periodic", auto_compaction_retention=0.0,
-                        compaction_batch_limit=1000, compaction_sleep_interval=0.01))]
+                        compaction_batch_limit=1000, compaction_sleep_interval=0.01,
+                        auth_token=String::from("simple"), bcrypt_cost=10, auth_token_ttl=300))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -130,6 +131,9 @@ impl PyEngine {
         auto_compaction_retention: f64,
         compaction_batch_limit: usize,
         compaction_sleep_interval: f64,
+        auth_token: String,
+        bcrypt_cost: u32,
+        auth_token_ttl: u64,
     ) -> PyResult<Self> {
         if member_id == 0 {
             return Err(PyValueError::new_err("member_id must not be 0"));
@@ -166,6 +170,9 @@ impl PyEngine {
             sleep_interval: std::time::Duration::try_from_secs_f64(compaction_sleep_interval.max(0.0))
                 .map_err(|e| PyValueError::new_err(format!("compaction_sleep_interval: {e}")))?,
         };
+        config.auth_token = auth_token;
+        config.bcrypt_cost = bcrypt_cost;
+        config.auth_token_ttl = std::time::Duration::from_secs(auth_token_ttl);
         // Opening replays the WAL: disk work, so the GIL is released.
         let engine = py.detach(|| RustEngine::start(config)).map_err(start_error)?;
         Ok(PyEngine { engine: Arc::new(engine) })

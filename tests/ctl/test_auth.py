@@ -1,6 +1,6 @@
 """--user and --password through etcdctl 3.4 and ketchctl: against an etcd with
-auth enabled, and against servers without it (ketch, which has no users yet,
-and a plain etcd), where both tools go on without a token."""
+auth enabled, and against servers without auth enabled (ketch and a plain etcd),
+where both tools go on without a token."""
 
 from __future__ import annotations
 

@@ -75,7 +75,6 @@ class Flag:
 V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
 HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin and host name"
-AUTH = "ketch has no auth yet (it answers as etcd does with auth disabled)"
 BBOLT = "ketch's backend is redb, not bbolt"
 LOGS = "ketch writes its log lines to stderr in one format"
 FALLBACK = (
@@ -286,11 +285,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
     )),
     ("Auth", (
         Flag("auth-token", Str(), "simple", "Auth token type and options ('simple' or 'jwt,...').",
-             reason=AUTH, inert=("simple",)),
-        Flag("bcrypt-cost", UINT, 10, "bcrypt cost for password hashes (4 to 31).", reason=AUTH,
-             inert=(10,)),
-        Flag("auth-token-ttl", UINT, 300, "Lifetime of a simple token, in seconds.", reason=AUTH,
-             inert=(300,)),
+             "auth_token"),
+        Flag("bcrypt-cost", UINT, 10, "bcrypt cost for password hashes (4 to 31).", "bcrypt_cost"),
+        Flag("auth-token-ttl", UINT, 300, "Lifetime of a simple token, in seconds.", "auth_token_ttl"),
     )),
     ("Profiling and Monitoring", (
         Flag("enable-pprof", Bool(), False, "Serve Go's profiler under /debug/pprof/.",

@@ -21,7 +21,7 @@ from ..client.methods import LEASE_REVOKE
 from ..client.requests import Op
 from ..client.results import Header
 from ..govalue import parse_int
-from . import concurrency, maintenance, members, snapshot
+from . import auth, concurrency, maintenance, members, snapshot
 from .context import (
     EXIT_BAD_ARGS,
     EXIT_BAD_CONNECTION,
@@ -519,7 +519,8 @@ COMMANDS = _group("ketchctl", "", [
     CommandSpec("elect", concurrency.cmd_elect, [Flag("listen", "bool", False, "l")],
                 "elect <election-name> [proposal]"),
     CommandSpec("version", cmd_version, [], "version"),
+    *auth.command_groups(CommandSpec, _group),
 ])  # fmt: skip
 
 # etcdctl commands ketchctl does not have yet: named, so the error says so.
-NOT_YET = ("make-mirror", "migrate", "auth", "user", "role", "check")
+NOT_YET = ("make-mirror", "migrate", "check")

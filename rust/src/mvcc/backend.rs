@@ -38,6 +38,14 @@ pub(crate) const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 /// open means a compaction was cut short: open finishes it.
 pub(crate) const META_FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
 
+/// etcd's auth bucket: "authEnabled" → one byte (1: on), "authRevision" →
+/// u64 big-endian. See `store/auth.rs`.
+pub(crate) const AUTH_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth");
+/// User name → encoded `authpb.User` (password: the bcrypt hash).
+pub(crate) const AUTH_USERS_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth_users");
+/// Role name → encoded `authpb.Role`.
+pub(crate) const AUTH_ROLES_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("auth_roles");
+
 /// Makes the storage a backend file lives on, given the file's path: the
 /// seam for fault and crash tests (redb's `StorageBackend`). Without one the
 /// store uses redb's own file backend.

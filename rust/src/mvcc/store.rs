@@ -33,6 +33,7 @@ use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 mod alarm;
 mod export;
 mod compact;
+mod auth;
 mod hash;
 mod lease;
 mod members;
@@ -74,6 +75,7 @@ struct State {
     consistent: (u64, u64),
     alarms: alarm::Alarms,
     membership: Membership,
+    auth: std::sync::Arc<crate::auth::AuthData>,
 }
 
 /// etcd's MVCC key-value store over a redb file. See the module doc.
@@ -92,6 +94,7 @@ pub struct Store {
     consistent: Mutex<(u64, u64)>,
     alarms: Mutex<Vec<(i32, u64)>>,
     membership: Mutex<Membership>,
+    auth: Mutex<std::sync::Arc<crate::auth::AuthData>>,
     durable_index: AtomicU64,
     in_use: AtomicU64,
     /// A non-durable commit has happened since the last durable one.
@@ -146,6 +149,7 @@ impl Store {
             consistent: Mutex::new(state.consistent),
             alarms: Mutex::new(state.alarms.iter().copied().collect()),
             membership: Mutex::new(state.membership.clone()),
+            auth: Mutex::new(state.auth.clone()),
             durable_index: AtomicU64::new(durable),
             in_use: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
@@ -205,6 +209,7 @@ impl Store {
             consistent,
             alarms: alarm::load(tx)?,
             membership: members::load(tx)?,
+            auth: std::sync::Arc::new(auth::load(tx)?),
         };
         let mut resumed = None;
         if scheduled > finished {
@@ -329,6 +334,7 @@ impl Store {
             consistent: st.consistent,
             alarms: st.alarms.clone(),
             membership: None,
+            auth: None,
         };
         Ok(WriteBatch {
             store: self,
@@ -389,6 +395,8 @@ struct Undo {
     alarms: alarm::Alarms,
     /// The member list before the batch first changed it.
     membership: Option<Membership>,
+    /// The auth store before the batch first changed it.
+    auth: Option<std::sync::Arc<crate::auth::AuthData>>,
 }
 
 impl Undo {
@@ -430,6 +438,7 @@ impl Drop for WriteBatch<'_> {
                 consistent: (0, 0),
                 alarms: alarm::Alarms::new(),
                 membership: None,
+                auth: None,
             },
         );
         let st = &mut *self.st;
@@ -448,6 +457,9 @@ impl Drop for WriteBatch<'_> {
         st.alarms = undo.alarms;
         if let Some(membership) = undo.membership {
             st.membership = membership;
+        }
+        if let Some(auth) = undo.auth {
+            st.auth = auth;
         }
     }
 }
@@ -567,6 +579,9 @@ impl WriteBatch<'_> {
         *s.alarms.lock() = self.st.alarms.iter().copied().collect();
         if self.undo.membership.is_some() {
             *s.membership.lock() = self.st.membership.clone();
+        }
+        if self.undo.auth.is_some() {
+            *s.auth.lock() = self.st.auth.clone();
         }
         if durable {
             s.durable_index.store(index, Ordering::Release);

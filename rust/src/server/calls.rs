@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Status;
 
+use crate::auth::Caller;
 use crate::completion::{Answer, Waiter};
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;
@@ -48,12 +49,17 @@ impl Calls {
         self.engine.completions().waiter_token()
     }
 
-    /// Runs one request on this member's engine.
+    /// Runs one request on this member's engine, with no user.
     pub async fn call(&self, method: Method, request: Bytes) -> Answer {
+        self.call_as(method, request, &Caller::default()).await
+    }
+
+    /// Runs one request on this member's engine on behalf of `caller`.
+    pub async fn call_as(&self, method: Method, request: Bytes, caller: &Caller) -> Answer {
         let token = self.token();
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.engine.completions().add_waiter(token, Waiter::Once(tx));
-        self.engine.submit_method(method, request, token);
+        self.engine.submit_as(method, request, token, caller);
         // The engine answers every request it took; a dropped sender means it stopped.
         rx.await.unwrap_or(Err(EtcdError::Stopped))
     }
@@ -65,18 +71,20 @@ impl Calls {
 
     /// A leader-only call: here if this member leads, otherwise on the leader.
     /// A status error is the leader's answer (or etcd's "no leader").
-    pub async fn call_on_leader(&self, method: Method, path: &'static str, request: Bytes) -> Result<Bytes, Status> {
+    /// The caller's token goes along, and is checked here first as well.
+    pub async fn call_on_leader(&self, method: Method, path: &'static str, request: Bytes, caller: &Caller) -> Result<Bytes, Status> {
         let deadline = tokio::time::Instant::now() + FORWARD_DEADLINE;
         loop {
             if self.is_leader() {
                 self.wait_applied().await?;
-                match self.call(method, request.clone()).await {
+                match self.call_as(method, request.clone(), caller).await {
                     Ok(answer) => return Ok(answer.into()),
                     Err(EtcdError::NotLeader) => {}
                     Err(e) => return Err(status_of(&e)),
                 }
             } else if let Some(channel) = self.leader.channel(&self.engine) {
-                match forward(channel, path, request.clone()).await {
+                self.engine.authorize(method, &request, caller).map_err(|e| status_of(&e))?;
+                match forward(channel, path, request.clone(), caller.token.as_deref()).await {
                     Ok(answer) => return Ok(answer),
                     // The leader moved on, or could not be reached: look again.
                     Err(s) if is_not_leader(&s) || s.code() == tonic::Code::Unavailable => {}
@@ -118,12 +126,16 @@ fn is_not_leader(s: &Status) -> bool {
     s.code() == tonic::Code::FailedPrecondition && s.message() == EtcdError::NotLeader.to_string()
 }
 
-async fn forward(channel: Channel, path: &'static str, request: Bytes) -> Result<Bytes, Status> {
+async fn forward(channel: Channel, path: &'static str, request: Bytes, auth_token: Option<&str>) -> Result<Bytes, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting to the leader: {e}")))?;
     let codec = RawCodec { max_receive: usize::MAX };
     let path = http::uri::PathAndQuery::from_static(path);
-    grpc.unary(tonic::Request::new(request), path, codec).await.map(tonic::Response::into_inner)
+    let mut request = tonic::Request::new(request);
+    if let Some(value) = auth_token.and_then(|t| t.parse().ok()) {
+        request.metadata_mut().insert(crate::server::TOKEN_METADATA, value);
+    }
+    grpc.unary(request, path, codec).await.map(tonic::Response::into_inner)
 }
 
 /// What a member presents when it calls the leader's https client URL: the

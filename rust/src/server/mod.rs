@@ -46,6 +46,7 @@ pub use calls::ForwardTls;
 pub use tls::{self_signed, TlsFiles};
 pub use transport::{PeerDialTls, PeerTransport, TransportConfig};
 
+use crate::auth::Caller;
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;
 use calls::Calls;
@@ -208,7 +209,7 @@ pub(crate) async fn accept_loop(
         tokio::spawn(async move {
             let _done = done;
             match tls {
-                None => serve_connection(tcp, router, &http, stopping).await,
+                None => serve_connection(tcp, router, &http, stopping, None).await,
                 Some(config) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     // A client that never finishes its handshake does not hold a task forever.
@@ -216,7 +217,8 @@ pub(crate) async fn accept_loop(
                     // level); the client sees why.
                     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                     if let Ok(Ok(stream)) = handshake.await {
-                        serve_connection(stream, router, &http, stopping).await;
+                        let cn = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| tls::common_name(c));
+                        serve_connection(stream, router, &http, stopping, cn).await;
                     }
                 }
             }
@@ -229,10 +231,14 @@ async fn serve_connection<S>(
     router: Router,
     http: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
     mut stopping: tokio::sync::watch::Receiver<bool>,
+    common_name: Option<String>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+        if common_name.is_some() {
+            req.extensions_mut().insert(PeerCommonName(common_name.clone()));
+        }
         let answer = router(req);
         async move { Ok::<_, Infallible>(answer.await) }
     });
@@ -277,7 +283,7 @@ enum Kind {
 
 /// etcd's v3 services, by gRPC path. A path missing here gets grpc-go's
 /// UNIMPLEMENTED. LeaseLeases is answered locally, as etcd does.
-const METHODS: [(&str, Kind); 31] = {
+const METHODS: [(&str, Kind); 47] = {
     use recipes::Recipe as R;
     use Kind::{KeepAlive, LeaderUnary, Observe, Recipe, Snapshot, Unary, Watch};
     [
@@ -305,6 +311,22 @@ const METHODS: [(&str, Kind); 31] = {
     ("/etcdserverpb.Maintenance/Snapshot", Snapshot),
     ("/etcdserverpb.Maintenance/MoveLeader", Unary(Method::MaintenanceMoveLeader)),
     ("/etcdserverpb.Auth/Authenticate", Unary(Method::AuthAuthenticate)),
+    ("/etcdserverpb.Auth/AuthEnable", Unary(Method::AuthEnable)),
+    ("/etcdserverpb.Auth/AuthDisable", Unary(Method::AuthDisable)),
+    ("/etcdserverpb.Auth/AuthStatus", Unary(Method::AuthStatus)),
+    ("/etcdserverpb.Auth/UserAdd", Unary(Method::AuthUserAdd)),
+    ("/etcdserverpb.Auth/UserGet", Unary(Method::AuthUserGet)),
+    ("/etcdserverpb.Auth/UserList", Unary(Method::AuthUserList)),
+    ("/etcdserverpb.Auth/UserDelete", Unary(Method::AuthUserDelete)),
+    ("/etcdserverpb.Auth/UserChangePassword", Unary(Method::AuthUserChangePassword)),
+    ("/etcdserverpb.Auth/UserGrantRole", Unary(Method::AuthUserGrantRole)),
+    ("/etcdserverpb.Auth/UserRevokeRole", Unary(Method::AuthUserRevokeRole)),
+    ("/etcdserverpb.Auth/RoleAdd", Unary(Method::AuthRoleAdd)),
+    ("/etcdserverpb.Auth/RoleGet", Unary(Method::AuthRoleGet)),
+    ("/etcdserverpb.Auth/RoleList", Unary(Method::AuthRoleList)),
+    ("/etcdserverpb.Auth/RoleDelete", Unary(Method::AuthRoleDelete)),
+    ("/etcdserverpb.Auth/RoleGrantPermission", Unary(Method::AuthRoleGrantPermission)),
+    ("/etcdserverpb.Auth/RoleRevokePermission", Unary(Method::AuthRoleRevokePermission)),
     ("/v3lockpb.Lock/Lock", Recipe(R::Lock)),
     ("/v3lockpb.Lock/Unlock", Recipe(R::Unlock)),
     ("/v3electionpb.Election/Campaign", Recipe(R::Campaign)),
@@ -350,6 +372,22 @@ async fn grpc(front: &Arc<Front>, req: http::Request<Incoming>) -> http::Respons
     }
 }
 
+/// The gRPC metadata entry clients send their token in (etcd's TokenFieldNameGRPC).
+pub(crate) const TOKEN_METADATA: &str = "token";
+
+/// The verified client certificate's common name, put on every request of
+/// a connection that presented one (--client-cert-auth).
+#[derive(Clone, Debug)]
+struct PeerCommonName(Option<String>);
+
+/// Who sent a request: the token in its metadata, the certificate's CN.
+fn caller_of<T>(request: &tonic::Request<T>) -> Caller {
+    Caller {
+        token: request.metadata().get(TOKEN_METADATA).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        common_name: request.extensions().get::<PeerCommonName>().and_then(|cn| cn.0.clone()),
+    }
+}
+
 struct UnaryCall {
     calls: Arc<Calls>,
     method: Method,
@@ -363,10 +401,11 @@ impl UnaryService<Bytes> for UnaryCall {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (calls, method, leader_path) = (self.calls.clone(), self.method, self.leader_path);
         Box::pin(async move {
+            let caller = caller_of(&request);
             let request = request.into_inner();
             let answer = match leader_path {
-                Some(path) => calls.call_on_leader(method, path, request).await?,
-                None => calls.call(method, request).await.map_err(|e| status_of(&e))?.into(),
+                Some(path) => calls.call_on_leader(method, path, request, &caller).await?,
+                None => calls.call_as(method, request, &caller).await.map_err(|e| status_of(&e))?.into(),
             };
             Ok(tonic::Response::new(answer))
         })
@@ -375,7 +414,7 @@ impl UnaryService<Bytes> for UnaryCall {
 
 struct StreamCall {
     calls: Arc<Calls>,
-    open: fn(&Arc<Calls>, streams::RequestStream) -> ResponseStream,
+    open: fn(&Arc<Calls>, streams::RequestStream, Caller) -> ResponseStream,
 }
 
 impl StreamingService<Bytes> for StreamCall {
@@ -384,7 +423,8 @@ impl StreamingService<Bytes> for StreamCall {
     type Future = Ready<Result<tonic::Response<ResponseStream>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Streaming<Bytes>>) -> Self::Future {
-        ready(Ok(tonic::Response::new((self.open)(&self.calls, Box::pin(request.into_inner())))))
+        let caller = caller_of(&request);
+        ready(Ok(tonic::Response::new((self.open)(&self.calls, Box::pin(request.into_inner()), caller))))
     }
 }
 
@@ -402,8 +442,10 @@ impl ServerStreamingService<Bytes> for SnapshotCall {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (calls, observe) = (self.calls.clone(), self.observe);
         Box::pin(async move {
+            let caller = caller_of(&request);
             let request = request.into_inner();
-            let stream = if observe { recipes::observe(&calls, request) } else { streams::snapshot(&calls, request).await };
+            let stream =
+                if observe { recipes::observe(&calls, request, caller) } else { streams::snapshot(&calls, request, caller).await };
             stream.map(tonic::Response::new)
         })
     }
@@ -420,7 +462,10 @@ impl UnaryService<Bytes> for RecipeCall {
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (calls, recipe) = (self.calls.clone(), self.recipe);
-        Box::pin(async move { recipes::serve(&calls, recipe, request.into_inner()).await.map(tonic::Response::new) })
+        Box::pin(async move {
+            let caller = caller_of(&request);
+            recipes::serve(&calls, recipe, request.into_inner(), caller).await.map(tonic::Response::new)
+        })
     }
 }
 
@@ -442,7 +487,7 @@ mod tests {
     #[test]
     fn unknown_methods_are_named_as_grpc_go_names_them() {
         assert_eq!(unimplemented("/etcdserverpb.KV/Nope").message(), "unknown method Nope for service etcdserverpb.KV");
-        assert_eq!(unimplemented("/etcdserverpb.Auth/UserAdd").message(), "unknown method UserAdd for service etcdserverpb.Auth");
+        assert_eq!(unimplemented("/etcdserverpb.Auth/Nope").message(), "unknown method Nope for service etcdserverpb.Auth");
         assert_eq!(unimplemented("/no.Such/Thing").message(), "unknown service no.Such");
         // A prefix of a served service is another service.
         assert_eq!(unimplemented("/etcdserverpb.K/Put").message(), "unknown service etcdserverpb.K");

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use prost::Message;
 use tonic::Status;
 
+use crate::auth::Caller;
 use crate::completion::Waiter;
 use crate::engine::Method;
 use crate::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -65,8 +66,10 @@ pub enum Recipe {
     Resign,
 }
 
-pub async fn serve(calls: &Arc<Calls>, recipe: Recipe, request: Bytes) -> Result<Bytes, Status> {
-    let store = Store(calls.clone());
+/// Runs a recipe as `caller`: each KV call it makes is checked as that
+/// caller's own would be.
+pub async fn serve(calls: &Arc<Calls>, recipe: Recipe, request: Bytes, caller: Caller) -> Result<Bytes, Status> {
+    let store = Store(calls.clone(), caller);
     let answer = match recipe {
         Recipe::Lock => lock(&store, decode(request)?).await?.encode_to_vec(),
         Recipe::Unlock => unlock(&store, decode(request)?).await?.encode_to_vec(),
@@ -82,15 +85,17 @@ fn decode<M: Message + Default>(request: Bytes) -> Result<M, Status> {
     M::decode(request).map_err(|e| status_of(&crate::error::EtcdError::BadRequest(e.to_string())))
 }
 
-/// The store as the recipes see it: typed KV calls on this member's engine.
-struct Store(Arc<Calls>);
+/// The store as the recipes see it: typed KV calls on this member's
+/// engine, made as the recipe's caller.
+#[derive(Clone)]
+struct Store(Arc<Calls>, Caller);
 
 impl Store {
     /// An engine error comes back as etcd's recipes return it: its message
     /// with code Unknown (clientv3 turns the status into a plain error,
     /// which grpc-go sends as Unknown).
     async fn call<Q: Message, A: Message + Default>(&self, method: Method, request: &Q) -> Result<A, Status> {
-        let answer = self.0.call(method, request.encode_to_vec().into()).await.map_err(|e| Status::unknown(e.to_string()))?;
+        let answer = self.0.call_as(method, request.encode_to_vec().into(), &self.1).await.map_err(|e| Status::unknown(e.to_string()))?;
         A::decode(&answer[..]).map_err(|e| Status::internal(format!("etcdserver: undecodable answer: {e}")))
     }
 
@@ -139,7 +144,7 @@ impl Store {
                 .await?;
             let Some(kv) = last.kvs.first() else { return Ok(last.header) };
             let at = last.header.as_ref().map_or(0, |h| h.revision);
-            let mut watch = Watch::open(&self.0, kv.key.clone(), Bytes::new(), at);
+            let mut watch = Watch::open(self, kv.key.clone(), Bytes::new(), at);
             loop {
                 let response = watch.next().await?;
                 if response.events.iter().any(|e| e.r#type == EventType::Delete as i32) {
@@ -228,7 +233,7 @@ fn range_of(txn: &TxnResponse, i: usize) -> Option<&RangeResponse> {
 /// Deletes a contender's key unless disarmed: a call that ends before it is
 /// done (its client went away) leaves no key behind to block the others.
 struct GiveUp {
-    store: Option<Arc<Calls>>,
+    store: Option<Store>,
     key: Bytes,
     /// The key's create revision, for a campaign (its Resign); 0: delete it as it is.
     revision: i64,
@@ -245,7 +250,7 @@ impl Drop for GiveUp {
         let Some(calls) = self.store.take() else { return };
         let (key, revision) = (self.key.clone(), self.revision);
         tokio::spawn(async move {
-            let store = Store(calls);
+            let store = calls;
             if revision == 0 {
                 let _ = unlock(&store, UnlockRequest { key }).await;
             } else {
@@ -274,7 +279,7 @@ async fn lock(store: &Store, req: LockRequest) -> Result<LockResponse, Status> {
     if holder.is_none_or(|rev| rev == my_revision) {
         return Ok(LockResponse { header: txn.header, key });
     }
-    let give_up = GiveUp { store: Some(store.0.clone()), key: key.clone(), revision: 0 };
+    let give_up = GiveUp { store: Some(store.clone()), key: key.clone(), revision: 0 };
     // On an error too the key is given up (etcd's Lock unlocks then).
     let header = store.wait_deletes(&prefix, my_revision - 1).await?;
     give_up.disarm();
@@ -311,7 +316,7 @@ async fn campaign(store: &Store, req: CampaignRequest) -> Result<CampaignRespons
             }
         }
     }
-    let give_up = GiveUp { store: Some(store.0.clone()), key, revision: leader.rev };
+    let give_up = GiveUp { store: Some(store.clone()), key, revision: leader.rev };
     let waited = store.wait_deletes(&prefix, leader.rev - 1).await;
     // Only a caller that went away resigns; an error leaves the key (as etcd).
     give_up.disarm();
@@ -358,10 +363,10 @@ async fn leader(store: &Store, req: LeaderRequest) -> Result<LeaderResponse, Sta
 /// Election.Observe: the leader now (or the first one to come), then every
 /// proclamation of that leader, then the next leader once its key is
 /// deleted, and so on until the client goes away (clientv3's observe).
-pub fn observe(calls: &Arc<Calls>, request: Bytes) -> Result<ResponseStream, Status> {
+pub fn observe(calls: &Arc<Calls>, request: Bytes, caller: Caller) -> Result<ResponseStream, Status> {
     let req: LeaderRequest = decode(request)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Status>>(16);
-    let store = Store(calls.clone());
+    let store = Store(calls.clone(), caller);
     tokio::spawn(async move {
         let send = |header: Option<ResponseHeader>, kv: KeyValue| {
             let tx = tx.clone();
@@ -375,7 +380,7 @@ pub fn observe(calls: &Arc<Calls>, request: Bytes) -> Result<ResponseStream, Sta
                 let (mut header, kv) = if first.kvs.is_empty() {
                     // No leader: wait for the first put under the prefix.
                     let at = first.header.as_ref().map_or(0, |h| h.revision);
-                    let mut watch = Watch::open(&store.0, Bytes::from(prefix.clone()), prefix_end(&prefix), at);
+                    let mut watch = Watch::open(&store, Bytes::from(prefix.clone()), prefix_end(&prefix), at);
                     loop {
                         let response = watch.next().await?;
                         let put = response.events.into_iter().find(|e| e.r#type == EventType::Put as i32);
@@ -394,7 +399,7 @@ pub fn observe(calls: &Arc<Calls>, request: Bytes) -> Result<ResponseStream, Sta
                     return Ok(());
                 }
                 // This leader's proclamations, until its key goes.
-                let mut watch = Watch::open(&store.0, key, Bytes::new(), from);
+                let mut watch = Watch::open(&store, key, Bytes::new(), from);
                 'leader: loop {
                     let response = watch.next().await?;
                     for event in response.events {
@@ -430,7 +435,8 @@ struct Watch {
 }
 
 impl Watch {
-    fn open(calls: &Arc<Calls>, key: Bytes, range_end: Bytes, start_revision: i64) -> Watch {
+    fn open(store: &Store, key: Bytes, range_end: Bytes, start_revision: i64) -> Watch {
+        let (calls, caller) = (&store.0, &store.1);
         let token = calls.token();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let engine = &calls.engine;
@@ -444,7 +450,7 @@ impl Watch {
                 ..WatchCreateRequest::default()
             })),
         };
-        engine.submit_method(Method::WatchRequest, create.encode_to_vec().into(), token);
+        engine.submit_as(Method::WatchRequest, create.encode_to_vec().into(), token, caller);
         Watch { calls: calls.clone(), token, rx }
     }
 

@@ -19,7 +19,13 @@ pub fn code_of(e: &EtcdError) -> Code {
         | E::TooManyOps
         | E::DuplicateKey
         | E::RequestTooLarge
-        | E::MemberBadUrls => Code::InvalidArgument,
+        | E::MemberBadUrls
+        | E::UserEmpty
+        | E::RoleEmpty
+        | E::AuthFailed
+        | E::PermissionNotGiven
+        | E::InvalidAuthMgmt
+        | E::AuthOldRevision => Code::InvalidArgument,
         E::Compacted | E::FutureRev | E::LeaseTtlTooLarge => Code::OutOfRange,
         E::NoSpace | E::TooManyRequests => Code::ResourceExhausted,
         E::Corrupt => Code::DataLoss,
@@ -31,7 +37,17 @@ pub fn code_of(e: &EtcdError) -> Code {
         | E::MemberNotLearner
         | E::LearnerNotReady
         | E::TooManyLearners
-        | E::AuthNotEnabled => Code::FailedPrecondition,
+        | E::AuthNotEnabled
+        | E::RootUserNotExist
+        | E::RootRoleNotExist
+        | E::UserAlreadyExist
+        | E::UserNotFound
+        | E::RoleAlreadyExist
+        | E::RoleNotFound
+        | E::RoleNotGranted
+        | E::PermissionNotGranted => Code::FailedPrecondition,
+        E::PermissionDenied => Code::PermissionDenied,
+        E::InvalidAuthToken => Code::Unauthenticated,
         // etcd answers a removed ID as not found too (v3rpc/util.go).
         E::LeaseNotFound | E::MemberNotFound => Code::NotFound,
         E::NoLeader
@@ -42,7 +58,7 @@ pub fn code_of(e: &EtcdError) -> Code {
         | E::TimeoutDueToLeaderFail
         | E::TimeoutWaitAppliedIndex => Code::Unavailable,
         // Neither is in etcd's gRPC error map: grpc-go sends them as Unknown.
-        E::NotEnoughStartedMembers | E::LeaderTransferTimeout => Code::Unknown,
+        E::NotEnoughStartedMembers | E::LeaderTransferTimeout | E::NoPasswordUser | E::AuthUnconverted(_) => Code::Unknown,
         // A request whose bytes do not decode: grpc-go refuses it with
         // Internal before etcd sees it, with the same words.
         E::BadRequest(_) | E::Internal(_) => Code::Internal,
@@ -77,6 +93,10 @@ mod tests {
         assert_eq!(code_of(&E::MemberNotFound), Code::NotFound);
         assert_eq!(code_of(&E::NotEnoughStartedMembers), Code::Unknown);
         assert_eq!(code_of(&E::BadRequest("x".into())), Code::Internal);
+        assert_eq!(code_of(&E::PermissionDenied), Code::PermissionDenied);
+        assert_eq!(code_of(&E::InvalidAuthToken), Code::Unauthenticated);
+        assert_eq!(code_of(&E::AuthOldRevision), Code::InvalidArgument);
+        assert_eq!(code_of(&E::RootUserNotExist), Code::FailedPrecondition);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tonic::Status;
 
+use crate::auth::Caller;
 use crate::completion::{Answer, Waiter};
 use crate::engine::Method;
 use crate::pb::etcdserverpb::SnapshotResponse;
@@ -36,7 +37,7 @@ const SNAPSHOT_CHUNK: usize = 32 * 1024;
 /// from a task of their own, and the hub's responses come out of the
 /// returned stream in the order the hub made them. A client that half-closes
 /// keeps getting its events, as from etcd.
-pub fn watch(calls: &Arc<Calls>, mut requests: RequestStream) -> ResponseStream {
+pub fn watch(calls: &Arc<Calls>, mut requests: RequestStream, caller: Caller) -> ResponseStream {
     let token = calls.token();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let engine = calls.engine.clone();
@@ -47,7 +48,7 @@ pub fn watch(calls: &Arc<Calls>, mut requests: RequestStream) -> ResponseStream 
         tokio::spawn(async move {
             // A request that does not arrive whole ends only the reading side.
             while let Some(Ok(request)) = requests.next().await {
-                engine.submit_method(Method::WatchRequest, request, token);
+                engine.submit_as(Method::WatchRequest, request, token, &caller);
             }
         })
     };
@@ -118,20 +119,20 @@ impl Drop for WatchResponses {
 /// LeaseKeepAlive: each request renews once and is answered in order
 /// (etcd's leaseKeepAlive loop); on a follower each renew goes to the
 /// leader. An error ends the stream with it.
-pub fn keep_alive(calls: &Arc<Calls>, requests: RequestStream) -> ResponseStream {
+pub fn keep_alive(calls: &Arc<Calls>, requests: RequestStream, caller: Caller) -> ResponseStream {
     const PATH: &str = "/etcdserverpb.Lease/LeaseKeepAlive";
-    let state = (requests, calls.clone(), false);
-    Box::pin(futures_util::stream::unfold(state, |(mut requests, calls, failed)| async move {
+    let state = (requests, calls.clone(), caller, false);
+    Box::pin(futures_util::stream::unfold(state, |(mut requests, calls, caller, failed)| async move {
         if failed {
             return None;
         }
         match requests.next().await {
-            Some(Ok(request)) => match calls.call_on_leader(Method::LeaseKeepAlive, PATH, request).await {
-                Ok(response) => Some((Ok(response), (requests, calls, false))),
-                Err(status) => Some((Err(status), (requests, calls, true))),
+            Some(Ok(request)) => match calls.call_on_leader(Method::LeaseKeepAlive, PATH, request, &caller).await {
+                Ok(response) => Some((Ok(response), (requests, calls, caller, false))),
+                Err(status) => Some((Err(status), (requests, calls, caller, true))),
             },
             None => None,
-            Some(Err(status)) => Some((Err(status), (requests, calls, true))),
+            Some(Err(status)) => Some((Err(status), (requests, calls, caller, true))),
         }
     }))
 }
@@ -142,8 +143,8 @@ pub fn keep_alive(calls: &Arc<Calls>, requests: RequestStream) -> ResponseStream
 /// each with the bytes still to come, then one more response whose blob is
 /// the SHA-256 of everything sent (etcdctl keeps it at the end of the file
 /// and `snapshot restore` checks it), and removes the file.
-pub async fn snapshot(calls: &Arc<Calls>, request: Bytes) -> Result<ResponseStream, Status> {
-    let path = calls.call(Method::MaintenanceSnapshot, request).await.map_err(|e| status_of(&e))?;
+pub async fn snapshot(calls: &Arc<Calls>, request: Bytes, caller: Caller) -> Result<ResponseStream, Status> {
+    let path = calls.call_as(Method::MaintenanceSnapshot, request, &caller).await.map_err(|e| status_of(&e))?;
     let copy = SnapshotCopy { path: PathBuf::from(String::from_utf8_lossy(&path).into_owned()) };
     let file = std::fs::File::open(&copy.path).map_err(|e| Status::internal(format!("etcdserver: opening the snapshot copy: {e}")))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);

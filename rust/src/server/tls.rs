@@ -200,3 +200,68 @@ fn versions(min: &str, max: &str) -> Result<Vec<&'static rustls::SupportedProtoc
     }
     Ok(out)
 }
+
+/// One DER element: (tag, contents, the rest after it).
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The subject's common name of a DER certificate (the user etcd takes a
+/// client certificate for under --client-cert-auth), or None.
+pub(crate) fn common_name(cert: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
+    let (_, certificate, _) = der_element(cert).filter(|e| e.0 == SEQUENCE)?;
+    let (_, tbs, _) = der_element(certificate).filter(|e| e.0 == SEQUENCE)?;
+    let mut fields = tbs;
+    // [0] version is optional; then serial, signature, issuer, validity, subject.
+    let (tag, _, rest) = der_element(fields)?;
+    if tag == 0xa0 {
+        fields = rest;
+    }
+    for _ in 0..4 {
+        fields = der_element(fields)?.2;
+    }
+    let (_, mut subject, _) = der_element(fields).filter(|e| e.0 == SEQUENCE)?;
+    let mut cn = None;
+    while let Some((_, set, rest)) = der_element(subject) {
+        subject = rest;
+        let mut attrs = set;
+        while let Some((_, attr, more)) = der_element(attrs) {
+            attrs = more;
+            let (oid_tag, oid, value) = der_element(attr)?;
+            if oid_tag == 0x06 && oid == CN_OID {
+                let (_, text, _) = der_element(value)?;
+                // Go keeps the last CN of a subject with several.
+                cn = Some(String::from_utf8_lossy(text).into_owned());
+            }
+        }
+    }
+    cn
+}
+
+#[cfg(test)]
+mod common_name_tests {
+    #[test]
+    fn reads_the_subject_common_name() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "o");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(super::common_name(cert.der()).as_deref(), Some("alice"));
+        assert_eq!(super::common_name(b"\x30\x03\x02\x01\x00"), None);
+    }
+}

@@ -293,6 +293,11 @@ impl WatchHub {
     /// One WatchRequest from the client, as bytes. Its answers (created,
     /// canceled, progress) are sent through `ctx` in stream order.
     pub fn request(&self, ctx: &dyn WatchCtx, stream: u64, request: &[u8]) -> Result<(), EtcdError> {
+        self.request_as(ctx, stream, request, &|_, _| true)
+    }
+
+    /// [`WatchHub::request`] from a caller who may read only what `permitted` allows.
+    pub fn request_as(&self, ctx: &dyn WatchCtx, stream: u64, request: &[u8], permitted: &dyn Fn(&[u8], &[u8]) -> bool) -> Result<(), EtcdError> {
         let req = WatchRequest::decode(request).map_err(|e| EtcdError::BadRequest(e.to_string()))?;
         let mut items = Vec::new();
         let mut inner = self.inner.lock();
@@ -300,6 +305,19 @@ impl WatchHub {
             return Ok(());
         }
         match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) if !permitted(&c.key, &c.range_end) => {
+                // etcd's answer: created and canceled at once, no watcher;
+                // the reason is the gRPC status's text, as grpc-go prints it.
+                let resp = WatchResponse {
+                    header: Some(ctx.header(inner.last_rev)),
+                    watch_id: INVALID_WATCH_ID,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: format!("rpc error: code = PermissionDenied desc = {}", EtcdError::PermissionDenied),
+                    ..Default::default()
+                };
+                self.out(&mut items).push(inner.streams.get_mut(&stream).unwrap(), resp, false);
+            }
             Some(RequestUnion::CreateRequest(c)) => self.create(ctx, &mut inner, stream, c, &mut items),
             Some(RequestUnion::CancelRequest(c)) => {
                 let key = inner.streams[&stream].ids.get(&c.watch_id).copied();
@@ -788,13 +806,14 @@ pub(crate) fn is_watch_method(m: crate::engine::Method) -> bool {
 }
 
 /// The engine's submit for the watch methods: the token is the stream.
-pub(crate) fn submit(shared: &crate::engine::Shared, method: crate::engine::Method, request: &[u8], token: u64) {
+/// `permitted`: may the stream's caller read this key range (etcd's isWatchPermitted).
+pub(crate) fn submit(shared: &crate::engine::Shared, method: crate::engine::Method, request: &[u8], token: u64, permitted: &dyn Fn(&[u8], &[u8]) -> bool) {
     use crate::engine::Method as M;
     let hub = &shared.watch;
     match method {
         M::WatchOpen => hub.open_stream(token),
         M::WatchRequest => {
-            if let Err(e) = hub.request(shared, token, request) {
+            if let Err(e) = hub.request_as(shared, token, request, permitted) {
                 shared.completions.push(token, Err(e));
             }
         }

@@ -63,6 +63,7 @@ impl Store {
         *self.consistent.lock() = state.consistent;
         *self.alarms.lock() = state.alarms.iter().copied().collect();
         *self.membership.lock() = state.membership.clone();
+        *self.auth.lock() = state.auth.clone();
         self.durable_index.store(durable, Ordering::Release);
         self.dirty.store(false, Ordering::Release);
         *st = state;
