@@ -582,6 +582,7 @@ impl Engine {
             let stop = compactor_stop.clone();
             let pacing = config.compaction_pacing;
             threads.push(spawn("ketch-compact", move || crate::compactor::run_physical(&shared, pacing, &stop)));
+        }
         {
             let shared = shared.clone();
             let to_node = to_node.clone();

@@ -1036,6 +1036,7 @@ impl Node {
         let entry = InternalRequest {
             id: self.next_request_id,
             request: Some(internal_request::Request::Compaction(CompactionRequest { revision, physical: false })),
+            auth: None,
         };
         self.next_request_id += 1;
         match self.raw.propose(Vec::new(), entry.encode_to_vec()) {

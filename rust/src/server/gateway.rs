@@ -178,6 +178,7 @@ async fn answer(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respon
         return error_response(&super::unimplemented(grpc_path));
     };
     let metadata = call_metadata(req.headers());
+    let common_name = req.extensions().get::<super::PeerCommonName>().and_then(|cn| cn.0.clone());
     let body = req.into_body();
     let calls = front.calls.clone();
     match kind {
@@ -199,7 +200,8 @@ async fn answer(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respon
                 requests.next_request().await.ok().flatten().map(|r| (Ok(r), requests))
             });
             let stream: RequestStream = Box::pin(futures_util::stream::iter(first.map(Ok)).chain(rest));
-            stream_response(open(&calls, stream), json.response).await
+            let caller = super::caller_from(&metadata, common_name);
+            stream_response(open(&calls, stream, caller), json.response).await
         }
         Kind::Snapshot | Kind::Observe => {
             let request = match read_request(body, json.request, front.codec.max_receive).await {
@@ -207,16 +209,16 @@ async fn answer(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respon
                 Err(status) => return error_response(&status),
             };
             let mut call = SnapshotCall { calls, observe: matches!(kind, Kind::Observe) };
-            match call.call(with_metadata(request, metadata)).await {
+            match call.call(with_metadata(request, metadata, common_name)).await {
                 Ok(responses) => stream_response(responses.into_inner(), json.response).await,
                 Err(status) => error_response(&status),
             }
         }
-        Kind::Unary(method) => unary(UnaryCall { calls, method, leader_path: None }, body, json, &front, metadata).await,
+        Kind::Unary(method) => unary(UnaryCall { calls, method, leader_path: None }, body, json, &front, (metadata, common_name)).await,
         Kind::LeaderUnary(method) => {
-            unary(UnaryCall { calls, method, leader_path: Some(grpc_path) }, body, json, &front, metadata).await
+            unary(UnaryCall { calls, method, leader_path: Some(grpc_path) }, body, json, &front, (metadata, common_name)).await
         }
-        Kind::Recipe(recipe) => unary(RecipeCall { calls, recipe }, body, json, &front, metadata).await,
+        Kind::Recipe(recipe) => unary(RecipeCall { calls, recipe }, body, json, &front, (metadata, common_name)).await,
     }
 }
 
@@ -226,13 +228,13 @@ async fn unary<S: UnaryService<Bytes, Response = Bytes>>(
     body: Incoming,
     json: JsonCodec,
     front: &Front,
-    metadata: tonic::metadata::MetadataMap,
+    (metadata, common_name): (tonic::metadata::MetadataMap, Option<String>),
 ) -> http::Response<Body> {
     let request = match read_request(body, json.request, front.codec.max_receive).await {
         Ok(r) => r,
         Err(status) => return error_response(&status),
     };
-    match service.call(with_metadata(request, metadata)).await.and_then(|response| (json.response)(response.get_ref())) {
+    match service.call(with_metadata(request, metadata, common_name)).await.and_then(|response| (json.response)(response.get_ref())) {
         Ok(body) => grpc_answered(respond(http::StatusCode::OK, Some("application/json"), body)),
         Err(status) => error_response(&status),
     }
@@ -260,9 +262,14 @@ fn call_metadata(headers: &http::HeaderMap) -> tonic::metadata::MetadataMap {
     metadata
 }
 
-fn with_metadata(request: Bytes, metadata: tonic::metadata::MetadataMap) -> tonic::Request<Bytes> {
+fn with_metadata(
+    request: Bytes,
+    metadata: tonic::metadata::MetadataMap,
+    common_name: Option<String>,
+) -> tonic::Request<Bytes> {
     let mut request = tonic::Request::new(request);
     *request.metadata_mut() = metadata;
+    request.extensions_mut().insert(super::PeerCommonName(common_name));
     request
 }
 

@@ -382,10 +382,16 @@ struct PeerCommonName(Option<String>);
 
 /// Who sent a request: the token in its metadata, the certificate's CN.
 fn caller_of<T>(request: &tonic::Request<T>) -> Caller {
-    Caller {
-        token: request.metadata().get(TOKEN_METADATA).and_then(|v| v.to_str().ok()).map(str::to_owned),
-        common_name: request.extensions().get::<PeerCommonName>().and_then(|cn| cn.0.clone()),
-    }
+    caller_from(request.metadata(), request.extensions().get::<PeerCommonName>().and_then(|cn| cn.0.clone()))
+}
+
+/// The caller a request's metadata names: its `token`, or (etcd 3.5, for
+/// the JSON gateway's Authorization header) its `authorization`.
+fn caller_from(metadata: &tonic::metadata::MetadataMap, common_name: Option<String>) -> Caller {
+    let token = [TOKEN_METADATA, "authorization"]
+        .iter()
+        .find_map(|key| metadata.get(*key).and_then(|v| v.to_str().ok()).map(str::to_owned));
+    Caller { token, common_name }
 }
 
 struct UnaryCall {
