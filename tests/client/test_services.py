@@ -1,10 +1,8 @@
 """The typed calls of the Auth, Lock and Election services, through both faces.
 
-Auth runs against etcd only for now: ketch's server-side auth is being built
-(its Auth service answers only Authenticate), so the `auth_server` fixture is
-parametrized on etcd alone; add "ketch" to its params when it lands. The
-reference etcd is 3.4, which has no AuthStatus (etcd 3.5 added it): there the
-call gets etcd 3.4's answer, Unimplemented.
+Auth runs against etcd and ketch. The reference etcd is 3.4, which has no
+AuthStatus (etcd 3.5 added it): there the call gets etcd 3.4's answer,
+Unimplemented; ketch answers it as 3.5 does.
 Lock and Election run against etcd and ketch, which both serve v3lock and
 v3election.
 """
@@ -29,7 +27,7 @@ from ketch.client import (
 from ketch.testing import Member, member
 
 
-@pytest.fixture(params=["etcd"])
+@pytest.fixture(params=["etcd", "ketch"])
 def auth_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Member]:
     """A server of this test's own (auth changes outlive a test)."""
     with member(server=request.param, data_dir=tmp_path_factory.mktemp("auth")) as m:
