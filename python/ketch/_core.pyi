@@ -127,15 +127,21 @@ class Engine:
         tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
         forward_tls: tuple[bytes | None, bytes, bytes] | None = None,
         threads: int = 0,
+        metrics_listeners: list[tuple[int, bool]] = ...,
+        metrics: str = "basic",
     ) -> ClientServer:
-        """Serve etcd's gRPC API (and /health, /version over HTTP) on listening
+        """Serve etcd's gRPC API (and /health, /livez, /readyz, /version, /metrics
+        over HTTP) on listening
         sockets: listeners is [(fd, is_https)], each fd detached from its
         Python socket (the server owns it). tls: (cert file, key file,
         trusted CA file, client cert auth, CRL file, TLS min version, TLS max
         version, TLS 1.2 cipher suites by IANA name), empty for what is not
         given; the files are read again when they change. forward_tls: (CA PEM, cert PEM, key PEM) for calling an https
         leader with leader-only calls. threads: tokio workers, 0 for one per
-        CPU. ValueError names a bad TLS file."""
+        CPU. metrics_listeners: --listen-metrics-urls sockets as listeners
+        (only /metrics and the health checks there); metrics: "basic" or
+        "extensive" (adds grpc_server_handling_seconds). ValueError names a
+        bad TLS file."""
 
     def serve_peers(
         self,

@@ -90,8 +90,10 @@ def _listen_socket(url: str) -> socket.socket:
 
 
 def bind_client_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
-    """Every --listen-client-urls, bound and listening: (socket, is https)."""
-    return _bind_all(cfg.listen_client_urls)
+    """Every --listen-client-urls, then every --listen-metrics-urls, bound and
+    listening: (socket, is https). The first len(cfg.listen_client_urls) are
+    the client sockets."""
+    return _bind_all(cfg.listen_client_urls + cfg.listen_metrics_urls)
 
 
 def _bind_all(urls: tuple[str, ...]) -> list[tuple[socket.socket, bool]]:
@@ -141,11 +143,14 @@ def _serve_clients(
 ) -> _core.ClientServer:
     """Hands the bound client sockets to the engine's front door."""
     tls = client_tls_files(cfg) if any(is_tls for _, is_tls in sockets) else None
+    clients, metrics = sockets[: len(cfg.listen_client_urls)], sockets[len(cfg.listen_client_urls) :]
     try:
         forward = forward_tls(cfg) if tls else None
         server = engine.serve_clients(
             # detach(): the engine owns the fds from here on.
-            [(sock.detach(), is_tls) for sock, is_tls in sockets],
+            [(sock.detach(), is_tls) for sock, is_tls in clients],
+            metrics_listeners=[(sock.detach(), is_tls) for sock, is_tls in metrics],
+            metrics=cfg.metrics,
             max_request_bytes=cfg.max_request_bytes,
             max_concurrent_streams=cfg.max_concurrent_streams,
             keepalive_interval=cfg.grpc_keepalive_interval,

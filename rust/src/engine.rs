@@ -547,6 +547,7 @@ impl Engine {
     /// Hands a batch of Raft messages from a peer to the node; never blocks.
     pub fn step(&self, batch: &[u8]) -> Result<(), String> {
         let messages = crate::peer::decode_batch(batch)?;
+        crate::metrics::peer_batch_received(batch.len(), &messages);
         let _ = self.to_node.send(NodeMsg::Step(messages));
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! - [`peer`]: Raft messages to and from other members, as the batches the transport carries.
 //! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
+//! - [`metrics`]: Prometheus counters and histograms under etcd's names, rendered for `/metrics`.
 //! - [`server`]: the wire: etcd's gRPC API (tonic) and HTTP beside it on the client port, and
 //!   the peer transport, on tokio.
 //! - `py` (feature `python`): the only module that knows Python.
@@ -20,6 +21,7 @@ mod eventfd;
 pub mod lease;
 pub mod mvcc;
 pub mod membership;
+pub mod metrics;
 mod node;
 pub mod pb;
 pub mod peer;

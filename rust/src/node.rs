@@ -572,8 +572,9 @@ impl Node {
     /// answers everyone else: their entries are in the WAL, so a restart
     /// applies them, but this member will not.
     fn apply(&mut self, shared: &Shared, entries: Vec<Entry>) -> Result<(), String> {
-        let mut answers = Vec::new();
+        let (mut answers, started) = (Vec::new(), Instant::now());
         let applied = self.apply_batch(shared, entries, &mut answers);
+        crate::metrics::note_apply(started);
         if applied.is_err() {
             for (token, _) in answers {
                 shared.completions.push(token, Err(failed_error()));
@@ -927,6 +928,7 @@ impl Node {
         self.pending_writes.retain(|_, (token, since)| {
             if timed_out(*since) {
                 shared.completions.push(*token, Err(timeout_error(*since)));
+                crate::metrics::PROPOSALS_FAILED.inc();
                 return false;
             }
             true
@@ -976,7 +978,8 @@ impl Node {
         let raft = &self.raw.raft;
         r.term.store(raft.term, Ordering::Release);
         let leader = if raft.state == StateRole::Leader { raft.id } else { raft.leader_id };
-        r.leader.store(leader, Ordering::Release);
+        if r.leader.swap(leader, Ordering::AcqRel) != leader && leader != 0 { crate::metrics::LEADER_CHANGES.inc(); }
+        crate::metrics::PROPOSALS_PENDING.set(self.pending_writes.len() as u64);
         r.last_index.store(raft.raft_log.last_index(), Ordering::Release);
         r.commit_index.store(raft.raft_log.committed, Ordering::Release);
         let wal = self.raw.store().wal_stats();

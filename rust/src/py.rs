@@ -193,8 +193,11 @@ impl PyEngine {
     /// Starts the client front door (`crate::server`) on listening sockets
     /// Python has bound: `listeners` is [(fd, is_https)]; the server owns the
     /// fds from here on. `tls`: the https listeners' files (see `_core.pyi`).
+    /// `metrics_listeners`: --listen-metrics-urls sockets, likewise;
+    /// `metrics`: etcd's --metrics ("basic" or "extensive").
     #[pyo3(signature = (listeners, *, max_request_bytes, max_concurrent_streams, keepalive_interval,
-                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0))]
+                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0,
+                        metrics_listeners=Vec::new(), metrics="basic"))]
     #[allow(clippy::too_many_arguments)]
     fn serve_clients(
         &self,
@@ -208,7 +211,10 @@ impl PyEngine {
         tls: Option<TlsArgs>,
         forward_tls: Option<ForwardTlsArgs>,
         threads: usize,
+        metrics_listeners: Vec<(i32, bool)>,
+        metrics: &str,
     ) -> PyResult<PyClientServer> {
+        crate::metrics::set_extensive(metrics == "extensive");
         let seconds = |s: f64, what: &str| {
             std::time::Duration::try_from_secs_f64(s).map_err(|e| PyValueError::new_err(format!("{what} {s}: {e}")))
         };
@@ -222,6 +228,7 @@ impl PyEngine {
             keepalive_timeout: seconds(keepalive_timeout, "keepalive timeout")?,
             version,
             threads,
+            metrics_listeners: take_listeners(metrics_listeners),
         };
         let engine = self.engine.clone();
         let server = py.detach(|| ClientServer::start(engine, config)).map_err(PyValueError::new_err)?;

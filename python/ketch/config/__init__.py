@@ -147,6 +147,7 @@ class Config:
     grpc_keepalive_interval: float = 7200.0
     grpc_keepalive_timeout: float = 20.0
     listen_metrics_urls: tuple[str, ...] = ()
+    metrics: str = "basic"
     enable_pprof: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     quota_backend_bytes: int = 0

@@ -336,6 +336,8 @@ impl Sending {
             return;
         }
         if sender.down.load(Ordering::Acquire) || sender.queue.try_send(Bytes::from(batch.bytes)).is_err() {
+            // A leader's batches carry its heartbeats: etcd's heartbeat send failures.
+            if engine.shared().raft.leader.load(Ordering::Acquire) == engine.identity().member_id { crate::metrics::HEARTBEAT_SEND_FAILURES.inc(); }
             engine.report_unreachable(to);
         }
     }
@@ -446,6 +448,7 @@ async fn send_messages(
                     tokio::select! {
                         batch = queue.recv() => {
                             let Some(batch) = batch else { return }; // the transport stopped
+                            if let Some(p) = crate::metrics::peer(to) { p.sent_bytes.add(batch.len() as u64); }
                             if feed.send(batch).await.is_err() {
                                 break (&mut call).await.err().map_or_else(|| "the call ended".to_owned(), |s| s.message().to_owned());
                             }

@@ -28,7 +28,7 @@ impl Store {
     pub fn snapshot_to(&self, dest: &Path) -> Result<SnapshotInfo, EtcdError> {
         let st = self.state.write();
         self.make_durable()?;
-        let size = std::fs::copy(&self.path, dest).map_err(|e| {
+        let size = crate::metrics::timed(&crate::metrics::BACKEND_SNAPSHOT, || std::fs::copy(&self.path, dest)).map_err(|e| {
             EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
         })?;
         Ok(SnapshotInfo { size, index: st.consistent.0, term: st.consistent.1, membership: st.membership.clone() })
