@@ -228,7 +228,7 @@ impl EngineConfig {
             max_request_bytes: 1536 * 1024,
             quota_backend_bytes: 0,
             max_txn_ops: 128,
-            version: "3.5.0".into(),
+            version: "3.5.13".into(),
             tick: Duration::from_millis(100),
             election_ticks: 10,
             snapshot_count: 100_000,
