@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -164,12 +165,14 @@ def _serve_clients(
     for url in cfg.listen_client_urls:
         address = urlsplit(url).netloc
         if url.startswith("https:"):
-            auth = ", client certs required" if cfg.client_cert_auth else ""
-            log.info("serving client requests on %s (TLS%s)", address, auth)
+            log.info("serving client traffic securely", extra={"fields": {"address": address}})
         else:
             log.info(
-                "serving insecure client requests on %s, this is strongly discouraged!", address
+                "serving client traffic insecurely; this is strongly discouraged!",
+                extra={"fields": {"address": address}},
             )
+    for url in cfg.listen_metrics_urls:
+        log.info("serving metrics", extra={"fields": {"address": url}})
     return server
 
 
@@ -305,9 +308,7 @@ def _serve_peers(
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None
     for url in cfg.listen_peer_urls:
-        auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
-        secure = f" (TLS{auth})" if url.startswith("https:") else ""
-        log.info("listening for peers on %s%s", urlsplit(url).netloc, secure)
+        log.info("serving peer traffic", extra={"fields": {"address": urlsplit(url).netloc}})
     return transport
 
 
@@ -368,6 +369,19 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # member has a leader: a client that connects earlier waits in the
         # listen backlog instead of getting "no leader" or a timeout.
         await _wait_for_leader(engine, stop)
+        if _ready(engine):
+            log.info(
+                "published local member to cluster through raft",
+                extra={
+                    "fields": {
+                        "local-member-id": f"{engine.member_id:x}",
+                        "local-member-attributes": (
+                            f"{{Name:{cfg.name} ClientURLs:[{' '.join(cfg.advertise_client_urls)}]}}"
+                        ),
+                        "cluster-id": f"{engine.cluster_id:x}",
+                    }
+                },
+            )
         client_server = _serve_clients(engine, cfg, client_sockets)
         client_sockets = []
         log.info("ready to serve client requests")
@@ -413,15 +427,44 @@ _LEVELS = {
     "panic": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
+_ZAP_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
 
 
-def configure_logging(level: str) -> None:
-    """etcd-like lines on stderr: `2024-01-02 15:04:05,000 I | ketch: message`."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s | %(name)s: %(message)s"))
+class _ZapHandler(logging.Handler):
+    """Hands each record to the engine's one log writer (ketch._core.log),
+    which Rust's records go through too: zap's JSON line, with the record's
+    `fields` (logging's `extra={"fields": {...}}`) after `msg`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = _ZAP_LEVELS.get(record.levelno, "info")
+            caller = f"ketch/{record.filename}:{record.lineno}"
+            fields = getattr(record, "fields", {})
+            _core.log(level, caller, record.getMessage(), [(k, json.dumps(v)) for k, v in fields.items()])
+        except Exception:  # noqa: BLE001 (logging's contract: never raise from emit)
+            self.handleError(record)
+
+
+def configure_logging(cfg: Config) -> None:
+    """etcd's --logger, --log-outputs and --log-level. zap (the default):
+    one JSON object per line, Rust's and Python's records through one
+    writer; capnslog: etcd 3.4's text lines (`... I | ketch: message`)."""
     root = logging.getLogger()
+    root.setLevel(_LEVELS[cfg.log_level])
+    _core.configure_logging(list(cfg.log_outputs), cfg.log_level)
+    handler: logging.Handler
+    if cfg.logger == "zap":
+        handler = _ZapHandler()
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s | %(name)s: %(message)s"))
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS[level])
 
 
 def run(cfg: Config) -> int:

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 mod eventfd;
 pub mod lease;
+pub mod logging;
 pub mod mvcc;
 pub mod membership;
 pub mod metrics;

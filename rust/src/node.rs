@@ -733,7 +733,7 @@ impl Node {
         if member.id == self.member_id {
             shared.raft.is_learner.store(member.is_learner, Ordering::Release);
             if outcome == ConfOutcome::Removed {
-                eprintln!("ketch: this member ({:x}) was removed from the cluster", self.member_id);
+                crate::log_warn!("this member ({:x}) was removed from the cluster", self.member_id);
                 shared.raft.removed.store(true, Ordering::Release);
             }
         }
@@ -765,7 +765,7 @@ impl Node {
         shared.raft.snapshots_installed.fetch_add(1, Ordering::AcqRel);
         let me = shared.store.membership().members.get(&self.member_id).map(|m| m.is_learner);
         shared.raft.is_learner.store(me.unwrap_or(false), Ordering::Release);
-        eprintln!("ketch: restored the store from the leader's snapshot at index {} (term {})", m.index, m.term);
+        crate::log_info!("restored the store from the leader's snapshot at index {} (term {})", m.index, m.term);
         Ok(())
     }
 
@@ -780,7 +780,7 @@ impl Node {
                     self.snapshot_job = None;
                 }
                 Ok(Err(e)) => {
-                    eprintln!("ketch: making a snapshot for a follower failed: {e}");
+                    crate::log_warn!("making a snapshot for a follower failed: {e}");
                     self.snapshot_job = None;
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => {}
@@ -993,7 +993,7 @@ impl Node {
         // One line, whatever the cause's text holds.
         let why = why.replace('\n', " ");
         let exiting = shared.config.storage.exit_on_fatal;
-        eprintln!("ketch: engine stopped: {why}{}", if exiting { "; exiting with status 1" } else { "" });
+        crate::log_at!(crate::logging::Level::Error, "engine stopped: {why}{}", if exiting { "; exiting with status 1" } else { "" });
         // Set first: from here on submit refuses at once, so what is queued
         // below is all that will ever reach this thread.
         shared.failed.store(true, Ordering::Release);
@@ -1098,8 +1098,8 @@ fn force_new_cluster(log: &mut RaftLog, applied: u64, me: u64) -> Result<(), Sta
         })
         .collect();
     let commit = hs.commit + removals.len() as u64;
-    eprintln!(
-        "ketch: --force-new-cluster: this member ({me:x}) restarts as its cluster's only voter; \
+    crate::log_warn!(
+        "--force-new-cluster: this member ({me:x}) restarts as its cluster's only voter; \
          removing {} other member(s) at index {}..={commit}",
         removals.len(),
         hs.commit + 1
@@ -1313,7 +1313,7 @@ fn raft_logger() -> slog::Logger {
         type Err = slog::Never;
         fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
             if record.level().is_at_least(slog::Level::Warning) {
-                eprintln!("ketch: raft: {}", record.msg());
+                crate::log_warn!("raft: {}", record.msg());
             }
             Ok(())
         }

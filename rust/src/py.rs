@@ -316,6 +316,23 @@ fn self_signed_cert(hosts: Vec<String>) -> PyResult<(String, String)> {
     crate::server::self_signed(&hosts).map_err(PyValueError::new_err)
 }
 
+/// etcd's --log-outputs and --log-level for the process's one log writer.
+#[pyfunction]
+fn configure_logging(outputs: Vec<String>, level: &str) -> PyResult<()> {
+    let level = crate::logging::Level::parse(level).ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    crate::logging::configure(&outputs, level).map_err(PyOSError::new_err)
+}
+
+/// One of Python's log records, written by the same writer as Rust's:
+/// `fields` are (name, value as JSON).
+#[pyfunction]
+fn log(level: &str, caller: &str, msg: &str, fields: Vec<(String, String)>) -> PyResult<()> {
+    let level = crate::logging::Level::parse(level).ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    crate::logging::write(level, caller, msg, &fields);
+    Ok(())
+}
+
 fn start_error(e: StartError) -> PyErr {
     match e {
         StartError::Io { .. } | StartError::Wal(crate::wal::WalError::Io { .. }) => {
@@ -332,6 +349,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyClientServer>()?;
     m.add_class::<PyPeerTransport>()?;
     m.add_function(wrap_pyfunction!(self_signed_cert, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(log, m)?)?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }

@@ -167,6 +167,8 @@ class Config:
     unsafe_no_fsync: bool = False
     debug: bool = False
     log_level: str = "info"
+    logger: str = "zap"
+    log_outputs: tuple[str, ...] = ("default",)
     config_file: str = ""
     watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
     warnings: tuple[str, ...] = ()

@@ -77,7 +77,7 @@ PROXY = "ketch has no v2 proxy mode"
 HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin and host name"
 AUTH = "ketch has no auth yet (it answers as etcd does with auth disabled)"
 BBOLT = "ketch's backend is redb, not bbolt"
-LOGS = "ketch writes its log lines to stderr in one format"
+LOGS = "ketch's one log writer has no rotation and no per-package levels"
 DISCOVERY = "discovery bootstrap is not implemented; ketch bootstraps from --initial-cluster"
 CORRUPT = "ketch has no corruption checks yet"
 COMPACTION = (
@@ -303,13 +303,13 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "listen_metrics_urls"),
     )),
     ("Logging", (
-        Flag("logger", Choice("zap", "capnslog"), "zap", "Logger ('zap'; 3.4 also 'capnslog').",
-             reason=LOGS),
+        Flag("logger", Choice("zap", "capnslog"), "zap",
+             "Logger: 'zap' (JSON lines, as etcd's); 3.4's 'capnslog' (text lines).", "logger"),
         Flag("log-outputs", Strings(unique=True), ("default",),
              "Where logs go: 'default', 'stderr', 'stdout' or file paths, comma-separated.",
-             reason=LOGS, inert=(("default",), ("stderr",))),
+             "log_outputs"),
         Flag("log-output", Strings(unique=True), ("default",), "etcd 3.4's name of --log-outputs.",
-             reason=LOGS, inert=(("default",), ("stderr",)), hidden=True),
+             "log_outputs", hidden=True),
         Flag("log-level", Choice(*LOG_LEVELS), "info",
              "Least severe level logged: debug, info, warn, error, panic or fatal.", "log_level"),
         Flag("enable-log-rotation", Bool(), False, "Rotate a single log file output.",

@@ -208,7 +208,7 @@ pub(crate) async fn accept_loop(
             Ok((tcp, _)) => tcp,
             Err(e) => {
                 // Out of fds, most likely: wait a moment rather than spin.
-                eprintln!("ketch: accepting a connection: {e}");
+                crate::log_warn!("accepting a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
