@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 #: The etcd server version ketch reports in Maintenance.Status: the API level
 #: it implements. Clients such as kube-apiserver gate features on this, not
-#: on ketch's own version.
-ETCD_VERSION = "3.5.0"
+#: on ketch's own version: kube-apiserver 1.31 uses RequestWatchProgress
+#: (consistent reads from its watch cache, WatchList) only from 3.5.13 on.
+#: 3.5.13 is the highest patch whose behaviour ketch implements: progress
+#: answered once a stream's watchers are synced, at a revision at least every
+#: acknowledged write (tests/e2e/test_progress.py), and 3.5.11's /livez and
+#: /readyz.
+ETCD_VERSION = "3.5.13"
 
 if TYPE_CHECKING:
     from .client import (

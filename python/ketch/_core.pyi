@@ -176,15 +176,21 @@ class Engine:
         forward_tls: tuple[bytes | None, bytes, bytes] | None = None,
         threads: int = 0,
         grpc_gateway: bool = True,
+        metrics_listeners: list[tuple[int, bool]] = ...,
+        metrics: str = "basic",
     ) -> ClientServer:
-        """Serve etcd's gRPC API (and /health, /version over HTTP) on listening
+        """Serve etcd's gRPC API (and /health, /livez, /readyz, /version, /metrics
+        over HTTP) on listening
         sockets: listeners is [(fd, is_https)], each fd detached from its
         Python socket (the server owns it). tls: (cert file, key file,
         trusted CA file, client cert auth, CRL file, TLS min version, TLS max
         version, TLS 1.2 cipher suites by IANA name), empty for what is not
         given; the files are read again when they change. forward_tls: (CA PEM, cert PEM, key PEM) for calling an https
         leader with leader-only calls. threads: tokio workers, 0 for one per
-        CPU. ValueError names a bad TLS file."""
+        CPU. metrics_listeners: --listen-metrics-urls sockets as listeners
+        (only /metrics and the health checks there); metrics: "basic" or
+        "extensive" (adds grpc_server_handling_seconds). ValueError names a
+        bad TLS file."""
 
     def serve_peers(
         self,
@@ -241,3 +247,11 @@ class ClientServer:
     def stop(self, grace: float) -> None:
         """Stop listening, end watch streams (UNAVAILABLE), let other calls
         finish for up to grace seconds. Idempotent."""
+
+def configure_logging(outputs: list[str], level: str) -> None:
+    """The process's one log writer (Rust's records and Python's): etcd's
+    --log-outputs (stderr, stdout or file paths) and --log-level. OSError
+    names a file that cannot be opened."""
+
+def log(level: str, caller: str, msg: str, fields: list[tuple[str, str]]) -> None:
+    """Writes one record as a zap JSON line; fields are (name, JSON value)."""

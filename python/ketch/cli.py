@@ -43,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # nor the native engine.
     from .server import ServeError, configure_logging, run
 
-    configure_logging(cfg.log_level)
+    try:
+        configure_logging(cfg)
+    except OSError as e:
+        print(f"ketch: cannot open a --log-outputs file: {e}", file=sys.stderr)
+        sys.exit(1)
     log = logging.getLogger("ketch")
     if cfg.config_file:
         log.info(

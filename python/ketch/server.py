@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -93,8 +94,10 @@ def _listen_socket(url: str, reuse_port: bool = False) -> socket.socket:
 
 
 def bind_client_sockets(cfg: Config) -> list[tuple[socket.socket, bool]]:
-    """Every --listen-client-urls, bound and listening: (socket, is https)."""
-    return _bind_all(cfg.listen_client_urls, cfg.socket_reuse_port)
+    """Every --listen-client-urls, then every --listen-metrics-urls, bound and
+    listening: (socket, is https). The first len(cfg.listen_client_urls) are
+    the client sockets."""
+    return _bind_all(cfg.listen_client_urls + cfg.listen_metrics_urls, cfg.socket_reuse_port)
 
 
 def _bind_all(urls: tuple[str, ...], reuse_port: bool) -> list[tuple[socket.socket, bool]]:
@@ -144,11 +147,14 @@ def _serve_clients(
 ) -> _core.ClientServer:
     """Hands the bound client sockets to the engine's front door."""
     tls = client_tls_files(cfg) if any(is_tls for _, is_tls in sockets) else None
+    clients, metrics = sockets[: len(cfg.listen_client_urls)], sockets[len(cfg.listen_client_urls) :]
     try:
         forward = forward_tls(cfg) if tls else None
         server = engine.serve_clients(
             # detach(): the engine owns the fds from here on.
-            [(sock.detach(), is_tls) for sock, is_tls in sockets],
+            [(sock.detach(), is_tls) for sock, is_tls in clients],
+            metrics_listeners=[(sock.detach(), is_tls) for sock, is_tls in metrics],
+            metrics=cfg.metrics,
             max_request_bytes=cfg.max_request_bytes,
             max_concurrent_streams=cfg.max_concurrent_streams,
             keepalive_interval=cfg.grpc_keepalive_interval,
@@ -163,12 +169,14 @@ def _serve_clients(
     for url in cfg.listen_client_urls:
         address = urlsplit(url).netloc
         if url.startswith("https:"):
-            auth = ", client certs required" if cfg.client_cert_auth else ""
-            log.info("serving client requests on %s (TLS%s)", address, auth)
+            log.info("serving client traffic securely", extra={"fields": {"address": address}})
         else:
             log.info(
-                "serving insecure client requests on %s, this is strongly discouraged!", address
+                "serving client traffic insecurely; this is strongly discouraged!",
+                extra={"fields": {"address": address}},
             )
+    for url in cfg.listen_metrics_urls:
+        log.info("serving metrics", extra={"fields": {"address": url}})
     return server
 
 
@@ -312,9 +320,7 @@ def _serve_peers(
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None
     for url in cfg.listen_peer_urls:
-        auth = ", peer certs required" if cfg.peer_client_cert_auth else ""
-        secure = f" (TLS{auth})" if url.startswith("https:") else ""
-        log.info("listening for peers on %s%s", urlsplit(url).netloc, secure)
+        log.info("serving peer traffic", extra={"fields": {"address": urlsplit(url).netloc}})
     return transport
 
 
@@ -377,6 +383,19 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # member has a leader: a client that connects earlier waits in the
         # listen backlog instead of getting "no leader" or a timeout.
         await _wait_for_leader(engine, stop)
+        if _ready(engine):
+            log.info(
+                "published local member to cluster through raft",
+                extra={
+                    "fields": {
+                        "local-member-id": f"{engine.member_id:x}",
+                        "local-member-attributes": (
+                            f"{{Name:{cfg.name} ClientURLs:[{' '.join(cfg.advertise_client_urls)}]}}"
+                        ),
+                        "cluster-id": f"{engine.cluster_id:x}",
+                    }
+                },
+            )
         client_server = _serve_clients(engine, cfg, client_sockets)
         client_sockets = []
         log.info("ready to serve client requests")
@@ -448,15 +467,44 @@ _LEVELS = {
     "panic": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
+_ZAP_LEVELS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
 
 
-def configure_logging(level: str) -> None:
-    """etcd-like lines on stderr: `2024-01-02 15:04:05,000 I | ketch: message`."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s | %(name)s: %(message)s"))
+class _ZapHandler(logging.Handler):
+    """Hands each record to the engine's one log writer (ketch._core.log),
+    which Rust's records go through too: zap's JSON line, with the record's
+    `fields` (logging's `extra={"fields": {...}}`) after `msg`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = _ZAP_LEVELS.get(record.levelno, "info")
+            caller = f"ketch/{record.filename}:{record.lineno}"
+            fields = getattr(record, "fields", {})
+            _core.log(level, caller, record.getMessage(), [(k, json.dumps(v)) for k, v in fields.items()])
+        except Exception:  # logging's contract: emit never raises
+            self.handleError(record)
+
+
+def configure_logging(cfg: Config) -> None:
+    """etcd's --logger, --log-outputs and --log-level. zap (the default):
+    one JSON object per line, Rust's and Python's records through one
+    writer; capnslog: etcd 3.4's text lines (`... I | ketch: message`)."""
     root = logging.getLogger()
+    root.setLevel(_LEVELS[cfg.log_level])
+    _core.configure_logging(list(cfg.log_outputs), cfg.log_level)
+    handler: logging.Handler
+    if cfg.logger == "zap":
+        handler = _ZapHandler()
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s | %(name)s: %(message)s"))
     root.handlers[:] = [handler]
-    root.setLevel(_LEVELS[level])
 
 
 def run(cfg: Config) -> int:

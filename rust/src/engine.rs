@@ -299,7 +299,7 @@ impl EngineConfig {
             max_request_bytes: 1536 * 1024,
             quota_backend_bytes: 0,
             max_txn_ops: 128,
-            version: "3.5.0".into(),
+            version: "3.5.13".into(),
             tick: Duration::from_millis(100),
             election_ticks: 10,
             snapshot_count: 100_000,
@@ -695,6 +695,7 @@ impl Engine {
     /// Hands a batch of Raft messages from a peer to the node; never blocks.
     pub fn step(&self, batch: &[u8]) -> Result<(), String> {
         let messages = crate::peer::decode_batch(batch)?;
+        crate::metrics::peer_batch_received(batch.len(), &messages);
         let _ = self.to_node.send(NodeMsg::Step(messages));
         Ok(())
     }

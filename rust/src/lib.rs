@@ -11,6 +11,7 @@
 //! - [`watch`]: etcd's Watch; watchers fed from apply (live) or from history (catch-up).
 //! - [`bbolt`]: snapshots in etcd's format (a bbolt file as etcd's backend), written, read, restored.
 //! - [`engine`]: one bytes-in, bytes-out call per client request; [`completion`] carries answers back.
+//! - [`metrics`]: Prometheus counters and histograms under etcd's names, rendered for `/metrics`.
 //! - [`server`]: the wire: etcd's gRPC API (tonic) and HTTP beside it on the client port, and
 //!   the peer transport, on tokio.
 //! - `py` (feature `python`): the only module that knows Python.
@@ -23,8 +24,10 @@ pub mod engine;
 pub mod error;
 mod eventfd;
 pub mod lease;
+pub mod logging;
 pub mod mvcc;
 pub mod membership;
+pub mod metrics;
 mod node;
 pub mod pb;
 pub mod peer;

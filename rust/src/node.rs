@@ -609,8 +609,9 @@ impl Node {
     /// answers everyone else: their entries are in the WAL, so a restart
     /// applies them, but this member will not.
     fn apply(&mut self, shared: &Shared, entries: Vec<Entry>) -> Result<(), String> {
-        let mut answers = Vec::new();
+        let (mut answers, started) = (Vec::new(), Instant::now());
         let applied = self.apply_batch(shared, entries, &mut answers);
+        crate::metrics::note_apply(started);
         let physical = std::mem::take(&mut self.physical_compactions);
         if applied.is_err() {
             for token in answers.into_iter().map(|(t, _)| t).chain(physical.into_iter().map(|(_, w)| w.token)) {
@@ -802,7 +803,7 @@ impl Node {
         if member.id == self.member_id {
             shared.raft.is_learner.store(member.is_learner, Ordering::Release);
             if outcome == ConfOutcome::Removed {
-                eprintln!("ketch: this member ({:x}) was removed from the cluster", self.member_id);
+                crate::log_warn!("this member ({:x}) was removed from the cluster", self.member_id);
                 shared.raft.removed.store(true, Ordering::Release);
             }
         }
@@ -834,7 +835,7 @@ impl Node {
         shared.raft.snapshots_installed.fetch_add(1, Ordering::AcqRel);
         let me = shared.store.membership().members.get(&self.member_id).map(|m| m.is_learner);
         shared.raft.is_learner.store(me.unwrap_or(false), Ordering::Release);
-        eprintln!("ketch: restored the store from the leader's snapshot at index {} (term {})", m.index, m.term);
+        crate::log_info!("restored the store from the leader's snapshot at index {} (term {})", m.index, m.term);
         Ok(())
     }
 
@@ -849,7 +850,7 @@ impl Node {
                     self.snapshot_job = None;
                 }
                 Ok(Err(e)) => {
-                    eprintln!("ketch: making a snapshot for a follower failed: {e}");
+                    crate::log_warn!("making a snapshot for a follower failed: {e}");
                     self.snapshot_job = None;
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => {}
@@ -997,6 +998,7 @@ impl Node {
         self.pending_writes.retain(|_, (token, since)| {
             if timed_out(*since) {
                 shared.completions.push(*token, Err(timeout_error(*since)));
+                crate::metrics::PROPOSALS_FAILED.inc();
                 return false;
             }
             true
@@ -1070,7 +1072,8 @@ impl Node {
         let raft = &self.raw.raft;
         r.term.store(raft.term, Ordering::Release);
         let leader = if raft.state == StateRole::Leader { raft.id } else { raft.leader_id };
-        r.leader.store(leader, Ordering::Release);
+        if r.leader.swap(leader, Ordering::AcqRel) != leader && leader != 0 { crate::metrics::LEADER_CHANGES.inc(); }
+        crate::metrics::PROPOSALS_PENDING.set(self.pending_writes.len() as u64);
         r.last_index.store(raft.raft_log.last_index(), Ordering::Release);
         r.commit_index.store(raft.raft_log.committed, Ordering::Release);
         let wal = self.raw.store().wal_stats();
@@ -1084,7 +1087,7 @@ impl Node {
         // One line, whatever the cause's text holds.
         let why = why.replace('\n', " ");
         let exiting = shared.config.storage.exit_on_fatal;
-        eprintln!("ketch: engine stopped: {why}{}", if exiting { "; exiting with status 1" } else { "" });
+        crate::log_at!(crate::logging::Level::Error, "engine stopped: {why}{}", if exiting { "; exiting with status 1" } else { "" });
         // Set first: from here on submit refuses at once, so what is queued
         // below is all that will ever reach this thread.
         shared.failed.store(true, Ordering::Release);
@@ -1189,8 +1192,8 @@ fn force_new_cluster(log: &mut RaftLog, applied: u64, me: u64) -> Result<(), Sta
         })
         .collect();
     let commit = hs.commit + removals.len() as u64;
-    eprintln!(
-        "ketch: --force-new-cluster: this member ({me:x}) restarts as its cluster's only voter; \
+    crate::log_warn!(
+        "--force-new-cluster: this member ({me:x}) restarts as its cluster's only voter; \
          removing {} other member(s) at index {}..={commit}",
         removals.len(),
         hs.commit + 1
@@ -1404,7 +1407,7 @@ fn raft_logger() -> slog::Logger {
         type Err = slog::Never;
         fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
             if record.level().is_at_least(slog::Level::Warning) {
-                eprintln!("ketch: raft: {}", record.msg());
+                crate::log_warn!("raft: {}", record.msg());
             }
             Ok(())
         }

@@ -214,8 +214,11 @@ impl PyEngine {
     /// Starts the client front door (`crate::server`) on listening sockets
     /// Python has bound: `listeners` is [(fd, is_https)]; the server owns the
     /// fds from here on. `tls`: the https listeners' files (see `_core.pyi`).
+    /// `metrics_listeners`: --listen-metrics-urls sockets, likewise;
+    /// `metrics`: etcd's --metrics ("basic" or "extensive").
     #[pyo3(signature = (listeners, *, max_request_bytes, max_concurrent_streams, keepalive_interval,
-                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0, grpc_gateway=true))]
+                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0, grpc_gateway=true,
+                        metrics_listeners=Vec::new(), metrics="basic"))]
     #[allow(clippy::too_many_arguments)]
     fn serve_clients(
         &self,
@@ -230,7 +233,10 @@ impl PyEngine {
         forward_tls: Option<ForwardTlsArgs>,
         threads: usize,
         grpc_gateway: bool,
+        metrics_listeners: Vec<(i32, bool)>,
+        metrics: &str,
     ) -> PyResult<PyClientServer> {
+        crate::metrics::set_extensive(metrics == "extensive");
         let seconds = |s: f64, what: &str| {
             std::time::Duration::try_from_secs_f64(s).map_err(|e| PyValueError::new_err(format!("{what} {s}: {e}")))
         };
@@ -245,6 +251,7 @@ impl PyEngine {
             version,
             threads,
             grpc_gateway,
+            metrics_listeners: take_listeners(metrics_listeners),
         };
         let engine = self.engine.clone();
         let server = py.detach(|| ClientServer::start(engine, config)).map_err(PyValueError::new_err)?;
@@ -361,6 +368,23 @@ fn snapshot_restore(
     Ok((done.records, done.leases, done.revision))
 }
 
+/// etcd's --log-outputs and --log-level for the process's one log writer.
+#[pyfunction]
+fn configure_logging(outputs: Vec<String>, level: &str) -> PyResult<()> {
+    let level = crate::logging::Level::parse(level).ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    crate::logging::configure(&outputs, level).map_err(PyOSError::new_err)
+}
+
+/// One of Python's log records, written by the same writer as Rust's:
+/// `fields` are (name, value as JSON).
+#[pyfunction]
+fn log(level: &str, caller: &str, msg: &str, fields: Vec<(String, String)>) -> PyResult<()> {
+    let level = crate::logging::Level::parse(level).ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    crate::logging::write(level, caller, msg, &fields);
+    Ok(())
+}
+
 fn start_error(e: StartError) -> PyErr {
     match e {
         StartError::Io { .. } | StartError::Wal(crate::wal::WalError::Io { .. }) => {
@@ -379,6 +403,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(self_signed_cert, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_status, m)?)?;
     m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_logging, m)?)?;
+    m.add_function(wrap_pyfunction!(log, m)?)?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }

@@ -89,4 +89,4 @@ def test_status_reports_the_etcd_version_ketch_implements(ketch: Server) -> None
     """Clients gate features on Status.version, so it is etcd's API level, not ketch's own."""
     rc, out, err = ketch.etcdctl("endpoint", "status", "-w", "json")
     assert rc == 0, err
-    assert json.loads(out)[0]["Status"]["version"] == ETCD_VERSION == "3.5.0"
+    assert json.loads(out)[0]["Status"]["version"] == ETCD_VERSION == "3.5.13"

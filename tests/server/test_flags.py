@@ -334,11 +334,8 @@ def test_one_warning_per_no_op_flag_naming_it() -> None:
             "flag --enable-pprof has no effect in ketch: ketch is not a Go program and has no "
             "pprof endpoint"
         ),
-        (
-            "flag --listen-metrics-urls has no effect in ketch: no metrics listener and no "
-            "/metrics yet (/health is on the client URLs)"
-        ),
     )
+    # --listen-metrics-urls is served: no warning.
     assert cfg.enable_pprof and cfg.listen_metrics_urls == ("http://127.0.0.1:2381",)
 
 

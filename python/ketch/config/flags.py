@@ -76,7 +76,7 @@ V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
 HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin and host name"
 BBOLT = "ketch's backend is redb, not bbolt"
-LOGS = "ketch writes its log lines to stderr in one format"
+LOGS = "ketch's one log writer has no rotation and no per-package levels"
 FALLBACK = (
     "ketch has no v2 proxy mode: when the discovery service's cluster is full, ketch exits "
     "(as etcd does with --discovery-fallback=exit)"
@@ -293,21 +293,18 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("enable-pprof", Bool(), False, "Serve Go's profiler under /debug/pprof/.",
              "enable_pprof", reason="ketch is not a Go program and has no pprof endpoint",
              inert=(False,)),
-        Flag("metrics", Str(), "basic", "Metrics detail ('basic' or 'extensive').",
-             reason="no /metrics endpoint yet", inert=("basic",)),
+        Flag("metrics", Str(), "basic", "Metrics detail ('basic' or 'extensive').", "metrics"),
         Flag("listen-metrics-urls", URLs(), (), "URLs serving /metrics and /health.",
-             "listen_metrics_urls",
-             reason="no metrics listener and no /metrics yet (/health is on the client URLs)",
-             inert=((),)),
+             "listen_metrics_urls"),
     )),
     ("Logging", (
-        Flag("logger", Choice("zap", "capnslog"), "zap", "Logger ('zap'; 3.4 also 'capnslog').",
-             reason=LOGS),
+        Flag("logger", Choice("zap", "capnslog"), "zap",
+             "Logger: 'zap' (JSON lines, as etcd's); 3.4's 'capnslog' (text lines).", "logger"),
         Flag("log-outputs", Strings(unique=True), ("default",),
              "Where logs go: 'default', 'stderr', 'stdout' or file paths, comma-separated.",
-             reason=LOGS, inert=(("default",), ("stderr",))),
+             "log_outputs"),
         Flag("log-output", Strings(unique=True), ("default",), "etcd 3.4's name of --log-outputs.",
-             reason=LOGS, inert=(("default",), ("stderr",)), hidden=True),
+             "log_outputs", hidden=True),
         Flag("log-level", Choice(*LOG_LEVELS), "info",
              "Least severe level logged: debug, info, warn, error, panic or fatal.", "log_level"),
         Flag("enable-log-rotation", Bool(), False, "Rotate a single log file output.",

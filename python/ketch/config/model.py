@@ -110,6 +110,7 @@ class Config:
     grpc_keepalive_timeout: float = 20.0
     socket_reuse_port: bool = False
     listen_metrics_urls: tuple[str, ...] = ()
+    metrics: str = "basic"
     enable_pprof: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     enable_grpc_gateway: bool = True
@@ -130,6 +131,8 @@ class Config:
     unsafe_no_fsync: bool = False
     debug: bool = False
     log_level: str = "info"
+    logger: str = "zap"
+    log_outputs: tuple[str, ...] = ("default",)
     config_file: str = ""
     watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
     auto_compaction_mode: str = "periodic"

@@ -441,8 +441,9 @@ def command_groups(spec: Callable[..., Any], group: Callable[..., Any]) -> list[
             spec("status", cmd_auth_status, [], "status"),
         ]),
         group("user", "user <subcommand>", [
-            spec("add", cmd_user_add, [interactive, Flag("new-user-password", "string", ""),
-                                       Flag("no-password", "bool", False)], "add <user name or user:password> [options]"),
+            spec("add", cmd_user_add,
+                 [interactive, Flag("new-user-password", "string", ""), Flag("no-password", "bool", False)],
+                 "add <user name or user:password> [options]"),
             spec("delete", cmd_user_delete, [], "delete <user name>"),
             spec("get", cmd_user_get, [Flag("detail", "bool", False)], "get <user name> [options]"),
             spec("list", cmd_user_list, [], "list"),

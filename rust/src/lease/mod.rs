@@ -75,6 +75,7 @@ pub fn apply_grant(
 ) -> Result<LeaseGrantResponse, EtcdError> {
     let ttl = lessor.grant(req.id, req.ttl, now)?;
     batch.put_lease(req.id, ttl)?;
+    crate::metrics::LEASES_GRANTED.inc();
     Ok(LeaseGrantResponse { header: header(batch.revision()), id: req.id, ttl, error: String::new() })
 }
 

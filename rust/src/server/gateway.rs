@@ -208,7 +208,9 @@ async fn answer(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respon
                 Ok(r) => r,
                 Err(status) => return error_response(&status),
             };
-            let mut call = SnapshotCall { calls, observe: matches!(kind, Kind::Observe) };
+            // Counted as the gRPC call it is (etcd's gateway dials its own gRPC port).
+            let counters = &crate::metrics::grpc::METHODS[super::slot_of(grpc_path)];
+            let mut call = SnapshotCall { calls, observe: matches!(kind, Kind::Observe), counters, started: None };
             match call.call(with_metadata(request, metadata, common_name)).await {
                 Ok(responses) => stream_response(responses.into_inner(), json.response).await,
                 Err(status) => error_response(&status),

@@ -1,35 +1,91 @@
 //! HTTP/1.1 (and h2 without gRPC's content type) on the client port, beside
-//! gRPC, as etcd serves it: `/health` and `/version` for now.
+//! gRPC, as etcd 3.5 serves it: `/health`, `/livez`, `/readyz` (and their
+//! per-check sub paths), `/version` and `/metrics`. A `--listen-metrics-urls`
+//! listener serves only `/metrics` and the health checks.
+//!
+//! The health checks are etcd 3.5's (etcdhttp/health.go):
+//! - `/health`: an active alarm not named in `?exclude=` → 503 "ALARM
+//!   NOSPACE" (or CORRUPT); no leader (unless `?serializable=true`) →
+//!   "RAFT NO LEADER"; then a one-key Range, linearizable unless
+//!   `?serializable=true`, within etcd's request timeout → "RANGE ERROR:…".
+//!   The body is `{"health":"true","reason":""}`, 503 answers as Go's
+//!   http.Error writes them (text/plain, a newline after the JSON).
+//! - `/livez`: a serializable read. `/readyz`: no CORRUPT alarm, a
+//!   serializable and a linearizable read, not a learner. `?verbose` lists
+//!   each check (`[+]name ok`); a failure always does, with 503;
+//!   `?exclude=name` leaves a check out; `/readyz/<name>` runs one.
 
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use prost::Message;
 use tonic::body::Body;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Method};
+use crate::pb::etcdserverpb::{AlarmType, RangeRequest};
+use crate::server::calls::Calls;
 
-fn json(status: http::StatusCode, body: String) -> http::Response<Body> {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::new(Full::new(Bytes::from(body))))
-        .expect("a static response")
+/// A response with Go's net/http headers for `content_type`.
+fn respond(status: http::StatusCode, content_type: &str, body: String) -> http::Response<Body> {
+    let mut b = http::Response::builder().status(status).header(http::header::CONTENT_TYPE, content_type);
+    if content_type.starts_with("text/plain") {
+        b = b.header("X-Content-Type-Options", "nosniff");
+    }
+    b.body(Body::new(Full::new(Bytes::from(body)))).expect("a static response")
 }
 
-pub fn serve<B>(engine: &Engine, version: &str, req: &http::Request<B>) -> http::Response<Body> {
+fn not_found() -> http::Response<Body> {
+    respond(http::StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "404 page not found\n".to_owned())
+}
+
+/// Go's http.Error: text/plain, the message and a newline.
+fn http_error(status: http::StatusCode, message: &str) -> http::Response<Body> {
+    respond(status, "text/plain; charset=utf-8", format!("{message}\n"))
+}
+
+fn method_not_allowed() -> http::Response<Body> {
+    let mut r = http_error(http::StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
+    r
+}
+
+/// The client port's HTTP endpoints.
+pub async fn serve<B>(calls: &Calls, version: &str, req: &http::Request<B>) -> http::Response<Body> {
     match req.uri().path() {
-        "/health" | "/livez" | "/readyz" => health(engine),
-        "/version" => json(
+        "/version" => respond(
             http::StatusCode::OK,
+            "application/json",
             format!(r#"{{"etcdserver":"{version}","etcdcluster":"{}"}}"#, cluster_version(version)),
         ),
-        _ => http::Response::builder()
-            .status(http::StatusCode::NOT_FOUND)
-            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Body::new(Full::new(Bytes::from_static(b"404 page not found\n"))))
-            .expect("a static response"),
+        _ => serve_metrics_and_health(calls, req).await,
     }
+}
+
+/// What a `--listen-metrics-urls` listener serves (etcd's
+/// HandleMetricsHealthForV3); also the client port's share of it.
+pub async fn serve_metrics_and_health<B>(calls: &Calls, req: &http::Request<B>) -> http::Response<Body> {
+    let path = req.uri().path();
+    if !matches!(path, "/metrics" | "/health") && !path.starts_with("/livez") && !path.starts_with("/readyz") {
+        return not_found();
+    }
+    if req.method() != http::Method::GET && !(path == "/metrics" && req.method() == http::Method::HEAD) {
+        return method_not_allowed();
+    }
+    let query = Query::parse(req.uri().query().unwrap_or(""));
+    match path {
+        "/metrics" => metrics(&calls.engine),
+        "/health" => health(calls, &query).await,
+        _ => match checks_at(path) {
+            Some((root, only)) => run_checks(calls, root, only, &query).await,
+            None => not_found(),
+        },
+    }
+}
+
+fn metrics(engine: &Engine) -> http::Response<Body> {
+    let text = crate::metrics::render(engine, &super::method_names());
+    respond(http::StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
 }
 
 /// etcd's cluster version is major.minor.0.
@@ -38,22 +94,220 @@ fn cluster_version(version: &str) -> String {
     format!("{}.{}.0", parts.next().unwrap_or("3"), parts.next().unwrap_or("5"))
 }
 
-/// etcd's /health: unhealthy without a leader or with an alarm raised.
-fn health(engine: &Engine) -> http::Response<Body> {
-    let shared = engine.shared();
-    let reason = if shared.raft.leader.load(Ordering::Acquire) == 0 {
-        Some("RAFT NO LEADER".to_owned())
-    } else {
-        shared.store.alarms().first().map(|&(alarm, _)| {
-            let name = crate::pb::etcdserverpb::AlarmType::try_from(alarm).map_or("UNKNOWN", |a| a.as_str_name());
-            format!("ALARM {name}")
-        })
-    };
+/// The query parameters the health checks read.
+struct Query {
+    exclude: Vec<String>,
+    serializable: bool,
+    verbose: bool,
+}
+
+impl Query {
+    fn parse(query: &str) -> Query {
+        let mut q = Query { exclude: Vec::new(), serializable: false, verbose: false };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v);
+            match k {
+                "exclude" if !v.is_empty() => q.exclude.push(v),
+                // Go's Query().Get takes the first value.
+                "serializable" if !q.serializable => q.serializable = v == "true",
+                "verbose" => q.verbose = true,
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// etcd's ReqTimeout: 5 s plus two election timeouts.
+fn request_timeout(engine: &Engine) -> Duration {
+    let config = &engine.shared().config;
+    let election = config.tick * u32::try_from(config.election_ticks).unwrap_or(u32::MAX);
+    Duration::from_secs(5) + 2 * election
+}
+
+/// etcd's health read: one key, keys only, over the whole key space.
+async fn read(calls: &Calls, serializable: bool) -> Result<(), String> {
+    let request = RangeRequest { key: Bytes::from_static(b"\0"), range_end: Bytes::from_static(b"\0"), limit: 1, keys_only: true, serializable, ..Default::default() };
+    // The engine times a read out itself, in etcd's words ("request timed
+    // out"); this bound is only in case it never answers.
+    let bound = request_timeout(&calls.engine) + Duration::from_secs(2);
+    let answer = tokio::time::timeout(bound, calls.call(Method::KvRange, request.encode_to_vec().into()));
+    match answer.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        // etcd's context deadline, in its words.
+        Err(_) => Err("context deadline exceeded".to_owned()),
+    }
+}
+
+/// The active alarms, as etcd names them.
+fn alarm_names(engine: &Engine) -> Vec<&'static str> {
+    engine
+        .shared()
+        .store
+        .alarms()
+        .iter()
+        .map(|&(alarm, _)| AlarmType::try_from(alarm).map_or("UNKNOWN", |a| a.as_str_name()))
+        .collect()
+}
+
+fn has_leader(engine: &Engine) -> bool {
+    engine.shared().raft.leader.load(std::sync::atomic::Ordering::Acquire) != 0
+}
+
+async fn health(calls: &Calls, query: &Query) -> http::Response<Body> {
+    let reason = health_reason(calls, query).await;
     match reason {
-        None => json(http::StatusCode::OK, r#"{"health":"true","reason":""}"#.to_owned()),
-        Some(reason) => json(
+        None => respond(http::StatusCode::OK, "text/plain; charset=utf-8", r#"{"health":"true","reason":""}"#.to_owned()),
+        Some(reason) => http_error(
             http::StatusCode::SERVICE_UNAVAILABLE,
-            format!(r#"{{"health":"false","reason":"{reason}"}}"#),
+            &format!(r#"{{"health":"false","reason":"{}"}}"#, json_escape(&reason)),
         ),
+    }
+}
+
+/// Why `/health` is false, in etcd's order of checks; None when healthy.
+async fn health_reason(calls: &Calls, query: &Query) -> Option<String> {
+    if let Some(alarm) = alarm_names(&calls.engine).into_iter().find(|a| !query.exclude.iter().any(|e| e == a)) {
+        return Some(match alarm {
+            "NOSPACE" | "CORRUPT" => format!("ALARM {alarm}"),
+            _ => "ALARM UNKNOWN".to_owned(),
+        });
+    }
+    if !query.serializable && !has_leader(&calls.engine) {
+        return Some("RAFT NO LEADER".to_owned());
+    }
+    read(calls, query.serializable).await.err().map(|e| format!("RANGE ERROR:{e}"))
+}
+
+/// The checks of `/livez` and `/readyz`, in the order ketch lists them
+/// (etcd's order is a Go map's, so it varies from call to call).
+const LIVEZ: &[&str] = &["serializable_read"];
+const READYZ: &[&str] = &["data_corruption", "serializable_read", "linearizable_read", "non_learner"];
+
+/// (the root's checks, the one check of a sub path) for `/livez`,
+/// `/readyz` and `/readyz/<check>`.
+fn checks_at(path: &str) -> Option<(&'static [&'static str], Option<&'static str>)> {
+    let (root, rest) = if let Some(rest) = path.strip_prefix("/livez") {
+        (LIVEZ, rest)
+    } else {
+        (READYZ, path.strip_prefix("/readyz")?)
+    };
+    match rest {
+        "" => Some((root, None)),
+        _ => {
+            let name = rest.strip_prefix('/')?;
+            root.iter().find(|c| **c == name).map(|c| (root, Some(*c)))
+        }
+    }
+}
+
+async fn check(calls: &Calls, name: &str) -> Result<(), String> {
+    match name {
+        "data_corruption" => match alarm_names(&calls.engine).contains(&"CORRUPT") {
+            true => Err("alarm activated: CORRUPT".to_owned()),
+            false => Ok(()),
+        },
+        "serializable_read" => read(calls, true).await,
+        "linearizable_read" => read(calls, false).await,
+        "non_learner" => match calls.engine.shared().raft.is_learner.load(std::sync::atomic::Ordering::Acquire) {
+            true => Err("not supported for learner".to_owned()),
+            false => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+async fn run_checks(calls: &Calls, root: &[&str], only: Option<&str>, query: &Query) -> http::Response<Body> {
+    let names: Vec<&str> = match only {
+        Some(name) => vec![name],
+        // Excluding a check that does not exist is not an error (etcd logs it).
+        None => root.iter().copied().filter(|c| !query.exclude.iter().any(|e| e == c)).collect(),
+    };
+    let mut report = String::new();
+    let mut failed = false;
+    for name in names {
+        match check(calls, name).await {
+            Ok(()) => report.push_str(&format!("[+]{name} ok\n")),
+            Err(e) => {
+                failed = true;
+                report.push_str(&format!("[-]{name} failed: {e}\n"));
+            }
+        }
+    }
+    if failed {
+        // http.Error adds a newline after the report's own.
+        return http_error(http::StatusCode::SERVICE_UNAVAILABLE, &report);
+    }
+    let body = if query.verbose { format!("{report}ok\n") } else { "ok\n".to_owned() };
+    respond(http::StatusCode::OK, "text/plain; charset=utf-8", body)
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_read_as_go_reads_them() {
+        let q = Query::parse("exclude=NOSPACE&exclude=&serializable=true&verbose");
+        assert_eq!(q.exclude, ["NOSPACE"]);
+        assert!(q.serializable && q.verbose);
+        let q = Query::parse("serializable=false&exclude=a%5Fb");
+        assert!(!q.serializable && !q.verbose);
+        assert_eq!(q.exclude, ["a_b"]);
+    }
+
+    #[test]
+    fn check_paths() {
+        assert_eq!(checks_at("/readyz"), Some((READYZ, None)));
+        assert_eq!(checks_at("/readyz/non_learner"), Some((READYZ, Some("non_learner"))));
+        assert_eq!(checks_at("/livez/non_learner"), None);
+        assert_eq!(checks_at("/readyzx"), None);
+    }
+
+    #[test]
+    fn reasons_are_escaped_as_go_json_escapes_them() {
+        assert_eq!(json_escape(r#"RANGE ERROR:a "b" <c>"#), r#"RANGE ERROR:a \"b\" \u003cc\u003e"#);
     }
 }

@@ -10,8 +10,12 @@
 //!                  KeepAlive  streams::keep_alive (on a follower: the leader's)
 //!                  Snapshot   streams::snapshot
 //!               /v3/... ─► gateway::serve: JSON to the same services
-//!               anything else ─► http(): /health, /version
+//!               anything else ─► http(): /health, /livez, /readyz, /version, /metrics
+//!  --listen-metrics-urls socket ─► http_endpoints: /metrics and the health checks only
 //! ```
+//!
+//! Every gRPC call is counted for `/metrics` (`crate::metrics::grpc`): its
+//! method's slot is its index in [`METHODS`].
 //!
 //! Python binds the listening sockets (so that a port in use fails before
 //! the data dir is touched, in Go's words) and hands them over; from then on
@@ -32,7 +36,7 @@ use std::future::Future;
 use std::net::TcpListener as StdTcpListener;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::{ready, BoxFuture, Ready};
@@ -50,7 +54,8 @@ use crate::auth::Caller;
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;
 use calls::Calls;
-use codec::RawCodec;
+use codec::{CountedCodec, RawCodec};
+use crate::metrics::grpc::{Handled, MethodCounters};
 use status::status_of;
 use streams::ResponseStream;
 
@@ -74,6 +79,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// etcd's --enable-grpc-gateway: serve the JSON gateway (`gateway`).
     pub grpc_gateway: bool,
+    /// etcd's --listen-metrics-urls, bound and listening (`true`: https):
+    /// they serve `/metrics` and the health checks only.
+    pub metrics_listeners: Vec<(StdTcpListener, bool)>,
 }
 
 /// What every connection's handlers share.
@@ -134,7 +142,9 @@ impl ClientServer {
         http.http1().timer(TokioTimer::new());
         let (stopping, stop_rx) = tokio::sync::watch::channel(false);
         let (conn_tx, connections_done) = tokio::sync::mpsc::channel::<()>(1);
-        for (listener, is_tls) in config.listeners {
+        let listeners = config.listeners.into_iter().map(|(l, tls)| (l, tls, false));
+        let metrics_listeners = config.metrics_listeners.into_iter().map(|(l, tls)| (l, tls, true));
+        for (listener, is_tls, metrics_only) in listeners.chain(metrics_listeners) {
             listener.set_nonblocking(true).map_err(|e| format!("listener: {e}"))?;
             let listener = {
                 let _guard = runtime.enter();
@@ -146,7 +156,14 @@ impl ClientServer {
                 None
             };
             let front = front.clone();
-            let router: Router = Arc::new(move |req| Box::pin(route(front.clone(), req)));
+            let router: Router = if metrics_only {
+                Arc::new(move |req| {
+                    let front = front.clone();
+                    Box::pin(async move { http_endpoints::serve_metrics_and_health(&front.calls, &req).await })
+                })
+            } else {
+                Arc::new(move |req| Box::pin(route(front.clone(), req)))
+            };
             runtime.spawn(accept_loop(listener, tls, router, http.clone(), stop_rx.clone(), conn_tx.clone()));
         }
         drop(conn_tx);
@@ -198,7 +215,7 @@ pub(crate) async fn accept_loop(
             Ok((tcp, _)) => tcp,
             Err(e) => {
                 // Out of fds, most likely: wait a moment rather than spin.
-                eprintln!("ketch: accepting a connection: {e}");
+                crate::log_warn!("accepting a connection: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -263,7 +280,7 @@ async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respons
     } else if front.grpc_gateway && gateway::serves(req.uri().path()) {
         gateway::serve(front, req).await
     } else {
-        http_endpoints::serve(&front.calls.engine, &front.version, &req)
+        http_endpoints::serve(&front.calls, &front.version, &req).await
     }
 }
 
@@ -337,8 +354,30 @@ const METHODS: [(&str, Kind); 47] = {
     ]
 };
 
+const _: () = assert!(METHODS.len() <= crate::metrics::grpc::SLOTS, "a gRPC method without a metrics slot");
+
 fn kind_of(path: &str) -> Option<(&'static str, Kind)> {
     METHODS.iter().find(|(p, _)| *p == path).copied()
+}
+
+/// The metrics slot of a routed path: its index in [`METHODS`].
+fn slot_of(path: &str) -> usize {
+    METHODS.iter().position(|(p, _)| *p == path).expect("a routed path")
+}
+
+/// go-grpc-prometheus' labels of every slot, for the scrape.
+pub(crate) fn method_names() -> Vec<crate::metrics::grpc::MethodName> {
+    METHODS
+        .iter()
+        .map(|&(path, kind)| {
+            let kind = match kind {
+                Kind::Unary(_) | Kind::LeaderUnary(_) | Kind::Recipe(_) => "unary",
+                Kind::Watch | Kind::KeepAlive => "bidi_stream",
+                Kind::Snapshot | Kind::Observe => "server_stream",
+            };
+            crate::metrics::grpc::MethodName::of(path, kind)
+        })
+        .collect()
 }
 
 /// grpc-go's answer for a method it does not serve.
@@ -355,21 +394,35 @@ async fn grpc(front: &Arc<Front>, req: http::Request<Incoming>) -> http::Respons
     let Some((path, kind)) = kind_of(req.uri().path()) else {
         return unimplemented(req.uri().path()).into_http();
     };
-    let mut grpc = Grpc::new(front.codec)
+    let counters = &crate::metrics::grpc::METHODS[slot_of(path)];
+    counters.started.inc();
+    let started = crate::metrics::extensive().then(Instant::now);
+    let codec = CountedCodec { max_receive: front.codec.max_receive, counters };
+    let mut grpc = Grpc::new(codec)
         // The codec refuses oversized requests in grpc-go's words; tonic's own
         // limit only stops one so large it is not worth reading.
         .max_decoding_message_size(front.codec.max_receive.saturating_add(4 * 1024 * 1024))
         .max_encoding_message_size(usize::MAX);
     let calls = front.calls.clone();
-    match kind {
+    let response = match kind {
         Kind::Unary(method) => grpc.unary(UnaryCall { calls, method, leader_path: None }, req).await,
         Kind::LeaderUnary(method) => grpc.unary(UnaryCall { calls, method, leader_path: Some(path) }, req).await,
-        Kind::Watch => grpc.streaming(StreamCall { calls, open: streams::watch }, req).await,
-        Kind::KeepAlive => grpc.streaming(StreamCall { calls, open: streams::keep_alive }, req).await,
-        Kind::Snapshot => grpc.server_streaming(SnapshotCall { calls, observe: false }, req).await,
-        Kind::Observe => grpc.server_streaming(SnapshotCall { calls, observe: true }, req).await,
+        Kind::Watch => grpc.streaming(StreamCall { calls, open: streams::watch, counters, started }, req).await,
+        Kind::KeepAlive => grpc.streaming(StreamCall { calls, open: streams::keep_alive, counters, started }, req).await,
+        Kind::Snapshot => grpc.server_streaming(SnapshotCall { calls, observe: false, counters, started }, req).await,
+        Kind::Observe => grpc.server_streaming(SnapshotCall { calls, observe: true, counters, started }, req).await,
         Kind::Recipe(recipe) => grpc.unary(RecipeCall { calls, recipe }, req).await,
+    };
+    // An error before any message is a trailers-only answer: its status is
+    // in the headers. Otherwise a unary call is done (OK), and a stream
+    // counts itself when it ends (`metrics::grpc::Handled`).
+    let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    match (code, matches!(kind, Kind::Unary(_) | Kind::LeaderUnary(_) | Kind::Recipe(_))) {
+        (Some(code), _) => counters.handled(code, started),
+        (None, true) => counters.handled(0, started),
+        (None, false) => {}
     }
+    response
 }
 
 /// The gRPC metadata entry clients send their token in (etcd's TokenFieldNameGRPC).
@@ -421,6 +474,8 @@ impl UnaryService<Bytes> for UnaryCall {
 struct StreamCall {
     calls: Arc<Calls>,
     open: fn(&Arc<Calls>, streams::RequestStream, Caller) -> ResponseStream,
+    counters: &'static MethodCounters,
+    started: Option<Instant>,
 }
 
 impl StreamingService<Bytes> for StreamCall {
@@ -430,7 +485,8 @@ impl StreamingService<Bytes> for StreamCall {
 
     fn call(&mut self, request: tonic::Request<Streaming<Bytes>>) -> Self::Future {
         let caller = caller_of(&request);
-        ready(Ok(tonic::Response::new((self.open)(&self.calls, Box::pin(request.into_inner()), caller))))
+        let responses = (self.open)(&self.calls, Box::pin(request.into_inner()), caller);
+        ready(Ok(tonic::Response::new(Box::pin(Handled::new(responses, self.counters, self.started)))))
     }
 }
 
@@ -438,6 +494,8 @@ impl StreamingService<Bytes> for StreamCall {
 struct SnapshotCall {
     calls: Arc<Calls>,
     observe: bool,
+    counters: &'static MethodCounters,
+    started: Option<Instant>,
 }
 
 impl ServerStreamingService<Bytes> for SnapshotCall {
@@ -446,13 +504,13 @@ impl ServerStreamingService<Bytes> for SnapshotCall {
     type Future = Pin<Box<dyn Future<Output = Result<tonic::Response<ResponseStream>, Status>> + Send>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let (calls, observe) = (self.calls.clone(), self.observe);
+        let (calls, observe, counters, started) = (self.calls.clone(), self.observe, self.counters, self.started);
         Box::pin(async move {
             let caller = caller_of(&request);
             let request = request.into_inner();
             let stream =
                 if observe { recipes::observe(&calls, request, caller) } else { streams::snapshot(&calls, request, caller).await };
-            stream.map(tonic::Response::new)
+            stream.map(|s| -> ResponseStream { Box::pin(Handled::new(s, counters, started)) }).map(tonic::Response::new)
         })
     }
 }

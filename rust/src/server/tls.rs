@@ -70,11 +70,11 @@ impl ReloadingTls {
         if current.0 != mtimes {
             match build(&self.files) {
                 Ok(config) => {
-                    eprintln!("ketch: client TLS files changed; serving the new certificate");
+                    crate::log_info!("client TLS files changed; serving the new certificate");
                     *current = (mtimes, config);
                 }
                 // Keep serving the old one; try again on the next connection.
-                Err(e) => eprintln!("ketch: client TLS files changed but cannot be used yet: {e}"),
+                Err(e) => crate::log_warn!("client TLS files changed but cannot be used yet: {e}"),
             }
         }
         current.1.clone()
@@ -166,7 +166,7 @@ fn provider(names: &[String]) -> Result<rustls::crypto::CryptoProvider, String> 
         ));
     }
     if !missing.is_empty() {
-        eprintln!("ketch: --cipher-suites: rustls does not implement {}; they are left out", missing.join(","));
+        crate::log_warn!("--cipher-suites: rustls does not implement {}; they are left out", missing.join(","));
     }
     provider.cipher_suites.retain(|s| !is_tls12(s) || offered.iter().any(|n| matches(s, n)));
     Ok(provider)

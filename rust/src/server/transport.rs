@@ -170,8 +170,8 @@ async fn route(calls: Arc<Calls>, cluster_id: String, req: http::Request<Incomin
     let path = req.uri().path().to_owned();
     let required = path != MEMBERS;
     if theirs.as_deref() != Some(cluster_id.as_str()) && (required || theirs.is_some()) {
-        eprintln!(
-            "ketch: request cluster ID mismatch (got {} want {cluster_id})",
+        crate::log_warn!(
+            "request cluster ID mismatch (got {} want {cluster_id})",
             theirs.as_deref().unwrap_or("none")
         );
         return Status::failed_precondition("cluster ID mismatch").into_http();
@@ -205,7 +205,7 @@ impl ClientStreamingService<Bytes> for Receive {
             if !whole {
                 while let Some(batch) = stream.message().await? {
                     if let Err(e) = engine.step(&batch) {
-                        eprintln!("ketch: dropping a peer stream: undecodable Raft batch: {e}");
+                        crate::log_warn!("dropping a peer stream: undecodable Raft batch: {e}");
                         return Err(Status::invalid_argument(format!("bad Raft batch: {e}")));
                     }
                 }
@@ -221,10 +221,10 @@ impl ClientStreamingService<Bytes> for Receive {
                 .await
                 .map_err(|e| Status::internal(format!("stepping a snapshot: {e}")))?;
             if let Err(e) = stepped {
-                eprintln!("ketch: refusing a snapshot from a peer: {e}");
+                crate::log_warn!("refusing a snapshot from a peer: {e}");
                 return Err(Status::invalid_argument(format!("bad snapshot: {e}")));
             }
-            eprintln!("ketch: received a snapshot from a peer ({size} bytes)");
+            crate::log_info!("received a snapshot from a peer ({size} bytes)");
             Ok(tonic::Response::new(Bytes::new()))
         })
     }
@@ -296,7 +296,7 @@ impl Sending {
         let doorbell = match registered.map_err(|e| e.to_string()) {
             Ok(fd) => fd,
             Err(e) => {
-                eprintln!("ketch: the peer transport cannot wait for the engine's outbox: {e}");
+                crate::log_warn!("the peer transport cannot wait for the engine's outbox: {e}");
                 return;
             }
         };
@@ -336,6 +336,8 @@ impl Sending {
             return;
         }
         if sender.down.load(Ordering::Acquire) || sender.queue.try_send(Bytes::from(batch.bytes)).is_err() {
+            // A leader's batches carry its heartbeats: etcd's heartbeat send failures.
+            if engine.shared().raft.leader.load(Ordering::Acquire) == engine.identity().member_id { crate::metrics::HEARTBEAT_SEND_FAILURES.inc(); }
             engine.report_unreachable(to);
         }
     }
@@ -446,12 +448,13 @@ async fn send_messages(
                     tokio::select! {
                         batch = queue.recv() => {
                             let Some(batch) = batch else { return }; // the transport stopped
+                            if let Some(p) = crate::metrics::peer(to) { p.sent_bytes.add(batch.len() as u64); }
                             if feed.send(batch).await.is_err() {
                                 break (&mut call).await.err().map_or_else(|| "the call ended".to_owned(), |s| s.message().to_owned());
                             }
                             if !active {
                                 active = true;
-                                eprintln!("ketch: peer {to:x} became active");
+                                crate::log_info!("peer {to:x} became active");
                             }
                             delay = RECONNECT_MIN;
                         }
@@ -464,7 +467,7 @@ async fn send_messages(
         };
         if active {
             active = false;
-            eprintln!("ketch: peer {to:x} became inactive (message send to peer failed): {why}");
+            crate::log_warn!("peer {to:x} became inactive (message send to peer failed): {why}");
         }
         // The batches in hand and everything queued are lost with the call.
         down.store(true, Ordering::Release);
@@ -496,11 +499,11 @@ async fn send_snapshot(engine: Arc<Engine>, to: u64, channel: Option<Channel>, c
     };
     let ok = match sent.await {
         Ok(_) => {
-            eprintln!("ketch: sent a snapshot to peer {to:x} ({size} bytes)");
+            crate::log_info!("sent a snapshot to peer {to:x} ({size} bytes)");
             true
         }
         Err(s) => {
-            eprintln!("ketch: sending a snapshot to peer {to:x} failed: {}", s.message());
+            crate::log_warn!("sending a snapshot to peer {to:x} failed: {}", s.message());
             false
         }
     };

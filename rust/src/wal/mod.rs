@@ -332,6 +332,7 @@ fn timed_fsync(stats: &mut WalStats, sync: impl FnOnce() -> io::Result<()>) -> i
     let r = sync();
     stats.fsyncs += 1;
     stats.fsync_nanos += u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    crate::metrics::WAL_FSYNC.since(start);
     r
 }
 

@@ -571,7 +571,7 @@ impl WatchHub {
             // Compacted meanwhile: the next round cancels who needs it.
             Err(EtcdError::Compacted) => return chosen.len(),
             Err(e) => {
-                eprintln!("ketch: watch: reading history {lo}..={hi}: {e}");
+                crate::log_warn!("watch: reading history {lo}..={hi}: {e}");
                 return 0;
             }
         };
