@@ -9,6 +9,22 @@ from typing import final
 
 __all__ = [
     "AUTH_AUTHENTICATE",
+    "AUTH_DISABLE",
+    "AUTH_ENABLE",
+    "AUTH_ROLE_ADD",
+    "AUTH_ROLE_DELETE",
+    "AUTH_ROLE_GET",
+    "AUTH_ROLE_GRANT_PERMISSION",
+    "AUTH_ROLE_LIST",
+    "AUTH_ROLE_REVOKE_PERMISSION",
+    "AUTH_STATUS",
+    "AUTH_USER_ADD",
+    "AUTH_USER_CHANGE_PASSWORD",
+    "AUTH_USER_DELETE",
+    "AUTH_USER_GET",
+    "AUTH_USER_GRANT_ROLE",
+    "AUTH_USER_LIST",
+    "AUTH_USER_REVOKE_ROLE",
     "CLUSTER_MEMBER_ADD",
     "CLUSTER_MEMBER_LIST",
     "CLUSTER_MEMBER_PROMOTE",
@@ -38,12 +54,32 @@ __all__ = [
     "ClientServer",
     "Engine",
     "PeerTransport",
+    "configure_logging",
+    "log",
     "self_signed_cert",
+    "snapshot_restore",
+    "snapshot_status",
 ]
 
 # Method numbers: which etcd RPC a request's bytes are. Names follow
 # "<service>_<method>" of etcd's proto, upper-cased.
 KV_RANGE: int
+AUTH_ENABLE: int
+AUTH_DISABLE: int
+AUTH_STATUS: int
+AUTH_USER_ADD: int
+AUTH_USER_GET: int
+AUTH_USER_LIST: int
+AUTH_USER_DELETE: int
+AUTH_USER_CHANGE_PASSWORD: int
+AUTH_USER_GRANT_ROLE: int
+AUTH_USER_REVOKE_ROLE: int
+AUTH_ROLE_ADD: int
+AUTH_ROLE_GET: int
+AUTH_ROLE_LIST: int
+AUTH_ROLE_DELETE: int
+AUTH_ROLE_GRANT_PERMISSION: int
+AUTH_ROLE_REVOKE_PERMISSION: int
 KV_PUT: int
 KV_DELETE_RANGE: int
 KV_TXN: int
@@ -120,7 +156,7 @@ class Engine:
         auto_compaction_retention: float = 0.0,  # seconds (periodic) or revisions; 0: off
         compaction_batch_limit: int = 1000,  # key records per physical compaction batch
         compaction_sleep_interval: float = 0.01,  # seconds between two batches
-        auth_token: str = "simple",  # etcd's --auth-token
+        auth_token: str = ...,  # etcd's --auth-token
         bcrypt_cost: int = 10,
         auth_token_ttl: int = 300,  # seconds
     ) -> Engine:
