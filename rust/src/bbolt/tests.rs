@@ -52,6 +52,9 @@ fn sample_store(dir: &Path, keys: usize) -> Store {
     let mut w = s.write_batch().unwrap();
     w.compact(&CompactionRequest { revision: 2, physical: true }).unwrap();
     w.commit(true).unwrap();
+    // Physical compaction runs in the background now; the sample is the
+    // store once it finished (finishedCompactRev written).
+    s.finish_compactions().unwrap();
     s
 }
 
