@@ -52,8 +52,11 @@ def tabwrite(text: str) -> str:
 
 
 def help_text(path: str) -> str | None:
-    """What `ketchctl <path> --help` prints ("" for ketchctl itself), or None
-    for a command etcdctl 3.4 does not have."""
+    """What `ketchctl <path> --help` prints ("" for ketchctl itself). A
+    command etcdctl 3.4 does not have (etcd 3.5's `auth status`) gets its
+    group's help, as etcdctl 3.4 prints it for that command line."""
+    while path not in HELP and path:
+        path = path.rsplit(" ", 1)[0] if " " in path else ""
     text = HELP.get(path)
     if text is None:
         return None
