@@ -236,6 +236,9 @@ class Network:
         except OSError:
             self._close(link)  # the member is down: so is its proxy, in effect
             return
+        except asyncio.CancelledError:
+            self._close(link)  # the proxy is closing: no transport may outlive its loop
+            raise
         link.writers.append(up_writer)
         if link.frozen:  # cut while connecting
             return
