@@ -32,14 +32,13 @@ use crate::completion::CompletionQueue;
 use crate::error::EtcdError;
 use crate::mvcc::{self, Store, StoreOptions};
 use crate::node::{Node, NodeMsg};
+use crate::pb::etcdserverpb::{
+    AuthenticateRequest, CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse, HashResponse,
+    MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse, MemberUpdateResponse,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, StatusResponse, TxnResponse,
+};
 use crate::peer::{OutboundBatch, PeerOutbox};
 use crate::watch::WatchHub;
-use crate::pb::etcdserverpb::{
-    AuthenticateRequest, CompactionResponse, DeleteRangeResponse, HashKvRequest, HashKvResponse,
-    HashResponse, MemberAddResponse, MemberListResponse, MemberPromoteResponse, MemberRemoveResponse, MemberUpdateResponse, PutResponse,
-    RangeRequest, RangeResponse,
-    ResponseHeader, StatusResponse, TxnResponse,
-};
 
 /// Which etcd RPC a request's bytes belong to. The numbers are the binding's
 /// contract with Python (`ketch._core.KV_RANGE`, ...).
@@ -220,7 +219,10 @@ impl Method {
             || self.is_auth_entry()
             || matches!(
                 self,
-                Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberUpdate | Method::ClusterMemberPromote
+                Method::ClusterMemberAdd
+                    | Method::ClusterMemberRemove
+                    | Method::ClusterMemberUpdate
+                    | Method::ClusterMemberPromote
             )
     }
 }
@@ -481,9 +483,17 @@ pub(crate) enum LinearRead {
 /// Work for the reader threads.
 pub(crate) enum ReadTask {
     /// Straight from submit: not yet decoded.
-    Raw { method: Method, request: Bytes, token: u64, who: Option<AuthInfo> },
+    Raw {
+        method: Method,
+        request: Bytes,
+        token: u64,
+        who: Option<AuthInfo>,
+    },
     /// A linearizable Range whose read index the store has now applied.
-    Linearized { request: LinearRead, token: u64 },
+    Linearized {
+        request: LinearRead,
+        token: u64,
+    },
     Stop,
 }
 
@@ -516,25 +526,22 @@ pub enum StartError {
 impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, StartError> {
         let member_dir = config.data_dir.join("member");
-        std::fs::create_dir_all(&member_dir).map_err(|source| StartError::Io {
-            what: format!("creating data dir {}", member_dir.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(&member_dir)
+            .map_err(|source| StartError::Io { what: format!("creating data dir {}", member_dir.display()), source })?;
         let store = Store::open(
             &config.db_path(),
             StoreOptions { max_txn_ops: config.max_txn_ops, backend: config.storage.backend.clone() },
         )
-            .map_err(StartError::Store)?;
-        let completions = CompletionQueue::new().map_err(|source| StartError::Io {
-            what: "creating the completion eventfd".into(),
-            source,
-        })?;
-        let peers = PeerOutbox::new().map_err(|source| StartError::Io {
-            what: "creating the peer outbox eventfd".into(),
-            source,
-        })?;
+        .map_err(StartError::Store)?;
+        let completions = CompletionQueue::new()
+            .map_err(|source| StartError::Io { what: "creating the completion eventfd".into(), source })?;
+        let peers = PeerOutbox::new()
+            .map_err(|source| StartError::Io { what: "creating the peer outbox eventfd".into(), source })?;
         if store.compact_revision() > store.finished_compact_revision().max(0) {
-            eprintln!("ketch: resuming scheduled compaction at revision {} (cut short before)", store.compact_revision());
+            eprintln!(
+                "ketch: resuming scheduled compaction at revision {} (cut short before)",
+                store.compact_revision()
+            );
         }
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let tokens = crate::auth::tokens::Tokens::from_flag(&config.auth_token, config.auth_token_ttl)
@@ -616,10 +623,7 @@ impl Engine {
     /// [`Engine::completions`] under `token`.
     pub fn submit(&self, method: u32, request: Bytes, token: u64) {
         let Some(method) = Method::from_u32(method) else {
-            self.shared.completions.push(
-                token,
-                Err(EtcdError::BadRequest(format!("unknown method number {method}"))),
-            );
+            self.shared.completions.push(token, Err(EtcdError::BadRequest(format!("unknown method number {method}"))));
             return;
         };
         self.submit_method(method, request, token);
@@ -646,7 +650,8 @@ impl Engine {
             let auth = self.shared.store.auth();
             let who = crate::auth::api::resolve(&auth, &self.shared.tokens, caller);
             // etcd's isWatchPermitted: a token that does not resolve permits nothing.
-            let permitted = |key: &[u8], end: &[u8]| who.as_ref().is_ok_and(|w| auth.check_read(w.as_ref(), key, end).is_ok());
+            let permitted =
+                |key: &[u8], end: &[u8]| who.as_ref().is_ok_and(|w| auth.check_read(w.as_ref(), key, end).is_ok());
             crate::watch::submit(&self.shared, method, &request, token, &permitted);
             return;
         }
@@ -767,10 +772,7 @@ pub(crate) fn failed_error() -> EtcdError {
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(f)
-        .expect("spawning an engine thread")
+    std::thread::Builder::new().name(name.to_owned()).spawn(f).expect("spawning an engine thread")
 }
 
 fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMsg>, to_auth: &Sender<AuthJob>) {
@@ -845,7 +847,8 @@ fn reader_loop(shared: &Shared, rx: &Receiver<ReadTask>, to_node: &Sender<NodeMs
                 }
                 Method::MaintenanceSnapshot => {
                     let dest = shared.config.data_dir.join("member").join(format!("snapshot-{token}.tmp"));
-                    let result = snapshot_in_etcd_format(shared, &dest).map(|_| dest.to_string_lossy().into_owned().into_bytes());
+                    let result = snapshot_in_etcd_format(shared, &dest)
+                        .map(|_| dest.to_string_lossy().into_owned().into_bytes());
                     shared.completions.push(token, result);
                 }
                 Method::MaintenanceHashKv => {

@@ -16,18 +16,18 @@
 //!   the peer transport, on tokio.
 //! - `py` (feature `python`): the only module that knows Python.
 
-pub mod bbolt;
 pub mod auth;
-pub mod completion;
+pub mod bbolt;
 pub mod compactor;
+pub mod completion;
 pub mod engine;
 pub mod error;
 mod eventfd;
 pub mod lease;
 pub mod logging;
-pub mod mvcc;
 pub mod membership;
 pub mod metrics;
+pub mod mvcc;
 mod node;
 pub mod pb;
 pub mod peer;
@@ -40,5 +40,5 @@ pub mod watch;
 mod py;
 
 pub use engine::{Engine, EngineConfig, Method};
-pub use node::StorageSeams;
 pub use error::EtcdError;
+pub use node::StorageSeams;

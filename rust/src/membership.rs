@@ -112,7 +112,12 @@ pub(crate) fn check_peer_urls(urls: &[String]) -> Result<(), EtcdError> {
 }
 
 /// etcd's checks before proposing MemberAdd; the member to add.
-pub(crate) fn check_add(ms: &Membership, req: &MemberAddRequest, id: u64, rules: Reconfig) -> Result<Member, EtcdError> {
+pub(crate) fn check_add(
+    ms: &Membership,
+    req: &MemberAddRequest,
+    id: u64,
+    rules: Reconfig,
+) -> Result<Member, EtcdError> {
     check_peer_urls(&req.peer_ur_ls)?;
     if ms.members.contains_key(&id) {
         return Err(EtcdError::MemberExists);
@@ -136,7 +141,13 @@ pub(crate) fn check_add(ms: &Membership, req: &MemberAddRequest, id: u64, rules:
             return Err(EtcdError::NotEnoughStartedMembers);
         }
     }
-    Ok(Member { id, name: String::new(), peer_ur_ls: req.peer_ur_ls.clone(), client_ur_ls: Vec::new(), is_learner: req.is_learner })
+    Ok(Member {
+        id,
+        name: String::new(),
+        peer_ur_ls: req.peer_ur_ls.clone(),
+        client_ur_ls: Vec::new(),
+        is_learner: req.is_learner,
+    })
 }
 
 /// etcd's checks before proposing MemberRemove.
@@ -281,7 +292,10 @@ mod tests {
         // Two of three voters never started: a fourth voter would need three up.
         ms.members.get_mut(&2).unwrap().name.clear();
         ms.members.get_mut(&3).unwrap().name.clear();
-        assert_eq!(check_add(&ms, &req("http://h:8", false), 8, Reconfig::default()), Err(EtcdError::NotEnoughStartedMembers));
+        assert_eq!(
+            check_add(&ms, &req("http://h:8", false), 8, Reconfig::default()),
+            Err(EtcdError::NotEnoughStartedMembers)
+        );
         // --strict-reconfig-check=false skips the started-voters rule; --experimental-max-learners=2 allows a second learner.
         let lax = Reconfig { strict: false, max_learners: 2 };
         assert_eq!(check_add(&ms, &req("http://h:8", false), 8, lax).map(|m| m.id), Ok(8));

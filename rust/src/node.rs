@@ -25,19 +25,29 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use prost::Message;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message as RaftMessage, Snapshot};
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, HardState, Message as RaftMessage, Snapshot,
+};
 use raft::prelude::{Config as RaftConfig, RawNode};
 use raft::{Ready, SnapshotStatus, StateRole, Storage};
 
-use crate::engine::{decode, failed_error, EngineConfig, Identity, LinearRead, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES};
+use crate::auth::{
+    self,
+    apply::{Applied, Authenticated},
+    worker::AuthJob,
+    AuthInfo,
+};
+use crate::engine::{
+    decode, failed_error, EngineConfig, Identity, LinearRead, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES,
+};
 use crate::error::EtcdError;
-use crate::mvcc::{self, LeaseCheck, Store, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
-use crate::auth::{self, apply::{Applied, Authenticated}, worker::AuthJob, AuthInfo};
 use crate::lease;
 use crate::membership::{self, ConfOutcome};
+use crate::mvcc::{self, LeaseCheck, Store, WriteBatch, ALARM_CORRUPT, ALARM_NOSPACE};
 use crate::pb::etcdserverpb::{
-    alarm_request::AlarmAction, request_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest,
-    Member, MemberAddRequest, MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
+    alarm_request::AlarmAction, request_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest,
+    DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, Member, MemberAddRequest, MemberAddResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
     MemberUpdateResponse, MoveLeaderRequest, PutRequest, TxnRequest,
 };
 use crate::pb::ketchpb::{internal_request, AuthHeader, InternalRequest, MemberAttributes, MemberMetadata};
@@ -78,9 +88,17 @@ impl std::fmt::Debug for StorageSeams {
 /// Messages to the node thread.
 pub(crate) enum NodeMsg {
     /// `who`: the caller as the engine resolved it (None: auth off or no user).
-    Write { method: Method, request: Bytes, token: u64, who: Option<crate::auth::AuthInfo> },
+    Write {
+        method: Method,
+        request: Bytes,
+        token: u64,
+        who: Option<crate::auth::AuthInfo>,
+    },
     /// A decoded linearizable Range waiting for a read index.
-    Read { request: LinearRead, token: u64 },
+    Read {
+        request: LinearRead,
+        token: u64,
+    },
     /// Raft messages from a peer.
     Step(Vec<RaftMessage>),
     /// The transport could not reach this peer.
@@ -157,10 +175,7 @@ impl Node {
         let (mut log, meta) = if restarted {
             let opened = RaftLog::open_with(fs, &wal_dir)?;
             let meta = MemberMetadata::decode(opened.metadata.as_slice()).map_err(|e| {
-                StartError::Config(format!(
-                    "member metadata in {} is unreadable: {e}",
-                    wal_dir.display()
-                ))
+                StartError::Config(format!("member metadata in {} is unreadable: {e}", wal_dir.display()))
             })?;
             (opened.log, meta)
         } else {
@@ -247,7 +262,11 @@ impl Node {
             term_seen,
             term_changed_at: Instant::now(),
             physical_compactions: Vec::new(),
-            auto_compactor: crate::compactor::AutoCompactor::new(config.auto_compaction, Instant::now(), store.current_revision()),
+            auto_compactor: crate::compactor::AutoCompactor::new(
+                config.auto_compaction,
+                Instant::now(),
+                store.current_revision(),
+            ),
         };
         Ok((node, identity))
     }
@@ -289,7 +308,13 @@ impl Node {
 
     /// `settled` hears once the entries committed at start are applied (and
     /// a sole voter leads), so the engine starts as a working member.
-    pub(crate) fn run(mut self, shared: &Arc<Shared>, rx: &Receiver<NodeMsg>, to_readers: &Sender<ReadTask>, settled: Sender<()>) {
+    pub(crate) fn run(
+        mut self,
+        shared: &Arc<Shared>,
+        rx: &Receiver<NodeMsg>,
+        to_readers: &Sender<ReadTask>,
+        settled: Sender<()>,
+    ) {
         let tick = shared.config.tick;
         let mut next_tick = Instant::now() + tick;
         let mut stopping = false;
@@ -390,32 +415,35 @@ impl Node {
             NodeMsg::SnapshotSent(id, ok) => {
                 self.raw.report_snapshot(id, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure });
             }
-            NodeMsg::Write { method: Method::MaintenanceMoveLeader, request, token, .. } => self.move_leader(shared, request, token),
-            NodeMsg::Write { method: m @ (Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberPromote), request, token, .. } => {
+            NodeMsg::Write { method: Method::MaintenanceMoveLeader, request, token, .. } => {
+                self.move_leader(shared, request, token)
+            }
+            NodeMsg::Write {
+                method: m @ (Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberPromote),
+                request,
+                token,
+                ..
+            } => {
                 if let Err(e) = self.propose_member_change(shared, m, request, token) {
                     shared.completions.push(token, Err(e));
                 }
             }
-            NodeMsg::Write { method, request, token, who } => {
-                match self.prepare_write(shared, method, request) {
-                    Err(e) => shared.completions.push(token, Err(e)),
-                    Ok(mut entry) => {
-                        entry.auth = who.map(|w| AuthHeader { username: w.username, auth_revision: w.revision });
-                        let id = entry.id;
-                        match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
-                            Ok(()) => {
-                                self.pending_writes.insert(id, (token, Instant::now()));
-                            }
-                            Err(raft::Error::ProposalDropped) => {
-                                shared.completions.push(token, Err(EtcdError::NoLeader));
-                            }
-                            Err(e) => shared
-                                .completions
-                                .push(token, Err(EtcdError::Internal(format!("raft: {e}")))),
+            NodeMsg::Write { method, request, token, who } => match self.prepare_write(shared, method, request) {
+                Err(e) => shared.completions.push(token, Err(e)),
+                Ok(mut entry) => {
+                    entry.auth = who.map(|w| AuthHeader { username: w.username, auth_revision: w.revision });
+                    let id = entry.id;
+                    match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
+                        Ok(()) => {
+                            self.pending_writes.insert(id, (token, Instant::now()));
                         }
+                        Err(raft::Error::ProposalDropped) => {
+                            shared.completions.push(token, Err(EtcdError::NoLeader));
+                        }
+                        Err(e) => shared.completions.push(token, Err(EtcdError::Internal(format!("raft: {e}")))),
                     }
                 }
-            }
+            },
         }
         false
     }
@@ -632,7 +660,12 @@ impl Node {
     }
 
     /// [`apply`](Self::apply)'s batch; the answers are sent by the caller.
-    fn apply_batch(&mut self, shared: &Shared, entries: Vec<Entry>, answers: &mut Vec<(u64, Result<Vec<u8>, EtcdError>)>) -> Result<(), String> {
+    fn apply_batch(
+        &mut self,
+        shared: &Shared,
+        entries: Vec<Entry>,
+        answers: &mut Vec<(u64, Result<Vec<u8>, EtcdError>)>,
+    ) -> Result<(), String> {
         let Some(last) = entries.last() else {
             return Ok(());
         };
@@ -646,44 +679,49 @@ impl Node {
                         .map_err(|e| format!("undecodable entry at index {}: {e}", entry.index))?;
                     let leases: &dyn LeaseCheck = &shared.lessor;
                     use internal_request::Request as R;
-                    let who = req.auth.as_ref().map(|h| AuthInfo { username: h.username.clone(), revision: h.auth_revision });
+                    let who =
+                        req.auth.as_ref().map(|h| AuthInfo { username: h.username.clone(), revision: h.auth_revision });
                     let refused = refused_by_alarm(&batch, &req.request).or_else(|| {
-                        req.request.as_ref().and_then(|r| auth::apply::refused(batch.auth(), who.as_ref(), r, &shared.lessor))
+                        req.request
+                            .as_ref()
+                            .and_then(|r| auth::apply::refused(batch.auth(), who.as_ref(), r, &shared.lessor))
                     });
                     let result: Result<Vec<u8>, EtcdError> = match refused {
                         Some(e) => Err(e),
                         None => match &req.request {
-                        Some(R::Put(r)) => batch.put(r, leases).map(|resp| encode_answer(shared, resp)),
-                        Some(R::DeleteRange(r)) => batch.delete_range(r).map(|resp| encode_answer(shared, resp)),
-                        Some(R::Txn(r)) => batch.txn(r, leases).map(|resp| encode_answer(shared, resp)),
-                        Some(R::Compaction(r)) => batch.compact(r).map(|resp| encode_answer(shared, resp)),
-                        Some(R::LeaseGrant(r)) => lease::apply_grant(&shared.lessor, &mut batch, r, Instant::now())
-                            .map(|resp| encode_answer(shared, resp)),
-                        Some(R::LeaseRevoke(r)) => lease::apply_revoke(&shared.lessor, &mut batch, r)
-                            .map(|resp| encode_answer(shared, resp)),
-                        // etcd answers Alarm with no header at all.
-                        Some(R::Alarm(r)) => apply_alarm(&mut batch, r).map(|resp| resp.encode_to_vec()),
-                        Some(R::MemberAttributes(a)) => apply_attributes(&mut batch, a).map(|()| Vec::new()),
-                        Some(R::MemberUpdate(u)) => apply_member_update(&mut batch, u)
-                            .map(|members| encode_answer(shared, MemberUpdateResponse { header: None, members })),
-                        None => Ok(Vec::new()),
-                        // Every other entry is the Auth service's.
-                        Some(r) => {
-                            match auth::apply::apply(shared, &mut batch, r, who.as_ref(), entry.index) {
-                                Ok(Applied::Answer(bytes)) => Ok(bytes),
-                                Ok(Applied::Authenticated(Authenticated::Token(token))) => {
-                                    Ok(auth::apply::authenticate_answer(shared, token))
-                                }
-                                Ok(Applied::Authenticated(Authenticated::SignJwt { username, revision })) => {
-                                    // Signed on the auth worker, which answers the proposer.
-                                    if let (Some((token, _)), Some(to_auth)) = (self.pending_writes.remove(&req.id), &self.to_auth) {
-                                        let _ = to_auth.send(AuthJob::SignJwt { username, revision, token });
+                            Some(R::Put(r)) => batch.put(r, leases).map(|resp| encode_answer(shared, resp)),
+                            Some(R::DeleteRange(r)) => batch.delete_range(r).map(|resp| encode_answer(shared, resp)),
+                            Some(R::Txn(r)) => batch.txn(r, leases).map(|resp| encode_answer(shared, resp)),
+                            Some(R::Compaction(r)) => batch.compact(r).map(|resp| encode_answer(shared, resp)),
+                            Some(R::LeaseGrant(r)) => lease::apply_grant(&shared.lessor, &mut batch, r, Instant::now())
+                                .map(|resp| encode_answer(shared, resp)),
+                            Some(R::LeaseRevoke(r)) => lease::apply_revoke(&shared.lessor, &mut batch, r)
+                                .map(|resp| encode_answer(shared, resp)),
+                            // etcd answers Alarm with no header at all.
+                            Some(R::Alarm(r)) => apply_alarm(&mut batch, r).map(|resp| resp.encode_to_vec()),
+                            Some(R::MemberAttributes(a)) => apply_attributes(&mut batch, a).map(|()| Vec::new()),
+                            Some(R::MemberUpdate(u)) => apply_member_update(&mut batch, u)
+                                .map(|members| encode_answer(shared, MemberUpdateResponse { header: None, members })),
+                            None => Ok(Vec::new()),
+                            // Every other entry is the Auth service's.
+                            Some(r) => {
+                                match auth::apply::apply(shared, &mut batch, r, who.as_ref(), entry.index) {
+                                    Ok(Applied::Answer(bytes)) => Ok(bytes),
+                                    Ok(Applied::Authenticated(Authenticated::Token(token))) => {
+                                        Ok(auth::apply::authenticate_answer(shared, token))
                                     }
-                                    Ok(Vec::new())
+                                    Ok(Applied::Authenticated(Authenticated::SignJwt { username, revision })) => {
+                                        // Signed on the auth worker, which answers the proposer.
+                                        if let (Some((token, _)), Some(to_auth)) =
+                                            (self.pending_writes.remove(&req.id), &self.to_auth)
+                                        {
+                                            let _ = to_auth.send(AuthJob::SignJwt { username, revision, token });
+                                        }
+                                        Ok(Vec::new())
+                                    }
+                                    Err(e) => Err(e),
                                 }
-                                Err(e) => Err(e),
                             }
-                        }
                         },
                     };
                     // Keys the entry wrote move between leases (attach, detach).
@@ -735,7 +773,13 @@ impl Node {
 
     /// MemberAdd, MemberRemove, MemberPromote: etcd's checks, then a Raft
     /// configuration change; the answer goes out when it is applied.
-    fn propose_member_change(&mut self, shared: &Shared, method: Method, request: Bytes, token: u64) -> Result<(), EtcdError> {
+    fn propose_member_change(
+        &mut self,
+        shared: &Shared,
+        method: Method,
+        request: Bytes,
+        token: u64,
+    ) -> Result<(), EtcdError> {
         if shared.raft.is_learner.load(Ordering::Acquire) {
             return Err(EtcdError::NotSupportedForLearner);
         }
@@ -746,7 +790,10 @@ impl Node {
             Method::ClusterMemberAdd => {
                 let r: MemberAddRequest = decode(request)?;
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                let rules = membership::Reconfig { strict: shared.config.strict_reconfig_check, max_learners: shared.config.max_learners };
+                let rules = membership::Reconfig {
+                    strict: shared.config.strict_reconfig_check,
+                    max_learners: shared.config.max_learners,
+                };
                 let member = membership::check_add(&ms, &r, membership::added_member_id(&r.peer_ur_ls, now), rules)?;
                 let kind = if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
                 membership::conf_change(kind, id, member)
@@ -786,7 +833,12 @@ impl Node {
 
     /// Applies a committed configuration change to Raft and the member list
     /// together; the proposer's answer, or the error that refused it.
-    fn apply_conf_change(&mut self, shared: &Shared, batch: &mut WriteBatch<'_>, cc: &ConfChange) -> Result<Result<Vec<u8>, EtcdError>, String> {
+    fn apply_conf_change(
+        &mut self,
+        shared: &Shared,
+        batch: &mut WriteBatch<'_>,
+        cc: &ConfChange,
+    ) -> Result<Result<Vec<u8>, EtcdError>, String> {
         let (outcome, member) = match membership::plan_conf_change(batch.membership(), cc) {
             Ok(plan) => plan,
             Err(EtcdError::Internal(m)) => return Err(m),
@@ -809,7 +861,9 @@ impl Node {
         }
         let members = membership::member_list(batch.membership());
         Ok(Ok(match outcome {
-            ConfOutcome::Added => encode_answer(shared, MemberAddResponse { header: None, member: Some(member), members }),
+            ConfOutcome::Added => {
+                encode_answer(shared, MemberAddResponse { header: None, member: Some(member), members })
+            }
             ConfOutcome::Promoted => encode_answer(shared, MemberPromoteResponse { header: None, members }),
             ConfOutcome::Removed => encode_answer(shared, MemberRemoveResponse { header: None, members }),
         }))
@@ -822,7 +876,8 @@ impl Node {
     fn install_snapshot(&mut self, shared: &Shared, snapshot: &Snapshot) -> Result<(), String> {
         let m = snapshot.get_metadata();
         let path = incoming_snapshot_path(&shared.config, m.term, m.index);
-        write_synced(&path, &snapshot.data).map_err(|e| format!("saving the snapshot from the leader at {}: {e}", path.display()))?;
+        write_synced(&path, &snapshot.data)
+            .map_err(|e| format!("saving the snapshot from the leader at {}: {e}", path.display()))?;
         let log = self.raw.mut_store();
         log.apply_snapshot(snapshot).map_err(|e| e.to_string())?;
         log.sync().map_err(|e| e.to_string())?;
@@ -881,12 +936,19 @@ impl Node {
             shared.raft.published.store(true, Ordering::Release);
             return;
         }
-        if self.raw.raft.leader_id == raft::INVALID_ID || self.last_publish.is_some_and(|t| now.duration_since(t) < PUBLISH_RETRY) {
+        if self.raw.raft.leader_id == raft::INVALID_ID
+            || self.last_publish.is_some_and(|t| now.duration_since(t) < PUBLISH_RETRY)
+        {
             return;
         }
         self.last_publish = Some(now);
-        let attrs = MemberAttributes { member_id: self.member_id, name: id.name.clone(), client_urls: id.client_urls.clone() };
-        let entry = InternalRequest { id: self.next_request_id, request: Some(internal_request::Request::MemberAttributes(attrs)), auth: None };
+        let attrs =
+            MemberAttributes { member_id: self.member_id, name: id.name.clone(), client_urls: id.client_urls.clone() };
+        let entry = InternalRequest {
+            id: self.next_request_id,
+            request: Some(internal_request::Request::MemberAttributes(attrs)),
+            auth: None,
+        };
         self.next_request_id += 1;
         let _ = self.raw.propose(Vec::new(), entry.encode_to_vec());
     }
@@ -1042,10 +1104,13 @@ impl Node {
         };
         self.next_request_id += 1;
         match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
-            Ok(()) => eprintln!("ketch: starting auto {} compaction at revision {revision}", match self.auto_compactor.mode() {
-                crate::compactor::AutoCompaction::Revision(_) => "revision",
-                _ => "periodic",
-            }),
+            Ok(()) => eprintln!(
+                "ketch: starting auto {} compaction at revision {revision}",
+                match self.auto_compactor.mode() {
+                    crate::compactor::AutoCompaction::Revision(_) => "revision",
+                    _ => "periodic",
+                }
+            ),
             Err(e) => eprintln!("ketch: failed auto compaction at revision {revision}: {e}"),
         }
     }
@@ -1072,7 +1137,9 @@ impl Node {
         let raft = &self.raw.raft;
         r.term.store(raft.term, Ordering::Release);
         let leader = if raft.state == StateRole::Leader { raft.id } else { raft.leader_id };
-        if r.leader.swap(leader, Ordering::AcqRel) != leader && leader != 0 { crate::metrics::LEADER_CHANGES.inc(); }
+        if r.leader.swap(leader, Ordering::AcqRel) != leader && leader != 0 {
+            crate::metrics::LEADER_CHANGES.inc();
+        }
         crate::metrics::PROPOSALS_PENDING.set(self.pending_writes.len() as u64);
         r.last_index.store(raft.raft_log.last_index(), Ordering::Release);
         r.commit_index.store(raft.raft_log.committed, Ordering::Release);
@@ -1087,7 +1154,11 @@ impl Node {
         // One line, whatever the cause's text holds.
         let why = why.replace('\n', " ");
         let exiting = shared.config.storage.exit_on_fatal;
-        crate::log_at!(crate::logging::Level::Error, "engine stopped: {why}{}", if exiting { "; exiting with status 1" } else { "" });
+        crate::log_at!(
+            crate::logging::Level::Error,
+            "engine stopped: {why}{}",
+            if exiting { "; exiting with status 1" } else { "" }
+        );
         // Set first: from here on submit refuses at once, so what is queued
         // below is all that will ever reach this thread.
         shared.failed.store(true, Ordering::Release);
@@ -1129,7 +1200,12 @@ fn exit_after_answers() -> ! {
 /// The log of a new member. With initial members (a new cluster) it holds
 /// etcd's bootstrap entries, committed; without (joining a running cluster)
 /// it is empty at term 0 and waits for the leader.
-pub(crate) fn bootstrap_log(fs: Arc<dyn WalFs>, wal_dir: &Path, meta: &MemberMetadata, initial: &[(u64, String, Vec<String>)]) -> Result<RaftLog, StartError> {
+pub(crate) fn bootstrap_log(
+    fs: Arc<dyn WalFs>,
+    wal_dir: &Path,
+    meta: &MemberMetadata,
+    initial: &[(u64, String, Vec<String>)],
+) -> Result<RaftLog, StartError> {
     if initial.is_empty() {
         return Ok(RaftLog::create_with(fs, wal_dir, &meta.encode_to_vec(), ConfState::default(), 0)?);
     }
@@ -1138,7 +1214,8 @@ pub(crate) fn bootstrap_log(fs: Arc<dyn WalFs>, wal_dir: &Path, meta: &MemberMet
     }
     let mut voters: Vec<u64> = initial.iter().map(|m| m.0).collect();
     voters.sort_unstable();
-    let mut log = RaftLog::create_with(fs, wal_dir, &meta.encode_to_vec(), ConfState { voters, ..ConfState::default() }, 1)?;
+    let mut log =
+        RaftLog::create_with(fs, wal_dir, &meta.encode_to_vec(), ConfState { voters, ..ConfState::default() }, 1)?;
     let entries = membership::bootstrap_entries(initial);
     let commit = entries.len() as u64;
     log.append(&entries)?;

@@ -143,8 +143,7 @@ impl PyEngine {
         }
         let mut config = EngineConfig::new(data_dir, member_id, cluster_id);
         // None: a cluster of this member alone, as before clustering.
-        config.initial_members =
-            initial_members.unwrap_or_else(|| vec![(member_id, name.clone(), peer_urls.clone())]);
+        config.initial_members = initial_members.unwrap_or_else(|| vec![(member_id, name.clone(), peer_urls.clone())]);
         config.tick = std::time::Duration::from_millis(tick_ms);
         config.election_ticks = election_ticks;
         config.snapshot_count = snapshot_count;
@@ -204,11 +203,7 @@ impl PyEngine {
 
     /// [(id, name, peer URLs, client URLs, is_learner)], sorted by ID.
     fn members(&self) -> Vec<MemberRow> {
-        self.engine
-            .members()
-            .into_iter()
-            .map(|m| (m.id, m.name, m.peer_ur_ls, m.client_ur_ls, m.is_learner))
-            .collect()
+        self.engine.members().into_iter().map(|m| (m.id, m.name, m.peer_ur_ls, m.client_ur_ls, m.is_learner)).collect()
     }
 
     /// Starts the client front door (`crate::server`) on listening sockets
@@ -313,11 +308,7 @@ fn drain_queue<'py>(py: Python<'py>, queue: &CompletionQueue) -> PyResult<Bound<
         let item = match c.result {
             Ok(bytes) => PyTuple::new(
                 py,
-                [
-                    c.token.into_pyobject(py)?.into_any(),
-                    py.None().into_bound(py),
-                    PyBytes::new(py, &bytes).into_any(),
-                ],
+                [c.token.into_pyobject(py)?.into_any(), py.None().into_bound(py), PyBytes::new(py, &bytes).into_any()],
             )?,
             Err(e) => PyTuple::new(
                 py,
@@ -364,14 +355,16 @@ fn snapshot_restore(
     skip_hash_check: bool,
 ) -> PyResult<(u64, u64, i64)> {
     let target = crate::bbolt::RestoreTarget { data_dir, wal_dir, member_id, cluster_id, members };
-    let done = py.detach(|| crate::bbolt::restore(&path, skip_hash_check, &target)).map_err(|e| PyValueError::new_err(e.0))?;
+    let done =
+        py.detach(|| crate::bbolt::restore(&path, skip_hash_check, &target)).map_err(|e| PyValueError::new_err(e.0))?;
     Ok((done.records, done.leases, done.revision))
 }
 
 /// etcd's --log-outputs and --log-level for the process's one log writer.
 #[pyfunction]
 fn configure_logging(outputs: Vec<String>, level: &str) -> PyResult<()> {
-    let level = crate::logging::Level::parse(level).ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    let level = crate::logging::Level::parse(level)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
     crate::logging::configure(&outputs, level).map_err(PyOSError::new_err)
 }
 
@@ -379,7 +372,8 @@ fn configure_logging(outputs: Vec<String>, level: &str) -> PyResult<()> {
 /// `fields` are (name, value as JSON).
 #[pyfunction]
 fn log(level: &str, caller: &str, msg: &str, fields: Vec<(String, String)>) -> PyResult<()> {
-    let level = crate::logging::Level::parse(level).ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
+    let level = crate::logging::Level::parse(level)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
     let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     crate::logging::write(level, caller, msg, &fields);
     Ok(())
@@ -387,9 +381,7 @@ fn log(level: &str, caller: &str, msg: &str, fields: Vec<(String, String)>) -> P
 
 fn start_error(e: StartError) -> PyErr {
     match e {
-        StartError::Io { .. } | StartError::Wal(crate::wal::WalError::Io { .. }) => {
-            PyOSError::new_err(e.to_string())
-        }
+        StartError::Io { .. } | StartError::Wal(crate::wal::WalError::Io { .. }) => PyOSError::new_err(e.to_string()),
         _ => PyValueError::new_err(e.to_string()),
     }
 }

@@ -53,12 +53,7 @@ impl RaftLog {
     /// term `initial_term`. etcd bootstraps at term 1 and its first election
     /// makes term 2; starting ketch at 1 as well keeps `raft_term` in response
     /// headers identical to etcd's for the same history.
-    pub fn create(
-        dir: &Path,
-        metadata: &[u8],
-        conf_state: ConfState,
-        initial_term: u64,
-    ) -> Result<RaftLog, WalError> {
+    pub fn create(dir: &Path, metadata: &[u8], conf_state: ConfState, initial_term: u64) -> Result<RaftLog, WalError> {
         Self::create_with(Arc::new(OsFs), dir, metadata, conf_state, initial_term)
     }
 
@@ -186,11 +181,7 @@ impl RaftLog {
         self.entries.drain(..drop);
         self.snapshot_index = index;
         self.snapshot_term = term;
-        self.wal.save_snapshot(&SnapshotMark {
-            index,
-            term,
-            conf_state: self.conf_state.clone(),
-        })?;
+        self.wal.save_snapshot(&SnapshotMark { index, term, conf_state: self.conf_state.clone() })?;
         self.wal.sync()?;
         self.wal.release_before(index + 1)
     }
@@ -303,8 +294,7 @@ impl raft::Storage for RaftLog {
         if idx < self.snapshot_index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        self.term_of(idx)
-            .ok_or(raft::Error::Store(StorageError::Unavailable))
+        self.term_of(idx).ok_or(raft::Error::Store(StorageError::Unavailable))
     }
 
     fn first_index(&self) -> raft::Result<u64> {

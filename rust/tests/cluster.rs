@@ -81,7 +81,12 @@ impl Cluster {
         self.engines.lock()[&id].clone()
     }
 
-    fn call<Req: Message, Resp: Message + Default>(&self, id: u64, method: Method, req: &Req) -> Result<Resp, EtcdError> {
+    fn call<Req: Message, Resp: Message + Default>(
+        &self,
+        id: u64,
+        method: Method,
+        req: &Req,
+    ) -> Result<Resp, EtcdError> {
         let engine = self.engine(id);
         let token = {
             let mut t = self.next_token.lock();
@@ -200,7 +205,11 @@ fn a_learner_catches_up_from_a_snapshot_is_promoted_and_a_member_is_removed() {
     // The leader's log was compacted (snapshot_count 20), so a new member
     // can only catch up from a snapshot.
     let add: MemberAddResponse = c
-        .call(leader, Method::ClusterMemberAdd, &MemberAddRequest { peer_ur_ls: vec!["http://m9:2380".into()], is_learner: true })
+        .call(
+            leader,
+            Method::ClusterMemberAdd,
+            &MemberAddRequest { peer_ur_ls: vec!["http://m9:2380".into()], is_learner: true },
+        )
         .unwrap();
     let new_id = add.member.as_ref().unwrap().id;
     assert!(add.member.unwrap().is_learner);
@@ -229,11 +238,13 @@ fn a_learner_catches_up_from_a_snapshot_is_promoted_and_a_member_is_removed() {
     wait_for("the learner to be a voter", || c.stat(new_id, "is_learner") == 0);
     assert_eq!(c.get(new_id, "key5", false).unwrap().as_deref(), Some("v5"));
 
-    let removed: MemberRemoveResponse = c.call(leader, Method::ClusterMemberRemove, &MemberRemoveRequest { id: follower }).unwrap();
+    let removed: MemberRemoveResponse =
+        c.call(leader, Method::ClusterMemberRemove, &MemberRemoveRequest { id: follower }).unwrap();
     assert_eq!(removed.members.len(), 3);
     wait_for("the removed member to learn it", || c.stat(follower, "removed") == 1);
     assert_eq!(
-        c.call::<_, MemberRemoveResponse>(leader, Method::ClusterMemberRemove, &MemberRemoveRequest { id: follower }).err(),
+        c.call::<_, MemberRemoveResponse>(leader, Method::ClusterMemberRemove, &MemberRemoveRequest { id: follower })
+            .err(),
         Some(EtcdError::MemberNotFound)
     );
     c.kill(follower);

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ketch::pb::etcdserverpb::{
-    compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    MemberListRequest, MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
+    compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, DeleteRangeResponse, MemberListRequest,
+    MemberListResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, StatusRequest, StatusResponse,
+    TxnRequest, TxnResponse,
 };
 use ketch::{Engine, EngineConfig, EtcdError, Method};
 use prost::Message;
@@ -18,8 +18,11 @@ use common::{Client, CLUSTER, MEMBER};
 
 impl Client {
     fn put(&mut self, key: &str, value: &str) -> PutResponse {
-        self.call(Method::KvPut, &PutRequest { key: key.to_owned().into(), value: value.to_owned().into(), ..Default::default() })
-            .expect("put")
+        self.call(
+            Method::KvPut,
+            &PutRequest { key: key.to_owned().into(), value: value.to_owned().into(), ..Default::default() },
+        )
+        .expect("put")
     }
 
     fn get(&mut self, key: &str, serializable: bool) -> RangeResponse {
@@ -124,7 +127,10 @@ fn bad_requests_get_etcd_errors() {
     assert_eq!(c.call::<_, PutResponse>(Method::KvPut, &big).unwrap_err(), EtcdError::RequestTooLarge);
     let garbage = c.call_raw(Method::KvPut, vec![0xff, 0xff, 0xff]);
     assert!(matches!(garbage, Err(EtcdError::BadRequest(_))));
-    let future = c.call::<_, RangeResponse>(Method::KvRange, &RangeRequest { key: "a".into(), revision: 99, ..Default::default() });
+    let future = c.call::<_, RangeResponse>(
+        Method::KvRange,
+        &RangeRequest { key: "a".into(), revision: 99, ..Default::default() },
+    );
     assert_eq!(future.unwrap_err(), EtcdError::FutureRev);
     let leased = PutRequest { key: "k".into(), lease: 42, ..Default::default() };
     assert_eq!(c.call::<_, PutResponse>(Method::KvPut, &leased).unwrap_err(), EtcdError::LeaseNotFound);
@@ -192,8 +198,7 @@ fn concurrent_writers_share_fsyncs() {
             })
         })
         .collect();
-    let mut outstanding: std::collections::HashSet<u64> =
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let mut outstanding: std::collections::HashSet<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !outstanding.is_empty() {
         for c in engine.completions().take() {

@@ -68,7 +68,10 @@ fn op_delete(key: &str) -> RequestOp {
 
 fn op_get(key: &str) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestRange(RangeRequest { key: key.to_owned().into(), ..Default::default() })),
+        request: Some(request_op::Request::RequestRange(RangeRequest {
+            key: key.to_owned().into(),
+            ..Default::default()
+        })),
     }
 }
 
@@ -94,7 +97,8 @@ fn nospace_shapes(c: &mut Client) {
     assert!(nospace(c.txn(vec![], vec![op_put("b")])), "a put in failure (not taken)");
     assert!(nospace(c.txn(vec![op_delete("x")], vec![op_txn(vec![], vec![op_put("b")])])), "a nested put");
     // No put anywhere: applied.
-    let t = c.txn(vec![op_delete("a"), op_get("a")], vec![op_txn(vec![op_delete("z")], vec![])]).expect("delete-only txn");
+    let t =
+        c.txn(vec![op_delete("a"), op_get("a")], vec![op_txn(vec![op_delete("z")], vec![])]).expect("delete-only txn");
     assert!(t.succeeded);
     c.txn(vec![op_get("a")], vec![]).expect("read-only txn");
     let _: DeleteRangeResponse =
@@ -227,7 +231,11 @@ impl StorageBackend for FaultyFile {
     fn unlock_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<(), redb::BackendError> {
         self.inner.unlock_range(s, e)
     }
-    fn try_lock_shared_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<bool, redb::BackendError> {
+    fn try_lock_shared_range(
+        &self,
+        s: std::ops::Bound<u64>,
+        e: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
         self.inner.try_lock_shared_range(s, e)
     }
     fn lock_shared_range(&self, s: std::ops::Bound<u64>, e: std::ops::Bound<u64>) -> Result<(), redb::BackendError> {
@@ -250,7 +258,8 @@ fn faulty_backend(faults: &Arc<Faults>) -> BackendFactory {
 /// An engine over a MemFs WAL and a faulty backend file in `dir`.
 fn start_faulty(dir: &Path, fs: &MemFs, faults: &Arc<Faults>) -> Arc<Engine> {
     let mut cfg = config(dir);
-    cfg.storage = StorageSeams { wal_fs: Arc::new(fs.clone()), backend: Some(faulty_backend(faults)), exit_on_fatal: false };
+    cfg.storage =
+        StorageSeams { wal_fs: Arc::new(fs.clone()), backend: Some(faulty_backend(faults)), exit_on_fatal: false };
     Arc::new(Engine::start(cfg).expect("engine starts"))
 }
 
@@ -300,7 +309,8 @@ fn syncs_after(fs: &MemFs, ops_before: usize) -> usize {
 
 #[test]
 fn wal_write_or_fsync_failure_answers_unavailable_and_never_fsyncs_again() {
-    for (site, errno) in [("append", libc::EIO), ("append", libc::ENOSPC), ("sync", libc::EIO), ("sync", libc::ENOSPC)] {
+    for (site, errno) in [("append", libc::EIO), ("append", libc::ENOSPC), ("sync", libc::EIO), ("sync", libc::ENOSPC)]
+    {
         let dir = tempfile::tempdir().unwrap();
         let fs = MemFs::new();
         let engine = start_faulty(dir.path(), &fs, &Faults::disarmed());
@@ -327,7 +337,8 @@ fn wal_write_or_fsync_failure_answers_unavailable_and_never_fsyncs_again() {
 
 #[test]
 fn backend_write_resize_or_fsync_failure_answers_unavailable_and_never_fsyncs_again() {
-    for (site, errno) in [("write", libc::EIO), ("write", libc::ENOSPC), ("set_len", libc::ENOSPC), ("sync", libc::EIO)] {
+    for (site, errno) in [("write", libc::EIO), ("write", libc::ENOSPC), ("set_len", libc::ENOSPC), ("sync", libc::EIO)]
+    {
         let dir = tempfile::tempdir().unwrap();
         let fs = MemFs::new();
         let faults = Faults::disarmed();

@@ -38,7 +38,10 @@ impl Client {
     }
 
     fn put(&mut self, key: &str, lease: i64) -> Result<PutResponse, EtcdError> {
-        self.call(Method::KvPut, &PutRequest { key: key.to_owned().into(), value: "v".into(), lease, ..Default::default() })
+        self.call(
+            Method::KvPut,
+            &PutRequest { key: key.to_owned().into(), value: "v".into(), lease, ..Default::default() },
+        )
     }
 
     fn all(&mut self) -> RangeResponse {

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ketch::mvcc::BackendFactory;
-use ketch::pb::etcdserverpb::{request_op, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse};
+use ketch::pb::etcdserverpb::{
+    request_op, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
+};
 use ketch::wal::{CrashTail, MemFs};
 use ketch::{Engine, EngineConfig, EtcdError, Method, StorageSeams};
 use proptest::prelude::*;
@@ -196,9 +198,9 @@ fn power_loss_case(crash_at: u64, total: usize, waited: usize, tail: Tail) {
                     eprintln!("power_loss: torn tail of {unsynced} bytes at call {crash_at}");
                 }
                 match tail {
-                Tail::Drop => CrashTail::Drop,
-                Tail::Keep(k) => CrashTail::Keep(k.min(unsynced)),
-                Tail::KeepThenZeros(k, z) => CrashTail::KeepThenZeros { keep: k.min(unsynced), zeros: z },
+                    Tail::Drop => CrashTail::Drop,
+                    Tail::Keep(k) => CrashTail::Keep(k.min(unsynced)),
+                    Tail::KeepThenZeros(k, z) => CrashTail::KeepThenZeros { keep: k.min(unsynced), zeros: z },
                 }
             });
             *image.lock().unwrap() = Some((wal, be));
@@ -230,11 +232,18 @@ fn power_loss_case(crash_at: u64, total: usize, waited: usize, tail: Tail) {
         }
     }
     for i in &acked {
-        assert!(present.contains(i), "acknowledged txn {i} lost (crash at WAL call {crash_at}, {tail:?}); present: {present:?}");
+        assert!(
+            present.contains(i),
+            "acknowledged txn {i} lost (crash at WAL call {crash_at}, {tail:?}); present: {present:?}"
+        );
     }
     assert_eq!(present, (0..present.len()).collect::<Vec<_>>(), "txns applied out of order: {present:?}");
     let rev = get(&engine, "t000/a", 20_000).header.unwrap().revision;
-    assert_eq!(rev, 1 + present.len() as i64, "store revision vs txns present (crash at WAL call {crash_at}, {tail:?})");
+    assert_eq!(
+        rev,
+        1 + present.len() as i64,
+        "store revision vs txns present (crash at WAL call {crash_at}, {tail:?})"
+    );
     let req = TxnRequest { compare: vec![], success: vec![], failure: vec![] };
     engine.submit(Method::KvTxn as u32, Bytes::from(req.encode_to_vec()), 30_000);
     let deadline = Instant::now() + Duration::from_secs(10);

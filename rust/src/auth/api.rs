@@ -10,7 +10,9 @@ use super::{AuthData, AuthInfo, Caller};
 use crate::engine::Method;
 use crate::error::EtcdError;
 use crate::lease::Lessor;
-use crate::pb::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest};
+use crate::pb::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, LeaseKeepAliveRequest, LeaseTimeToLiveRequest,
+};
 
 /// etcd's AuthInfoFromCtx, then AuthInfoFromTLS: the token if there is
 /// one (an unknown or expired one is refused), else the certificate's
@@ -49,7 +51,10 @@ pub fn authorize(
 ) -> Result<Option<AuthInfo>, EtcdError> {
     let raw = matches!(
         method,
-        Method::MaintenanceDefragment | Method::MaintenanceSnapshot | Method::MaintenanceHash | Method::MaintenanceHashKv
+        Method::MaintenanceDefragment
+            | Method::MaintenanceSnapshot
+            | Method::MaintenanceHash
+            | Method::MaintenanceHashKv
     );
     let who = resolve(auth, tokens, caller).map_err(|e| if raw { unconverted(e) } else { e })?;
     if !auth.enabled {
@@ -61,7 +66,10 @@ pub fn authorize(
         // AuthAdmin.isPermitted, authMaintenanceServer.isAuthenticated,
         // checkMembershipOperationPermission.
         // etcd 3.5 returns these four refusals unconverted (code Unknown).
-        Method::MaintenanceDefragment | Method::MaintenanceSnapshot | Method::MaintenanceHash | Method::MaintenanceHashKv => {
+        Method::MaintenanceDefragment
+        | Method::MaintenanceSnapshot
+        | Method::MaintenanceHash
+        | Method::MaintenanceHashKv => {
             auth.check_admin(w).map_err(unconverted)?;
         }
         Method::KvCompact
@@ -79,7 +87,11 @@ pub fn authorize(
             }
         }
         // requireAuthInfo.
-        Method::MaintenanceStatus | Method::LeaseGrant | Method::LeaseRevoke | Method::LeaseLeases | Method::ClusterMemberList => {
+        Method::MaintenanceStatus
+        | Method::LeaseGrant
+        | Method::LeaseRevoke
+        | Method::LeaseLeases
+        | Method::ClusterMemberList => {
             auth.check_authenticated(w)?;
         }
         // checkLeaseRenew: root, or write on every key of the lease.

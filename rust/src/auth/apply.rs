@@ -65,7 +65,13 @@ fn needs_admin(r: &R) -> bool {
 }
 
 /// Applies one Auth entry. `index` is the entry's Raft index.
-pub fn apply(shared: &Shared, batch: &mut WriteBatch<'_>, r: &R, who: Option<&AuthInfo>, index: u64) -> Result<Applied, EtcdError> {
+pub fn apply(
+    shared: &Shared,
+    batch: &mut WriteBatch<'_>,
+    r: &R,
+    who: Option<&AuthInfo>,
+    index: u64,
+) -> Result<Applied, EtcdError> {
     if needs_admin(r) {
         batch.auth().check_admin(who)?;
     }
@@ -109,7 +115,10 @@ pub fn apply(shared: &Shared, batch: &mut WriteBatch<'_>, r: &R, who: Option<&Au
                 Some(_) => {}
             }
             if tokens.is_jwt() {
-                return Ok(Applied::Authenticated(Authenticated::SignJwt { username: a.name.clone(), revision: auth.revision }));
+                return Ok(Applied::Authenticated(Authenticated::SignJwt {
+                    username: a.name.clone(),
+                    revision: auth.revision,
+                }));
             }
             let token = tokens.assign_simple(&a.simple_token, index, &a.name).unwrap_or_default();
             Ok(Applied::Authenticated(Authenticated::Token(token)))
@@ -232,7 +241,8 @@ pub fn apply(shared: &Shared, batch: &mut WriteBatch<'_>, r: &R, who: Option<&Au
                 return Err(EtcdError::RoleNotFound);
             }
             batch.delete_auth_role(&d.role)?;
-            let holders: Vec<User> = batch.auth().users.values().filter(|u| u.roles.contains(&d.role)).cloned().collect();
+            let holders: Vec<User> =
+                batch.auth().users.values().filter(|u| u.roles.contains(&d.role)).cloned().collect();
             for mut user in holders {
                 user.roles.retain(|r| *r != d.role);
                 batch.put_auth_user(user)?;
@@ -254,7 +264,11 @@ pub fn apply(shared: &Shared, batch: &mut WriteBatch<'_>, r: &R, who: Option<&Au
             match role.key_permission.get_mut(at) {
                 Some(p) if p.key == perm.key && p.range_end == perm.range_end => p.perm_type = perm.perm_type,
                 _ => {
-                    role.key_permission.push(Permission { perm_type: perm.perm_type, key: perm.key.clone(), range_end: perm.range_end.clone() });
+                    role.key_permission.push(Permission {
+                        perm_type: perm.perm_type,
+                        key: perm.key.clone(),
+                        range_end: perm.range_end.clone(),
+                    });
                     // etcd sorts with sort.Sort (unstable) by key only.
                     role.key_permission.sort_by(|a, b| a.key.cmp(&b.key));
                 }

@@ -18,8 +18,8 @@
 //! read an `Arc` of the last published one and never wait for an apply.
 
 pub mod api;
-mod perms;
 pub mod apply;
+mod perms;
 pub mod tokens;
 pub mod worker;
 
@@ -111,7 +111,13 @@ impl AuthData {
     }
 
     /// etcd's isOpPermitted: read or write on a key (`range_end` empty) or a range.
-    fn is_op_permitted(&self, info: Option<&AuthInfo>, key: &[u8], range_end: &[u8], write: bool) -> Result<(), EtcdError> {
+    fn is_op_permitted(
+        &self,
+        info: Option<&AuthInfo>,
+        key: &[u8],
+        range_end: &[u8],
+        write: bool,
+    ) -> Result<(), EtcdError> {
         if !self.enabled {
             return Ok(());
         }
@@ -180,7 +186,12 @@ impl AuthData {
 
     /// etcd's checkTxnAuth: every compare and every op of both branches,
     /// nested txns included; a put or delete with prev_kv needs read too.
-    pub fn check_txn(&self, info: Option<&AuthInfo>, txn: &TxnRequest, lease_keys: &dyn Fn(i64) -> Vec<bytes::Bytes>) -> Result<(), EtcdError> {
+    pub fn check_txn(
+        &self,
+        info: Option<&AuthInfo>,
+        txn: &TxnRequest,
+        lease_keys: &dyn Fn(i64) -> Vec<bytes::Bytes>,
+    ) -> Result<(), EtcdError> {
         for c in &txn.compare {
             self.check_read(info, &c.key, &c.range_end)?;
         }
@@ -206,7 +217,13 @@ impl AuthData {
     /// etcd's checkPutAuth: write on the key, write on every key already on
     /// the lease it attaches (or the user could not revoke that lease), and
     /// read for prev_kv.
-    pub fn check_put(&self, info: Option<&AuthInfo>, key: &[u8], prev_kv: bool, lease_keys: &[bytes::Bytes]) -> Result<(), EtcdError> {
+    pub fn check_put(
+        &self,
+        info: Option<&AuthInfo>,
+        key: &[u8],
+        prev_kv: bool,
+        lease_keys: &[bytes::Bytes],
+    ) -> Result<(), EtcdError> {
         self.check_write(info, key, &[])?;
         self.check_lease_keys(info, lease_keys)?;
         if prev_kv {

@@ -187,7 +187,12 @@ fn jwt_from_options(opts: &HashMap<&str, &str>) -> Result<Jwt, String> {
             let secret = private.ok_or("auth: missing key data")?;
             (Some(EncodingKey::from_secret(&secret)), DecodingKey::from_secret(&secret))
         }
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => {
             let signing = private.as_deref().map(EncodingKey::from_rsa_pem).transpose().map_err(bad_key)?;
             let public = public.ok_or("auth: missing key data")?;
             (signing, DecodingKey::from_rsa_pem(&public).map_err(bad_key)?)

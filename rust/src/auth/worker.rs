@@ -23,9 +23,21 @@ use crate::pb::ketchpb::InternalAuthenticateRequest;
 
 pub(crate) enum AuthJob {
     /// UserAdd or UserChangePassword, as the client sent it.
-    Hash { method: Method, request: Bytes, token: u64, who: Option<AuthInfo> },
-    CheckPassword { request: AuthenticateRequest, token: u64 },
-    SignJwt { username: String, revision: u64, token: u64 },
+    Hash {
+        method: Method,
+        request: Bytes,
+        token: u64,
+        who: Option<AuthInfo>,
+    },
+    CheckPassword {
+        request: AuthenticateRequest,
+        token: u64,
+    },
+    SignJwt {
+        username: String,
+        revision: u64,
+        token: u64,
+    },
     Stop,
 }
 
@@ -49,13 +61,15 @@ pub(crate) fn run(shared: &Shared, jobs: &Receiver<AuthJob>, to_node: &Sender<No
     while let Ok(job) = jobs.recv() {
         let (token, next) = match job {
             AuthJob::Stop => return,
-            AuthJob::Hash { method, request, token, who } => (token, hashed_request(method, request, cost).map(|r| (method, r, who))),
-            AuthJob::CheckPassword { request, token } => (token, check_password(shared, &request).map(|r| (Method::AuthAuthenticate, r, None))),
+            AuthJob::Hash { method, request, token, who } => {
+                (token, hashed_request(method, request, cost).map(|r| (method, r, who)))
+            }
+            AuthJob::CheckPassword { request, token } => {
+                (token, check_password(shared, &request).map(|r| (Method::AuthAuthenticate, r, None)))
+            }
             AuthJob::SignJwt { username, revision, token } => {
-                let answer = shared
-                    .tokens
-                    .sign_jwt(&username, revision)
-                    .map(|t| super::apply::authenticate_answer(shared, t));
+                let answer =
+                    shared.tokens.sign_jwt(&username, revision).map(|t| super::apply::authenticate_answer(shared, t));
                 shared.completions.push(token, answer);
                 continue;
             }

@@ -55,7 +55,12 @@ const META_TERM: &[u8] = b"term";
 /// Writes the store as of `view` to `dest` as etcd's backend (a bbolt file,
 /// no trailer). `cluster_version` is what the `cluster` bucket records
 /// ("3.5.0"). Returns the file's size. On an error the file is removed.
-pub fn write_snapshot(view: &StoreView, dest: &Path, cluster_version: &str, auth: &AuthState) -> Result<u64, SnapshotError> {
+pub fn write_snapshot(
+    view: &StoreView,
+    dest: &Path,
+    cluster_version: &str,
+    auth: &AuthState,
+) -> Result<u64, SnapshotError> {
     let result = write_buckets(view, dest, cluster_version, auth);
     if result.is_err() {
         let _ = std::fs::remove_file(dest);
@@ -76,7 +81,10 @@ fn write_buckets(view: &StoreView, dest: &Path, cluster_version: &str, auth: &Au
         t.finish().map(|_| ())
     };
     // Buckets in name order (byte order: "auth" < "authRoles" < "authUsers").
-    let alarms = view.alarms()?.into_iter().map(|(member_id, alarm)| (AlarmMember { member_id, alarm }.encode_to_vec(), Vec::new()));
+    let alarms = view
+        .alarms()?
+        .into_iter()
+        .map(|(member_id, alarm)| (AlarmMember { member_id, alarm }.encode_to_vec(), Vec::new()));
     put_all(&mut w, b"alarm", alarms.collect())?;
     put_all(&mut w, b"auth", auth.auth.clone())?;
     put_all(&mut w, b"authRoles", auth.roles.clone())?;
@@ -94,11 +102,13 @@ fn write_buckets(view: &StoreView, dest: &Path, cluster_version: &str, auth: &Au
         .map_err(|e| failed.take().unwrap_or_else(|| e.into()))?;
         keys.finish()?;
     }
-    let leases = view.leases()?.into_iter().map(|(id, ttl)| {
-        (id.to_be_bytes().to_vec(), LeaseRecord { id, ttl, remaining_ttl: 0 }.encode_to_vec())
-    });
+    let leases = view
+        .leases()?
+        .into_iter()
+        .map(|(id, ttl)| (id.to_be_bytes().to_vec(), LeaseRecord { id, ttl, remaining_ttl: 0 }.encode_to_vec()));
     put_all(&mut w, b"lease", leases.collect())?;
-    let members = membership.members.values().map(|m| (format!("{:x}", m.id).into_bytes(), member_json(m).into_bytes()));
+    let members =
+        membership.members.values().map(|m| (format!("{:x}", m.id).into_bytes(), member_json(m).into_bytes()));
     put_all(&mut w, b"members", members.collect())?;
     let removed = membership.removed.iter().map(|id| (format!("{id:x}").into_bytes(), b"removed".to_vec()));
     put_all(&mut w, b"members_removed", removed.collect())?;
@@ -121,7 +131,11 @@ fn write_buckets(view: &StoreView, dest: &Path, cluster_version: &str, auth: &Au
 /// etcd's membership.Member as Go's encoding/json writes it.
 fn member_json(m: &Member) -> String {
     let list = |urls: &[String]| format!("[{}]", urls.iter().map(|u| go_json_string(u)).collect::<Vec<_>>().join(","));
-    let mut s = format!("{{\"id\":{},\"peerURLs\":{}", m.id, if m.peer_ur_ls.is_empty() { "null".into() } else { list(&m.peer_ur_ls) });
+    let mut s = format!(
+        "{{\"id\":{},\"peerURLs\":{}",
+        m.id,
+        if m.peer_ur_ls.is_empty() { "null".into() } else { list(&m.peer_ur_ls) }
+    );
     if m.is_learner {
         s.push_str(",\"isLearner\":true");
     }
@@ -192,29 +206,29 @@ pub fn read_snapshot(path: &Path, skip_hash_check: bool) -> Result<SnapshotConte
 impl SnapshotContent {
     /// [`read_snapshot`] of bytes already read.
     pub fn from_bytes(bytes: Vec<u8>, skip_hash_check: bool) -> Result<SnapshotContent, SnapshotError> {
-    let hashed = has_hash(bytes.len());
-    let db_len = if hashed { bytes.len() - 32 } else { bytes.len() };
-    if !hashed && !skip_hash_check {
-        return Err(SnapshotError::new("snapshot missing hash but --skip-hash-check=false".into()));
-    }
-    if hashed && !skip_hash_check {
-        let want = &bytes[db_len..];
-        let got = Sha256::digest(&bytes[..db_len]);
-        if got.as_slice() != want {
-            return Err(SnapshotError::new(format!("expected sha256 {}, got {}", go_bytes(want), go_bytes(&got))));
+        let hashed = has_hash(bytes.len());
+        let db_len = if hashed { bytes.len() - 32 } else { bytes.len() };
+        if !hashed && !skip_hash_check {
+            return Err(SnapshotError::new("snapshot missing hash but --skip-hash-check=false".into()));
         }
-    }
-    let content = SnapshotContent { bytes, db_len };
-    let db = content.db()?;
-    for bucket in [b"key".as_slice(), b"meta"] {
-        if !db.has_bucket(bucket) {
-            return Err(SnapshotError::new(format!(
-                "not an etcd snapshot: the bbolt file has no {:?} bucket",
-                String::from_utf8_lossy(bucket)
-            )));
+        if hashed && !skip_hash_check {
+            let want = &bytes[db_len..];
+            let got = Sha256::digest(&bytes[..db_len]);
+            if got.as_slice() != want {
+                return Err(SnapshotError::new(format!("expected sha256 {}, got {}", go_bytes(want), go_bytes(&got))));
+            }
         }
-    }
-    Ok(content)
+        let content = SnapshotContent { bytes, db_len };
+        let db = content.db()?;
+        for bucket in [b"key".as_slice(), b"meta"] {
+            if !db.has_bucket(bucket) {
+                return Err(SnapshotError::new(format!(
+                    "not an etcd snapshot: the bbolt file has no {:?} bucket",
+                    String::from_utf8_lossy(bucket)
+                )));
+            }
+        }
+        Ok(content)
     }
 }
 

@@ -80,7 +80,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{read_snapshot, snapshot_status, status_of_bytes, write_snapshot, AuthState, SnapshotContent, SnapshotStatus};
+pub use backend::{
+    read_snapshot, snapshot_status, status_of_bytes, write_snapshot, AuthState, SnapshotContent, SnapshotStatus,
+};
 pub use reader::BboltFile;
 pub use restore::{restore, RestoreSummary, RestoreTarget};
 pub use writer::{BboltWriter, TreeWriter};

@@ -72,7 +72,10 @@ impl<'a> BboltFile<'a> {
             let label = String::from_utf8_lossy(&name).into_owned();
             check.tree(at, 0, None, None, &mut |k, _, flags| {
                 if flags & BUCKET_LEAF != 0 {
-                    return Err(bad(format!("bucket {label:?} holds a nested bucket {:?}", String::from_utf8_lossy(k))));
+                    return Err(bad(format!(
+                        "bucket {label:?} holds a nested bucket {:?}",
+                        String::from_utf8_lossy(k)
+                    )));
                 }
                 Ok(())
             })?;
@@ -151,7 +154,8 @@ fn pick_meta(data: &[u8]) -> Result<(Meta, usize), SnapshotError> {
             }
         }
     }
-    let (meta, page_size) = best.ok_or_else(|| bad(errors.iter().find(|e| !e.is_empty()).copied().unwrap_or("no valid meta page").into()))?;
+    let (meta, page_size) =
+        best.ok_or_else(|| bad(errors.iter().find(|e| !e.is_empty()).copied().unwrap_or("no valid meta page").into()))?;
     if !(512..=1 << 20).contains(&page_size) || !page_size.is_power_of_two() {
         return Err(bad(format!("page size {page_size} is not a power of two between 512 and 1 MiB")));
     }
@@ -259,7 +263,8 @@ impl<'a> Walk<'_, 'a> {
                 let pos = u32_at(page, e) as usize;
                 let ksize = u32_at(page, e + 4) as usize;
                 let child = u64_at(page, e + 8);
-                let key = slice(page, e, pos, ksize, 0).ok_or_else(|| bad(format!("branch element at byte {} points outside its page", base + e)))?;
+                let key = slice(page, e, pos, ksize, 0)
+                    .ok_or_else(|| bad(format!("branch element at byte {} points outside its page", base + e)))?;
                 check_order(prev, key, lo, hi, base)?;
                 prev = Some(key);
                 children.push((key, child));
@@ -382,7 +387,13 @@ fn slice(page: &[u8], e: usize, pos: usize, ksize: usize, vsize: usize) -> Optio
     Some(&page[start..start + ksize])
 }
 
-fn check_order(prev: Option<&[u8]>, key: &[u8], lo: Option<&[u8]>, hi: Option<&[u8]>, base: usize) -> Result<(), SnapshotError> {
+fn check_order(
+    prev: Option<&[u8]>,
+    key: &[u8],
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+    base: usize,
+) -> Result<(), SnapshotError> {
     if prev.is_some_and(|p| p >= key) || lo.is_some_and(|l| key < l) || hi.is_some_and(|h| key >= h) {
         return Err(bad(format!("keys out of order in the page at byte {base}")));
     }

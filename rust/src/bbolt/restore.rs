@@ -45,7 +45,11 @@ pub struct RestoreSummary {
 }
 
 /// Restores `snapshot` into `target` (see the module doc).
-pub fn restore(snapshot: &Path, skip_hash_check: bool, target: &RestoreTarget) -> Result<RestoreSummary, SnapshotError> {
+pub fn restore(
+    snapshot: &Path,
+    skip_hash_check: bool,
+    target: &RestoreTarget,
+) -> Result<RestoreSummary, SnapshotError> {
     if target.data_dir.exists() {
         return Err(SnapshotError::new(format!("data-dir {:?} exists", target.data_dir.display().to_string())));
     }
@@ -71,7 +75,8 @@ pub fn restore(snapshot: &Path, skip_hash_check: bool, target: &RestoreTarget) -
     cleanup();
     let result = (|| {
         let member = staging.join("member");
-        std::fs::create_dir_all(&member).map_err(|e| SnapshotError::io(&format!("creating {}", member.display()), &e))?;
+        std::fs::create_dir_all(&member)
+            .map_err(|e| SnapshotError::io(&format!("creating {}", member.display()), &e))?;
         let mut summary = RestoreSummary::default();
         // The import speaks EtcdError; a SnapshotError from the reading side
         // waits here and wins.
@@ -148,11 +153,14 @@ fn sibling(path: &Path) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SnapshotError::io(&format!("syncing {}", dir.display()), &e))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SnapshotError::io(&format!("syncing {}", dir.display()), &e))
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), SnapshotError> {
-    std::fs::rename(from, to).map_err(|e| SnapshotError::io(&format!("moving {} to {}", from.display(), to.display()), &e))?;
+    std::fs::rename(from, to)
+        .map_err(|e| SnapshotError::io(&format!("moving {} to {}", from.display(), to.display()), &e))?;
     if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent)?;
     }

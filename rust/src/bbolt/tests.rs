@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -24,8 +24,11 @@ impl LeaseCheck for AnyLease {
 
 fn put(s: &Store, k: &[u8], v: &[u8], lease: i64) {
     let mut w = s.write_batch().unwrap();
-    w.put(&PutRequest { key: Bytes::copy_from_slice(k), value: Bytes::copy_from_slice(v), lease, ..Default::default() }, &AnyLease)
-        .unwrap();
+    w.put(
+        &PutRequest { key: Bytes::copy_from_slice(k), value: Bytes::copy_from_slice(v), lease, ..Default::default() },
+        &AnyLease,
+    )
+    .unwrap();
     w.commit(false).unwrap();
 }
 
@@ -35,8 +38,14 @@ fn sample_store(dir: &Path, keys: usize) -> Store {
     let s = Store::open(&dir.join("db"), StoreOptions::default()).unwrap();
     let mut w = s.write_batch().unwrap();
     w.put_lease(7, 600).unwrap();
-    w.put_member(&Member { id: 0xabc, name: "a".into(), peer_ur_ls: vec!["http://127.0.0.1:2380".into()], client_ur_ls: vec![], is_learner: false })
-        .unwrap();
+    w.put_member(&Member {
+        id: 0xabc,
+        name: "a".into(),
+        peer_ur_ls: vec!["http://127.0.0.1:2380".into()],
+        client_ur_ls: vec![],
+        is_learner: false,
+    })
+    .unwrap();
     w.set_consistent_index(42, 3);
     w.commit(false).unwrap();
     for i in 0..keys {
@@ -88,8 +97,18 @@ fn a_snapshot_holds_every_bucket_as_etcd_lays_it_out() {
     let content = SnapshotContent::from_bytes(bytes.clone(), false).unwrap();
     let db = content.db().unwrap();
     let names: Vec<&[u8]> = db.bucket_names().collect();
-    let want: Vec<&[u8]> =
-        vec![b"alarm", b"auth", b"authRoles", b"authUsers", b"cluster", b"key", b"lease", b"members", b"members_removed", b"meta"];
+    let want: Vec<&[u8]> = vec![
+        b"alarm",
+        b"auth",
+        b"authRoles",
+        b"authUsers",
+        b"cluster",
+        b"key",
+        b"lease",
+        b"members",
+        b"members_removed",
+        b"meta",
+    ];
     assert_eq!(names, want);
 
     let mut from_store = Vec::new();
@@ -117,7 +136,10 @@ fn a_snapshot_holds_every_bucket_as_etcd_lays_it_out() {
     assert_eq!(meta[b"term".as_slice()], 3u64.to_be_bytes());
     assert_eq!(meta[b"confState".as_slice()], br#"{"voters":[2748],"auto_leave":false}"#);
     assert_eq!(&meta[b"finishedCompactRev".as_slice()][..8], 2i64.to_be_bytes());
-    assert_eq!(records(&db, b"members"), vec![(b"abc".to_vec(), br#"{"id":2748,"peerURLs":["http://127.0.0.1:2380"],"name":"a"}"#.to_vec())]);
+    assert_eq!(
+        records(&db, b"members"),
+        vec![(b"abc".to_vec(), br#"{"id":2748,"peerURLs":["http://127.0.0.1:2380"],"name":"a"}"#.to_vec())]
+    );
     assert_eq!(records(&db, b"auth"), vec![(b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())]);
     assert_eq!(records(&db, b"cluster"), vec![(b"clusterVersion".to_vec(), b"3.5.0".to_vec())]);
 
@@ -148,7 +170,10 @@ fn a_restore_is_a_store_with_the_same_keys_and_a_bootstrap_wal() {
         wal_dir: None,
         member_id: 5,
         cluster_id: 9,
-        members: vec![(5, "x".into(), vec!["http://127.0.0.1:1".into()]), (6, "y".into(), vec!["http://127.0.0.1:2".into()])],
+        members: vec![
+            (5, "x".into(), vec!["http://127.0.0.1:1".into()]),
+            (6, "y".into(), vec!["http://127.0.0.1:2".into()]),
+        ],
     };
     restore(&path, false, &target).unwrap();
     let restored = Store::open(&target.data_dir.join("member").join("db.redb"), StoreOptions::default()).unwrap();
@@ -157,7 +182,8 @@ fn a_restore_is_a_store_with_the_same_keys_and_a_bootstrap_wal() {
     assert_eq!(restored.consistent_index(), (0, 0));
     assert!(restored.membership().members.is_empty(), "members come from the new WAL");
     assert_eq!(restored.leases().unwrap(), vec![(7, 600)]);
-    let all = RangeRequest { key: Bytes::from_static(b"\0"), range_end: Bytes::from_static(b"\0"), ..Default::default() };
+    let all =
+        RangeRequest { key: Bytes::from_static(b"\0"), range_end: Bytes::from_static(b"\0"), ..Default::default() };
     assert_eq!(restored.range(&all).unwrap().kvs, s.range(&all).unwrap().kvs);
     let opened = crate::raftlog::RaftLog::open(&target.data_dir.join("member").join("wal")).unwrap();
     assert_eq!(opened.log.last_index(), 2, "one AddNode per new member");

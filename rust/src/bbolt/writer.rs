@@ -46,7 +46,10 @@ impl BboltWriter {
     pub fn bucket(&mut self, name: &[u8]) -> Result<TreeWriter<'_>, SnapshotError> {
         if let Some((last, _)) = self.buckets.last() {
             if last.as_slice() >= name {
-                return Err(SnapshotError::new(format!("bbolt writer: bucket {:?} out of order", String::from_utf8_lossy(name))));
+                return Err(SnapshotError::new(format!(
+                    "bbolt writer: bucket {:?} out of order",
+                    String::from_utf8_lossy(name)
+                )));
             }
         }
         self.buckets.push((name.to_vec(), 0));
@@ -102,8 +105,10 @@ impl BboltWriter {
     fn write_node(&mut self, flags: u16, count: usize, body: &[u8]) -> Result<u64, SnapshotError> {
         let pages = (PAGE_HEADER + body.len()).div_ceil(self.page_size);
         let pgid = self.next_pgid;
-        let count = u16::try_from(count).map_err(|_| SnapshotError::new("bbolt writer: too many elements in a page".into()))?;
-        let overflow = u32::try_from(pages - 1).map_err(|_| SnapshotError::new("bbolt writer: record too large".into()))?;
+        let count =
+            u16::try_from(count).map_err(|_| SnapshotError::new("bbolt writer: too many elements in a page".into()))?;
+        let overflow =
+            u32::try_from(pages - 1).map_err(|_| SnapshotError::new("bbolt writer: record too large".into()))?;
         let mut header = [0u8; PAGE_HEADER];
         put_header(&mut header, pgid, flags, count, overflow);
         let pad = pages * self.page_size - PAGE_HEADER - body.len();
@@ -136,7 +141,13 @@ struct Node {
 
 impl<'w> TreeWriter<'w> {
     fn new(file: &'w mut BboltWriter, leaf_flags: u32) -> TreeWriter<'w> {
-        TreeWriter { file, leaf_flags, leaf: Node { items: Vec::new(), size: PAGE_HEADER }, children: Vec::new(), last: None }
+        TreeWriter {
+            file,
+            leaf_flags,
+            leaf: Node { items: Vec::new(), size: PAGE_HEADER },
+            children: Vec::new(),
+            last: None,
+        }
     }
 
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), SnapshotError> {
@@ -191,7 +202,10 @@ impl<'w> TreeWriter<'w> {
                 let grow = BRANCH_ELEMENT + child.0.len();
                 // Keep two or more per page, and never leave one alone at the end.
                 let left_after = remaining - i;
-                if group.len() >= MIN_KEYS_PER_PAGE && size + grow > self.file.page_size && left_after >= MIN_KEYS_PER_PAGE {
+                if group.len() >= MIN_KEYS_PER_PAGE
+                    && size + grow > self.file.page_size
+                    && left_after >= MIN_KEYS_PER_PAGE
+                {
                     next.push(self.write_branch(std::mem::take(&mut group))?);
                     size = PAGE_HEADER;
                 }

@@ -32,9 +32,9 @@ use crate::engine::{decode, EngineConfig, HasHeader, Method, Shared};
 use crate::error::EtcdError;
 use crate::mvcc::{Store, WriteBatch};
 use crate::pb::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, ResponseHeader,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    ResponseHeader,
 };
 pub use lessor::{LeaseInfo, Lessor, EXPIRED_RETRY, MAX_LEASE_TTL};
 
@@ -121,16 +121,17 @@ pub(crate) fn serve(shared: &Shared, method: Method, request: Bytes, token: u64)
         }
         Method::LeaseTimeToLive => {
             // etcd's API layer turns "not found" into TTL -1 (etcdctl: "already expired").
-            let result = decode::<LeaseTimeToLiveRequest>(request).map(|r| match lessor.time_to_live(r.id, r.keys, now) {
-                Some(info) => LeaseTimeToLiveResponse {
-                    header: None,
-                    id: r.id,
-                    ttl: info.remaining,
-                    granted_ttl: info.granted,
-                    keys: info.keys,
-                },
-                None => LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, granted_ttl: 0, keys: vec![] },
-            });
+            let result =
+                decode::<LeaseTimeToLiveRequest>(request).map(|r| match lessor.time_to_live(r.id, r.keys, now) {
+                    Some(info) => LeaseTimeToLiveResponse {
+                        header: None,
+                        id: r.id,
+                        ttl: info.remaining,
+                        granted_ttl: info.granted,
+                        keys: info.keys,
+                    },
+                    None => LeaseTimeToLiveResponse { header: None, id: r.id, ttl: -1, granted_ttl: 0, keys: vec![] },
+                });
             shared.answer(token, result);
         }
         Method::LeaseLeases => {

@@ -142,9 +142,7 @@ fn leases_list_soonest_expiry_first() {
 // ---- with the store --------------------------------------------------------
 
 fn put_leased(batch: &mut WriteBatch<'_>, lessor: &Lessor, key: &str, lease: i64) -> i64 {
-    let r = batch
-        .put(&PutRequest { key: b(key), value: b("v"), lease, ..Default::default() }, lessor)
-        .unwrap();
+    let r = batch.put(&PutRequest { key: b(key), value: b("v"), lease, ..Default::default() }, lessor).unwrap();
     lessor.apply_moves(batch.take_lease_moves());
     r.header.unwrap().revision
 }
@@ -195,18 +193,19 @@ fn revoke_deletes_every_key_in_one_revision_and_reopen_restores_leases() {
     let before = batch.revision();
     let r = apply_revoke(&lessor, &mut batch, &LeaseRevokeRequest { id: 7 }).unwrap();
     assert_eq!(r.header.unwrap().revision, before + 1, "three deletes, one revision");
-    assert_eq!(
-        apply_revoke(&lessor, &mut batch, &LeaseRevokeRequest { id: 7 }).unwrap_err(),
-        EtcdError::LeaseNotFound
-    );
+    assert_eq!(apply_revoke(&lessor, &mut batch, &LeaseRevokeRequest { id: 7 }).unwrap_err(), EtcdError::LeaseNotFound);
     batch.commit(false).unwrap();
     let all = store.range(&RangeRequest { key: b("\0"), range_end: b("\0"), ..Default::default() }).unwrap();
     let keys: Vec<Bytes> = all.kvs.iter().map(|kv| kv.key.clone()).collect();
     assert_eq!(keys, vec![b("detached"), b("moved")]);
     assert_eq!(all.kvs[1].lease, 8);
     // The three tombstones share the revoke's main revision, sub 0, 1, 2 in key order.
-    let tombs: Vec<(i64, i64)> =
-        store.state_for_test().into_iter().filter(|(main, _, t)| *t && *main == before + 1).map(|(m, s, _)| (m, s)).collect();
+    let tombs: Vec<(i64, i64)> = store
+        .state_for_test()
+        .into_iter()
+        .filter(|(main, _, t)| *t && *main == before + 1)
+        .map(|(m, s, _)| (m, s))
+        .collect();
     assert_eq!(tombs, vec![(before + 1, 0), (before + 1, 1), (before + 1, 2)]);
     drop(store);
     let store = Store::open(&path, StoreOptions::default()).unwrap();

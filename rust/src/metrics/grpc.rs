@@ -119,7 +119,9 @@ pub(super) fn render(t: &mut Text, names: &[MethodName]) {
         let series: Vec<Series<'_>> = slots
             .iter()
             .zip(&labels)
-            .map(|(&i, l)| (l.as_slice(), METHODS[i].handling.bounds.as_slice(), super::snapshot_dyn(&METHODS[i].handling)))
+            .map(|(&i, l)| {
+                (l.as_slice(), METHODS[i].handling.bounds.as_slice(), super::snapshot_dyn(&METHODS[i].handling))
+            })
             .collect();
         t.histogram_family(
             "grpc_server_handling_seconds",
@@ -131,8 +133,12 @@ pub(super) fn render(t: &mut Text, names: &[MethodName]) {
         let samples: Vec<_> = slots.iter().map(|&i| (names[i].labels().to_vec(), get(&METHODS[i]))).collect();
         t.counter_family(name, help, &samples);
     };
-    family(t, "grpc_server_msg_received_total", "Total number of RPC stream messages received on the server.", |m| m.received.get());
-    family(t, "grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.", |m| m.sent.get());
+    family(t, "grpc_server_msg_received_total", "Total number of RPC stream messages received on the server.", |m| {
+        m.received.get()
+    });
+    family(t, "grpc_server_msg_sent_total", "Total number of gRPC stream messages sent by the server.", |m| {
+        m.sent.get()
+    });
     family(t, "grpc_server_started_total", "Total number of RPCs started on the server.", |m| m.started.get());
 }
 

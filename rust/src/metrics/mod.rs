@@ -106,7 +106,12 @@ pub struct Histogram<const N: usize> {
 
 impl<const N: usize> Histogram<N> {
     pub const fn new(bounds: [f64; N]) -> Histogram<N> {
-        Histogram { bounds, buckets: [const { AtomicU64::new(0) }; N], overflow: AtomicU64::new(0), sum_nanos: AtomicU64::new(0) }
+        Histogram {
+            bounds,
+            buckets: [const { AtomicU64::new(0) }; N],
+            overflow: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
     }
 
     #[inline]
@@ -328,30 +333,56 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
     );
     #[allow(clippy::cast_precision_loss)]
     {
-        t.gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", shared.store.db_size() as f64);
-        t.gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", shared.store.db_size_in_use() as f64);
+        t.gauge(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+            shared.store.db_size() as f64,
+        );
+        t.gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            shared.store.db_size_in_use() as f64,
+        );
     }
     t.counter("etcd_mvcc_delete_total", "Total number of deletes seen by this member.", MVCC_DELETES.get());
     t.counter("etcd_mvcc_put_total", "Total number of puts seen by this member.", MVCC_PUTS.get());
     t.counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.", MVCC_RANGES.get());
     t.counter("etcd_mvcc_txn_total", "Total number of txns seen by this member.", MVCC_TXNS.get());
-    t.counter("etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients.", GRPC_RECEIVED_BYTES.get());
-    t.counter("etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.", GRPC_SENT_BYTES.get());
-    let mut peers: Vec<&PeerCounters> = PEERS.iter().filter(|p| !matches!(p.id.load(Relaxed), 0) && p.id.load(Relaxed) != me).collect();
+    t.counter(
+        "etcd_network_client_grpc_received_bytes_total",
+        "The total number of bytes received from grpc clients.",
+        GRPC_RECEIVED_BYTES.get(),
+    );
+    t.counter(
+        "etcd_network_client_grpc_sent_bytes_total",
+        "The total number of bytes sent to grpc clients.",
+        GRPC_SENT_BYTES.get(),
+    );
+    let mut peers: Vec<&PeerCounters> =
+        PEERS.iter().filter(|p| !matches!(p.id.load(Relaxed), 0) && p.id.load(Relaxed) != me).collect();
     peers.sort_by_key(|p| format!("{:x}", p.id.load(Relaxed)));
     if !peers.is_empty() {
         let ids: Vec<String> = peers.iter().map(|p| format!("{:x}", p.id.load(Relaxed))).collect();
         t.counter_family(
             "etcd_network_peer_received_bytes_total",
             "The total number of bytes received from peers.",
-            &peers.iter().zip(&ids).map(|(p, id)| (vec![("From", id.as_str())], p.received_bytes.get())).collect::<Vec<_>>(),
+            &peers
+                .iter()
+                .zip(&ids)
+                .map(|(p, id)| (vec![("From", id.as_str())], p.received_bytes.get()))
+                .collect::<Vec<_>>(),
         );
         let rtts: Vec<_> = peers.iter().map(|p| snapshot_dyn(&p.round_trip)).collect();
         let labels: Vec<Vec<(&str, &str)>> = ids.iter().map(|id| vec![("To", id.as_str())]).collect();
         t.histogram_family(
             "etcd_network_peer_round_trip_time_seconds",
             "Round-Trip-Time histogram between peers",
-            &labels.iter().zip(&peers).zip(rtts).map(|((l, p), s)| (l.as_slice(), p.round_trip.bounds.as_slice(), s)).collect::<Vec<_>>(),
+            &labels
+                .iter()
+                .zip(&peers)
+                .zip(rtts)
+                .map(|((l, p), s)| (l.as_slice(), p.round_trip.bounds.as_slice(), s))
+                .collect::<Vec<_>>(),
         );
         t.counter_family(
             "etcd_network_peer_sent_bytes_total",
@@ -359,20 +390,62 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
             &peers.iter().zip(&ids).map(|(p, id)| (vec![("To", id.as_str())], p.sent_bytes.get())).collect::<Vec<_>>(),
         );
     }
-    t.gauge_int("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", u64::from(leader != 0));
-    t.counter("etcd_server_heartbeat_send_failures_total", "The total number of leader heartbeat send failures (likely overloaded from slow disk).", HEARTBEAT_SEND_FAILURES.get());
+    t.gauge_int(
+        "etcd_server_has_leader",
+        "Whether or not a leader exists. 1 is existence, 0 is not.",
+        u64::from(leader != 0),
+    );
+    t.counter(
+        "etcd_server_heartbeat_send_failures_total",
+        "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+        HEARTBEAT_SEND_FAILURES.get(),
+    );
     let id = format!("{me:x}");
-    t.gauge_labelled("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.", &[("server_id", &id)], 1);
-    t.gauge_int("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", u64::from(leader == me));
+    t.gauge_labelled(
+        "etcd_server_id",
+        "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+        &[("server_id", &id)],
+        1,
+    );
+    t.gauge_int(
+        "etcd_server_is_leader",
+        "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        u64::from(leader == me),
+    );
     t.counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", LEADER_CHANGES.get());
-    t.gauge_int("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", load(&raft.applied_index));
-    t.gauge_int("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", load(&raft.commit_index));
-    t.counter("etcd_server_proposals_failed_total", "The total number of failed proposals seen.", PROPOSALS_FAILED.get());
-    t.gauge_int("etcd_server_proposals_pending", "The current number of pending proposals to commit.", PROPOSALS_PENDING.get());
+    t.gauge_int(
+        "etcd_server_proposals_applied_total",
+        "The total number of consensus proposals applied.",
+        load(&raft.applied_index),
+    );
+    t.gauge_int(
+        "etcd_server_proposals_committed_total",
+        "The total number of consensus proposals committed.",
+        load(&raft.commit_index),
+    );
+    t.counter(
+        "etcd_server_proposals_failed_total",
+        "The total number of failed proposals seen.",
+        PROPOSALS_FAILED.get(),
+    );
+    t.gauge_int(
+        "etcd_server_proposals_pending",
+        "The current number of pending proposals to commit.",
+        PROPOSALS_PENDING.get(),
+    );
     #[allow(clippy::cast_precision_loss)]
     t.gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", quota as f64);
-    t.counter("etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk).", SLOW_APPLIES.get());
-    t.gauge_labelled("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.", &[("server_version", &shared.config.version)], 1);
+    t.counter(
+        "etcd_server_slow_apply_total",
+        "The total number of slow apply requests (likely overloaded from slow disk).",
+        SLOW_APPLIES.get(),
+    );
+    t.gauge_labelled(
+        "etcd_server_version",
+        "Which version is running. 1 for 'server_version' label with current version.",
+        &[("server_version", &shared.config.version)],
+        1,
+    );
     grpc::render(&mut t, methods);
     process::render(&mut t);
     t.finish()

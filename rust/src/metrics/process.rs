@@ -9,7 +9,11 @@ pub(super) fn render(t: &mut Text) {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     // SAFETY: sysconf only reads a system constant.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as f64;
-    t.counter_float("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", (stat.utime + stat.stime) / ticks);
+    t.counter_float(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        (stat.utime + stat.stime) / ticks,
+    );
     if let Some(max) = limit(libc::RLIMIT_NOFILE) {
         t.gauge("process_max_fds", "Maximum number of open file descriptors.", max);
     }
@@ -19,7 +23,11 @@ pub(super) fn render(t: &mut Text) {
     }
     t.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", stat.rss_pages * page);
     if let Some(boot) = boot_time() {
-        t.gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", boot + stat.start_ticks / ticks);
+        t.gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            boot + stat.start_ticks / ticks,
+        );
     }
     t.gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", stat.vsize);
     if let Some(max) = limit(libc::RLIMIT_AS) {
@@ -45,7 +53,13 @@ impl Stat {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // `rest` starts at field 3.
         let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
-        Some(Stat { utime: field(14)?, stime: field(15)?, start_ticks: field(22)?, vsize: field(23)?, rss_pages: field(24)? })
+        Some(Stat {
+            utime: field(14)?,
+            stime: field(15)?,
+            start_ticks: field(22)?,
+            vsize: field(23)?,
+            rss_pages: field(24)?,
+        })
     }
 }
 

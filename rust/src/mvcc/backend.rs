@@ -262,10 +262,12 @@ pub(crate) fn read_rev<T: ReadableTable<&'static [u8], &'static [u8]>>(
     name: &[u8],
 ) -> Result<i64, EtcdError> {
     Ok(match meta.get(name).map_err(io("read meta"))? {
-        Some(v) => Revision::from_key(v.value())
-            .ok_or_else(|| EtcdError::Internal("mvcc: corrupt compact revision".into()))?
-            .0
-            .main,
+        Some(v) => {
+            Revision::from_key(v.value())
+                .ok_or_else(|| EtcdError::Internal("mvcc: corrupt compact revision".into()))?
+                .0
+                .main
+        }
         None => NEVER_COMPACTED,
     })
 }

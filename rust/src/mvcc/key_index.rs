@@ -95,10 +95,7 @@ impl KeyIndex {
     /// says when its life began and which version it is, which the (possibly
     /// compacted) history before it can no longer tell.
     pub(crate) fn restore(created: Revision, modified: Revision, ver: i64) -> KeyIndex {
-        KeyIndex {
-            modified,
-            generations: vec![Generation { ver, created, revs: vec![modified] }],
-        }
+        KeyIndex { modified, generations: vec![Generation { ver, created, revs: vec![modified] }] }
     }
 
     /// Ends the current life with a tombstone at `rev`. Returns false (and
@@ -139,11 +136,7 @@ impl KeyIndex {
     pub(crate) fn get(&self, at: i64) -> Option<Found> {
         let g = self.find_generation(at)?;
         let n = g.revs.iter().rposition(|r| r.main <= at)?;
-        Some(Found {
-            modified: g.revs[n],
-            created: g.created,
-            version: g.ver - (g.revs.len() - 1 - n) as i64,
-        })
+        Some(Found { modified: g.revs[n], created: g.created, version: g.ver - (g.revs.len() - 1 - n) as i64 })
     }
 
     /// Drops the revisions compaction at `at` no longer needs (see the module
@@ -251,9 +244,7 @@ impl KeyTree {
             KeySpan::Range(key, end) => {
                 // BTreeMap::range panics on an inverted range; etcd answers nothing.
                 if key < end {
-                    for (k, ki) in
-                        self.keys.range::<[u8], _>((Bound::Included(key), Bound::Excluded(end)))
-                    {
+                    for (k, ki) in self.keys.range::<[u8], _>((Bound::Included(key), Bound::Excluded(end))) {
                         visit(k, ki);
                     }
                 }
@@ -403,9 +394,7 @@ mod tests {
         for (i, k) in [&b"a"[..], b"ab", b"b", b"c"].iter().enumerate() {
             t.keys.entry(Bytes::copy_from_slice(k)).or_default().put(r(i as i64 + 2));
         }
-        let keys = |s: KeySpan<'_>| {
-            t.range(&s, 10).into_iter().map(|(k, _)| k.to_vec()).collect::<Vec<_>>()
-        };
+        let keys = |s: KeySpan<'_>| t.range(&s, 10).into_iter().map(|(k, _)| k.to_vec()).collect::<Vec<_>>();
         assert_eq!(keys(KeySpan::Single(b"ab")), vec![b"ab".to_vec()]);
         assert_eq!(keys(KeySpan::Range(b"a", b"b")), vec![b"a".to_vec(), b"ab".to_vec()]);
         assert_eq!(keys(KeySpan::Range(b"c", b"a")), Vec::<Vec<u8>>::new());

@@ -75,7 +75,7 @@ mod tests;
 pub use backend::BackendFactory;
 pub use store::{import_backend, BackendImport, StoreView, ViewMeta};
 pub use store::{
-    CompactStep, CompactionWaiter, LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch, ALARM_CORRUPT,
-    ALARM_NOSPACE,
+    CompactStep, CompactionWaiter, LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch,
+    ALARM_CORRUPT, ALARM_NOSPACE,
 };
 pub use validate::{check_delete_range, check_put, check_range, check_txn};

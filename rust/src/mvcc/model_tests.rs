@@ -110,7 +110,14 @@ impl Model {
                     let (create, version) = m.get(&key).map_or((rev, 1), |p| (p.create_revision, p.version + 1));
                     m.insert(
                         key.clone(),
-                        KeyValue { key, create_revision: create, mod_revision: rev, version, value: vec![*v].into(), lease: 0 },
+                        KeyValue {
+                            key,
+                            create_revision: create,
+                            mod_revision: rev,
+                            version,
+                            value: vec![*v].into(),
+                            lease: 0,
+                        },
                     );
                     changed = true;
                 }

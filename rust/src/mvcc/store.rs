@@ -24,24 +24,23 @@ use crate::pb::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
     request_op::Request,
     response_op::Response,
-    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest,
-    TxnResponse,
+    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
 mod alarm;
-mod export;
-mod compact;
 mod auth;
+mod compact;
+mod export;
 mod hash;
 mod lease;
 mod members;
 mod snapshot;
 
 pub use alarm::{ALARM_CORRUPT, ALARM_NOSPACE};
-pub use export::{import_backend, BackendImport, StoreView, ViewMeta};
 pub use compact::{CompactStep, CompactionWaiter};
+pub use export::{import_backend, BackendImport, StoreView, ViewMeta};
 pub use members::Membership;
 pub use snapshot::SnapshotInfo;
 
@@ -174,8 +173,7 @@ impl Store {
             records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
             chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
         };
-        let consistent =
-            (read_u64(&meta, META_CONSISTENT_INDEX)?, read_u64(&meta, META_CONSISTENT_TERM)?);
+        let consistent = (read_u64(&meta, META_CONSISTENT_INDEX)?, read_u64(&meta, META_CONSISTENT_TERM)?);
         let finished = read_rev(&meta, META_FINISHED_COMPACT)?;
         let scheduled = read_rev(&meta, META_SCHEDULED_COMPACT)?;
 
@@ -361,7 +359,9 @@ impl Store {
     /// Refuses once a commit has failed (see `failed`).
     pub(super) fn check_failed(&self) -> Result<(), EtcdError> {
         match &*self.failed.lock() {
-            Some(why) => Err(EtcdError::Internal(format!("mvcc: an earlier commit failed ({why}); the backend takes no more writes"))),
+            Some(why) => Err(EtcdError::Internal(format!(
+                "mvcc: an earlier commit failed ({why}); the backend takes no more writes"
+            ))),
             None => Ok(()),
         }
     }
@@ -572,15 +572,15 @@ impl WriteBatch<'_> {
         let (index, term) = self.st.consistent;
         {
             let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-            meta.insert(META_CONSISTENT_INDEX, index.to_be_bytes().as_slice())
-                .map_err(io("write consistent index"))?;
-            meta.insert(META_CONSISTENT_TERM, term.to_be_bytes().as_slice())
-                .map_err(io("write consistent term"))?;
+            meta.insert(META_CONSISTENT_INDEX, index.to_be_bytes().as_slice()).map_err(io("write consistent index"))?;
+            meta.insert(META_CONSISTENT_TERM, term.to_be_bytes().as_slice()).map_err(io("write consistent term"))?;
         }
         let mut tx = tx;
         tx.set_durability(if durable { Durability::Immediate } else { Durability::None })
             .map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
-        crate::metrics::timed(&crate::metrics::BACKEND_COMMIT, || tx.commit()).map_err(io("commit")).map_err(|e| self.store.fail(e))?;
+        crate::metrics::timed(&crate::metrics::BACKEND_COMMIT, || tx.commit())
+            .map_err(io("commit"))
+            .map_err(|e| self.store.fail(e))?;
         self.committed = true;
 
         let s = self.store;
@@ -660,10 +660,7 @@ impl Writer<'_> {
             _ => req.lease,
         };
         self.write_put(&req.key, value, lease)?;
-        Ok(PutResponse {
-            header: header(self.begin_rev + 1),
-            prev_kv: if req.prev_kv { prev } else { None },
-        })
+        Ok(PutResponse { header: header(self.begin_rev + 1), prev_kv: if req.prev_kv { prev } else { None } })
     }
 
     fn write_put(&mut self, key: &Bytes, value: Bytes, lease: i64) -> Result<(), EtcdError> {
@@ -835,22 +832,34 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
             };
             kv.value.as_ref().cmp(want)
         }
-        Ok(CompareTarget::Create) => int(kv.create_revision, match c.target_union {
-            Some(TargetUnion::CreateRevision(r)) => Some(r),
-            _ => None,
-        }),
-        Ok(CompareTarget::Mod) => int(kv.mod_revision, match c.target_union {
-            Some(TargetUnion::ModRevision(r)) => Some(r),
-            _ => None,
-        }),
-        Ok(CompareTarget::Version) => int(kv.version, match c.target_union {
-            Some(TargetUnion::Version(r)) => Some(r),
-            _ => None,
-        }),
-        Ok(CompareTarget::Lease) => int(kv.lease, match c.target_union {
-            Some(TargetUnion::Lease(r)) => Some(r),
-            _ => None,
-        }),
+        Ok(CompareTarget::Create) => int(
+            kv.create_revision,
+            match c.target_union {
+                Some(TargetUnion::CreateRevision(r)) => Some(r),
+                _ => None,
+            },
+        ),
+        Ok(CompareTarget::Mod) => int(
+            kv.mod_revision,
+            match c.target_union {
+                Some(TargetUnion::ModRevision(r)) => Some(r),
+                _ => None,
+            },
+        ),
+        Ok(CompareTarget::Version) => int(
+            kv.version,
+            match c.target_union {
+                Some(TargetUnion::Version(r)) => Some(r),
+                _ => None,
+            },
+        ),
+        Ok(CompareTarget::Lease) => int(
+            kv.lease,
+            match c.target_union {
+                Some(TargetUnion::Lease(r)) => Some(r),
+                _ => None,
+            },
+        ),
         Err(_) => CmpOrdering::Equal,
     };
     match CompareResult::try_from(c.result) {

@@ -130,7 +130,10 @@ fn mvcc_put_prev_kv_ignore_value_ignore_lease_and_lease_check() {
     w.put(&PutRequest { key: b("a"), ignore_value: true, ..Default::default() }, &NoLeases).unwrap();
     w.put(&PutRequest { key: b("a"), ignore_value: true, lease: 9, ..Default::default() }, &Leases(vec![9])).unwrap();
     w.put(&PutRequest { key: b("a"), value: b("3"), ignore_lease: true, ..Default::default() }, &NoLeases).unwrap();
-    assert_eq!(w.put(&PutRequest { ignore_value: true, value: b("v"), ..preq("a", "") }, &NoLeases), Err(EtcdError::ValueProvided));
+    assert_eq!(
+        w.put(&PutRequest { ignore_value: true, value: b("v"), ..preq("a", "") }, &NoLeases),
+        Err(EtcdError::ValueProvided)
+    );
     w.commit(true).unwrap();
     let a = get(&s, "a", 0).unwrap();
     assert_eq!((a.version, a.lease, &a.value[..], a.mod_revision), (5, 9, &b"3"[..], 6));
@@ -239,9 +242,7 @@ fn mvcc_range_sort_every_order_and_target() {
         assert_eq!(sorted(o, t), want, "{o:?} {t:?}");
     }
     // Sort then limit: the top two by mod revision.
-    let r = s
-        .range(&RangeRequest { sort_order: 2, sort_target: 3, limit: 2, ..rreq("\0", "\0") })
-        .unwrap();
+    let r = s.range(&RangeRequest { sort_order: 2, sort_target: 3, limit: 2, ..rreq("\0", "\0") }).unwrap();
     assert_eq!((keys(&r.kvs).concat(), r.more, r.count), ("da".to_string(), true, 4));
     assert!(matches!(s.range(&RangeRequest { sort_target: 7, ..rreq("a", "") }), Err(EtcdError::BadRequest(_))));
 }
@@ -261,14 +262,9 @@ fn mvcc_range_min_max_filters() {
     assert_eq!(f(RangeRequest { max_mod_revision: 4, ..Default::default() }), ("bc".into(), 4));
     assert_eq!(f(RangeRequest { min_create_revision: 3, ..Default::default() }), ("bcd".into(), 4));
     assert_eq!(f(RangeRequest { max_create_revision: 3, ..Default::default() }), ("ab".into(), 4));
-    assert_eq!(
-        f(RangeRequest { min_create_revision: 3, max_mod_revision: 4, ..Default::default() }),
-        ("bc".into(), 4)
-    );
+    assert_eq!(f(RangeRequest { min_create_revision: 3, max_mod_revision: 4, ..Default::default() }), ("bc".into(), 4));
     // Filters run before limit: `more` is about what the filter left.
-    let r = s
-        .range(&RangeRequest { min_mod_revision: 4, limit: 2, ..rreq("\0", "\0") })
-        .unwrap();
+    let r = s.range(&RangeRequest { min_mod_revision: 4, limit: 2, ..rreq("\0", "\0") }).unwrap();
     assert_eq!((keys(&r.kvs).concat(), r.more), ("ac".to_string(), true));
 }
 
@@ -296,7 +292,9 @@ fn mvcc_txn_compare_every_target_and_result() {
     };
     for (t, below, eq, above) in targets {
         // The stored value is compared against the given one: stored > below.
-        for (u, want_eq, want_gt, want_lt) in [(below, false, true, false), (eq, true, false, false), (above, false, false, true)] {
+        for (u, want_eq, want_gt, want_lt) in
+            [(below, false, true, false), (eq, true, false, false), (above, false, false, true)]
+        {
             assert_eq!(judge(cmp("k", t, R::Equal, u.clone())), want_eq, "{t:?} eq {u:?}");
             assert_eq!(judge(cmp("k", t, R::NotEqual, u.clone())), !want_eq, "{t:?} ne {u:?}");
             assert_eq!(judge(cmp("k", t, R::Greater, u.clone())), want_gt, "{t:?} gt {u:?}");
@@ -322,7 +320,8 @@ fn mvcc_txn_range_end_compares() {
     put(&s, "a1", "x"); // 2
     put(&s, "a2", "y"); // 3
     put(&s, "b", "z"); // 4
-    let judge = |c: Compare| txn(&s, &TxnRequest { compare: vec![c], success: vec![], failure: vec![] }).unwrap().succeeded;
+    let judge =
+        |c: Compare| txn(&s, &TxnRequest { compare: vec![c], success: vec![], failure: vec![] }).unwrap().succeeded;
     let ranged = |target: T, result: R, u: U, end: &str| Compare { range_end: b(end), ..cmp("a", target, result, u) };
     // Every key in [a, b) must pass.
     assert!(judge(ranged(T::Create, R::Less, U::CreateRevision(4), "b")));
@@ -368,7 +367,11 @@ fn mvcc_txn_one_revision_own_writes_and_headers() {
     assert_eq!(hdr(3), (3, Bytes::new()));
 
     // A delete of nothing as the first op reports the revision before.
-    let t = TxnRequest { compare: vec![], success: vec![op_del("zz", ""), op_put("c", "1"), op_put("d", "1")], failure: vec![] };
+    let t = TxnRequest {
+        compare: vec![],
+        success: vec![op_del("zz", ""), op_put("c", "1"), op_put("d", "1")],
+        failure: vec![],
+    };
     let r = txn(&s, &t).unwrap();
     match &r.responses[0].response {
         Some(Response::ResponseDeleteRange(x)) => assert_eq!(x.header.unwrap().revision, 3),
@@ -437,13 +440,30 @@ fn mvcc_txn_nested_and_failure_branch() {
     assert_eq!(txn(&s, &bad), Err(EtcdError::FutureRev));
     let ign = TxnRequest {
         compare: vec![],
-        success: vec![op_put("q", "1"), RequestOp { request: Some(Request::RequestPut(PutRequest { key: b("zz"), ignore_value: true, ..Default::default() })) }],
+        success: vec![
+            op_put("q", "1"),
+            RequestOp {
+                request: Some(Request::RequestPut(PutRequest {
+                    key: b("zz"),
+                    ignore_value: true,
+                    ..Default::default()
+                })),
+            },
+        ],
         failure: vec![],
     };
     assert_eq!(txn(&s, &ign), Err(EtcdError::KeyNotFound));
-    let lease = TxnRequest { compare: vec![], success: vec![RequestOp { request: Some(Request::RequestPut(PutRequest { lease: 3, ..preq("l", "") })) }], failure: vec![] };
+    let lease = TxnRequest {
+        compare: vec![],
+        success: vec![RequestOp { request: Some(Request::RequestPut(PutRequest { lease: 3, ..preq("l", "") })) }],
+        failure: vec![],
+    };
     assert_eq!(txn(&s, &lease), Err(EtcdError::LeaseNotFound));
-    let too_many = TxnRequest { compare: vec![], success: (0..129).map(|i| op_put(&format!("k{i}"), "")).collect(), failure: vec![] };
+    let too_many = TxnRequest {
+        compare: vec![],
+        success: (0..129).map(|i| op_put(&format!("k{i}"), "")).collect(),
+        failure: vec![],
+    };
     assert_eq!(txn(&s, &too_many), Err(EtcdError::TooManyOps));
     assert_eq!(s.current_revision(), 3);
     assert_eq!(get(&s, "q", 0), None);
@@ -765,7 +785,8 @@ fn a_compaction_cut_short_resumes_on_open() {
     }
     del(&s, "k0", ""); // 22
     put(&s, "k0", "again"); // 23
-    let before: Vec<_> = (22..=23).map(|rev| s.range(&RangeRequest { revision: rev, ..rreq("\0", "\0") }).unwrap().kvs).collect();
+    let before: Vec<_> =
+        (22..=23).map(|rev| s.range(&RangeRequest { revision: rev, ..rreq("\0", "\0") }).unwrap().kvs).collect();
     compact_logically(&s, 22);
     s.compact_step(5).unwrap();
     // The process dies here: the scheduled mark is durable, the finished one is not there.
@@ -777,7 +798,8 @@ fn a_compaction_cut_short_resumes_on_open() {
     assert_eq!(s.finished_compact_revision(), 22);
     // Below 22 only the versions alive at 22 remain: k2@19 and k1@21 (k0 was deleted at 22).
     assert_eq!(s.state_for_test(), vec![(19, 0, false), (21, 0, false), (23, 0, false)]);
-    let after: Vec<_> = (22..=23).map(|rev| s.range(&RangeRequest { revision: rev, ..rreq("\0", "\0") }).unwrap().kvs).collect();
+    let after: Vec<_> =
+        (22..=23).map(|rev| s.range(&RangeRequest { revision: rev, ..rreq("\0", "\0") }).unwrap().kvs).collect();
     assert_eq!(after, before);
     // And it is finished for good.
     let s = reopen(&d, s);

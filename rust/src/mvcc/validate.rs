@@ -121,10 +121,9 @@ fn check_intervals(ops: &[RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Interval>
     let mut dels: Vec<Interval> = ops
         .iter()
         .filter_map(|op| match &op.request {
-            Some(Request::RequestDeleteRange(d)) => Some(Interval {
-                begin: d.key.to_vec(),
-                end: (!d.range_end.is_empty()).then(|| d.range_end.to_vec()),
-            }),
+            Some(Request::RequestDeleteRange(d)) => {
+                Some(Interval { begin: d.key.to_vec(), end: (!d.range_end.is_empty()).then(|| d.range_end.to_vec()) })
+            }
             _ => None,
         })
         .collect();
@@ -169,10 +168,7 @@ mod tests {
 
     fn put(k: &str) -> RequestOp {
         RequestOp {
-            request: Some(Request::RequestPut(PutRequest {
-                key: k.as_bytes().to_vec().into(),
-                ..Default::default()
-            })),
+            request: Some(Request::RequestPut(PutRequest { key: k.as_bytes().to_vec().into(), ..Default::default() })),
         }
     }
     fn del(k: &str, end: &str) -> RequestOp {

@@ -72,7 +72,13 @@ impl Calls {
     /// A leader-only call: here if this member leads, otherwise on the leader.
     /// A status error is the leader's answer (or etcd's "no leader").
     /// The caller's token goes along, and is checked here first as well.
-    pub async fn call_on_leader(&self, method: Method, path: &'static str, request: Bytes, caller: &Caller) -> Result<Bytes, Status> {
+    pub async fn call_on_leader(
+        &self,
+        method: Method,
+        path: &'static str,
+        request: Bytes,
+        caller: &Caller,
+    ) -> Result<Bytes, Status> {
         let deadline = tokio::time::Instant::now() + FORWARD_DEADLINE;
         loop {
             if self.is_leader() {
@@ -126,7 +132,12 @@ fn is_not_leader(s: &Status) -> bool {
     s.code() == tonic::Code::FailedPrecondition && s.message() == EtcdError::NotLeader.to_string()
 }
 
-async fn forward(channel: Channel, path: &'static str, request: Bytes, auth_token: Option<&str>) -> Result<Bytes, Status> {
+async fn forward(
+    channel: Channel,
+    path: &'static str,
+    request: Bytes,
+    auth_token: Option<&str>,
+) -> Result<Bytes, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting to the leader: {e}")))?;
     let codec = RawCodec { max_receive: usize::MAX };

@@ -87,7 +87,11 @@ const ROUTES: [(&str, &str, Option<JsonCodec>); 48] = [
         codec::<pb::LeaseTimeToLiveRequest, pb::LeaseTimeToLiveResponse>(),
     ),
     ("/v3/lease/leases", "/etcdserverpb.Lease/LeaseLeases", codec::<pb::LeaseLeasesRequest, pb::LeaseLeasesResponse>()),
-    ("/v3/cluster/member/add", "/etcdserverpb.Cluster/MemberAdd", codec::<pb::MemberAddRequest, pb::MemberAddResponse>()),
+    (
+        "/v3/cluster/member/add",
+        "/etcdserverpb.Cluster/MemberAdd",
+        codec::<pb::MemberAddRequest, pb::MemberAddResponse>(),
+    ),
     (
         "/v3/cluster/member/remove",
         "/etcdserverpb.Cluster/MemberRemove",
@@ -98,7 +102,11 @@ const ROUTES: [(&str, &str, Option<JsonCodec>); 48] = [
         "/etcdserverpb.Cluster/MemberUpdate",
         codec::<pb::MemberUpdateRequest, pb::MemberUpdateResponse>(),
     ),
-    ("/v3/cluster/member/list", "/etcdserverpb.Cluster/MemberList", codec::<pb::MemberListRequest, pb::MemberListResponse>()),
+    (
+        "/v3/cluster/member/list",
+        "/etcdserverpb.Cluster/MemberList",
+        codec::<pb::MemberListRequest, pb::MemberListResponse>(),
+    ),
     (
         "/v3/cluster/member/promote",
         "/etcdserverpb.Cluster/MemberPromote",
@@ -113,7 +121,11 @@ const ROUTES: [(&str, &str, Option<JsonCodec>); 48] = [
     ),
     ("/v3/maintenance/hash", "/etcdserverpb.Maintenance/Hash", codec::<pb::HashRequest, pb::HashResponse>()),
     ("/v3/maintenance/hashkv", "/etcdserverpb.Maintenance/HashKV", codec::<pb::HashKvRequest, pb::HashKvResponse>()),
-    ("/v3/maintenance/snapshot", "/etcdserverpb.Maintenance/Snapshot", codec::<pb::SnapshotRequest, pb::SnapshotResponse>()),
+    (
+        "/v3/maintenance/snapshot",
+        "/etcdserverpb.Maintenance/Snapshot",
+        codec::<pb::SnapshotRequest, pb::SnapshotResponse>(),
+    ),
     (
         "/v3/maintenance/transfer-leadership",
         "/etcdserverpb.Maintenance/MoveLeader",
@@ -123,27 +135,79 @@ const ROUTES: [(&str, &str, Option<JsonCodec>); 48] = [
     ("/v3/auth/enable", "/etcdserverpb.Auth/AuthEnable", codec::<pb::AuthEnableRequest, pb::AuthEnableResponse>()),
     ("/v3/auth/disable", "/etcdserverpb.Auth/AuthDisable", codec::<pb::AuthDisableRequest, pb::AuthDisableResponse>()),
     ("/v3/auth/status", "/etcdserverpb.Auth/AuthStatus", codec::<pb::AuthStatusRequest, pb::AuthStatusResponse>()),
-    ("/v3/auth/authenticate", "/etcdserverpb.Auth/Authenticate", codec::<pb::AuthenticateRequest, pb::AuthenticateResponse>()),
+    (
+        "/v3/auth/authenticate",
+        "/etcdserverpb.Auth/Authenticate",
+        codec::<pb::AuthenticateRequest, pb::AuthenticateResponse>(),
+    ),
     ("/v3/auth/user/add", "/etcdserverpb.Auth/UserAdd", codec::<pb::AuthUserAddRequest, pb::AuthUserAddResponse>()),
     ("/v3/auth/user/get", "/etcdserverpb.Auth/UserGet", codec::<pb::AuthUserGetRequest, pb::AuthUserGetResponse>()),
     ("/v3/auth/user/list", "/etcdserverpb.Auth/UserList", codec::<pb::AuthUserListRequest, pb::AuthUserListResponse>()),
-    ("/v3/auth/user/delete", "/etcdserverpb.Auth/UserDelete", codec::<pb::AuthUserDeleteRequest, pb::AuthUserDeleteResponse>()),
-    ("/v3/auth/user/changepw", "/etcdserverpb.Auth/UserChangePassword", codec::<pb::AuthUserChangePasswordRequest, pb::AuthUserChangePasswordResponse>()),
-    ("/v3/auth/user/grant", "/etcdserverpb.Auth/UserGrantRole", codec::<pb::AuthUserGrantRoleRequest, pb::AuthUserGrantRoleResponse>()),
-    ("/v3/auth/user/revoke", "/etcdserverpb.Auth/UserRevokeRole", codec::<pb::AuthUserRevokeRoleRequest, pb::AuthUserRevokeRoleResponse>()),
+    (
+        "/v3/auth/user/delete",
+        "/etcdserverpb.Auth/UserDelete",
+        codec::<pb::AuthUserDeleteRequest, pb::AuthUserDeleteResponse>(),
+    ),
+    (
+        "/v3/auth/user/changepw",
+        "/etcdserverpb.Auth/UserChangePassword",
+        codec::<pb::AuthUserChangePasswordRequest, pb::AuthUserChangePasswordResponse>(),
+    ),
+    (
+        "/v3/auth/user/grant",
+        "/etcdserverpb.Auth/UserGrantRole",
+        codec::<pb::AuthUserGrantRoleRequest, pb::AuthUserGrantRoleResponse>(),
+    ),
+    (
+        "/v3/auth/user/revoke",
+        "/etcdserverpb.Auth/UserRevokeRole",
+        codec::<pb::AuthUserRevokeRoleRequest, pb::AuthUserRevokeRoleResponse>(),
+    ),
     ("/v3/auth/role/add", "/etcdserverpb.Auth/RoleAdd", codec::<pb::AuthRoleAddRequest, pb::AuthRoleAddResponse>()),
     ("/v3/auth/role/get", "/etcdserverpb.Auth/RoleGet", codec::<pb::AuthRoleGetRequest, pb::AuthRoleGetResponse>()),
     ("/v3/auth/role/list", "/etcdserverpb.Auth/RoleList", codec::<pb::AuthRoleListRequest, pb::AuthRoleListResponse>()),
-    ("/v3/auth/role/delete", "/etcdserverpb.Auth/RoleDelete", codec::<pb::AuthRoleDeleteRequest, pb::AuthRoleDeleteResponse>()),
-    ("/v3/auth/role/grant", "/etcdserverpb.Auth/RoleGrantPermission", codec::<pb::AuthRoleGrantPermissionRequest, pb::AuthRoleGrantPermissionResponse>()),
-    ("/v3/auth/role/revoke", "/etcdserverpb.Auth/RoleRevokePermission", codec::<pb::AuthRoleRevokePermissionRequest, pb::AuthRoleRevokePermissionResponse>()),
+    (
+        "/v3/auth/role/delete",
+        "/etcdserverpb.Auth/RoleDelete",
+        codec::<pb::AuthRoleDeleteRequest, pb::AuthRoleDeleteResponse>(),
+    ),
+    (
+        "/v3/auth/role/grant",
+        "/etcdserverpb.Auth/RoleGrantPermission",
+        codec::<pb::AuthRoleGrantPermissionRequest, pb::AuthRoleGrantPermissionResponse>(),
+    ),
+    (
+        "/v3/auth/role/revoke",
+        "/etcdserverpb.Auth/RoleRevokePermission",
+        codec::<pb::AuthRoleRevokePermissionRequest, pb::AuthRoleRevokePermissionResponse>(),
+    ),
     ("/v3/lock/lock", "/v3lockpb.Lock/Lock", codec::<lock::LockRequest, lock::LockResponse>()),
     ("/v3/lock/unlock", "/v3lockpb.Lock/Unlock", codec::<lock::UnlockRequest, lock::UnlockResponse>()),
-    ("/v3/election/campaign", "/v3electionpb.Election/Campaign", codec::<election::CampaignRequest, election::CampaignResponse>()),
-    ("/v3/election/proclaim", "/v3electionpb.Election/Proclaim", codec::<election::ProclaimRequest, election::ProclaimResponse>()),
-    ("/v3/election/leader", "/v3electionpb.Election/Leader", codec::<election::LeaderRequest, election::LeaderResponse>()),
-    ("/v3/election/observe", "/v3electionpb.Election/Observe", codec::<election::LeaderRequest, election::LeaderResponse>()),
-    ("/v3/election/resign", "/v3electionpb.Election/Resign", codec::<election::ResignRequest, election::ResignResponse>()),
+    (
+        "/v3/election/campaign",
+        "/v3electionpb.Election/Campaign",
+        codec::<election::CampaignRequest, election::CampaignResponse>(),
+    ),
+    (
+        "/v3/election/proclaim",
+        "/v3electionpb.Election/Proclaim",
+        codec::<election::ProclaimRequest, election::ProclaimResponse>(),
+    ),
+    (
+        "/v3/election/leader",
+        "/v3electionpb.Election/Leader",
+        codec::<election::LeaderRequest, election::LeaderResponse>(),
+    ),
+    (
+        "/v3/election/observe",
+        "/v3electionpb.Election/Observe",
+        codec::<election::LeaderRequest, election::LeaderResponse>(),
+    ),
+    (
+        "/v3/election/resign",
+        "/v3electionpb.Election/Resign",
+        codec::<election::ResignRequest, election::ResignResponse>(),
+    ),
 ];
 
 /// Whether the HTTP side hands this path to the gateway: etcd mounts it on
@@ -158,7 +222,8 @@ pub async fn serve(front: Arc<Front>, req: http::Request<Incoming>) -> http::Res
     let headers = response.headers_mut();
     headers.insert("access-control-allow-methods", http::HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
     headers.insert("access-control-allow-origin", http::HeaderValue::from_static("*"));
-    headers.insert("access-control-allow-headers", http::HeaderValue::from_static("accept, content-type, authorization"));
+    headers
+        .insert("access-control-allow-headers", http::HeaderValue::from_static("accept, content-type, authorization"));
     response
 }
 
@@ -216,9 +281,18 @@ async fn answer(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respon
                 Err(status) => error_response(&status),
             }
         }
-        Kind::Unary(method) => unary(UnaryCall { calls, method, leader_path: None }, body, json, &front, (metadata, common_name)).await,
+        Kind::Unary(method) => {
+            unary(UnaryCall { calls, method, leader_path: None }, body, json, &front, (metadata, common_name)).await
+        }
         Kind::LeaderUnary(method) => {
-            unary(UnaryCall { calls, method, leader_path: Some(grpc_path) }, body, json, &front, (metadata, common_name)).await
+            unary(
+                UnaryCall { calls, method, leader_path: Some(grpc_path) },
+                body,
+                json,
+                &front,
+                (metadata, common_name),
+            )
+            .await
         }
         Kind::Recipe(recipe) => unary(RecipeCall { calls, recipe }, body, json, &front, (metadata, common_name)).await,
     }
@@ -236,7 +310,11 @@ async fn unary<S: UnaryService<Bytes, Response = Bytes>>(
         Ok(r) => r,
         Err(status) => return error_response(&status),
     };
-    match service.call(with_metadata(request, metadata, common_name)).await.and_then(|response| (json.response)(response.get_ref())) {
+    match service
+        .call(with_metadata(request, metadata, common_name))
+        .await
+        .and_then(|response| (json.response)(response.get_ref()))
+    {
         Ok(body) => grpc_answered(respond(http::StatusCode::OK, Some("application/json"), body)),
         Err(status) => error_response(&status),
     }
@@ -343,7 +421,10 @@ impl JsonRequests {
 /// A streaming answer, as grpc-gateway's ForwardResponseStream writes it.
 /// The HTTP status waits for the first response: an error that comes first
 /// is the status too.
-async fn stream_response(mut responses: ResponseStream, encode: fn(&[u8]) -> Result<Vec<u8>, Status>) -> http::Response<Body> {
+async fn stream_response(
+    mut responses: ResponseStream,
+    encode: fn(&[u8]) -> Result<Vec<u8>, Status>,
+) -> http::Response<Body> {
     let first = responses.next().await;
     let status = match &first {
         Some(Err(s)) => http_status(s.code()),
@@ -464,7 +545,8 @@ fn request_from_json<T: Message + Default + DeserializeOwned>(json: &[u8]) -> Re
             "json: cannot unmarshal {what} into Go value of type map[string]json.RawMessage"
         )));
     }
-    let mut value: serde_json::Value = serde_json::from_slice(json).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| Status::invalid_argument(e.to_string()))?;
     drop_nulls(&mut value);
     let message: T = serde_json::from_value(value).map_err(|e| Status::invalid_argument(e.to_string()))?;
     Ok(message.encode_to_vec().into())
@@ -496,7 +578,11 @@ fn response_to_json<T: Message + Default + Serialize>(pb: &[u8]) -> Result<Vec<u
 struct GoEscapes;
 
 impl serde_json::ser::Formatter for GoEscapes {
-    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, fragment: &str) -> std::io::Result<()> {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             let escape = match c {
@@ -809,12 +895,22 @@ mod tests {
 
     #[test]
     fn json_is_jsonpbs() {
-        let put = pb::PutRequest { key: Bytes::from_static(b"foo"), value: Bytes::from_static(b"bar"), lease: 7, ..Default::default() };
-        let decoded = request_from_json::<pb::PutRequest>(br#" {"key":"Zm9v","value":"YmFy","lease":"7","nope":1}"#).unwrap();
+        let put = pb::PutRequest {
+            key: Bytes::from_static(b"foo"),
+            value: Bytes::from_static(b"bar"),
+            lease: 7,
+            ..Default::default()
+        };
+        let decoded =
+            request_from_json::<pb::PutRequest>(br#" {"key":"Zm9v","value":"YmFy","lease":"7","nope":1}"#).unwrap();
         assert_eq!(pb::PutRequest::decode(decoded).unwrap(), put);
         let response = pb::RangeResponse {
             header: Some(pb::ResponseHeader { cluster_id: u64::MAX, member_id: 1, revision: 5, raft_term: 2 }),
-            kvs: vec![crate::pb::mvccpb::KeyValue { key: Bytes::from_static(b"<&>"), version: 1, ..Default::default() }],
+            kvs: vec![crate::pb::mvccpb::KeyValue {
+                key: Bytes::from_static(b"<&>"),
+                version: 1,
+                ..Default::default()
+            }],
             count: 1,
             more: false,
         };
@@ -823,11 +919,15 @@ mod tests {
             String::from_utf8(json).unwrap(),
             r#"{"header":{"cluster_id":"18446744073709551615","member_id":"1","revision":"5","raft_term":"2"},"kvs":[{"key":"PCY+","version":"1"}],"count":"1"}"#
         );
-        let nulls = request_from_json::<pb::TxnRequest>(br#"{"compare":null,"success":[{"request_put":{"key":"Zm9v","value":null}}]}"#);
+        let nulls = request_from_json::<pb::TxnRequest>(
+            br#"{"compare":null,"success":[{"request_put":{"key":"Zm9v","value":null}}]}"#,
+        );
         let put = pb::PutRequest { key: Bytes::from_static(b"foo"), ..Default::default() };
         let success = vec![pb::RequestOp { request: Some(pb::request_op::Request::RequestPut(put)) }];
         assert_eq!(pb::TxnRequest::decode(nulls.unwrap()).unwrap(), pb::TxnRequest { success, ..Default::default() });
-        assert!(matches!(request_from_json::<pb::PutRequest>(b"5"), Err(s) if s.message() == "json: cannot unmarshal number into Go value of type map[string]json.RawMessage"));
+        assert!(
+            matches!(request_from_json::<pb::PutRequest>(b"5"), Err(s) if s.message() == "json: cannot unmarshal number into Go value of type map[string]json.RawMessage")
+        );
     }
 
     #[test]

@@ -151,7 +151,14 @@ fn request_timeout(engine: &Engine) -> Duration {
 
 /// etcd's health read: one key, keys only, over the whole key space.
 async fn read(calls: &Calls, serializable: bool) -> Result<(), String> {
-    let request = RangeRequest { key: Bytes::from_static(b"\0"), range_end: Bytes::from_static(b"\0"), limit: 1, keys_only: true, serializable, ..Default::default() };
+    let request = RangeRequest {
+        key: Bytes::from_static(b"\0"),
+        range_end: Bytes::from_static(b"\0"),
+        limit: 1,
+        keys_only: true,
+        serializable,
+        ..Default::default()
+    };
     // The engine times a read out itself, in etcd's words ("request timed
     // out"); this bound is only in case it never answers.
     let bound = request_timeout(&calls.engine) + Duration::from_secs(2);
@@ -182,7 +189,9 @@ fn has_leader(engine: &Engine) -> bool {
 async fn health(calls: &Calls, query: &Query) -> http::Response<Body> {
     let reason = health_reason(calls, query).await;
     match reason {
-        None => respond(http::StatusCode::OK, "text/plain; charset=utf-8", r#"{"health":"true","reason":""}"#.to_owned()),
+        None => {
+            respond(http::StatusCode::OK, "text/plain; charset=utf-8", r#"{"health":"true","reason":""}"#.to_owned())
+        }
         Some(reason) => http_error(
             http::StatusCode::SERVICE_UNAVAILABLE,
             &format!(r#"{{"health":"false","reason":"{}"}}"#, json_escape(&reason)),

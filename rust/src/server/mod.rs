@@ -53,9 +53,9 @@ pub use transport::{PeerDialTls, PeerTransport, TransportConfig};
 use crate::auth::Caller;
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;
+use crate::metrics::grpc::{Handled, MethodCounters};
 use calls::Calls;
 use codec::{CountedCodec, RawCodec};
-use crate::metrics::grpc::{Handled, MethodCounters};
 use status::status_of;
 use streams::ResponseStream;
 
@@ -193,8 +193,7 @@ impl Drop for ClientServer {
 
 /// What answers every request of a listener: the client port's `route`, or
 /// the peer port's (`transport`).
-pub(crate) type Router =
-    Arc<dyn Fn(http::Request<Incoming>) -> BoxFuture<'static, http::Response<Body>> + Send + Sync>;
+pub(crate) type Router = Arc<dyn Fn(http::Request<Incoming>) -> BoxFuture<'static, http::Response<Body>> + Send + Sync>;
 
 /// Accepts connections until `stopping`, each served by `router` over
 /// HTTP/1.1 or h2 (behind TLS when `tls` is given).
@@ -234,7 +233,12 @@ pub(crate) async fn accept_loop(
                     // level); the client sees why.
                     let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                     if let Ok(Ok(stream)) = handshake.await {
-                        let cn = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| tls::common_name(c));
+                        let cn = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| tls::common_name(c));
                         serve_connection(stream, router, &http, stopping, cn).await;
                     }
                 }
@@ -271,10 +275,8 @@ async fn serve_connection<S>(
 }
 
 async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> http::Response<Body> {
-    let is_grpc = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let is_grpc =
+        req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if is_grpc {
         grpc(&front, req).await
     } else if front.grpc_gateway && gateway::serves(req.uri().path()) {
@@ -304,53 +306,53 @@ const METHODS: [(&str, Kind); 47] = {
     use recipes::Recipe as R;
     use Kind::{KeepAlive, LeaderUnary, Observe, Recipe, Snapshot, Unary, Watch};
     [
-    ("/etcdserverpb.KV/Range", Unary(Method::KvRange)),
-    ("/etcdserverpb.KV/Put", Unary(Method::KvPut)),
-    ("/etcdserverpb.KV/DeleteRange", Unary(Method::KvDeleteRange)),
-    ("/etcdserverpb.KV/Txn", Unary(Method::KvTxn)),
-    ("/etcdserverpb.KV/Compact", Unary(Method::KvCompact)),
-    ("/etcdserverpb.Watch/Watch", Watch),
-    ("/etcdserverpb.Lease/LeaseGrant", Unary(Method::LeaseGrant)),
-    ("/etcdserverpb.Lease/LeaseRevoke", Unary(Method::LeaseRevoke)),
-    ("/etcdserverpb.Lease/LeaseKeepAlive", KeepAlive),
-    ("/etcdserverpb.Lease/LeaseTimeToLive", LeaderUnary(Method::LeaseTimeToLive)),
-    ("/etcdserverpb.Lease/LeaseLeases", Unary(Method::LeaseLeases)),
-    ("/etcdserverpb.Cluster/MemberAdd", Unary(Method::ClusterMemberAdd)),
-    ("/etcdserverpb.Cluster/MemberRemove", Unary(Method::ClusterMemberRemove)),
-    ("/etcdserverpb.Cluster/MemberUpdate", Unary(Method::ClusterMemberUpdate)),
-    ("/etcdserverpb.Cluster/MemberList", Unary(Method::ClusterMemberList)),
-    ("/etcdserverpb.Cluster/MemberPromote", LeaderUnary(Method::ClusterMemberPromote)),
-    ("/etcdserverpb.Maintenance/Alarm", Unary(Method::MaintenanceAlarm)),
-    ("/etcdserverpb.Maintenance/Status", Unary(Method::MaintenanceStatus)),
-    ("/etcdserverpb.Maintenance/Defragment", Unary(Method::MaintenanceDefragment)),
-    ("/etcdserverpb.Maintenance/Hash", Unary(Method::MaintenanceHash)),
-    ("/etcdserverpb.Maintenance/HashKV", Unary(Method::MaintenanceHashKv)),
-    ("/etcdserverpb.Maintenance/Snapshot", Snapshot),
-    ("/etcdserverpb.Maintenance/MoveLeader", Unary(Method::MaintenanceMoveLeader)),
-    ("/etcdserverpb.Auth/Authenticate", Unary(Method::AuthAuthenticate)),
-    ("/etcdserverpb.Auth/AuthEnable", Unary(Method::AuthEnable)),
-    ("/etcdserverpb.Auth/AuthDisable", Unary(Method::AuthDisable)),
-    ("/etcdserverpb.Auth/AuthStatus", Unary(Method::AuthStatus)),
-    ("/etcdserverpb.Auth/UserAdd", Unary(Method::AuthUserAdd)),
-    ("/etcdserverpb.Auth/UserGet", Unary(Method::AuthUserGet)),
-    ("/etcdserverpb.Auth/UserList", Unary(Method::AuthUserList)),
-    ("/etcdserverpb.Auth/UserDelete", Unary(Method::AuthUserDelete)),
-    ("/etcdserverpb.Auth/UserChangePassword", Unary(Method::AuthUserChangePassword)),
-    ("/etcdserverpb.Auth/UserGrantRole", Unary(Method::AuthUserGrantRole)),
-    ("/etcdserverpb.Auth/UserRevokeRole", Unary(Method::AuthUserRevokeRole)),
-    ("/etcdserverpb.Auth/RoleAdd", Unary(Method::AuthRoleAdd)),
-    ("/etcdserverpb.Auth/RoleGet", Unary(Method::AuthRoleGet)),
-    ("/etcdserverpb.Auth/RoleList", Unary(Method::AuthRoleList)),
-    ("/etcdserverpb.Auth/RoleDelete", Unary(Method::AuthRoleDelete)),
-    ("/etcdserverpb.Auth/RoleGrantPermission", Unary(Method::AuthRoleGrantPermission)),
-    ("/etcdserverpb.Auth/RoleRevokePermission", Unary(Method::AuthRoleRevokePermission)),
-    ("/v3lockpb.Lock/Lock", Recipe(R::Lock)),
-    ("/v3lockpb.Lock/Unlock", Recipe(R::Unlock)),
-    ("/v3electionpb.Election/Campaign", Recipe(R::Campaign)),
-    ("/v3electionpb.Election/Proclaim", Recipe(R::Proclaim)),
-    ("/v3electionpb.Election/Leader", Recipe(R::Leader)),
-    ("/v3electionpb.Election/Observe", Observe),
-    ("/v3electionpb.Election/Resign", Recipe(R::Resign)),
+        ("/etcdserverpb.KV/Range", Unary(Method::KvRange)),
+        ("/etcdserverpb.KV/Put", Unary(Method::KvPut)),
+        ("/etcdserverpb.KV/DeleteRange", Unary(Method::KvDeleteRange)),
+        ("/etcdserverpb.KV/Txn", Unary(Method::KvTxn)),
+        ("/etcdserverpb.KV/Compact", Unary(Method::KvCompact)),
+        ("/etcdserverpb.Watch/Watch", Watch),
+        ("/etcdserverpb.Lease/LeaseGrant", Unary(Method::LeaseGrant)),
+        ("/etcdserverpb.Lease/LeaseRevoke", Unary(Method::LeaseRevoke)),
+        ("/etcdserverpb.Lease/LeaseKeepAlive", KeepAlive),
+        ("/etcdserverpb.Lease/LeaseTimeToLive", LeaderUnary(Method::LeaseTimeToLive)),
+        ("/etcdserverpb.Lease/LeaseLeases", Unary(Method::LeaseLeases)),
+        ("/etcdserverpb.Cluster/MemberAdd", Unary(Method::ClusterMemberAdd)),
+        ("/etcdserverpb.Cluster/MemberRemove", Unary(Method::ClusterMemberRemove)),
+        ("/etcdserverpb.Cluster/MemberUpdate", Unary(Method::ClusterMemberUpdate)),
+        ("/etcdserverpb.Cluster/MemberList", Unary(Method::ClusterMemberList)),
+        ("/etcdserverpb.Cluster/MemberPromote", LeaderUnary(Method::ClusterMemberPromote)),
+        ("/etcdserverpb.Maintenance/Alarm", Unary(Method::MaintenanceAlarm)),
+        ("/etcdserverpb.Maintenance/Status", Unary(Method::MaintenanceStatus)),
+        ("/etcdserverpb.Maintenance/Defragment", Unary(Method::MaintenanceDefragment)),
+        ("/etcdserverpb.Maintenance/Hash", Unary(Method::MaintenanceHash)),
+        ("/etcdserverpb.Maintenance/HashKV", Unary(Method::MaintenanceHashKv)),
+        ("/etcdserverpb.Maintenance/Snapshot", Snapshot),
+        ("/etcdserverpb.Maintenance/MoveLeader", Unary(Method::MaintenanceMoveLeader)),
+        ("/etcdserverpb.Auth/Authenticate", Unary(Method::AuthAuthenticate)),
+        ("/etcdserverpb.Auth/AuthEnable", Unary(Method::AuthEnable)),
+        ("/etcdserverpb.Auth/AuthDisable", Unary(Method::AuthDisable)),
+        ("/etcdserverpb.Auth/AuthStatus", Unary(Method::AuthStatus)),
+        ("/etcdserverpb.Auth/UserAdd", Unary(Method::AuthUserAdd)),
+        ("/etcdserverpb.Auth/UserGet", Unary(Method::AuthUserGet)),
+        ("/etcdserverpb.Auth/UserList", Unary(Method::AuthUserList)),
+        ("/etcdserverpb.Auth/UserDelete", Unary(Method::AuthUserDelete)),
+        ("/etcdserverpb.Auth/UserChangePassword", Unary(Method::AuthUserChangePassword)),
+        ("/etcdserverpb.Auth/UserGrantRole", Unary(Method::AuthUserGrantRole)),
+        ("/etcdserverpb.Auth/UserRevokeRole", Unary(Method::AuthUserRevokeRole)),
+        ("/etcdserverpb.Auth/RoleAdd", Unary(Method::AuthRoleAdd)),
+        ("/etcdserverpb.Auth/RoleGet", Unary(Method::AuthRoleGet)),
+        ("/etcdserverpb.Auth/RoleList", Unary(Method::AuthRoleList)),
+        ("/etcdserverpb.Auth/RoleDelete", Unary(Method::AuthRoleDelete)),
+        ("/etcdserverpb.Auth/RoleGrantPermission", Unary(Method::AuthRoleGrantPermission)),
+        ("/etcdserverpb.Auth/RoleRevokePermission", Unary(Method::AuthRoleRevokePermission)),
+        ("/v3lockpb.Lock/Lock", Recipe(R::Lock)),
+        ("/v3lockpb.Lock/Unlock", Recipe(R::Unlock)),
+        ("/v3electionpb.Election/Campaign", Recipe(R::Campaign)),
+        ("/v3electionpb.Election/Proclaim", Recipe(R::Proclaim)),
+        ("/v3electionpb.Election/Leader", Recipe(R::Leader)),
+        ("/v3electionpb.Election/Observe", Observe),
+        ("/v3electionpb.Election/Resign", Recipe(R::Resign)),
     ]
 };
 
@@ -408,7 +410,9 @@ async fn grpc(front: &Arc<Front>, req: http::Request<Incoming>) -> http::Respons
         Kind::Unary(method) => grpc.unary(UnaryCall { calls, method, leader_path: None }, req).await,
         Kind::LeaderUnary(method) => grpc.unary(UnaryCall { calls, method, leader_path: Some(path) }, req).await,
         Kind::Watch => grpc.streaming(StreamCall { calls, open: streams::watch, counters, started }, req).await,
-        Kind::KeepAlive => grpc.streaming(StreamCall { calls, open: streams::keep_alive, counters, started }, req).await,
+        Kind::KeepAlive => {
+            grpc.streaming(StreamCall { calls, open: streams::keep_alive, counters, started }, req).await
+        }
         Kind::Snapshot => grpc.server_streaming(SnapshotCall { calls, observe: false, counters, started }, req).await,
         Kind::Observe => grpc.server_streaming(SnapshotCall { calls, observe: true, counters, started }, req).await,
         Kind::Recipe(recipe) => grpc.unary(RecipeCall { calls, recipe }, req).await,
@@ -508,8 +512,11 @@ impl ServerStreamingService<Bytes> for SnapshotCall {
         Box::pin(async move {
             let caller = caller_of(&request);
             let request = request.into_inner();
-            let stream =
-                if observe { recipes::observe(&calls, request, caller) } else { streams::snapshot(&calls, request, caller).await };
+            let stream = if observe {
+                recipes::observe(&calls, request, caller)
+            } else {
+                streams::snapshot(&calls, request, caller).await
+            };
             stream.map(|s| -> ResponseStream { Box::pin(Handled::new(s, counters, started)) }).map(tonic::Response::new)
         })
     }
@@ -551,7 +558,10 @@ mod tests {
     #[test]
     fn unknown_methods_are_named_as_grpc_go_names_them() {
         assert_eq!(unimplemented("/etcdserverpb.KV/Nope").message(), "unknown method Nope for service etcdserverpb.KV");
-        assert_eq!(unimplemented("/etcdserverpb.Auth/Nope").message(), "unknown method Nope for service etcdserverpb.Auth");
+        assert_eq!(
+            unimplemented("/etcdserverpb.Auth/Nope").message(),
+            "unknown method Nope for service etcdserverpb.Auth"
+        );
         assert_eq!(unimplemented("/no.Such/Thing").message(), "unknown service no.Such");
         // A prefix of a served service is another service.
         assert_eq!(unimplemented("/etcdserverpb.K/Put").message(), "unknown service etcdserverpb.K");

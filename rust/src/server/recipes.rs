@@ -95,7 +95,11 @@ impl Store {
     /// with code Unknown (clientv3 turns the status into a plain error,
     /// which grpc-go sends as Unknown).
     async fn call<Q: Message, A: Message + Default>(&self, method: Method, request: &Q) -> Result<A, Status> {
-        let answer = self.0.call_as(method, request.encode_to_vec().into(), &self.1).await.map_err(|e| Status::unknown(e.to_string()))?;
+        let answer = self
+            .0
+            .call_as(method, request.encode_to_vec().into(), &self.1)
+            .await
+            .map_err(|e| Status::unknown(e.to_string()))?;
         A::decode(&answer[..]).map_err(|e| Status::internal(format!("etcdserver: undecodable answer: {e}")))
     }
 
@@ -303,7 +307,8 @@ async fn campaign(store: &Store, req: CampaignRequest) -> Result<CampaignRespons
             failure: vec![get(&key)],
         })
         .await?;
-    let mut leader = LeaderKey { name: req.name, key: key.clone(), rev: txn.header.as_ref().map_or(0, |h| h.revision), lease };
+    let mut leader =
+        LeaderKey { name: req.name, key: key.clone(), rev: txn.header.as_ref().map_or(0, |h| h.revision), lease };
     if !txn.succeeded {
         if let Some(kv) = range_of(&txn, 0).and_then(|r| r.kvs.first()) {
             leader.rev = kv.create_revision;

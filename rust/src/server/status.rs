@@ -58,7 +58,9 @@ pub fn code_of(e: &EtcdError) -> Code {
         | E::TimeoutDueToLeaderFail
         | E::TimeoutWaitAppliedIndex => Code::Unavailable,
         // Neither is in etcd's gRPC error map: grpc-go sends them as Unknown.
-        E::NotEnoughStartedMembers | E::LeaderTransferTimeout | E::NoPasswordUser | E::AuthUnconverted(_) => Code::Unknown,
+        E::NotEnoughStartedMembers | E::LeaderTransferTimeout | E::NoPasswordUser | E::AuthUnconverted(_) => {
+            Code::Unknown
+        }
         // A request whose bytes do not decode: grpc-go refuses it with
         // Internal before etcd sees it, with the same words.
         E::BadRequest(_) | E::Internal(_) => Code::Internal,

@@ -146,7 +146,8 @@ pub fn keep_alive(calls: &Arc<Calls>, requests: RequestStream, caller: Caller) -
 pub async fn snapshot(calls: &Arc<Calls>, request: Bytes, caller: Caller) -> Result<ResponseStream, Status> {
     let path = calls.call_as(Method::MaintenanceSnapshot, request, &caller).await.map_err(|e| status_of(&e))?;
     let copy = SnapshotCopy { path: PathBuf::from(String::from_utf8_lossy(&path).into_owned()) };
-    let file = std::fs::File::open(&copy.path).map_err(|e| Status::internal(format!("etcdserver: opening the snapshot copy: {e}")))?;
+    let file = std::fs::File::open(&copy.path)
+        .map_err(|e| Status::internal(format!("etcdserver: opening the snapshot copy: {e}")))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Status>>(4);
     // File reads block: a thread of tokio's blocking pool reads ahead of the
@@ -162,18 +163,24 @@ pub async fn snapshot(calls: &Arc<Calls>, request: Bytes, caller: Caller) -> Res
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(Status::internal(format!("etcdserver: reading the snapshot copy: {e}"))));
+                    let _ =
+                        tx.blocking_send(Err(Status::internal(format!("etcdserver: reading the snapshot copy: {e}"))));
                     return;
                 }
             };
             sent += n as u64;
             digest.update(&buf[..n]);
-            let blob = SnapshotResponse { header: None, remaining_bytes: total - sent, blob: Bytes::copy_from_slice(&buf[..n]) };
+            let blob = SnapshotResponse {
+                header: None,
+                remaining_bytes: total - sent,
+                blob: Bytes::copy_from_slice(&buf[..n]),
+            };
             if tx.blocking_send(Ok(blob.encode_to_vec().into())).is_err() {
                 return; // the client went away
             }
         }
-        let last = SnapshotResponse { header: None, remaining_bytes: 0, blob: Bytes::copy_from_slice(&digest.finalize()) };
+        let last =
+            SnapshotResponse { header: None, remaining_bytes: 0, blob: Bytes::copy_from_slice(&digest.finalize()) };
         let _ = tx.blocking_send(Ok(last.encode_to_vec().into()));
     });
     Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))

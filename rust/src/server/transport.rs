@@ -170,10 +170,7 @@ async fn route(calls: Arc<Calls>, cluster_id: String, req: http::Request<Incomin
     let path = req.uri().path().to_owned();
     let required = path != MEMBERS;
     if theirs.as_deref() != Some(cluster_id.as_str()) && (required || theirs.is_some()) {
-        crate::log_warn!(
-            "request cluster ID mismatch (got {} want {cluster_id})",
-            theirs.as_deref().unwrap_or("none")
-        );
+        crate::log_warn!("request cluster ID mismatch (got {} want {cluster_id})", theirs.as_deref().unwrap_or("none"));
         return Status::failed_precondition("cluster ID mismatch").into_http();
     }
     let mut grpc = Grpc::new(RawCodec { max_receive: usize::MAX })
@@ -337,7 +334,9 @@ impl Sending {
         }
         if sender.down.load(Ordering::Acquire) || sender.queue.try_send(Bytes::from(batch.bytes)).is_err() {
             // A leader's batches carry its heartbeats: etcd's heartbeat send failures.
-            if engine.shared().raft.leader.load(Ordering::Acquire) == engine.identity().member_id { crate::metrics::HEARTBEAT_SEND_FAILURES.inc(); }
+            if engine.shared().raft.leader.load(Ordering::Acquire) == engine.identity().member_id {
+                crate::metrics::HEARTBEAT_SEND_FAILURES.inc();
+            }
             engine.report_unreachable(to);
         }
     }

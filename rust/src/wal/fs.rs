@@ -89,12 +89,7 @@ impl WalFs for OsFs {
         Ok(names)
     }
     fn create_file(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
         Ok(Box::new(OsFile(f)))
     }
     fn open_file(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
@@ -219,10 +214,7 @@ struct MemFile {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("memfs: {} does not exist", path.display()),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("memfs: {} does not exist", path.display()))
 }
 
 impl MemFs {
@@ -240,11 +232,7 @@ impl MemFs {
             let mut ino = inode.lock();
             let MemInode { data, synced } = &mut *ino;
             let appended_only = data.len() >= synced.len() && data[..synced.len()] == synced[..];
-            let unsynced = if appended_only {
-                data.len() - synced.len()
-            } else {
-                0
-            };
+            let unsynced = if appended_only { data.len() - synced.len() } else { 0 };
             if unsynced == 0 && !appended_only {
                 // A truncate (or overwrite) that was never synced.
                 match tail(path, 0) {
@@ -318,11 +306,7 @@ impl MemFs {
         let st = self.state.lock();
         let copy = MemState {
             dirs: st.dirs.clone(),
-            files: st
-                .files
-                .iter()
-                .map(|(p, inode)| (p.clone(), Arc::new(Mutex::new(inode.lock().clone()))))
-                .collect(),
+            files: st.files.iter().map(|(p, inode)| (p.clone(), Arc::new(Mutex::new(inode.lock().clone())))).collect(),
             ..MemState::default()
         };
         drop(st);
@@ -356,20 +340,13 @@ impl MemFs {
 
     /// Current contents of a file (what a reader sees now).
     pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
-        self.state
-            .lock()
-            .files
-            .get(path)
-            .map(|i| i.lock().data.clone())
+        self.state.lock().files.get(path).map(|i| i.lock().data.clone())
     }
 
     /// Replaces a file's contents, as synced (for corruption tests).
     pub fn write_synced(&self, path: &Path, data: Vec<u8>) {
         let st = self.state.lock();
-        let inode = st
-            .files
-            .get(path)
-            .expect("memfs: write_synced on a missing file");
+        let inode = st.files.get(path).expect("memfs: write_synced on a missing file");
         let mut ino = inode.lock();
         ino.synced.clone_from(&data);
         ino.data = data;
@@ -412,8 +389,7 @@ impl MemFs {
     }
 
     fn parent_exists(st: &MemState, path: &Path) -> bool {
-        path.parent()
-            .is_none_or(|p| p.as_os_str().is_empty() || st.dirs.contains(p))
+        path.parent().is_none_or(|p| p.as_os_str().is_empty() || st.dirs.contains(p))
     }
 }
 
@@ -461,21 +437,13 @@ impl WalFs for MemFs {
         let inode = Arc::new(Mutex::new(MemInode::default()));
         st.files.insert(path.to_path_buf(), inode.clone());
         st.ops.push(FsOp::CreateFile(path.to_path_buf()));
-        Ok(Box::new(MemFile {
-            path: path.to_path_buf(),
-            inode,
-            fs: self.clone(),
-        }))
+        Ok(Box::new(MemFile { path: path.to_path_buf(), inode, fs: self.clone() }))
     }
 
     fn open_file(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
         let st = self.state.lock();
         let inode = st.files.get(path).ok_or_else(|| not_found(path))?.clone();
-        Ok(Box::new(MemFile {
-            path: path.to_path_buf(),
-            inode,
-            fs: self.clone(),
-        }))
+        Ok(Box::new(MemFile { path: path.to_path_buf(), inode, fs: self.clone() }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -485,46 +453,23 @@ impl WalFs for MemFs {
             st.files.insert(to.to_path_buf(), inode);
         } else if st.dirs.contains(from) {
             // rename(2) replaces an empty directory and refuses a full one.
-            if st
-                .files
-                .keys()
-                .chain(st.dirs.iter())
-                .any(|p| p.parent() == Some(to))
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::DirectoryNotEmpty,
-                    "memfs: target directory not empty",
-                ));
+            if st.files.keys().chain(st.dirs.iter()).any(|p| p.parent() == Some(to)) {
+                return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, "memfs: target directory not empty"));
             }
-            let moved_dirs: Vec<PathBuf> = st
-                .dirs
-                .iter()
-                .filter(|d| d.starts_with(from))
-                .cloned()
-                .collect();
+            let moved_dirs: Vec<PathBuf> = st.dirs.iter().filter(|d| d.starts_with(from)).cloned().collect();
             for d in moved_dirs {
                 st.dirs.remove(&d);
-                st.dirs
-                    .insert(to.join(d.strip_prefix(from).expect("prefix checked")));
+                st.dirs.insert(to.join(d.strip_prefix(from).expect("prefix checked")));
             }
-            let moved_files: Vec<PathBuf> = st
-                .files
-                .keys()
-                .filter(|f| f.starts_with(from))
-                .cloned()
-                .collect();
+            let moved_files: Vec<PathBuf> = st.files.keys().filter(|f| f.starts_with(from)).cloned().collect();
             for f in moved_files {
                 let inode = st.files.remove(&f).expect("key listed above");
-                st.files.insert(
-                    to.join(f.strip_prefix(from).expect("prefix checked")),
-                    inode,
-                );
+                st.files.insert(to.join(f.strip_prefix(from).expect("prefix checked")), inode);
             }
         } else {
             return Err(not_found(from));
         }
-        st.ops
-            .push(FsOp::Rename(from.to_path_buf(), to.to_path_buf()));
+        st.ops.push(FsOp::Rename(from.to_path_buf(), to.to_path_buf()));
         Ok(())
     }
 
@@ -563,8 +508,7 @@ impl SegmentFile for MemFile {
         self.fs.tick();
         let len = usize::try_from(len).map_err(|_| io::Error::other("memfs: length too large"))?;
         self.inode.lock().data.resize(len, 0);
-        self.fs
-            .record(FsOp::Truncate(self.path.clone(), len as u64));
+        self.fs.record(FsOp::Truncate(self.path.clone(), len as u64));
         Ok(())
     }
     fn sync(&mut self) -> io::Result<()> {

@@ -140,9 +140,7 @@ pub struct WalOptions {
 impl Default for WalOptions {
     fn default() -> Self {
         // etcd's SegmentSizeBytes.
-        WalOptions {
-            segment_bytes: 64 * 1024 * 1024,
-        }
+        WalOptions { segment_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -151,22 +149,14 @@ impl Default for WalOptions {
 pub enum WalError {
     /// A filesystem call failed.
     #[error("wal: {op} {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        source: io::Error,
-    },
+    Io { path: PathBuf, op: &'static str, source: io::Error },
     /// Synced data does not decode: a bad record with valid ones after it,
     /// or a bad record in a segment that is not the newest.
     #[error(
         "wal: corrupt record in {} at offset {offset}: {reason}; the member cannot start (restore this member from a peer or a snapshot)",
         path.display()
     )]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, offset: u64, reason: String },
     /// `create` on a directory that already holds segments.
     #[error("wal: {} already holds a write-ahead log", dir.display())]
     AlreadyExists { dir: PathBuf },
@@ -178,11 +168,7 @@ pub enum WalError {
         "wal: segment with sequence number {expected_seq:016x} is missing from {} (next present is {}); the member cannot start (restore this member from a peer or a snapshot)",
         dir.display(), found.display()
     )]
-    MissingSegment {
-        dir: PathBuf,
-        expected_seq: u64,
-        found: PathBuf,
-    },
+    MissingSegment { dir: PathBuf, expected_seq: u64, found: PathBuf },
     /// A segment's Metadata record differs from the first segment's.
     #[error(
         "wal: {} carries different metadata from the older segments: segments of two logs are mixed; the member cannot start",
@@ -194,11 +180,7 @@ pub enum WalError {
         "wal: in {}, entries after the snapshot mark at index {snapshot_index} start at index {first_index}: the ones between were released or lost; the member cannot start (restore this member from a peer or a snapshot)",
         dir.display()
     )]
-    MissingEntries {
-        dir: PathBuf,
-        snapshot_index: u64,
-        first_index: u64,
-    },
+    MissingEntries { dir: PathBuf, snapshot_index: u64, first_index: u64 },
     /// An appended entry would leave a hole in the log.
     #[error("wal: cannot append entry {got}: the log ends at index {last}, so the next entry can be at most {}", last + 1)]
     OutOfOrder { last: u64, got: u64 },
@@ -304,18 +286,11 @@ fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
     if !hex16(seq) || !hex16(first) {
         return None;
     }
-    Some((
-        u64::from_str_radix(seq, 16).ok()?,
-        u64::from_str_radix(first, 16).ok()?,
-    ))
+    Some((u64::from_str_radix(seq, 16).ok()?, u64::from_str_radix(first, 16).ok()?))
 }
 
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> WalError + 'a {
-    move |source| WalError::Io {
-        path: path.to_path_buf(),
-        op,
-        source,
-    }
+    move |source| WalError::Io { path: path.to_path_buf(), op, source }
 }
 
 fn parent_of(dir: &Path) -> PathBuf {
@@ -355,39 +330,21 @@ fn encode_message(
     msg: &dyn Message,
 ) -> Result<(), WalError> {
     record::encode(buf, seq, offset, ty, |b| msg.write_to_vec(b))
-        .map_err(|e| WalError::Encode {
-            what,
-            reason: e.to_string(),
-        })?
+        .map_err(|e| WalError::Encode { what, reason: e.to_string() })?
         .map_err(|len| WalError::TooLarge { what, len })
 }
 
 /// The three records every segment starts with.
-fn segment_header(
-    seq: u64,
-    metadata: &[u8],
-    snap: &SnapshotMark,
-    hs: &HardState,
-) -> Result<Vec<u8>, WalError> {
+fn segment_header(seq: u64, metadata: &[u8], snap: &SnapshotMark, hs: &HardState) -> Result<Vec<u8>, WalError> {
     let mut buf = Vec::new();
     record::encode::<std::convert::Infallible>(&mut buf, seq, 0, RecordType::Metadata, |b| {
         b.extend_from_slice(metadata);
         Ok(())
     })
     .expect("infallible")
-    .map_err(|len| WalError::TooLarge {
-        what: "metadata",
-        len,
-    })?;
+    .map_err(|len| WalError::TooLarge { what: "metadata", len })?;
     let off = buf.len() as u64;
-    encode_message(
-        &mut buf,
-        seq,
-        off,
-        RecordType::SnapshotMark,
-        "snapshot mark",
-        &to_proto(snap),
-    )?;
+    encode_message(&mut buf, seq, off, RecordType::SnapshotMark, "snapshot mark", &to_proto(snap))?;
     let off = buf.len() as u64;
     encode_message(&mut buf, seq, off, RecordType::HardState, "hard state", hs)?;
     Ok(buf)
@@ -419,15 +376,8 @@ enum ApplyError {
 
 impl Replay {
     /// Applies one record of segment `seg`, in log order.
-    fn apply(
-        &mut self,
-        ty: RecordType,
-        payload: &[u8],
-        seg: &mut Segment,
-    ) -> Result<(), ApplyError> {
-        let bad = |what: &str, e: protobuf::ProtobufError| {
-            ApplyError::Corrupt(format!("{what} does not decode: {e}"))
-        };
+    fn apply(&mut self, ty: RecordType, payload: &[u8], seg: &mut Segment) -> Result<(), ApplyError> {
+        let bad = |what: &str, e: protobuf::ProtobufError| ApplyError::Corrupt(format!("{what} does not decode: {e}"));
         match ty {
             RecordType::Metadata => match &self.metadata {
                 None => self.metadata = Some(payload.to_vec()),
@@ -435,17 +385,11 @@ impl Replay {
                 Some(_) => return Err(ApplyError::MetadataMismatch),
             },
             RecordType::HardState => {
-                self.hard_state =
-                    HardState::parse_from_bytes(payload).map_err(|e| bad("hard state", e))?;
+                self.hard_state = HardState::parse_from_bytes(payload).map_err(|e| bad("hard state", e))?;
             }
             RecordType::SnapshotMark => {
-                let mut m = SnapshotMetadata::parse_from_bytes(payload)
-                    .map_err(|e| bad("snapshot mark", e))?;
-                self.snapshot = SnapshotMark {
-                    index: m.index,
-                    term: m.term,
-                    conf_state: m.take_conf_state(),
-                };
+                let mut m = SnapshotMetadata::parse_from_bytes(payload).map_err(|e| bad("snapshot mark", e))?;
+                self.snapshot = SnapshotMark { index: m.index, term: m.term, conf_state: m.take_conf_state() };
             }
             RecordType::Entry => {
                 let e = Entry::parse_from_bytes(payload).map_err(|e| bad("entry", e))?;
@@ -480,18 +424,12 @@ impl Wal {
 
     /// [`exists`](Self::exists) through a given filesystem.
     pub fn exists_with(fs: &dyn WalFs, dir: &Path) -> bool {
-        fs.list_dir(dir)
-            .is_ok_and(|names| names.iter().any(|n| parse_segment_name(n).is_some()))
+        fs.list_dir(dir).is_ok_and(|names| names.iter().any(|n| parse_segment_name(n).is_some()))
     }
 
     /// Creates a new log in `dir` (which must not hold one), durably: when
     /// this returns, `open` finds the metadata, `conf_state` and an empty log.
-    pub fn create(
-        dir: &Path,
-        metadata: &[u8],
-        conf_state: &ConfState,
-        opts: WalOptions,
-    ) -> Result<Wal, WalError> {
+    pub fn create(dir: &Path, metadata: &[u8], conf_state: &ConfState, opts: WalOptions) -> Result<Wal, WalError> {
         Self::create_with(Arc::new(OsFs), dir, metadata, conf_state, opts)
     }
 
@@ -504,9 +442,7 @@ impl Wal {
         opts: WalOptions,
     ) -> Result<Wal, WalError> {
         if Self::exists_with(&*fs, dir) {
-            return Err(WalError::AlreadyExists {
-                dir: dir.to_path_buf(),
-            });
+            return Err(WalError::AlreadyExists { dir: dir.to_path_buf() });
         }
         // Build the log in a side directory and rename it into place, so a
         // crash leaves either no log or a complete one, never a log without
@@ -515,39 +451,26 @@ impl Wal {
         tmp.push(TMP_EXT);
         let tmp = PathBuf::from(tmp);
         let parent = parent_of(dir);
-        fs.remove_dir_all(&tmp)
-            .map_err(io_err(&tmp, "removing leftover temp directory"))?;
-        fs.create_dir_all(&tmp)
-            .map_err(io_err(&tmp, "creating directory"))?;
+        fs.remove_dir_all(&tmp).map_err(io_err(&tmp, "removing leftover temp directory"))?;
+        fs.create_dir_all(&tmp).map_err(io_err(&tmp, "creating directory"))?;
 
         let mut stats = WalStats::default();
-        let snapshot = SnapshotMark {
-            index: 0,
-            term: 0,
-            conf_state: conf_state.clone(),
-        };
+        let snapshot = SnapshotMark { index: 0, term: 0, conf_state: conf_state.clone() };
         let hard_state = HardState::default();
         let name = segment_name(0, 1);
         let header = segment_header(0, metadata, &snapshot, &hard_state)?;
         let tmp_file = tmp.join(&name);
-        let mut f = fs
-            .create_file(&tmp_file)
-            .map_err(io_err(&tmp_file, "creating segment"))?;
-        f.append(&header)
-            .map_err(io_err(&tmp_file, "writing segment header"))?;
+        let mut f = fs.create_file(&tmp_file).map_err(io_err(&tmp_file, "creating segment"))?;
+        f.append(&header).map_err(io_err(&tmp_file, "writing segment header"))?;
         stats.bytes_written += header.len() as u64;
         timed_fsync(&mut stats, || f.sync()).map_err(io_err(&tmp_file, "fsync"))?;
         drop(f);
         timed_fsync(&mut stats, || fs.sync_dir(&tmp)).map_err(io_err(&tmp, "fsync directory"))?;
-        fs.rename(&tmp, dir)
-            .map_err(io_err(dir, "renaming temp directory into place"))?;
-        timed_fsync(&mut stats, || fs.sync_dir(&parent))
-            .map_err(io_err(&parent, "fsync directory"))?;
+        fs.rename(&tmp, dir).map_err(io_err(dir, "renaming temp directory into place"))?;
+        timed_fsync(&mut stats, || fs.sync_dir(&parent)).map_err(io_err(&parent, "fsync directory"))?;
 
         let path = dir.join(&name);
-        let file = fs
-            .open_file(&path)
-            .map_err(io_err(&path, "opening segment"))?;
+        let file = fs.open_file(&path).map_err(io_err(&path, "opening segment"))?;
         stats.segments = 1;
         Ok(Wal {
             fs,
@@ -557,11 +480,7 @@ impl Wal {
             hard_state,
             snapshot,
             last_index: 0,
-            segments: vec![Segment {
-                seq: 0,
-                path,
-                max_index: None,
-            }],
+            segments: vec![Segment { seq: 0, path, max_index: None }],
             file,
             file_len: header.len() as u64,
             buf: Vec::new(),
@@ -580,20 +499,12 @@ impl Wal {
     }
 
     /// [`open`](Self::open) through a given filesystem.
-    pub fn open_with(
-        fs: Arc<dyn WalFs>,
-        dir: &Path,
-        opts: WalOptions,
-    ) -> Result<(Wal, Recovered), WalError> {
+    pub fn open_with(fs: Arc<dyn WalFs>, dir: &Path, opts: WalOptions) -> Result<(Wal, Recovered), WalError> {
         let names = fs.list_dir(dir).map_err(io_err(dir, "listing directory"))?;
-        let mut found: Vec<(u64, String)> = names
-            .iter()
-            .filter_map(|n| parse_segment_name(n).map(|(seq, _)| (seq, n.clone())))
-            .collect();
+        let mut found: Vec<(u64, String)> =
+            names.iter().filter_map(|n| parse_segment_name(n).map(|(seq, _)| (seq, n.clone()))).collect();
         if found.is_empty() {
-            return Err(WalError::NotFound {
-                dir: dir.to_path_buf(),
-            });
+            return Err(WalError::NotFound { dir: dir.to_path_buf() });
         }
         found.sort();
         for pair in found.windows(2) {
@@ -618,17 +529,9 @@ impl Wal {
         let mut tail: Option<(Box<dyn SegmentFile>, usize, usize)> = None;
         let newest = found.len() - 1;
         for (i, (seq, name)) in found.iter().enumerate() {
-            let mut seg = Segment {
-                seq: *seq,
-                path: dir.join(name),
-                max_index: None,
-            };
-            let mut file = fs
-                .open_file(&seg.path)
-                .map_err(io_err(&seg.path, "opening segment"))?;
-            let data = file
-                .read_all()
-                .map_err(io_err(&seg.path, "reading segment"))?;
+            let mut seg = Segment { seq: *seq, path: dir.join(name), max_index: None };
+            let mut file = fs.open_file(&seg.path).map_err(io_err(&seg.path, "opening segment"))?;
+            let data = file.read_all().map_err(io_err(&seg.path, "reading segment"))?;
             let mut off = 0;
             while off < data.len() {
                 match record::decode(&data, seg.seq, off) {
@@ -640,29 +543,19 @@ impl Wal {
                                 reason: "segment does not begin with a metadata record".to_owned(),
                             });
                         }
-                        replay
-                            .apply(frame.ty, frame.payload, &mut seg)
-                            .map_err(|e| match e {
-                                ApplyError::Corrupt(reason) => WalError::Corrupt {
-                                    path: seg.path.clone(),
-                                    offset: off as u64,
-                                    reason,
-                                },
-                                ApplyError::MetadataMismatch => WalError::MetadataMismatch {
-                                    path: seg.path.clone(),
-                                },
-                            })?;
+                        replay.apply(frame.ty, frame.payload, &mut seg).map_err(|e| match e {
+                            ApplyError::Corrupt(reason) => {
+                                WalError::Corrupt { path: seg.path.clone(), offset: off as u64, reason }
+                            }
+                            ApplyError::MetadataMismatch => WalError::MetadataMismatch { path: seg.path.clone() },
+                        })?;
                         off = frame.next;
                     }
                     Err(reason) => {
                         if i == newest && !record::valid_record_after(&data, seg.seq, off) {
                             break; // torn tail: `off` is where the good records end
                         }
-                        return Err(WalError::Corrupt {
-                            path: seg.path.clone(),
-                            offset: off as u64,
-                            reason,
-                        });
+                        return Err(WalError::Corrupt { path: seg.path.clone(), offset: off as u64, reason });
                     }
                 }
             }
@@ -679,12 +572,7 @@ impl Wal {
             segments.push(seg);
         }
 
-        let Replay {
-            metadata,
-            hard_state,
-            snapshot,
-            mut entries,
-        } = replay;
+        let Replay { metadata, hard_state, snapshot, mut entries } = replay;
         let metadata = metadata.expect("every segment begins with metadata, checked above");
         let last_index = entries.last().map_or(0, |e| e.index);
         entries.retain(|e| e.index > snapshot.index);
@@ -702,8 +590,7 @@ impl Wal {
         let (mut file, good_len, disk_len) = tail.expect("at least one segment");
         let tail_path = segments.last().expect("at least one segment").path.clone();
         if good_len < disk_len {
-            file.truncate(good_len as u64)
-                .map_err(io_err(&tail_path, "truncating torn tail"))?;
+            file.truncate(good_len as u64).map_err(io_err(&tail_path, "truncating torn tail"))?;
             timed_fsync(&mut stats, || file.sync()).map_err(io_err(&tail_path, "fsync"))?;
         }
         // A crash during a cut can leave `<segment>.wal.tmp`; it was never
@@ -711,8 +598,7 @@ impl Wal {
         let stale: Vec<&String> = names.iter().filter(|n| n.ends_with(".wal.tmp")).collect();
         for n in &stale {
             let p = dir.join(n);
-            fs.remove_file(&p)
-                .map_err(io_err(&p, "removing unfinished segment"))?;
+            fs.remove_file(&p).map_err(io_err(&p, "removing unfinished segment"))?;
         }
         if !stale.is_empty() {
             timed_fsync(&mut stats, || fs.sync_dir(dir)).map_err(io_err(dir, "fsync directory"))?;
@@ -761,9 +647,7 @@ impl Wal {
     }
 
     fn current(&mut self) -> &mut Segment {
-        self.segments
-            .last_mut()
-            .expect("a Wal always has a segment")
+        self.segments.last_mut().expect("a Wal always has a segment")
     }
 
     fn next_offset(&self) -> u64 {
@@ -780,10 +664,7 @@ impl Wal {
         let mut last = self.last_index;
         for e in entries {
             if !may_follow(last, self.snapshot.index, e.index) {
-                return Err(WalError::OutOfOrder {
-                    last: last.max(self.snapshot.index),
-                    got: e.index,
-                });
+                return Err(WalError::OutOfOrder { last: last.max(self.snapshot.index), got: e.index });
             }
             last = e.index;
         }
@@ -791,8 +672,7 @@ impl Wal {
         let seq = self.current().seq;
         for e in entries {
             let off = self.next_offset();
-            if let Err(err) = encode_message(&mut self.buf, seq, off, RecordType::Entry, "entry", e)
-            {
+            if let Err(err) = encode_message(&mut self.buf, seq, off, RecordType::Entry, "entry", e) {
                 self.buf.truncate(undo);
                 return Err(err);
             }
@@ -809,14 +689,7 @@ impl Wal {
     pub fn save_hard_state(&mut self, hs: &HardState) -> Result<(), WalError> {
         self.check_failed()?;
         let (seq, off) = (self.current().seq, self.next_offset());
-        encode_message(
-            &mut self.buf,
-            seq,
-            off,
-            RecordType::HardState,
-            "hard state",
-            hs,
-        )?;
+        encode_message(&mut self.buf, seq, off, RecordType::HardState, "hard state", hs)?;
         self.hard_state = hs.clone();
         Ok(())
     }
@@ -828,14 +701,7 @@ impl Wal {
     pub fn save_snapshot(&mut self, mark: &SnapshotMark) -> Result<(), WalError> {
         self.check_failed()?;
         let (seq, off) = (self.current().seq, self.next_offset());
-        encode_message(
-            &mut self.buf,
-            seq,
-            off,
-            RecordType::SnapshotMark,
-            "snapshot mark",
-            &to_proto(mark),
-        )?;
+        encode_message(&mut self.buf, seq, off, RecordType::SnapshotMark, "snapshot mark", &to_proto(mark))?;
         self.snapshot = mark.clone();
         Ok(())
     }
@@ -891,31 +757,17 @@ impl Wal {
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}{TMP_EXT}"));
         let header = segment_header(seq, &self.metadata, &self.snapshot, &self.hard_state)?;
-        let mut f = self
-            .fs
-            .create_file(&tmp)
-            .map_err(io_err(&tmp, "creating segment"))?;
-        f.append(&header)
-            .map_err(io_err(&tmp, "writing segment header"))?;
+        let mut f = self.fs.create_file(&tmp).map_err(io_err(&tmp, "creating segment"))?;
+        f.append(&header).map_err(io_err(&tmp, "writing segment header"))?;
         self.stats.bytes_written += header.len() as u64;
         timed_fsync(&mut self.stats, || f.sync()).map_err(io_err(&tmp, "fsync"))?;
         drop(f);
-        self.fs
-            .rename(&tmp, &path)
-            .map_err(io_err(&path, "renaming new segment into place"))?;
+        self.fs.rename(&tmp, &path).map_err(io_err(&path, "renaming new segment into place"))?;
         let (fs, dir) = (&self.fs, &self.dir);
-        timed_fsync(&mut self.stats, || fs.sync_dir(dir))
-            .map_err(io_err(dir, "fsync directory"))?;
-        self.file = self
-            .fs
-            .open_file(&path)
-            .map_err(io_err(&path, "opening segment"))?;
+        timed_fsync(&mut self.stats, || fs.sync_dir(dir)).map_err(io_err(dir, "fsync directory"))?;
+        self.file = self.fs.open_file(&path).map_err(io_err(&path, "opening segment"))?;
         self.file_len = header.len() as u64;
-        self.segments.push(Segment {
-            seq,
-            path,
-            max_index: None,
-        });
+        self.segments.push(Segment { seq, path, max_index: None });
         self.stats.segments += 1;
         Ok(())
     }
@@ -933,17 +785,14 @@ impl Wal {
             && self.segments[0].max_index.is_none_or(|m| m < index)
         {
             let path = self.segments[0].path.clone();
-            self.fs
-                .remove_file(&path)
-                .map_err(io_err(&path, "removing released segment"))?;
+            self.fs.remove_file(&path).map_err(io_err(&path, "removing released segment"))?;
             self.segments.remove(0);
             self.stats.segments -= 1;
             // One directory fsync per removal: if the removals could reach the
             // disk out of order, a crash might keep an older segment and lose
             // a newer one, a hole `open` cannot get past.
             let (fs, dir) = (&self.fs, &self.dir);
-            timed_fsync(&mut self.stats, || fs.sync_dir(dir))
-                .map_err(io_err(dir, "fsync directory"))?;
+            timed_fsync(&mut self.stats, || fs.sync_dir(dir)).map_err(io_err(dir, "fsync directory"))?;
         }
         Ok(())
     }

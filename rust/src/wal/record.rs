@@ -103,10 +103,7 @@ pub(crate) struct Frame<'a> {
 pub(crate) fn decode(data: &[u8], seq: u64, off: usize) -> Result<Frame<'_>, String> {
     let rest = &data[off..];
     if rest.len() < HEADER_LEN {
-        return Err(format!(
-            "record header cut short ({} of {HEADER_LEN} bytes)",
-            rest.len()
-        ));
+        return Err(format!("record header cut short ({} of {HEADER_LEN} bytes)", rest.len()));
     }
     let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
@@ -121,10 +118,7 @@ pub(crate) fn decode(data: &[u8], seq: u64, off: usize) -> Result<Frame<'_>, Str
     }
     let total = frame_len(len);
     if total > rest.len() {
-        return Err(format!(
-            "record of {total} bytes runs past the end of the file ({} bytes left)",
-            rest.len()
-        ));
+        return Err(format!("record of {total} bytes runs past the end of the file ({} bytes left)", rest.len()));
     }
     let payload = &rest[HEADER_LEN..HEADER_LEN + len];
     let mut len_and_type = [0u8; 8];
@@ -133,19 +127,13 @@ pub(crate) fn decode(data: &[u8], seq: u64, off: usize) -> Result<Frame<'_>, Str
     if checksum(seq, off as u64, &len_and_type, payload) != crc {
         return Err("checksum mismatch".to_owned());
     }
-    Ok(Frame {
-        ty,
-        payload,
-        next: off + total,
-    })
+    Ok(Frame { ty, payload, next: off + total })
 }
 
 /// True if a valid record starts at any aligned offset after `off`. Used to
 /// tell a torn tail (nothing valid after the bad record) from corruption.
 pub(crate) fn valid_record_after(data: &[u8], seq: u64, off: usize) -> bool {
-    (off + ALIGN..data.len())
-        .step_by(ALIGN)
-        .any(|o| decode(data, seq, o).is_ok())
+    (off + ALIGN..data.len()).step_by(ALIGN).any(|o| decode(data, seq, o).is_ok())
 }
 
 #[cfg(test)]
@@ -173,10 +161,7 @@ mod tests {
         assert_eq!(&buf[12..15], b"abc");
         assert_eq!(buf[15], 0);
         let f = decode(&buf, 7, 0).unwrap();
-        assert_eq!(
-            (f.ty, f.payload, f.next),
-            (RecordType::Entry, &b"abc"[..], 16)
-        );
+        assert_eq!((f.ty, f.payload, f.next), (RecordType::Entry, &b"abc"[..], 16));
     }
 
     #[test]
@@ -185,10 +170,7 @@ mod tests {
         assert!(decode(&buf, 8, 0).is_err(), "same bytes in another segment");
         let mut shifted = vec![0u8; 8];
         shifted.extend_from_slice(&buf);
-        assert!(
-            decode(&shifted, 7, 8).is_err(),
-            "same bytes at another offset"
-        );
+        assert!(decode(&shifted, 7, 8).is_err(), "same bytes at another offset");
     }
 
     #[test]

@@ -13,12 +13,7 @@ use super::record::{self, RecordType};
 use super::*;
 
 fn entry(index: u64, term: u64) -> Entry {
-    Entry {
-        index,
-        term,
-        data: format!("put k{index} v{index}@{term}").into_bytes().into(),
-        ..Entry::default()
-    }
+    Entry { index, term, data: format!("put k{index} v{index}@{term}").into_bytes().into(), ..Entry::default() }
 }
 
 fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
@@ -26,27 +21,15 @@ fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
 }
 
 fn hs(term: u64, vote: u64, commit: u64) -> HardState {
-    HardState {
-        term,
-        vote,
-        commit,
-        ..HardState::default()
-    }
+    HardState { term, vote, commit, ..HardState::default() }
 }
 
 fn conf(voters: &[u64]) -> ConfState {
-    ConfState {
-        voters: voters.to_vec(),
-        ..ConfState::default()
-    }
+    ConfState { voters: voters.to_vec(), ..ConfState::default() }
 }
 
 fn mark(index: u64, term: u64, voters: &[u64]) -> SnapshotMark {
-    SnapshotMark {
-        index,
-        term,
-        conf_state: conf(voters),
-    }
+    SnapshotMark { index, term, conf_state: conf(voters) }
 }
 
 fn small(segment_bytes: u64) -> WalOptions {
@@ -58,12 +41,7 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_segment_name)
-                .is_some()
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).and_then(parse_segment_name).is_some())
         .collect();
     v.sort();
     v
@@ -83,9 +61,7 @@ fn record_offsets(data: &[u8], seq: u64) -> Vec<(usize, RecordType)> {
 }
 
 fn seq_of(path: &Path) -> u64 {
-    parse_segment_name(path.file_name().unwrap().to_str().unwrap())
-        .unwrap()
-        .0
+    parse_segment_name(path.file_name().unwrap().to_str().unwrap()).unwrap().0
 }
 
 const META: &[u8] = b"member=1 cluster=7";
@@ -146,17 +122,11 @@ fn new_log_recovers_empty_and_create_refuses_existing() {
             entries: vec![]
         }
     );
-    assert!(matches!(
-        Wal::create(&dir, META, &conf(&[1]), WalOptions::default()),
-        Err(WalError::AlreadyExists { .. })
-    ));
+    assert!(matches!(Wal::create(&dir, META, &conf(&[1]), WalOptions::default()), Err(WalError::AlreadyExists { .. })));
 
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    assert!(matches!(
-        Wal::open(&empty, WalOptions::default()),
-        Err(WalError::NotFound { .. })
-    ));
+    assert!(matches!(Wal::open(&empty, WalOptions::default()), Err(WalError::NotFound { .. })));
 }
 
 #[test]
@@ -173,16 +143,9 @@ fn overwrite_replaces_conflicting_suffix() {
         w.sync().unwrap();
         drop(w);
         let (mut w, rec) = Wal::open(&dir, small(segment_bytes)).unwrap();
-        assert_eq!(
-            rec.entries,
-            [entries(1..=5, 1), entries(6..=8, 2)].concat(),
-            "segment_bytes {segment_bytes}"
-        );
+        assert_eq!(rec.entries, [entries(1..=5, 1), entries(6..=8, 2)].concat(), "segment_bytes {segment_bytes}");
         // The log now ends at 8: 9 follows it, 10 would leave a hole.
-        assert!(matches!(
-            w.append_entries(&[entry(10, 2)]),
-            Err(WalError::OutOfOrder { last: 8, got: 10 })
-        ));
+        assert!(matches!(w.append_entries(&[entry(10, 2)]), Err(WalError::OutOfOrder { last: 8, got: 10 })));
         w.append_entries(&[entry(9, 2)]).unwrap();
         w.sync().unwrap();
     }
@@ -192,22 +155,9 @@ fn overwrite_replaces_conflicting_suffix() {
 fn append_rejects_holes_but_jumps_past_a_snapshot() {
     let fs = MemFs::new();
     let dir = Path::new("/m/wal");
-    let mut w = Wal::create_with(
-        Arc::new(fs.clone()),
-        dir,
-        META,
-        &conf(&[1]),
-        WalOptions::default(),
-    )
-    .unwrap();
-    assert!(matches!(
-        w.append_entries(&[entry(2, 1)]),
-        Err(WalError::OutOfOrder { last: 0, got: 2 })
-    ));
-    assert!(matches!(
-        w.append_entries(&[entry(0, 1)]),
-        Err(WalError::OutOfOrder { .. })
-    ));
+    let mut w = Wal::create_with(Arc::new(fs.clone()), dir, META, &conf(&[1]), WalOptions::default()).unwrap();
+    assert!(matches!(w.append_entries(&[entry(2, 1)]), Err(WalError::OutOfOrder { last: 0, got: 2 })));
+    assert!(matches!(w.append_entries(&[entry(0, 1)]), Err(WalError::OutOfOrder { .. })));
     // A refused batch buffers nothing, not even its valid prefix.
     assert!(w.append_entries(&[entry(1, 1), entry(3, 1)]).is_err());
     w.append_entries(&entries(1..=3, 1)).unwrap();
@@ -228,8 +178,7 @@ fn segments_are_cut_and_released() {
     let opts = small(1024);
     let mut w = Wal::create(&dir, META, &conf(&[1, 2, 3]), opts.clone()).unwrap();
     for batch in 0..40u64 {
-        w.append_entries(&entries(batch * 5 + 1..=batch * 5 + 5, 1))
-            .unwrap();
+        w.append_entries(&entries(batch * 5 + 1..=batch * 5 + 5, 1)).unwrap();
         w.save_hard_state(&hs(1, 1, batch * 5)).unwrap();
         w.sync().unwrap();
     }
@@ -240,19 +189,8 @@ fn segments_are_cut_and_released() {
         assert_eq!(seq_of(f), i as u64);
         // Every segment is self-describing: metadata, mark, hard state first.
         let data = std::fs::read(f).unwrap();
-        let types: Vec<RecordType> = record_offsets(&data, i as u64)
-            .into_iter()
-            .map(|(_, t)| t)
-            .take(3)
-            .collect();
-        assert_eq!(
-            types,
-            [
-                RecordType::Metadata,
-                RecordType::SnapshotMark,
-                RecordType::HardState
-            ]
-        );
+        let types: Vec<RecordType> = record_offsets(&data, i as u64).into_iter().map(|(_, t)| t).take(3).collect();
+        assert_eq!(types, [RecordType::Metadata, RecordType::SnapshotMark, RecordType::HardState]);
     }
     drop(w);
 
@@ -267,9 +205,7 @@ fn segments_are_cut_and_released() {
     let after = segment_files(&dir);
     assert!(after.len() < before, "nothing released");
     // The oldest kept segment still reaches back to 120 or before.
-    let first_kept = parse_segment_name(after[0].file_name().unwrap().to_str().unwrap())
-        .unwrap()
-        .1;
+    let first_kept = parse_segment_name(after[0].file_name().unwrap().to_str().unwrap()).unwrap().1;
     assert!(first_kept <= 121, "released too much: {after:?}");
     assert_eq!(w.stats().segments, after.len() as u64);
     drop(w);
@@ -334,16 +270,7 @@ fn missing_middle_segment_is_refused() {
     assert!(files.len() >= 3);
     std::fs::remove_file(&files[1]).unwrap();
     let err = Wal::open(&dir, small(512)).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            WalError::MissingSegment {
-                expected_seq: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, WalError::MissingSegment { expected_seq: 1, .. }), "{err}");
 }
 
 /// Creates a log of entries 1..=10 (one sync each) on the real filesystem;
@@ -370,10 +297,7 @@ fn assert_recovers_prefix(dir: &Path, n: u64) {
     w.sync().unwrap();
     drop(w);
     let (_, rec) = Wal::open(dir, WalOptions::default()).unwrap();
-    assert_eq!(
-        rec.entries,
-        [entries(1..=n, 1), vec![entry(n + 1, 2)]].concat()
-    );
+    assert_eq!(rec.entries, [entries(1..=n, 1), vec![entry(n + 1, 2)]].concat());
 }
 
 #[test]
@@ -414,15 +338,7 @@ fn torn_tail_length_past_eof_is_truncated() {
     let mut big = entry(11, 1);
     big.data = vec![7u8; 10_000].into();
     let mut frame = Vec::new();
-    encode_message(
-        &mut frame,
-        0,
-        data.len() as u64,
-        RecordType::Entry,
-        "entry",
-        &big,
-    )
-    .unwrap();
+    encode_message(&mut frame, 0, data.len() as u64, RecordType::Entry, "entry", &big).unwrap();
     let mut torn = data.clone();
     torn.extend_from_slice(&frame[..600]);
     std::fs::write(&last, &torn).unwrap();
@@ -436,39 +352,26 @@ fn corrupt_middle_record_is_refused_and_left_alone() {
     let (_tmp, dir, last) = ten_entries();
     let data = std::fs::read(&last).unwrap();
     let offs = record_offsets(&data, 0);
-    let (off, _) = *offs
-        .iter()
-        .filter(|(_, t)| *t == RecordType::Entry)
-        .nth(2)
-        .unwrap(); // entry 3
+    let (off, _) = *offs.iter().filter(|(_, t)| *t == RecordType::Entry).nth(2).unwrap(); // entry 3
     let mut bad = data.clone();
     bad[off + record::HEADER_LEN + 2] ^= 0x40;
     std::fs::write(&last, &bad).unwrap();
 
     let err = Wal::open(&dir, WalOptions::default()).unwrap_err();
-    let WalError::Corrupt { path, offset, .. } = &err else {
-        panic!("want Corrupt, got {err}")
-    };
+    let WalError::Corrupt { path, offset, .. } = &err else { panic!("want Corrupt, got {err}") };
     assert_eq!((path, *offset), (&last, off as u64));
     let msg = err.to_string();
     assert!(msg.contains(&last.display().to_string()), "{msg}");
     assert!(msg.contains(&format!("at offset {off}:")), "{msg}");
     assert!(msg.contains("checksum mismatch"), "{msg}");
-    assert_eq!(
-        std::fs::read(&last).unwrap(),
-        bad,
-        "open must not touch a corrupt log"
-    );
+    assert_eq!(std::fs::read(&last).unwrap(), bad, "open must not touch a corrupt log");
 
     // A damaged length field is corruption too while good records follow.
     let mut bad_len = data.clone();
     bad_len[off..off + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     std::fs::write(&last, &bad_len).unwrap();
     let err = Wal::open(&dir, WalOptions::default()).unwrap_err();
-    assert!(
-        matches!(err, WalError::Corrupt { offset, .. } if offset == off as u64),
-        "{err}"
-    );
+    assert!(matches!(err, WalError::Corrupt { offset, .. } if offset == off as u64), "{err}");
 }
 
 #[test]
@@ -496,13 +399,7 @@ fn damage_in_an_older_segment_is_corruption_even_at_its_end() {
 #[test]
 fn group_commit_is_one_fsync() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut w = Wal::create(
-        &tmp.path().join("wal"),
-        META,
-        &conf(&[1]),
-        WalOptions::default(),
-    )
-    .unwrap();
+    let mut w = Wal::create(&tmp.path().join("wal"), META, &conf(&[1]), WalOptions::default()).unwrap();
     let s0 = w.stats();
     assert_eq!(s0.fsyncs, 3, "create: segment, temp dir, parent dir");
     for i in 1..=200 {
@@ -510,22 +407,14 @@ fn group_commit_is_one_fsync() {
     }
     w.save_hard_state(&hs(1, 1, 200)).unwrap();
     assert_eq!(w.stats().fsyncs, s0.fsyncs, "appends alone do not sync");
-    assert_eq!(
-        w.stats().bytes_written,
-        s0.bytes_written,
-        "appends alone do not write"
-    );
+    assert_eq!(w.stats().bytes_written, s0.bytes_written, "appends alone do not write");
     w.sync().unwrap();
     let s1 = w.stats();
     assert_eq!(s1.fsyncs, s0.fsyncs + 1);
     assert!(s1.fsync_nanos > s0.fsync_nanos);
     assert!(s1.bytes_written > s0.bytes_written + 200 * 16);
     w.sync().unwrap();
-    assert_eq!(
-        w.stats().fsyncs,
-        s1.fsyncs,
-        "nothing buffered, nothing to sync"
-    );
+    assert_eq!(w.stats().fsyncs, s1.fsyncs, "nothing buffered, nothing to sync");
 }
 
 #[test]
@@ -550,14 +439,7 @@ fn unsafe_no_fsync_writes_without_fsync() {
 fn failed_fsync_stops_writes_until_reopen() {
     let fs = MemFs::new();
     let dir = Path::new("/m/wal");
-    let mut w = Wal::create_with(
-        Arc::new(fs.clone()),
-        dir,
-        META,
-        &conf(&[1]),
-        WalOptions::default(),
-    )
-    .unwrap();
+    let mut w = Wal::create_with(Arc::new(fs.clone()), dir, META, &conf(&[1]), WalOptions::default()).unwrap();
     w.append_entries(&entries(1..=3, 1)).unwrap();
     w.sync().unwrap();
     w.append_entries(&entries(4..=5, 1)).unwrap();
@@ -579,14 +461,7 @@ fn crash_keeps_synced_records_and_any_prefix_of_unsynced_ones() {
     let dir = Path::new("/m/wal");
     let setup = || {
         let fs = MemFs::new();
-        let mut w = Wal::create_with(
-            Arc::new(fs.clone()),
-            dir,
-            META,
-            &conf(&[1]),
-            WalOptions::default(),
-        )
-        .unwrap();
+        let mut w = Wal::create_with(Arc::new(fs.clone()), dir, META, &conf(&[1]), WalOptions::default()).unwrap();
         w.append_entries(&entries(1..=5, 1)).unwrap();
         w.save_hard_state(&hs(1, 1, 3)).unwrap();
         w.sync().unwrap();
@@ -612,11 +487,7 @@ fn crash_keeps_synced_records_and_any_prefix_of_unsynced_ones() {
 
     let mut tails = vec![CrashTail::Drop];
     tails.extend((0..=unsynced).map(CrashTail::Keep));
-    tails.extend(
-        (0..=unsynced)
-            .step_by(7)
-            .map(|keep| CrashTail::KeepThenZeros { keep, zeros: 4096 }),
-    );
+    tails.extend((0..=unsynced).step_by(7).map(|keep| CrashTail::KeepThenZeros { keep, zeros: 4096 }));
     for tail in tails {
         let (fs, w) = setup();
         drop(w);
@@ -628,10 +499,7 @@ fn crash_keeps_synced_records_and_any_prefix_of_unsynced_ones() {
         assert!((5..=8).contains(&n), "{tail:?}");
         assert_eq!(rec.entries, entries(1..=n, 1), "{tail:?}");
         let want_hs = if rec.hard_state == hs(1, 1, 8) { 8 } else { 3 };
-        assert!(
-            want_hs == 3 || n == 8,
-            "{tail:?}: hard state came back without its entries"
-        );
+        assert!(want_hs == 3 || n == 8, "{tail:?}: hard state came back without its entries");
         assert_eq!(rec.hard_state, hs(1, 1, want_hs), "{tail:?}");
         // The file was cut back to whole records.
         let data = fs.read(&seg).unwrap();
@@ -650,14 +518,7 @@ fn crash_keeps_synced_records_and_any_prefix_of_unsynced_ones() {
 fn crash_loses_only_what_was_never_synced() {
     let fs = MemFs::new();
     let dir = Path::new("/m/wal");
-    let mut w = Wal::create_with(
-        Arc::new(fs.clone()),
-        dir,
-        META,
-        &conf(&[1]),
-        WalOptions::default(),
-    )
-    .unwrap();
+    let mut w = Wal::create_with(Arc::new(fs.clone()), dir, META, &conf(&[1]), WalOptions::default()).unwrap();
     w.append_entries(&entries(1..=4, 1)).unwrap();
     w.sync().unwrap();
     w.append_entries(&entries(5..=6, 1)).unwrap(); // buffered only
@@ -672,8 +533,7 @@ fn crash_during_cut_leaves_a_temp_file_that_open_removes() {
     let fs = MemFs::new();
     let dir = Path::new("/m/wal");
     let opts = small(256);
-    let mut w =
-        Wal::create_with(Arc::new(fs.clone()), dir, META, &conf(&[1]), opts.clone()).unwrap();
+    let mut w = Wal::create_with(Arc::new(fs.clone()), dir, META, &conf(&[1]), opts.clone()).unwrap();
     // Data fsync succeeds (sync 0), the new segment's fsync fails (sync 1).
     fs.fail_sync_in(1);
     w.append_entries(&entries(1..=20, 1)).unwrap();
@@ -683,11 +543,7 @@ fn crash_during_cut_leaves_a_temp_file_that_open_removes() {
     let tmp_name = dir.join(format!("{}.tmp", segment_name(1, 21)));
     assert!(fs.read(&tmp_name).is_some());
     let (w, rec) = Wal::open_with(Arc::new(fs.clone()), dir, opts).unwrap();
-    assert_eq!(
-        rec.entries,
-        entries(1..=20, 1),
-        "the data fsync came before the cut"
-    );
+    assert_eq!(rec.entries, entries(1..=20, 1), "the data fsync came before the cut");
     assert!(fs.read(&tmp_name).is_none(), "unfinished segment removed");
     assert_eq!(w.stats().segments, 1);
 }
@@ -713,18 +569,13 @@ fn every_rename_and_remove_is_followed_by_a_directory_fsync() {
             _ => continue,
         };
         // The directory fsync must come before the WAL writes anything else.
-        let next_sync_dir = ops[i + 1..]
-            .iter()
-            .find(|o| !matches!(o, FsOp::SyncFile(_)));
+        let next_sync_dir = ops[i + 1..].iter().find(|o| !matches!(o, FsOp::SyncFile(_)));
         assert_eq!(next_sync_dir, Some(&FsOp::SyncDir(parent)), "after {op:?}");
         checked += 1;
     }
     assert!(checked >= 4, "expected renames and removes, saw {ops:?}");
     // The create: segment synced, then its directory, before the rename.
-    let rename = ops
-        .iter()
-        .position(|o| matches!(o, FsOp::Rename(..)))
-        .unwrap();
+    let rename = ops.iter().position(|o| matches!(o, FsOp::Rename(..))).unwrap();
     assert!(matches!(ops[rename - 1], FsOp::SyncDir(_)));
     assert!(matches!(ops[rename - 2], FsOp::SyncFile(_)));
 }
@@ -794,11 +645,7 @@ impl Model {
     fn fold(&self, k: usize) -> Recovered {
         let mut log = BTreeMap::new();
         let mut hard_state = HardState::default();
-        let mut snapshot = SnapshotMark {
-            index: 0,
-            term: 0,
-            conf_state: self.conf.clone(),
-        };
+        let mut snapshot = SnapshotMark { index: 0, term: 0, conf_state: self.conf.clone() };
         for r in &self.recs[..k] {
             match r {
                 Rec::Entry(e) => {
@@ -809,16 +656,8 @@ impl Model {
                 Rec::Snap(s) => snapshot = s.clone(),
             }
         }
-        let entries = log
-            .range(snapshot.index + 1..)
-            .map(|(_, e)| e.clone())
-            .collect();
-        Recovered {
-            metadata: META.to_vec(),
-            hard_state,
-            snapshot,
-            entries,
-        }
+        let entries = log.range(snapshot.index + 1..).map(|(_, e)| e.clone()).collect();
+        Recovered { metadata: META.to_vec(), hard_state, snapshot, entries }
     }
 
     /// (last entry index, snapshot index) of everything saved.
@@ -837,13 +676,7 @@ impl Model {
 
     /// Reopens after a crash: what came back must be the fold of some
     /// prefix of the records between the durable ones and all of them.
-    fn reopen(
-        &mut self,
-        fs: &MemFs,
-        dir: &Path,
-        opts: &WalOptions,
-        most: usize,
-    ) -> Result<Wal, TestCaseError> {
+    fn reopen(&mut self, fs: &MemFs, dir: &Path, opts: &WalOptions, most: usize) -> Result<Wal, TestCaseError> {
         let (w, rec) = Wal::open_with(Arc::new(fs.clone()), dir, opts.clone())
             .map_err(|e| TestCaseError::fail(format!("open after crash: {e}")))?;
         let k = (self.durable..=most).rev().find(|&k| self.fold(k) == rec);
@@ -865,12 +698,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let opts = small(400);
     let conf = conf(&[1, 2, 3]);
     let mut w = Wal::create_with(Arc::new(fs.clone()), dir, META, &conf, opts.clone()).unwrap();
-    let mut m = Model {
-        recs: Vec::new(),
-        durable: 0,
-        conf,
-        term: 1,
-    };
+    let mut m = Model { recs: Vec::new(), durable: 0, conf, term: 1 };
     for op in ops {
         match op {
             Op::Append { back, count } => {
@@ -909,11 +737,7 @@ fn run_ops(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let most = m.durable;
                 w = m.reopen(&fs, dir, &opts, most)?;
             }
-            Op::CrashInSync {
-                fail_at,
-                keep,
-                zeros,
-            } => {
+            Op::CrashInSync { fail_at, keep, zeros } => {
                 fs.fail_sync_in(fail_at);
                 let r = w.sync();
                 // Disarm a failure the sync did not reach (no cut happened).

@@ -48,14 +48,14 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use prost::Message;
 
-pub use group::KeyRange;
 use group::Group;
+pub use group::KeyRange;
 
 use crate::error::EtcdError;
 use crate::mvcc::Store;
 use crate::pb::etcdserverpb::{
-    watch_create_request::FilterType, watch_request::RequestUnion, RangeRequest, ResponseHeader,
-    WatchCreateRequest, WatchRequest, WatchResponse,
+    watch_create_request::FilterType, watch_request::RequestUnion, RangeRequest, ResponseHeader, WatchCreateRequest,
+    WatchRequest, WatchResponse,
 };
 use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 
@@ -297,7 +297,13 @@ impl WatchHub {
     }
 
     /// [`WatchHub::request`] from a caller who may read only what `permitted` allows.
-    pub fn request_as(&self, ctx: &dyn WatchCtx, stream: u64, request: &[u8], permitted: &dyn Fn(&[u8], &[u8]) -> bool) -> Result<(), EtcdError> {
+    pub fn request_as(
+        &self,
+        ctx: &dyn WatchCtx,
+        stream: u64,
+        request: &[u8],
+        permitted: &dyn Fn(&[u8], &[u8]) -> bool,
+    ) -> Result<(), EtcdError> {
         let req = WatchRequest::decode(request).map_err(|e| EtcdError::BadRequest(e.to_string()))?;
         let mut items = Vec::new();
         let mut inner = self.inner.lock();
@@ -641,11 +647,8 @@ impl WatchHub {
                 continue;
             }
             s.progress_pending = false;
-            let resp = WatchResponse {
-                header: Some(ctx.header(*last_rev)),
-                watch_id: INVALID_WATCH_ID,
-                ..Default::default()
-            };
+            let resp =
+                WatchResponse { header: Some(ctx.header(*last_rev)), watch_id: INVALID_WATCH_ID, ..Default::default() };
             self.out(items).push(s, resp, false);
         }
     }
@@ -669,11 +672,8 @@ impl WatchHub {
                     continue;
                 }
                 if w.progress_due && w.synced && !s.blocked {
-                    let resp = WatchResponse {
-                        header: Some(ctx.header(*last_rev)),
-                        watch_id: w.id,
-                        ..Default::default()
-                    };
+                    let resp =
+                        WatchResponse { header: Some(ctx.header(*last_rev)), watch_id: w.id, ..Default::default() };
                     // Borrow dance: push needs the stream mutably.
                     let bytes = resp.encode_to_vec();
                     s.unacked_bytes += bytes.len();
@@ -807,7 +807,13 @@ pub(crate) fn is_watch_method(m: crate::engine::Method) -> bool {
 
 /// The engine's submit for the watch methods: the token is the stream.
 /// `permitted`: may the stream's caller read this key range (etcd's isWatchPermitted).
-pub(crate) fn submit(shared: &crate::engine::Shared, method: crate::engine::Method, request: &[u8], token: u64, permitted: &dyn Fn(&[u8], &[u8]) -> bool) {
+pub(crate) fn submit(
+    shared: &crate::engine::Shared,
+    method: crate::engine::Method,
+    request: &[u8],
+    token: u64,
+    permitted: &dyn Fn(&[u8], &[u8]) -> bool,
+) {
     use crate::engine::Method as M;
     let hub = &shared.watch;
     match method {

@@ -137,10 +137,7 @@ fn watch_live_single_prefix_and_from_key() {
     };
     let s = |k: &str| k.to_owned();
     assert_eq!(by(0), vec![vec![(PUT, s("a"), 2)], vec![(DEL, s("a"), 5)]]);
-    assert_eq!(
-        by(1),
-        vec![vec![(PUT, s("a"), 2)], vec![(PUT, s("ab"), 3)], vec![(DEL, s("a"), 5), (DEL, s("ab"), 5)]]
-    );
+    assert_eq!(by(1), vec![vec![(PUT, s("a"), 2)], vec![(PUT, s("ab"), 3)], vec![(DEL, s("a"), 5), (DEL, s("ab"), 5)]]);
     assert_eq!(by(2), vec![vec![(PUT, s("c"), 4)]]);
     assert_eq!(by(3).len(), 4, "one response per revision");
     assert_eq!(by(3)[3].len(), 2, "a revision's events arrive together");
@@ -167,9 +164,8 @@ fn watch_ids_duplicates_empty_range_and_cancel() {
     assert_eq!(r[3].1.cancel_reason, "mvcc: duplicate watch ID provided on the WatchStream");
     assert_eq!(r[4].1.cancel_reason, "mvcc: watcher range is empty");
 
-    let cancel = |id| WatchRequest {
-        request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: id })),
-    };
+    let cancel =
+        |id| WatchRequest { request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id: id })) };
     hub.request(&*ctx, s, &cancel(0).encode_to_vec()).unwrap();
     hub.request(&*ctx, s, &cancel(42).encode_to_vec()).unwrap(); // unknown: no answer, as etcd
     let r = take(&ctx);

@@ -26,7 +26,11 @@ impl Client {
     }
 
     /// One request, answered within 10 s (or the test fails).
-    pub fn call<Req: Message, Resp: Message + Default>(&mut self, method: Method, req: &Req) -> Result<Resp, EtcdError> {
+    pub fn call<Req: Message, Resp: Message + Default>(
+        &mut self,
+        method: Method,
+        req: &Req,
+    ) -> Result<Resp, EtcdError> {
         self.call_raw(method, req.encode_to_vec())
             .map(|bytes| Resp::decode(bytes.as_slice()).expect("response decodes"))
     }

@@ -38,8 +38,7 @@ pub(crate) fn load(tx: &WriteTransaction) -> Result<Alarms, EtcdError> {
     let mut out = Alarms::new();
     for entry in table.range::<&[u8]>(..).map_err(io("scan alarm table"))? {
         let (k, _) = entry.map_err(io("scan alarm table"))?;
-        let k: [u8; 12] =
-            k.value().try_into().map_err(|_| EtcdError::Internal("mvcc: corrupt alarm record".into()))?;
+        let k: [u8; 12] = k.value().try_into().map_err(|_| EtcdError::Internal("mvcc: corrupt alarm record".into()))?;
         let member = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
         let alarm = i32::from_be_bytes(k[8..].try_into().expect("4 bytes"));
         out.insert((alarm, member));

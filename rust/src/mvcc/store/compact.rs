@@ -134,8 +134,7 @@ impl Store {
         let c = &self.compactions;
         let _turn = c.physical.lock();
         let mut step = CompactStep { waiters: std::mem::take(&mut c.queue.lock().released), ..CompactStep::default() };
-        let Some((rev, keep, cursor)) =
-            c.queue.lock().jobs.front().map(|j| (j.rev, j.keep.clone(), j.cursor.clone()))
+        let Some((rev, keep, cursor)) = c.queue.lock().jobs.front().map(|j| (j.rev, j.keep.clone(), j.cursor.clone()))
         else {
             step.idle = true;
             return Ok(step);

@@ -150,7 +150,10 @@ impl StoreView {
 /// `Ok`; on an error nothing is committed (the caller removes the file).
 /// The members table stays empty: a restored member learns its new
 /// membership from its first Raft entries, as a new cluster does.
-pub fn import_backend(path: &Path, fill: impl FnOnce(&mut BackendImport<'_>) -> Result<(), EtcdError>) -> Result<(), EtcdError> {
+pub fn import_backend(
+    path: &Path,
+    fill: impl FnOnce(&mut BackendImport<'_>) -> Result<(), EtcdError>,
+) -> Result<(), EtcdError> {
     let db = crate::mvcc::backend::open_database(path, None)?;
     let mut tx = db.begin_write().map_err(io("begin write"))?;
     tx.set_durability(Durability::Immediate).map_err(|e| EtcdError::Internal(format!("mvcc: set durability: {e}")))?;
@@ -218,7 +221,9 @@ impl BackendImport<'_> {
     }
 
     pub fn put_lease(&mut self, id: i64, ttl: i64) -> Result<(), EtcdError> {
-        self.leases.insert(id.to_be_bytes().as_slice(), ttl.to_be_bytes().as_slice()).map_err(io("write lease record"))?;
+        self.leases
+            .insert(id.to_be_bytes().as_slice(), ttl.to_be_bytes().as_slice())
+            .map_err(io("write lease record"))?;
         Ok(())
     }
 

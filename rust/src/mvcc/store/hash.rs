@@ -14,7 +14,9 @@ use super::alarm::ALARM_TABLE;
 use super::lease::LEASE_TABLE;
 use super::Store;
 use crate::error::EtcdError;
-use crate::mvcc::backend::{io, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_TABLE};
+use crate::mvcc::backend::{
+    io, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_TABLE,
+};
 use crate::mvcc::revision::Revision;
 
 type Table = TableDefinition<'static, &'static [u8], &'static [u8]>;
@@ -42,9 +44,9 @@ impl Store {
         let mut db = self.db.write();
         // Each call moves what it can; a few rounds reach the fixed point.
         for _ in 0..8 {
-            let moved = db
-                .compact()
-                .map_err(|e| self.fail(EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display()))))?;
+            let moved = db.compact().map_err(|e| {
+                self.fail(EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display())))
+            })?;
             if !moved {
                 break;
             }

@@ -78,9 +78,7 @@ impl WriteBatch<'_> {
     pub fn put_lease(&mut self, id: i64, ttl: i64) -> Result<(), EtcdError> {
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
         let mut table = tx.open_table(LEASE_TABLE).map_err(io("open lease table"))?;
-        table
-            .insert(id.to_be_bytes().as_slice(), ttl.to_be_bytes().as_slice())
-            .map_err(io("write lease record"))?;
+        table.insert(id.to_be_bytes().as_slice(), ttl.to_be_bytes().as_slice()).map_err(io("write lease record"))?;
         Ok(())
     }
 

@@ -27,9 +27,10 @@ impl Store {
         let st = self.state.write();
         let _no_compaction_batch = self.compactions.physical.lock();
         self.make_durable()?;
-        let size = crate::metrics::timed(&crate::metrics::BACKEND_SNAPSHOT, || std::fs::copy(&self.path, dest)).map_err(|e| {
-            EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
-        })?;
+        let size = crate::metrics::timed(&crate::metrics::BACKEND_SNAPSHOT, || std::fs::copy(&self.path, dest))
+            .map_err(|e| {
+                EtcdError::Internal(format!("snapshot: copying {} to {}: {e}", self.path.display(), dest.display()))
+            })?;
         Ok(SnapshotInfo { size, index: st.consistent.0, term: st.consistent.1, membership: st.membership.clone() })
     }
 
