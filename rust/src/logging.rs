@@ -7,6 +7,7 @@
 //! Outputs are etcd's --log-outputs: `stderr` (also `default`), `stdout`,
 //! or file paths (appended to). Until [`configure`] runs, lines go to stderr.
 
+use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -117,7 +118,9 @@ pub fn json_str(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }

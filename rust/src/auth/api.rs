@@ -96,7 +96,7 @@ pub fn authorize(
         }
         // checkLeaseRenew: root, or write on every key of the lease.
         Method::LeaseKeepAlive => {
-            let id = LeaseKeepAliveRequest::decode(request).map(|r| r.id).unwrap_or(0);
+            let id = LeaseKeepAliveRequest::decode(request).map_or(0, |r| r.id);
             auth.check_authenticated(w)?;
             auth.check_lease_keys(w, &lease_keys(id))?;
         }

@@ -87,21 +87,18 @@ pub(crate) fn run(shared: &Shared, jobs: &Receiver<AuthJob>, to_node: &Sender<No
 
 fn hashed_request(method: Method, request: Bytes, cost: u32) -> Result<Bytes, EtcdError> {
     let decode_err = |e: prost::DecodeError| EtcdError::BadRequest(e.to_string());
-    Ok(match method {
-        Method::AuthUserAdd => {
-            let mut r = AuthUserAddRequest::decode(request).map_err(decode_err)?;
-            if !r.options.as_ref().is_some_and(|o| o.no_password) {
-                r.hashed_password = hash(&r.password, cost)?;
-            }
-            r.password.clear();
-            r.encode_to_vec().into()
-        }
-        _ => {
-            let mut r = AuthUserChangePasswordRequest::decode(request).map_err(decode_err)?;
+    Ok(if method == Method::AuthUserAdd {
+        let mut r = AuthUserAddRequest::decode(request).map_err(decode_err)?;
+        if !r.options.as_ref().is_some_and(|o| o.no_password) {
             r.hashed_password = hash(&r.password, cost)?;
-            r.password.clear();
-            r.encode_to_vec().into()
         }
+        r.password.clear();
+        r.encode_to_vec().into()
+    } else {
+        let mut r = AuthUserChangePasswordRequest::decode(request).map_err(decode_err)?;
+        r.hashed_password = hash(&r.password, cost)?;
+        r.password.clear();
+        r.encode_to_vec().into()
     })
 }
 
