@@ -31,12 +31,7 @@ use raft::eraftpb::{
 use raft::prelude::{Config as RaftConfig, RawNode};
 use raft::{Ready, SnapshotStatus, StateRole, Storage};
 
-use crate::auth::{
-    self,
-    apply::{Applied, Authenticated},
-    worker::AuthJob,
-    AuthInfo,
-};
+use crate::auth::{self, apply::Applied, worker::AuthJob, AuthInfo};
 use crate::engine::{
     decode, failed_error, EngineConfig, Identity, LinearRead, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES,
 };
@@ -707,15 +702,17 @@ impl Node {
                             Some(r) => {
                                 match auth::apply::apply(shared, &mut batch, r, who.as_ref(), entry.index) {
                                     Ok(Applied::Answer(bytes)) => Ok(bytes),
-                                    Ok(Applied::Authenticated(Authenticated::Token(token))) => {
-                                        Ok(auth::apply::authenticate_answer(shared, token))
-                                    }
-                                    Ok(Applied::Authenticated(Authenticated::SignJwt { username, revision })) => {
-                                        // Signed on the auth worker, which answers the proposer.
-                                        if let (Some((token, _)), Some(to_auth)) =
-                                            (self.pending_writes.remove(&req.id), &self.to_auth)
-                                        {
-                                            let _ = to_auth.send(AuthJob::SignJwt { username, revision, token });
+                                    Ok(Applied::Authenticated(outcome)) => {
+                                        // The auth worker answers the proposer: it signs a JWT, and
+                                        // checks the password again if the auth store moved since.
+                                        match (self.pending_writes.remove(&req.id), &self.to_auth) {
+                                            (Some((token, _)), Some(to_auth)) => {
+                                                if to_auth.send(AuthJob::Applied { outcome, token }).is_err() {
+                                                    answers.push((token, Err(EtcdError::Stopped)));
+                                                }
+                                            }
+                                            (Some((token, _)), None) => answers.push((token, Err(EtcdError::Stopped))),
+                                            (None, _) => {}
                                         }
                                         Ok(Vec::new())
                                     }
