@@ -22,7 +22,9 @@ def mount_tmpfs(where: Path, size_mib: int, remount: bool = False) -> None:
     """Mounts a tmpfs of `size_mib` at `where`; with `remount`, resizes the
     one there (its files stay)."""
     opts = f"size={size_mib}m" + (",remount" if remount else "")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], check=True, capture_output=True
+    )
 
 
 @contextmanager
@@ -31,7 +33,9 @@ def small_tmpfs(under: Path, size_mib: int, name: str = "disk") -> Iterator[Path
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
     if shutil.which("mount") is None:
-        pytest.fail("running as root but mount(8) is not installed: install util-linux to run this test")
+        pytest.fail(
+            "running as root but mount(8) is not installed: install util-linux to run this test"
+        )
     disk = under / name
     disk.mkdir()
     try:

@@ -406,7 +406,8 @@ def serve(cfg: Config, stop: Stop | None = None) -> None:
         if _data_dir_is_new(cfg) and cfg.initial_cluster_state == "existing":
             import asyncio  # only here: grpcio's client (ketch.peer) is asyncio's
 
-            member_id, cluster_id, known_peers = asyncio.run(_join_existing(cfg, _channel_credentials(cfg)))
+            credentials = _channel_credentials(cfg)
+            member_id, cluster_id, known_peers = asyncio.run(_join_existing(cfg, credentials))
             initial_members = []
             log.info("joining cluster %x as member %x", cluster_id, member_id)
         log.info(

@@ -198,7 +198,9 @@ def test_removal_stops_the_server(
 def test_stop_wakes_a_waiting_watch(server: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server, "MEMBERSHIP_POLL_SECONDS", 60)
     stop = server.Stop()
-    watch = threading.Thread(target=server._watch_membership, args=(StatsEngine(removed=0), stop), daemon=True)
+    watch = threading.Thread(
+        target=server._watch_membership, args=(StatsEngine(removed=0), stop), daemon=True
+    )
     watch.start()
     time.sleep(0.05)
     stop.set()
