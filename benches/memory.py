@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                     r[kind] = keys_row(kind, cmd, loadgen, n, size)
                     idle[kind].append(r[kind]["idle"])
                 e, k = r["etcd"], r["ketch"]
+                print(f"  {n:,} keys × {size} B: etcd {e['loaded']:.0f} MiB, ketch {k['loaded']:.0f} MiB",
+                      file=sys.stderr, flush=True)  # fmt: skip
                 out.append(f"{n:,} keys × {size} B | {e['loaded']:.0f} | {k['loaded']:.0f} | "
                            f"{ratio(k['loaded'], e['loaded'])} | {e['rested']:.0f} | {k['rested']:.0f} | "
                            f"{e['disk']:.0f} | {k['disk']:.0f} | {e['seconds']:.0f} | {k['seconds']:.0f}")  # fmt: skip
