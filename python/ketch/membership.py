@@ -10,8 +10,15 @@ same IDs: `etcdctl member list` shows the numbers etcd would.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
+
+try:
+    # CPython's own SHA-1 (hashlib's fallback), not OpenSSL's: hashlib loads
+    # libcrypto, 3.5 MiB of every server's resident memory, for two hashes
+    # at start-up (benches/memory.py).
+    from _sha1 import sha1  # type: ignore[import-not-found]
+except ImportError:  # an interpreter built without it
+    from hashlib import sha1
 
 __all__ = ["cluster_id", "member_id"]
 
@@ -21,10 +28,10 @@ def member_id(peer_urls: Iterable[str], token: str, now: int | None = None) -> i
     b = "".join(sorted(peer_urls)) + token
     if now is not None:
         b += str(now)
-    return int.from_bytes(hashlib.sha1(b.encode()).digest()[:8], "big")
+    return int.from_bytes(sha1(b.encode()).digest()[:8], "big")
 
 
 def cluster_id(member_ids: Iterable[int]) -> int:
     """The ID of the cluster made of these members."""
     b = b"".join(m.to_bytes(8, "big") for m in sorted(member_ids))
-    return int.from_bytes(hashlib.sha1(b).digest()[:8], "big")
+    return int.from_bytes(sha1(b).digest()[:8], "big")

@@ -4,7 +4,11 @@ Both ports are served by the engine itself (`Engine.serve_clients` and
 `Engine.serve_peers`: tonic on tokio runtimes, rust/src/server); this module
 binds their sockets and hands them over, so no Python runs for any client
 request or Raft message. What stays here: configuration, TLS file checks,
-joining, signals and the process's lifecycle, on one uvloop loop.
+joining, signals and the process's lifecycle, on the main thread. It runs no
+event loop: the main thread only waits (for a leader, then for a signal or
+this member's removal) and everything it waits for is the engine's, so
+asyncio and uvloop are not loaded (with them, and grpcio, an idle member
+held twice etcd's resident memory; benches/memory.py).
 
 Start-up follows etcd's order: bind every peer and client listener first (a
 port in use fails before the data dir is touched), then open the engine,
@@ -19,31 +23,33 @@ exits 0. So does this member's removal from the cluster.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
 import os
 import signal
 import socket
+import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import grpc
-import grpc.aio
-
-from . import ETCD_VERSION, _core, discovery
-from ._pb import rpc_pb2
+from . import ETCD_VERSION, _core
 from .config import Config, ConfigError, check_initial_cluster, compaction_retention
-from .peer import PeerError, fetch_members
 from .tls import (
     client_tls_files,
-    peer_channel_credentials,
     peer_dial_tls,
     peer_tls_files,
 )
 
+# grpcio, protobuf, asyncio and urllib are imported where a member needs them
+# (joining a running cluster, discovery), not by every server: grpcio alone
+# made up a fifth of an idle member's resident memory (benches/memory.py).
+if TYPE_CHECKING:
+    import grpc
+
 __all__ = [
     "ServeError",
+    "Stop",
     "bind_client_sockets",
     "run",
     "serve",
@@ -188,6 +194,35 @@ LEADER_WAIT_SECONDS = 10.0
 
 
 MEMBERSHIP_POLL_SECONDS = 0.2
+#: How often the main thread looks at the stop request while it waits.
+STOP_POLL_SECONDS = 0.05
+
+
+class Stop:
+    """A request to stop the server, made by a signal handler, by the
+    removal watch or by a caller. A plain flag, not a threading.Event: a
+    signal handler runs on the main thread between any two bytecodes, also
+    inside Event.wait while it holds the Event's lock, which set() would
+    then wait for forever."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+    def is_set(self) -> bool:
+        return self.requested
+
+    def wait(self, seconds: float) -> bool:
+        """Sleeps up to `seconds` or until requested; True if requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, STOP_POLL_SECONDS))
+        return True
 
 
 def _data_dir_is_new(cfg: Config) -> bool:
@@ -197,11 +232,22 @@ def _data_dir_is_new(cfg: Config) -> bool:
         return True
 
 
+def _check_peer_dial_files(cfg: Config) -> None:
+    """Fails, before the data dir is touched, if a peer TLS file the member
+    dials other members with cannot be read."""
+    try:
+        peer_dial_tls(cfg)
+    except OSError as e:
+        raise ServeError(str(e.strerror)) from None
+
+
 def _channel_credentials(cfg: Config) -> grpc.ChannelCredentials | None:
     """Peer TLS for https peer URLs; None when no peer file is given (http, or
     https verified against the system's roots)."""
     if not (cfg.peer_cert_file or cfg.peer_trusted_ca_file):
         return None
+    from .tls import peer_channel_credentials
+
     try:
         return peer_channel_credentials(cfg)
     except OSError as e:
@@ -216,6 +262,9 @@ async def _join_existing(
     GetClusterFromRemotePeers and ValidateClusterAndAssignIDs: the list must
     have as many members as --initial-cluster, each matching one of it by
     peer URLs)."""
+    from ._pb import rpc_pb2
+    from .peer import PeerError, fetch_members
+
     local = cfg.initial_members
     others = [u for _, name, urls in local if name != cfg.name for u in urls]
     try:
@@ -291,15 +340,16 @@ def _open_engine(
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None
 
 
-async def _watch_membership(engine: _core.Engine, stop: asyncio.Event) -> None:
-    """Stop the server once this member has been removed from the cluster.
-    (The peer transport follows the member list by itself.)"""
+def _watch_membership(engine: _core.Engine, stop: Stop) -> None:
+    """Waits until `stop` is requested, requesting it once this member has
+    been removed from the cluster. (The peer transport follows the member
+    list by itself.)"""
     while not stop.is_set():
         if engine.stats().get("removed"):
             log.warning("the member has been permanently removed from the cluster")
             stop.set()
             return
-        await asyncio.sleep(MEMBERSHIP_POLL_SECONDS)
+        stop.wait(MEMBERSHIP_POLL_SECONDS)
 
 
 def _serve_peers(
@@ -325,13 +375,17 @@ def _serve_peers(
     return transport
 
 
-async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
-    """Serve until `stop` is set (by default: until SIGTERM or SIGINT)."""
-    loop = asyncio.get_running_loop()
+def serve(cfg: Config, stop: Stop | None = None) -> None:
+    """Serve until `stop` is requested (by default: until SIGTERM or SIGINT)."""
     if stop is None:
-        stop = asyncio.Event()
+        stop = Stop()
+        requested = stop
+
+        def on_signal(_signum: int, _frame: object) -> None:
+            requested.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            signal.signal(sig, on_signal)
 
     cfg = _with_auto_tls(cfg)
     peer_sockets: list[tuple[socket.socket, bool]] = []
@@ -344,14 +398,17 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     try:
         peer_sockets = _peer_sockets(cfg)
         client_sockets = bind_client_sockets(cfg)
-        credentials = _channel_credentials(cfg)
+        _check_peer_dial_files(cfg)
         if _data_dir_is_new(cfg) and (cfg.discovery or cfg.discovery_srv):
-            cfg = await loop.run_in_executor(None, _discover, cfg)
+            cfg = _discover(cfg)
         member_id, cluster_id = cfg.member_id, cfg.cluster_id
         initial_members = cfg.initial_members
         known_peers: dict[int, tuple[str, ...]] = {}
         if _data_dir_is_new(cfg) and cfg.initial_cluster_state == "existing":
-            member_id, cluster_id, known_peers = await _join_existing(cfg, credentials)
+            import asyncio  # only here: grpcio's client (ketch.peer) is asyncio's
+
+            credentials = _channel_credentials(cfg)
+            member_id, cluster_id, known_peers = asyncio.run(_join_existing(cfg, credentials))
             initial_members = []
             log.info("joining cluster %x as member %x", cluster_id, member_id)
         log.info(
@@ -374,7 +431,6 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
     # etcd keeps its 10 minute default unless the flag is positive.
     if cfg.watch_progress_notify_interval > 0:
         engine.set_watch_progress_interval(cfg.watch_progress_notify_interval)
-    membership = loop.create_task(_watch_membership(engine, stop))
     transport: _core.PeerTransport | None = None
     client_server: _core.ClientServer | None = None
     try:
@@ -383,7 +439,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # Like etcd (embed/serve.go waits on ReadyNotify), serve only once the
         # member has a leader: a client that connects earlier waits in the
         # listen backlog instead of getting "no leader" or a timeout.
-        await _wait_for_leader(engine, stop)
+        _wait_for_leader(engine, stop)
         if _ready(engine):
             log.info(
                 "published local member to cluster through raft",
@@ -400,7 +456,7 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         client_server = _serve_clients(engine, cfg, client_sockets)
         client_sockets = []
         log.info("ready to serve client requests")
-        await stop.wait()
+        _watch_membership(engine, stop)
         log.info("stopping; finishing in-flight requests")
     finally:
         # Stop serving clients and let in-flight calls finish (watch streams
@@ -408,19 +464,20 @@ async def serve(cfg: Config, stop: asyncio.Event | None = None) -> None:
         # members' streams never end by themselves: no grace period, they
         # reconnect to whoever serves next), then close the engine (it
         # fsyncs what it accepted); on any exit path.
-        membership.cancel()
         close_unserved()
         if client_server is not None:
-            await loop.run_in_executor(None, client_server.stop, SHUTDOWN_GRACE_SECONDS)
+            client_server.stop(SHUTDOWN_GRACE_SECONDS)
         if transport is not None:
-            await loop.run_in_executor(None, transport.stop)
-        await loop.run_in_executor(None, engine.close)
+            transport.stop()
+        engine.close()
     log.info("stopped; engine stats: %s", engine.stats())
 
 
 def _discover(cfg: Config) -> Config:
     """A new member's initial cluster (and, from a discovery service, its
     token) found by --discovery-srv or --discovery, as etcd bootstraps."""
+    from . import discovery
+
     try:
         if cfg.discovery_srv:
             cluster = discovery.srv_cluster(
@@ -451,13 +508,15 @@ def _ready(engine: _core.Engine) -> bool:
     return bool(stats.get("raft_leader")) and bool(stats.get("published"))
 
 
-async def _wait_for_leader(engine: _core.Engine, stop: asyncio.Event) -> None:
-    deadline = asyncio.get_running_loop().time() + LEADER_WAIT_SECONDS
+def _wait_for_leader(engine: _core.Engine, stop: Stop) -> None:
+    deadline = time.monotonic() + LEADER_WAIT_SECONDS
     while not _ready(engine) and not stop.is_set():
-        if asyncio.get_running_loop().time() > deadline:
+        if engine.stats().get("removed"):
+            return  # _watch_membership says so and stops
+        if time.monotonic() > deadline:
             log.warning("no leader after %.0fs; serving anyway", LEADER_WAIT_SECONDS)
             return
-        await asyncio.sleep(0.01)
+        stop.wait(0.01)
 
 
 _LEVELS = {
@@ -509,8 +568,6 @@ def configure_logging(cfg: Config) -> None:
 
 
 def run(cfg: Config) -> int:
-    """Run the server on uvloop until a stop signal; the process exit code."""
-    import uvloop
-
-    uvloop.run(serve(cfg))
+    """Run the server until a stop signal; the process exit code."""
+    serve(cfg)
     return 0

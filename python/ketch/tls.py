@@ -11,9 +11,12 @@ one for the member list.
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING
 
 from .config import Config
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = [
     "client_tls_files",
@@ -94,6 +97,8 @@ def peer_channel_credentials(cfg: Config) -> grpc.ChannelCredentials:
     the member list (ketch.peer.fetch_members), as peer_dial_tls: the peer
     certificate is also the client certificate; --peer-trusted-ca-file (or
     the system's roots) verifies the other member."""
+    import grpc  # only a joining member needs grpcio; the server runs without it
+
     ca = (
         _read(cfg.peer_trusted_ca_file, "--peer-trusted-ca-file")
         if cfg.peer_trusted_ca_file

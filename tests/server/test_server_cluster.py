@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import Awaitable
 from types import ModuleType
 from typing import Any
@@ -180,20 +182,30 @@ def test_removal_stops_the_server(
 ) -> None:
     monkeypatch.setattr(server, "MEMBERSHIP_POLL_SECONDS", 0.01)
     engine = StatsEngine(membership_version=1, removed=0)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.ensure_future(server._watch_membership(engine, stop))
-        await asyncio.sleep(0.05)
-        engine.stats_now["membership_version"] = 2
-        await asyncio.sleep(0.05)
-        assert not stop.is_set()
-        engine.stats_now["removed"] = 1
-        await asyncio.wait_for(stop.wait(), 5)
-        await task
-
-    run(main())
+    stop = server.Stop()
+    watch = threading.Thread(target=server._watch_membership, args=(engine, stop), daemon=True)
+    watch.start()
+    time.sleep(0.05)
+    engine.stats_now["membership_version"] = 2
+    time.sleep(0.05)
+    assert not stop.is_set() and watch.is_alive()
+    engine.stats_now["removed"] = 1
+    watch.join(5)
+    assert not watch.is_alive() and stop.is_set()
     assert "the member has been permanently removed from the cluster" in caplog.text
+
+
+def test_stop_wakes_a_waiting_watch(server: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "MEMBERSHIP_POLL_SECONDS", 60)
+    stop = server.Stop()
+    watch = threading.Thread(
+        target=server._watch_membership, args=(StatsEngine(removed=0), stop), daemon=True
+    )
+    watch.start()
+    time.sleep(0.05)
+    stop.set()
+    watch.join(5)
+    assert not watch.is_alive()
 
 
 def test_peer_port_in_use_fails_like_go(server: ModuleType) -> None:
