@@ -11,6 +11,8 @@
 //! - `Snapshot`  client streaming: one snapshot batch in 1 MiB chunks,
 //!   joined and stepped whole; a call of its own, so heartbeats never queue
 //!   behind it.
+//! - `HashKV`    unary: this member's HashKV at a revision, for the
+//!   corruption checks (`server/peer_hash.rs`, etcd's `/members/hashkv`).
 //! - `Members`   unary: the engine's MemberListResponse (a joining member
 //!   learns its ID and the cluster's from it before it has an engine; it
 //!   asks with Python's grpcio, ketch.peer.fetch_members).
@@ -87,6 +89,9 @@ pub struct TransportConfig {
     /// so it knows the others only from the member list it fetched (etcd's
     /// "remotes"), and must answer the leader before it learns them.
     pub known_peers: HashMap<u64, Vec<String>>,
+    /// etcd's --experimental-corrupt-check-time: how often the leader
+    /// compares its HashKV with the others' (None: never).
+    pub corrupt_check_time: Option<Duration>,
 }
 
 /// A running peer transport; [`PeerTransport::stop`] ends it.
@@ -135,9 +140,13 @@ impl PeerTransport {
             let router: Router = Arc::new(move |req| Box::pin(route(calls.clone(), cluster_id.clone(), req)));
             runtime.spawn(accept_loop(listener, tls, router, http.clone(), stop_rx.clone(), conn_tx.clone()));
         }
+        let dial_tls = Arc::new(config.dial_tls);
+        if let Some(interval) = config.corrupt_check_time.filter(|t| !t.is_zero()) {
+            runtime.spawn(super::peer_hash::monitor(engine.clone(), dial_tls.clone(), interval, stop_rx.clone()));
+        }
         let sending = Sending {
             engine,
-            tls: Arc::new(config.dial_tls),
+            tls: dial_tls,
             cluster_id,
             known_peers: config.known_peers,
             urls: HashMap::new(),
@@ -180,6 +189,9 @@ async fn route(calls: Arc<Calls>, cluster_id: String, req: http::Request<Incomin
         MESSAGES => grpc.client_streaming(Receive { calls, whole: false }, req).await,
         SNAPSHOT => grpc.client_streaming(Receive { calls, whole: true }, req).await,
         MEMBERS => grpc.unary(Members { calls }, req).await,
+        super::peer_hash::HASHKV => {
+            grpc.unary(super::peer_hash::ServeHashKv { engine: calls.engine.clone() }, req).await
+        }
         _ => Status::unimplemented(format!("unknown method {path}")).into_http(),
     }
 }
@@ -387,7 +399,7 @@ impl Sending {
     }
 }
 
-fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
+pub(super) fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("peer URL {url}: {e}"))?
         .tcp_nodelay(true)
@@ -408,7 +420,7 @@ fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
     Ok(endpoint.connect_lazy())
 }
 
-fn request_with_cluster_id<T>(message: T, cluster_id: &str) -> tonic::Request<T> {
+pub(super) fn request_with_cluster_id<T>(message: T, cluster_id: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = cluster_id.parse() {
         request.metadata_mut().insert(CLUSTER_ID_KEY, value);
