@@ -59,6 +59,7 @@ __all__ = [
     "self_signed_cert",
     "snapshot_restore",
     "snapshot_status",
+    "tamper_backend",
 ]
 
 # Method numbers: which etcd RPC a request's bytes are. Names follow
