@@ -59,6 +59,7 @@ __all__ = [
     "self_signed_cert",
     "snapshot_restore",
     "snapshot_status",
+    "tamper_backend",
 ]
 
 # Method numbers: which etcd RPC a request's bytes are. Names follow
@@ -237,12 +238,20 @@ class Engine:
         tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
         dial_tls: tuple[bytes | None, bytes, bytes] | None = None,
         known_peers: dict[int, list[str]] | None = None,
+        corrupt_check_time: float = 0.0,
     ) -> PeerTransport:
         """Serve and send Raft traffic (ketchpeer.Raft) on listening peer
         sockets ([(fd, is_https)], owned by the transport from here on).
         tls: as serve_clients', for the https listeners; dial_tls: (CA PEM,
         cert PEM, key PEM) for https peers; known_peers: a joining member's
-        peers by ID until its log names them. ValueError names a bad file."""
+        peers by ID until its log names them; corrupt_check_time: seconds
+        between the leader's corruption checks (0: none). ValueError names
+        a bad file."""
+
+    def initial_corrupt_check(self, *, dial_tls: tuple[bytes | None, bytes, bytes] | None = None) -> None:
+        """etcd's initial corruption check: this member's HashKV against
+        every peer's at its revision. ValueError with the line to stop with
+        ("<id> found data inconsistency with peers")."""
 
     def close(self) -> None:
         """Stop taking requests, finish what was accepted, fsync, join threads.
@@ -293,3 +302,7 @@ def configure_logging(outputs: list[str], level: str) -> None:
 
 def log(level: str, caller: str, msg: str, fields: list[tuple[str, str]]) -> None:
     """Writes one record as a zap JSON line; fields are (name, JSON value)."""
+
+def tamper_backend(path: str, key: bytes, value: bytes) -> int:
+    """For corruption tests: rewrites key's newest value in a stopped
+    member's backend file, out of band; returns that record's revision."""

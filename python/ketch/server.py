@@ -340,6 +340,17 @@ def _open_engine(
         raise ServeError(f"cannot open data dir {cfg.data_dir}: {e}") from None
 
 
+def _initial_corrupt_check(engine: _core.Engine, cfg: Config) -> None:
+    """etcd's InitialCheck, for a member that already has data, before it
+    serves peers or clients (a new member has nothing to compare)."""
+    try:
+        engine.initial_corrupt_check(dial_tls=peer_dial_tls(cfg))
+    except ValueError as e:
+        log.error("checkInitialHashKV failed", extra={"fields": {"error": str(e)}})
+        engine.close()
+        raise ServeError(str(e)) from None
+
+
 def _watch_membership(engine: _core.Engine, stop: Stop) -> None:
     """Waits until `stop` is requested, requesting it once this member has
     been removed from the cluster. (The peer transport follows the member
@@ -367,6 +378,7 @@ def _serve_peers(
             tls=tls,
             dial_tls=peer_dial_tls(cfg),
             known_peers={k: list(v) for k, v in known_peers.items()},
+            corrupt_check_time=cfg.corrupt_check_time,
         )
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None
@@ -418,7 +430,10 @@ def serve(cfg: Config, stop: Stop | None = None) -> None:
             member_id,
             cluster_id,
         )
+        member_initialized = not _data_dir_is_new(cfg)
         engine = _open_engine(cfg, member_id, cluster_id, initial_members)
+        if member_initialized and cfg.initial_corrupt_check:
+            _initial_corrupt_check(engine, cfg)
     except BaseException:
         close_unserved()
         raise

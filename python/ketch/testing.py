@@ -44,7 +44,7 @@ from typing import IO, TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["Member", "ServerStartError", "cluster", "free_port", "member"]
+__all__ = ["Member", "ServerStartError", "cluster", "free_port", "member", "tamper"]
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -194,6 +194,12 @@ class Member:
             self.proc.wait()
         self.stop()
 
+    def tamper(self, key: bytes, value: bytes, new_value: bytes) -> None:
+        """Damages this stopped member's data out of band (see `tamper`)."""
+        if self.proc is not None:
+            raise RuntimeError(f"{self.server} member {self.name} must be stopped to tamper with its data")
+        tamper(self.server, self.data_dir, key, value, new_value)
+
     def restart(self) -> Member:
         self.stop()
         return self.start()
@@ -203,6 +209,26 @@ class Member:
         from .client import Client
 
         return Client(self.endpoint, **options)  # type: ignore[arg-type]
+
+
+def tamper(server: Server, data_dir: Path, key: bytes, value: bytes, new_value: bytes) -> None:
+    """Damages a stopped member's backend out of band, for corruption checks:
+    `key`'s newest value `value` becomes `new_value` (as long), with no Raft
+    entry and no new revision, as bit rot would. ketch: through its own file
+    format (`_core.tamper_backend`); etcd: bbolt's pages carry no checksums,
+    so the value's bytes are overwritten in place in member/snap/db."""
+    if len(value) != len(new_value):
+        raise ValueError("the new value must be as long as the old one")
+    if server == "ketch":
+        from . import _core
+
+        _core.tamper_backend(str(data_dir / "member" / "db.redb"), key, new_value)
+        return
+    db = data_dir / "member" / "snap" / "db"
+    data = db.read_bytes()
+    if value not in data:
+        raise ValueError(f"{value!r} is not in {db}")
+    db.write_bytes(data.replace(value, new_value))
 
 
 @contextlib.contextmanager

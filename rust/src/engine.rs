@@ -713,6 +713,17 @@ impl Engine {
         let _ = self.to_node.send(NodeMsg::Unreachable(member_id));
     }
 
+    /// Raises the CORRUPT alarm through Raft for `member_id` (0: the
+    /// cluster, as etcd 3.5's periodic check raises it).
+    pub fn raise_corrupt_alarm(&self, member_id: u64) {
+        let alarm = crate::pb::etcdserverpb::AlarmRequest {
+            action: crate::pb::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id,
+            alarm: crate::pb::etcdserverpb::AlarmType::Corrupt as i32,
+        };
+        let _ = self.to_node.send(NodeMsg::RaiseAlarm(alarm));
+    }
+
     /// The transport delivered (or gave up on) a snapshot to `member_id`.
     pub fn report_snapshot(&self, member_id: u64, delivered: bool) {
         let _ = self.to_node.send(NodeMsg::SnapshotSent(member_id, delivered));

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bbolt;
 pub mod compactor;
 pub mod completion;
+pub mod corruption;
 pub mod engine;
 pub mod error;
 mod eventfd;

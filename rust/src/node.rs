@@ -100,6 +100,9 @@ pub(crate) enum NodeMsg {
     Unreachable(u64),
     /// The transport delivered (true) or gave up on (false) a snapshot to this peer.
     SnapshotSent(u64, bool),
+    /// Raise an alarm through Raft on the engine's own behalf (the
+    /// corruption check's CORRUPT); nobody waits for the entry.
+    RaiseAlarm(AlarmRequest),
     Stop,
 }
 
@@ -409,6 +412,17 @@ impl Node {
             NodeMsg::Unreachable(id) => self.raw.report_unreachable(id),
             NodeMsg::SnapshotSent(id, ok) => {
                 self.raw.report_snapshot(id, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure });
+            }
+            NodeMsg::RaiseAlarm(alarm) => {
+                let entry = InternalRequest {
+                    id: self.next_request_id,
+                    request: Some(internal_request::Request::Alarm(alarm)),
+                    auth: None,
+                };
+                self.next_request_id += 1;
+                if let Err(e) = self.raw.propose(Vec::new(), entry.encode_to_vec()) {
+                    crate::log_warn!("could not propose an alarm: {e}");
+                }
             }
             NodeMsg::Write { method: Method::MaintenanceMoveLeader, request, token, .. } => {
                 self.move_leader(shared, request, token);
@@ -1165,7 +1179,11 @@ impl Node {
         let applying = self.reads_waiting_apply.drain(..).flat_map(|p| p.reads).map(|(_, token)| token);
         let queued = rx.try_iter().filter_map(|msg| match msg {
             NodeMsg::Write { token, .. } | NodeMsg::Read { token, .. } => Some(token),
-            NodeMsg::Stop | NodeMsg::Step(_) | NodeMsg::Unreachable(_) | NodeMsg::SnapshotSent(..) => None,
+            NodeMsg::Stop
+            | NodeMsg::Step(_)
+            | NodeMsg::Unreachable(_)
+            | NodeMsg::SnapshotSent(..)
+            | NodeMsg::RaiseAlarm(_) => None,
         });
         let tokens: Vec<u64> = waiting.chain(held_reads).chain(raft_reads).chain(applying).chain(queued).collect();
         for token in tokens {
@@ -1392,7 +1410,7 @@ fn cost_txn(r: &TxnRequest) -> u64 {
 }
 
 /// etcd swaps its applier while an alarm is active: CORRUPT refuses Put,
-/// Txn, Compaction, LeaseGrant and LeaseRevoke (applierV3Corrupt); NOSPACE
+/// DeleteRange, Txn, Compaction, LeaseGrant and LeaseRevoke (applierV3Corrupt); NOSPACE
 /// refuses Put, a Txn with a put in either branch (nested txns included),
 /// and LeaseGrant (applierV3Capped). Deletes, Txns without puts,
 /// compaction, reads and Alarm itself still apply. When both are active,
@@ -1401,9 +1419,9 @@ fn refused_by_alarm(batch: &WriteBatch<'_>, req: Option<&internal_request::Reque
     use internal_request::Request as R;
     if batch.has_alarm(ALARM_CORRUPT) {
         return match req {
-            Some(R::Put(_) | R::Txn(_) | R::Compaction(_) | R::LeaseGrant(_) | R::LeaseRevoke(_)) => {
-                Some(EtcdError::Corrupt)
-            }
+            Some(
+                R::Put(_) | R::DeleteRange(_) | R::Txn(_) | R::Compaction(_) | R::LeaseGrant(_) | R::LeaseRevoke(_),
+            ) => Some(EtcdError::Corrupt),
             _ => None,
         };
     }

@@ -260,7 +260,7 @@ impl PyEngine {
     /// transport from here on); `tls`: the https listeners' files as for
     /// serve_clients; `dial_tls`: (CA PEM, cert PEM, key PEM) for https
     /// peers; `known_peers`: {member ID: peer URLs} of a joining member.
-    #[pyo3(signature = (listeners, *, tls=None, dial_tls=None, known_peers=None))]
+    #[pyo3(signature = (listeners, *, tls=None, dial_tls=None, known_peers=None, corrupt_check_time=0.0))]
     fn serve_peers(
         &self,
         py: Python<'_>,
@@ -268,7 +268,10 @@ impl PyEngine {
         tls: Option<TlsArgs>,
         dial_tls: Option<ForwardTlsArgs>,
         known_peers: Option<std::collections::HashMap<u64, Vec<String>>>,
+        corrupt_check_time: f64,
     ) -> PyResult<PyPeerTransport> {
+        let corrupt_check_time = std::time::Duration::try_from_secs_f64(corrupt_check_time)
+            .map_err(|e| PyValueError::new_err(format!("corrupt check time {corrupt_check_time}: {e}")))?;
         let config = TransportConfig {
             listeners: take_listeners(listeners),
             server_tls: tls.map(tls_files),
@@ -276,10 +279,21 @@ impl PyEngine {
                 .map(|(ca_pem, cert_pem, key_pem)| PeerDialTls { ca_pem, cert_pem, key_pem })
                 .unwrap_or_default(),
             known_peers: known_peers.unwrap_or_default(),
+            corrupt_check_time: Some(corrupt_check_time),
         };
         let engine = self.engine.clone();
         let transport = py.detach(|| PeerTransport::start(engine, config)).map_err(PyValueError::new_err)?;
         Ok(PyPeerTransport { transport: Mutex::new(Some(transport)) })
+    }
+
+    /// etcd's initial corruption check: compares this member's HashKV with
+    /// every peer's at its revision; ValueError with the line to stop with.
+    #[pyo3(signature = (*, dial_tls=None))]
+    fn initial_corrupt_check(&self, py: Python<'_>, dial_tls: Option<ForwardTlsArgs>) -> PyResult<()> {
+        let tls =
+            dial_tls.map(|(ca_pem, cert_pem, key_pem)| PeerDialTls { ca_pem, cert_pem, key_pem }).unwrap_or_default();
+        let engine = self.engine.clone();
+        py.detach(|| crate::server::initial_corrupt_check(&engine, &tls)).map_err(PyValueError::new_err)
     }
 
     fn set_watch_progress_interval(&self, seconds: f64) -> PyResult<()> {
@@ -363,6 +377,13 @@ fn snapshot_restore(
 }
 
 /// etcd's --log-outputs and --log-level for the process's one log writer.
+/// For corruption tests: rewrites `key`'s newest value in a stopped
+/// member's backend file, out of band; returns that record's revision.
+#[pyfunction]
+fn tamper_backend(py: Python<'_>, path: std::path::PathBuf, key: Vec<u8>, value: Vec<u8>) -> PyResult<i64> {
+    py.detach(|| crate::mvcc::tamper_value(&path, &key, &value)).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 #[pyfunction]
 fn configure_logging(outputs: Vec<String>, level: &str) -> PyResult<()> {
     let level = crate::logging::Level::parse(level)
@@ -399,6 +420,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snapshot_restore, m)?)?;
     m.add_function(wrap_pyfunction!(configure_logging, m)?)?;
     m.add_function(wrap_pyfunction!(log, m)?)?;
+    m.add_function(wrap_pyfunction!(tamper_backend, m)?)?;
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }

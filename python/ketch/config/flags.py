@@ -81,7 +81,7 @@ FALLBACK = (
     "ketch has no v2 proxy mode: when the discovery service's cluster is full, ketch exits "
     "(as etcd does with --discovery-fallback=exit)"
 )
-CORRUPT = "ketch has no corruption checks yet"
+CORRUPT = "ketch has no compaction hash check yet (the initial and periodic checks work)"
 TRACING = "ketch exports no OpenTelemetry traces"
 LEASE_CHECKPOINT = "ketch has no lease checkpoints; a new leader restarts every lease's TTL"
 ALLOWED_NAMES = "ketch checks certificates against the trusted CA only, not their CN or host names"
@@ -340,9 +340,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
     )),
     ("Experimental feature", (
         Flag("experimental-initial-corrupt-check", Bool(), False,
-             "Check the data for corruption before serving.", reason=CORRUPT, inert=(False,)),
+             "Check the data for corruption before serving.", "initial_corrupt_check"),
         Flag("experimental-corrupt-check-time", Duration(), 0.0,
-             "Interval between cluster corruption checks.", reason=CORRUPT, inert=(0.0,)),
+             "Interval between cluster corruption checks.", "corrupt_check_time"),
         Flag("experimental-compact-hash-check-enabled", Bool(), False,
              "Compare members' hashes after compactions.", since="3.5", reason=CORRUPT,
              inert=(False,)),

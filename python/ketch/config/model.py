@@ -139,6 +139,8 @@ class Config:
     auto_compaction_retention: str = "0"
     compaction_batch_limit: int = 1000
     compaction_sleep_interval: float = 0.01  # seconds (etcd 3.5: 10ms)
+    initial_corrupt_check: bool = False  # compare HashKV with the peers before serving
+    corrupt_check_time: float = 0.0  # seconds between the leader's checks; 0: none
     auth_token: str = "simple"  # etcd's --auth-token: simple, or jwt,pub-key=..,priv-key=..,sign-method=..
     bcrypt_cost: int = 10
     auth_token_ttl: int = 300  # seconds a simple token lives unused

@@ -65,6 +65,7 @@ mod backend;
 mod key_index;
 mod revision;
 mod store;
+mod tamper;
 mod validate;
 
 #[cfg(test)]
@@ -78,4 +79,5 @@ pub use store::{
     CompactStep, CompactionWaiter, LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch,
     ALARM_CORRUPT, ALARM_NOSPACE,
 };
+pub use tamper::tamper_value;
 pub use validate::{check_delete_range, check_put, check_range, check_txn};

@@ -25,6 +25,7 @@ mod calls;
 mod codec;
 mod gateway;
 mod http_endpoints;
+mod peer_hash;
 mod recipes;
 pub mod status;
 mod streams;
@@ -47,6 +48,7 @@ use tonic::server::{Grpc, ServerStreamingService, StreamingService, UnaryService
 use tonic::{Status, Streaming};
 
 pub use calls::ForwardTls;
+pub use peer_hash::initial_check as initial_corrupt_check;
 pub use tls::{self_signed, TlsFiles};
 pub use transport::{PeerDialTls, PeerTransport, TransportConfig};
 

@@ -14,6 +14,8 @@
 //! - `Forward`   unary: a leader-only call (LeaseKeepAlive, LeaseTimeToLive,
 //!   MemberPromote) a follower checked and passes on (`calls`); the client
 //!   request's gRPC path in `ketch-forwarded-method`, its bytes as the body.
+//! - `HashKV`    unary: this member's HashKV at a revision, for the
+//!   corruption checks (`server/peer_hash.rs`, etcd's `/members/hashkv`).
 //! - `Members`   unary: the engine's MemberListResponse (a joining member
 //!   learns its ID and the cluster's from it before it has an engine; it
 //!   asks with Python's grpcio, ketch.peer.fetch_members).
@@ -92,6 +94,9 @@ pub struct TransportConfig {
     /// so it knows the others only from the member list it fetched (etcd's
     /// "remotes"), and must answer the leader before it learns them.
     pub known_peers: HashMap<u64, Vec<String>>,
+    /// etcd's --experimental-corrupt-check-time: how often the leader
+    /// compares its HashKV with the others' (None: never).
+    pub corrupt_check_time: Option<Duration>,
 }
 
 /// A running peer transport; [`PeerTransport::stop`] ends it.
@@ -140,9 +145,13 @@ impl PeerTransport {
             let router: Router = Arc::new(move |req| Box::pin(route(calls.clone(), cluster_id.clone(), req)));
             runtime.spawn(accept_loop(listener, tls, router, http.clone(), stop_rx.clone(), conn_tx.clone()));
         }
+        let dial_tls = Arc::new(config.dial_tls);
+        if let Some(interval) = config.corrupt_check_time.filter(|t| !t.is_zero()) {
+            runtime.spawn(super::peer_hash::monitor(engine.clone(), dial_tls.clone(), interval, stop_rx.clone()));
+        }
         let sending = Sending {
             engine,
-            tls: Arc::new(config.dial_tls),
+            tls: dial_tls,
             cluster_id,
             known_peers: config.known_peers,
             urls: HashMap::new(),
@@ -186,6 +195,9 @@ async fn route(calls: Arc<Calls>, cluster_id: String, req: http::Request<Incomin
         SNAPSHOT => grpc.client_streaming(Receive { calls, whole: true }, req).await,
         MEMBERS => grpc.unary(Members { calls }, req).await,
         FORWARD => grpc.unary(Forwarded { calls }, req).await,
+        super::peer_hash::HASHKV => {
+            grpc.unary(super::peer_hash::ServeHashKv { engine: calls.engine.clone() }, req).await
+        }
         _ => Status::unimplemented(format!("unknown method {path}")).into_http(),
     }
 }
@@ -446,7 +458,7 @@ pub(crate) fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
     Ok(endpoint.connect_lazy())
 }
 
-fn request_with_cluster_id<T>(message: T, cluster_id: &str) -> tonic::Request<T> {
+pub(super) fn request_with_cluster_id<T>(message: T, cluster_id: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = cluster_id.parse() {
         request.metadata_mut().insert(CLUSTER_ID_KEY, value);
