@@ -75,7 +75,7 @@ struct Checking {
 
 /// A proposal that failed is answered by the node, not here; its entry is
 /// dropped once it is older than any request may wait.
-const FORGET_CHECKING_AFTER: Duration = Duration::from_secs(300);
+const FORGET_CHECKING_AFTER: Duration = Duration::from_mins(5);
 
 pub(crate) fn run(shared: &Shared, jobs: &Receiver<AuthJob>, to_node: &Sender<NodeMsg>) {
     let cost = bcrypt_cost(shared.config.bcrypt_cost);
@@ -114,7 +114,7 @@ pub(crate) fn run(shared: &Shared, jobs: &Receiver<AuthJob>, to_node: &Sender<No
         match next {
             Err(e) => {
                 checking.remove(&token);
-                shared.completions.push(token, Err(e))
+                shared.completions.push(token, Err(e));
             }
             Ok((method, request, who)) => {
                 if to_node.send(NodeMsg::Write { method, request, token, who }).is_err() {

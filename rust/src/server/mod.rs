@@ -64,7 +64,7 @@ use streams::ResponseStream;
 /// etcd's grpcOverheadBytes: gRPC's receive limit is max-request-bytes plus this.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// grpc-go's defaultKeepalivePolicyMinTime, in force when etcd sets no policy.
-const GRPC_DEFAULT_PING_MIN_TIME: Duration = Duration::from_secs(5 * 60);
+const GRPC_DEFAULT_PING_MIN_TIME: Duration = Duration::from_mins(5);
 
 pub struct ServerConfig {
     /// Bound and listening; `true` for an https URL.

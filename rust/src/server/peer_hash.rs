@@ -90,9 +90,8 @@ async fn ask(
         let path = http::uri::PathAndQuery::from_static(HASHKV);
         grpc.unary(request, path, RawCodec { max_receive: usize::MAX }).await
     };
-    let answer = match tokio::time::timeout(timeout, call).await {
-        Err(_) => return Err(PeerHashError::Other("context deadline exceeded".into())),
-        Ok(answer) => answer,
+    let Ok(answer) = tokio::time::timeout(timeout, call).await else {
+        return Err(PeerHashError::Other("context deadline exceeded".into()));
     };
     match answer {
         Ok(resp) => HashKvResponse::decode(resp.into_inner()).map_err(|e| PeerHashError::Other(e.to_string())),
