@@ -360,12 +360,21 @@ fn snapshot_restore(
     Ok((done.records, done.leases, done.revision))
 }
 
-/// etcd's --log-outputs and --log-level for the process's one log writer.
+/// etcd's --log-outputs and --log-level for the process's one log writer;
+/// `rotation` (maxsize MB, maxage days, maxbackups, localtime) with
+/// --enable-log-rotation, for the one file output.
 #[pyfunction]
-fn configure_logging(outputs: Vec<String>, level: &str) -> PyResult<()> {
+#[pyo3(signature = (outputs, level, rotation=None))]
+fn configure_logging(outputs: Vec<String>, level: &str, rotation: Option<(u64, u64, u64, bool)>) -> PyResult<()> {
     let level = crate::logging::Level::parse(level)
         .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
-    crate::logging::configure(&outputs, level).map_err(PyOSError::new_err)
+    let rotation = rotation.map(|(max_size_mb, max_age_days, max_backups, local_time)| crate::logging::Rotation {
+        max_size_mb,
+        max_age_days,
+        max_backups,
+        local_time,
+    });
+    crate::logging::configure(&outputs, level, rotation).map_err(PyOSError::new_err)
 }
 
 /// One of Python's log records, written by the same writer as Rust's:

@@ -207,3 +207,27 @@ def test_etcd_alert_rules_fire_on_ketchs_series(make_cluster: ClusterFactory, tm
         [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, timeout=60, check=False
     )
     assert r.returncode != 0 and b"etcdNoLeader" in r.stdout + r.stderr
+
+
+def _round_trips_measured(m: Member) -> set[str]:
+    """The peers (hex IDs) whose round trip this member has observed at least once."""
+    family = scrape(m.server.client_url).get("etcd_network_peer_round_trip_time_seconds")
+    if family is None:
+        return set()
+    name = "etcd_network_peer_round_trip_time_seconds_count"
+    return {ls["To"] for n, ls, v in family.samples if n == name and v > 0}
+
+
+@pytest.mark.parametrize("kind", ["etcd", "ketch"])
+def test_every_member_measures_its_round_trip_to_every_peer(make_cluster: ClusterFactory, kind: str) -> None:
+    """etcd's rafthttp prober runs on every member for every peer, followers
+    included (a follower's round trip to the other follower too); its first
+    observation comes 5 s after the peer is added."""
+    cluster = make_cluster(kind, 3)
+    members = list(cluster.members.values())
+    deadline = time.monotonic() + 30
+    for m in members:
+        others = {o.hex_id for o in members if o is not m}
+        while (measured := _round_trips_measured(m)) != others:
+            assert time.monotonic() < deadline, (m.hex_id, measured, others)
+            time.sleep(0.5)
