@@ -475,7 +475,7 @@ fn remove_old_backups(path: &Path, rotation: Rotation, now: SystemTime) {
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| Some((backup_time(&e.file_name().to_string_lossy(), &prefix, &ext)?, e.path())))
         .collect();
-    backups.sort_by(|a, b| b.0.cmp(&a.0));
+    backups.sort_by_key(|b| std::cmp::Reverse(b.0));
     let mut delete = Vec::new();
     if rotation.max_backups > 0 && (rotation.max_backups as usize) < backups.len() {
         delete = backups.split_off(rotation.max_backups as usize);

@@ -224,6 +224,26 @@ pub struct PeerCounters {
     /// The prober's smoothed round trip to the peer, observed by every
     /// member for every peer (`server/transport.rs`, etcd's rafthttp prober).
     pub round_trip: Histogram<16>,
+    /// rafthttp's peerStatus: 1 while the stream to the peer works
+    /// (etcd_network_active_peers), and how often it stopped working.
+    active: Gauge,
+    disconnected: Counter,
+    /// Whether the peer has been active once (etcd's series exist from then).
+    was_active: AtomicBool,
+}
+
+impl PeerCounters {
+    /// The stream to the peer works again (etcd's peerStatus.activate).
+    pub fn activated(&self) {
+        self.active.set(1);
+        self.was_active.store(true, Relaxed);
+    }
+
+    /// The stream to the peer failed while it was active (peerStatus.deactivate).
+    pub fn deactivated(&self) {
+        self.active.set(0);
+        self.disconnected.inc();
+    }
 }
 
 impl PeerCounters {
@@ -234,6 +254,9 @@ impl PeerCounters {
             received_bytes: Counter::new(),
             // rafthttp: 0.1 ms, doubling, 16 buckets.
             round_trip: Histogram::new(exponential(0.0001, 2.0)),
+            active: Gauge::new(),
+            disconnected: Counter::new(),
+            was_active: AtomicBool::new(false),
         }
     }
 }
@@ -361,6 +384,15 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
     };
     let mut t = Text::default();
 
+    // membership/metrics.go: the cluster version as major.minor.
+    let cluster_version = shared.config.version.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+    t.gauge_labelled(
+        "etcd_cluster_version",
+        "Which version is running. 1 for 'cluster_version' label with current cluster version",
+        &[("cluster_version", &cluster_version)],
+        1,
+    );
+
     t.counter("etcd_debugging_lease_granted_total", "The total number of granted leases.", LEASES_GRANTED.get());
     t.gauge_int("etcd_debugging_mvcc_keys_total", "Total number of keys.", shared.store.live_key_count() as u64);
     t.gauge_int("etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.", unsynced as u64);
@@ -397,6 +429,21 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
     t.counter("etcd_mvcc_put_total", "Total number of puts seen by this member.", MVCC_PUTS.get());
     t.counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.", MVCC_RANGES.get());
     t.counter("etcd_mvcc_txn_total", "Total number of txns seen by this member.", MVCC_TXNS.get());
+    let local = format!("{me:x}");
+    let mut peers: Vec<&PeerCounters> =
+        PEERS.iter().filter(|p| !matches!(p.id.load(Relaxed), 0) && p.id.load(Relaxed) != me).collect();
+    peers.sort_by_key(|p| format!("{:x}", p.id.load(Relaxed)));
+    let ids: Vec<String> = peers.iter().map(|p| format!("{:x}", p.id.load(Relaxed))).collect();
+    let seen: Vec<(&PeerCounters, &String)> =
+        peers.iter().copied().zip(&ids).filter(|(p, _)| p.was_active.load(Relaxed)).collect();
+    t.gauge_family(
+        "etcd_network_active_peers",
+        "The current number of active peer connections.",
+        &seen
+            .iter()
+            .map(|(p, id)| (vec![("Local", local.as_str()), ("Remote", id.as_str())], p.active.get()))
+            .collect::<Vec<_>>(),
+    );
     t.counter(
         "etcd_network_client_grpc_received_bytes_total",
         "The total number of bytes received from grpc clients.",
@@ -407,11 +454,19 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "The total number of bytes sent to grpc clients.",
         GRPC_SENT_BYTES.get(),
     );
-    let mut peers: Vec<&PeerCounters> =
-        PEERS.iter().filter(|p| !matches!(p.id.load(Relaxed), 0) && p.id.load(Relaxed) != me).collect();
-    peers.sort_by_key(|p| format!("{:x}", p.id.load(Relaxed)));
+    let disconnected: Vec<_> = seen
+        .iter()
+        .filter(|(p, _)| p.disconnected.get() > 0)
+        .map(|(p, id)| (vec![("Local", local.as_str()), ("Remote", id.as_str())], p.disconnected.get()))
+        .collect();
+    if !disconnected.is_empty() {
+        t.counter_family(
+            "etcd_network_disconnected_peers_total",
+            "The total number of disconnected peers.",
+            &disconnected,
+        );
+    }
     if !peers.is_empty() {
-        let ids: Vec<String> = peers.iter().map(|p| format!("{:x}", p.id.load(Relaxed))).collect();
         t.counter_family(
             "etcd_network_peer_received_bytes_total",
             "The total number of bytes received from peers.",
@@ -462,6 +517,11 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "Whether or not this member is a leader. 1 if is, 0 otherwise.",
         u64::from(leader == me),
     );
+    t.gauge_int(
+        "etcd_server_is_learner",
+        "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+        u64::from(raft.is_learner.load(std::sync::atomic::Ordering::Acquire)),
+    );
     t.counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", LEADER_CHANGES.get());
     t.gauge_int(
         "etcd_server_proposals_applied_total",
@@ -497,6 +557,7 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         1,
     );
     grpc::render(&mut t, methods);
+    process::render_os(&mut t);
     process::render(&mut t);
     t.finish()
 }

@@ -462,6 +462,7 @@ async fn send_messages(
 ) {
     let mut delay = RECONNECT_MIN;
     let mut active = true; // for logging changes only
+    let mut ever_active = false; // a batch went out: etcd_network_active_peers from then on
     let mut url_index = 0usize;
     loop {
         let url = &urls[url_index % urls.len()];
@@ -484,9 +485,13 @@ async fn send_messages(
                             if feed.send(batch).await.is_err() {
                                 break (&mut call).await.err().map_or_else(|| "the call ended".to_owned(), |s| s.message().to_owned());
                             }
-                            if !active {
+                            if !active || !ever_active {
+                                if !active {
+                                    crate::log_info!("peer {to:x} became active");
+                                }
                                 active = true;
-                                crate::log_info!("peer {to:x} became active");
+                                ever_active = true;
+                                if let Some(p) = crate::metrics::peer(to) { p.activated(); }
                             }
                             delay = RECONNECT_MIN;
                         }
@@ -500,6 +505,11 @@ async fn send_messages(
         if active {
             active = false;
             crate::log_warn!("peer {to:x} became inactive (message send to peer failed): {why}");
+            if ever_active {
+                if let Some(p) = crate::metrics::peer(to) {
+                    p.deactivated();
+                }
+            }
         }
         // The batches in hand and everything queued are lost with the call.
         down.store(true, Ordering::Release);
