@@ -235,6 +235,8 @@ def _alone(name: str, text: str) -> list[str]:
         "initial-cluster": ["--name", "n1", "--initial-advertise-peer-urls", "http://127.0.0.1:12380"],
         "name": ["--initial-advertise-peer-urls", "http://localhost:2380"],
         "heartbeat-interval": [],
+        # etcd 3.5 rotates one file output only.
+        "enable-log-rotation": ["--log-outputs", "ketch.log"],
     }  # fmt: skip
     return base.get(name, [])
 
@@ -307,6 +309,7 @@ def _yaml_alone(name: str) -> dict[str, str]:
         "initial-advertise-peer-urls": {"initial-cluster": "default=http://127.0.0.1:12380"},
         "initial-cluster": {"name": "n1", "initial-advertise-peer-urls": "http://127.0.0.1:12380"},
         "name": {"initial-advertise-peer-urls": "http://localhost:2380"},
+        "enable-log-rotation": {"log-outputs": "ketch.log"},
     }.get(name, {})
 
 

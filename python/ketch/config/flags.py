@@ -74,7 +74,10 @@ class Flag:
 # Reasons shared by several flags. Each says why; README repeats it.
 V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
-HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin and host name"
+HTTP_CHECKS = (
+    "ketch's client port answers every host name and every origin, with the CORS headers "
+    "etcd sends when no --cors list is given (Access-Control-Allow-Origin: *)"
+)
 BBOLT = "ketch's backend is redb, not bbolt"
 PACKAGE_LEVELS = (
     "etcd 3.4 applies per-package levels to capnslog only and etcd 3.5 has none; "
