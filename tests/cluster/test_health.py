@@ -53,7 +53,7 @@ def test_peer_metrics_have_etcds_names(make_cluster: ClusterFactory) -> None:
     me = ketch.leader()
     k = scrape(me.server.client_url)
     basic = tuple(n for n in LISTED if n != "grpc_server_handling_seconds")  # --metrics=extensive only
-    assert differences(e, k, basic + LISTED_PEER) == []
+    assert differences(e, k, basic + LISTED_PEER + ("etcd_network_active_peers",)) == []
     # One series per other member, by hex ID, as rafthttp labels them.
     others = {m.hex_id for m in ketch.members.values() if m is not me}
     assert {ls["To"] for _, ls, _ in k["etcd_network_peer_sent_bytes_total"].samples} == others

@@ -230,3 +230,14 @@ def test_cors_headers_on_the_client_port_only_as_etcd_answers(pair) -> None:
     for url in (etcd_metrics, ketch_metrics):
         status, headers = _headers(f"{url}/health")
         assert status == 200 and not [h for h in headers if h[0].startswith("access-control")], headers
+
+
+def test_etcds_other_member_gauges_are_there(pair) -> None:
+    """The gauges etcd's dashboards and kube-prometheus read beside the listed
+    ones: the cluster version, learner state and etcd's own fd gauges."""
+    (etcd, _), (ketch, _) = pair
+    e, k = scrape(etcd.client_url), scrape(ketch.client_url)
+    names = ("etcd_cluster_version", "etcd_server_is_learner", "os_fd_used", "os_fd_limit")
+    assert differences(e, k, names) == []
+    assert k["etcd_server_is_learner"].value() == e["etcd_server_is_learner"].value() == 0
+    assert k["os_fd_used"].value() > 0 and k["os_fd_limit"].value() > 0
