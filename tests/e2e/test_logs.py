@@ -154,6 +154,8 @@ def _ketch_flags_error(*args: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        # Checked first, rotation or not.
+        (("--log-outputs", "default,a.log"), 'multi logoutput for "default" is not supported yet'),
         # embed.ErrLogRotationInvalidLogOutput: no file, or more than one.
         ((), "--log-outputs requires a single file path when --log-rotate-config-json is defined"),
         (("--log-outputs", "a.log,b.log"),
