@@ -48,7 +48,18 @@ WORKLOADS: dict[str, list[str]] = {
     "watch-100": ["watch-latency", "--watchers", "100", "--put-rate", "0"],
     "watch-10000": ["watch-latency", "--watchers", "10000", "--put-rate", "0"],
     "lease-keepalive": ["lease-keepalive"],
+    # The cost of auth on the hot path: the same put and ranges with auth on.
+    "put-auth": ["put"],
+    "range-l-auth": ["range", "--consistency", "l"],
+    "range-s-auth": ["range", "--consistency", "s"],
 }
+# Workloads run with auth enabled, as an operator sets it up: root holding
+# the root role, one user whose one role has READWRITE on the prefix named
+# here (all the keys the workload touches: put's zero-padded numbers,
+# range's "range/..."), and the load generator authenticated as that user
+# (a simple token, etcd's default, on every request).
+AUTH_PREFIXES: dict[str, str] = {"put-auth": "0", "range-l-auth": "range/", "range-s-auth": "range/"}
+AUTH_USER = "bench:bench-password"
 DEFAULT_WORKLOADS = (
     "put@50,put@200,range-l,range-s,range-l-1000,txn-put,watch-100,watch-10000,lease-keepalive"
 )
@@ -218,6 +229,22 @@ def start_cluster(
     return cluster, wait_ready(loadgen, cluster, args.ready_timeout)
 
 
+def enable_auth(loadgen: Path, cluster: Cluster, prefix: str) -> str | None:
+    """None once auth is on with the measured user (AUTH_PREFIXES); else why not."""
+    cmd = [str(loadgen), "--endpoints", cluster.endpoints[0], "--user", AUTH_USER]
+    proc = subprocess.run(
+        [*cmd, "enable-auth", "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        err = proc.stderr.strip().splitlines()
+        return f"enabling auth: {err[-1] if err else proc.returncode}"
+    return None
+
+
 def run_on(
     cluster: Cluster,
     label: str,
@@ -238,6 +265,7 @@ def run_on(
         str(clients),
         "--duration",
         f"{args.duration}s",
+        *(["--user", AUTH_USER] if label.split("@")[0] in AUTH_PREFIXES else []),
         *wl_args,
     ]
     res, stderr = run_loadgen(cmd, cluster, timeout=args.duration + 120)
@@ -452,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 cluster, why = start_cluster(server, argv_or_why, loadgen, args)
                 clusters[server] = cluster
+                if why is None and name in AUTH_PREFIXES:
+                    why = enable_auth(loadgen, cluster, AUTH_PREFIXES[name])
                 if why is not None:
                     broken[server] = f"FAILED: {why}"
                     runs[server].append(

@@ -208,6 +208,7 @@ class Engine:
         keepalive_interval: float,
         keepalive_timeout: float,
         version: str,
+        keepalive_min_time: float = 5.0,
         tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
         forward_tls: tuple[bytes | None, bytes, bytes] | None = None,
         threads: int = 0,
@@ -221,8 +222,9 @@ class Engine:
         Python socket (the server owns it). tls: (cert file, key file,
         trusted CA file, client cert auth, CRL file, TLS min version, TLS max
         version, TLS 1.2 cipher suites by IANA name), empty for what is not
-        given; the files are read again when they change. forward_tls: (CA PEM, cert PEM, key PEM) for calling an https
-        leader with leader-only calls. threads: tokio workers, 0 for one per
+        given; the files are read again when they change. forward_tls: (CA PEM, cert PEM, key PEM) for forwarding
+        leader-only calls to an https leader peer URL (the peer transport's dial
+        material). keepalive_min_time: etcd's --grpc-keepalive-min-time. threads: tokio workers, 0 for one per
         CPU. metrics_listeners: --listen-metrics-urls sockets as listeners
         (only /metrics and the health checks there); metrics: "basic" or
         "extensive" (adds grpc_server_handling_seconds). ValueError names a

@@ -37,7 +37,6 @@ from .config import Config, ConfigError, check_initial_cluster, compaction_reten
 from .peer import PeerError, fetch_members
 from .tls import (
     client_tls_files,
-    forward_tls,
     peer_channel_credentials,
     peer_dial_tls,
     peer_tls_files,
@@ -149,7 +148,8 @@ def _serve_clients(
     tls = client_tls_files(cfg) if any(is_tls for _, is_tls in sockets) else None
     clients, metrics = sockets[: len(cfg.listen_client_urls)], sockets[len(cfg.listen_client_urls) :]
     try:
-        forward = forward_tls(cfg) if tls else None
+        # Leader-only calls go to the leader's peer URL, dialled as the peer transport dials.
+        forward = peer_dial_tls(cfg)
         server = engine.serve_clients(
             # detach(): the engine owns the fds from here on.
             [(sock.detach(), is_tls) for sock, is_tls in clients],
@@ -159,6 +159,7 @@ def _serve_clients(
             max_concurrent_streams=cfg.max_concurrent_streams,
             keepalive_interval=cfg.grpc_keepalive_interval,
             keepalive_timeout=cfg.grpc_keepalive_timeout,
+            keepalive_min_time=cfg.grpc_keepalive_min_time,
             version=ETCD_VERSION,
             tls=tls,
             forward_tls=forward,

@@ -17,7 +17,6 @@ from .config import Config
 
 __all__ = [
     "client_tls_files",
-    "forward_tls",
     "peer_channel_credentials",
     "peer_dial_tls",
     "peer_tls_files",
@@ -62,15 +61,6 @@ def client_tls_files(cfg: Config) -> ListenerTlsFiles:
         cfg, "", cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth,
         cfg.client_crl_file,
     )  # fmt: skip
-
-
-def forward_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes]:
-    """How this member calls an https leader's client URL with a leader-only
-    call: --trusted-ca-file verifies the leader, and this member's own
-    --cert-file/--key-file is its client certificate (as etcd's gateway
-    dials its own server)."""
-    ca = _read(cfg.trusted_ca_file, "--trusted-ca-file") if cfg.trusted_ca_file else None
-    return ca, _read(cfg.cert_file, "--cert-file"), _read(cfg.key_file, "--key-file")
 
 
 def peer_tls_files(cfg: Config) -> ListenerTlsFiles:

@@ -93,7 +93,7 @@ pub enum AutoCompaction {
 }
 
 /// etcd's revision compactor looks every 5 minutes.
-pub const REVISION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+pub const REVISION_CHECK_INTERVAL: Duration = Duration::from_mins(5);
 
 /// etcd's periodic compactor samples every tenth of its interval.
 const RETRY_DIVISOR: u32 = 10;
@@ -153,7 +153,7 @@ impl AutoCompactor {
     fn check_interval(&self) -> Duration {
         match self.mode {
             // Never due (`tick` returns first); far enough not to matter.
-            AutoCompaction::Off => Duration::from_secs(365 * 24 * 3600),
+            AutoCompaction::Off => Duration::from_hours(8760),
             AutoCompaction::Periodic(p) => (p.min(HOUR) / RETRY_DIVISOR).max(Duration::from_millis(1)),
             AutoCompaction::Revision(_) => REVISION_CHECK_INTERVAL,
         }
@@ -197,7 +197,7 @@ impl AutoCompactor {
     }
 }
 
-const HOUR: Duration = Duration::from_secs(3600);
+const HOUR: Duration = Duration::from_hours(1);
 
 #[cfg(test)]
 mod tests {

@@ -106,17 +106,13 @@ impl CompletionQueue {
     pub fn push(&self, token: u64, result: Answer) {
         if token & WAITER_BIT != 0 {
             let mut shard = self.shard(token).lock();
-            let result = match shard.get(&token) {
-                Some(Waiter::Stream(tx)) => match tx.send(result) {
-                    Ok(()) => return,
+            if let Some(Waiter::Stream(tx)) = shard.get(&token) {
+                if tx.send(result).is_err() {
                     // The stream's reader is gone.
-                    Err(_) => {
-                        shard.remove(&token);
-                        return;
-                    }
-                },
-                _ => result,
-            };
+                    shard.remove(&token);
+                }
+                return;
+            }
             if let Some(Waiter::Once(tx)) = shard.remove(&token) {
                 drop(shard);
                 // The caller may have given up (its client went away).

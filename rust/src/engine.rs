@@ -15,6 +15,7 @@
 //! ```
 //! Nothing here knows Python; `py.rs` wraps [`Engine`] for `ketch._core`.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -323,7 +324,7 @@ impl EngineConfig {
             storage: crate::node::StorageSeams::default(),
             bcrypt_cost: 10,
             auth_token: "simple".into(),
-            auth_token_ttl: Duration::from_secs(300),
+            auth_token_ttl: Duration::from_mins(5),
         }
     }
 
@@ -524,6 +525,8 @@ pub enum StartError {
 }
 
 impl Engine {
+    // Taken by value as a builder's finish is: the caller has no further use for it.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn start(config: EngineConfig) -> Result<Engine, StartError> {
         let member_dir = config.data_dir.join("member");
         std::fs::create_dir_all(&member_dir)
@@ -571,7 +574,7 @@ impl Engine {
             let shared = shared.clone();
             let to_readers = to_readers.clone();
             let (settled_tx, settled) = crossbeam_channel::bounded(1);
-            threads.push(spawn("ketch-raft", move || node.run(&shared, &node_rx, &to_readers, settled_tx)));
+            threads.push(spawn("ketch-raft", move || node.run(&shared, &node_rx, &to_readers, &settled_tx)));
             // Replaying what was committed before the start takes a moment;
             // a sole member leads once it is done.
             let _ = settled.recv();
@@ -909,10 +912,10 @@ pub(crate) fn alarm_string(member: u64, alarm: i32) -> String {
         .map_or_else(|_| alarm.to_string(), |a| a.as_str_name().to_owned());
     let mut s = String::new();
     if member != 0 {
-        s.push_str(&format!("memberID:{member} "));
+        let _ = write!(s, "memberID:{member} ");
     }
     if alarm != 0 {
-        s.push_str(&format!("alarm:{name} "));
+        let _ = write!(s, "alarm:{name} ");
     }
     s
 }

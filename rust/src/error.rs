@@ -208,7 +208,6 @@ impl EtcdError {
         match name {
             "BadRequest" => E::BadRequest(message.strip_prefix(UNMARSHAL_PREFIX).unwrap_or(message).into()),
             "AuthUnconverted" => E::AuthUnconverted(message.into()),
-            "Internal" => E::Internal(message.strip_prefix(SERVER_PREFIX).unwrap_or(message).into()),
             _ => E::Internal(message.strip_prefix(SERVER_PREFIX).unwrap_or(message).into()),
         }
     }

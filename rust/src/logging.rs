@@ -12,6 +12,7 @@
 //! With --enable-log-rotation the one file output is a [`RotatingFile`]:
 //! etcd 3.5's lumberjack (gopkg.in/natefinch/lumberjack.v2 v2.0.0).
 
+use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -252,7 +253,9 @@ pub fn json_str(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -277,7 +280,7 @@ fn utc_offset(secs: i64) -> i64 {
     let t: libc::time_t = secs;
     // SAFETY: localtime_r only writes the tm we own; a null return leaves it zeroed.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    let ok = unsafe { !libc::localtime_r(&raw const t, &raw mut tm).is_null() };
     if ok {
         tm.tm_gmtoff
     } else {
@@ -301,7 +304,7 @@ fn timestamp(t: SystemTime) -> String {
     } else {
         let sign = if offset < 0 { '-' } else { '+' };
         let o = offset.unsigned_abs();
-        out.push_str(&format!("{sign}{:02}{:02}", o / 3600, o % 3600 / 60));
+        let _ = write!(out, "{sign}{:02}{:02}", o / 3600, o % 3600 / 60);
     }
     out
 }
@@ -568,12 +571,12 @@ mod tests {
         assert_eq!(go_duration(Duration::from_nanos(1_234)), "1.234\u{b5}s");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
-        assert_eq!(go_duration(Duration::from_secs(60)), "1m0s");
+        assert_eq!(go_duration(Duration::from_mins(1)), "1m0s");
     }
 
     #[test]
     fn timestamps_have_microseconds_without_trailing_zeros() {
-        let t = UNIX_EPOCH + Duration::from_secs(20_454 * 86_400 + 3_723) + Duration::from_micros(120_000);
+        let t = UNIX_EPOCH + Duration::from_secs(20_454 * 86_400 + 3_723) + Duration::from_millis(120);
         let (_, _, _, _, _, _, offset) = civil_time(t, true);
         if offset == 0 {
             assert_eq!(timestamp(t), "2026-01-01T01:02:03.12Z");
@@ -632,7 +635,7 @@ mod tests {
             std::fs::write(dir.join(name), b"").unwrap();
         }
         std::fs::write(dir.join("other-2026-01-01T00-00-00.000.log"), b"").unwrap();
-        let now = UNIX_EPOCH + Duration::from_secs(20_454 * 86_400 + 3 * 86_400); // 2026-01-04
+        let now = UNIX_EPOCH + Duration::from_hours((20_454 + 3) * 24); // 2026-01-04
         remove_old_backups(&path, Rotation { max_backups: 2, ..Rotation::default() }, now);
         assert!(!dir.join("k-2026-01-01T00-00-00.000.log").exists());
         assert!(dir.join("k-2026-01-02T00-00-00.000.log").exists());

@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn peer_urls_are_checked_as_etcd_does() {
-        let urls = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let urls = |v: &[&str]| v.iter().map(std::string::ToString::to_string).collect::<Vec<_>>();
         assert_eq!(check_peer_urls(&urls(&["http://127.0.0.1:2380", "https://[::1]:7"])), Ok(()));
         for bad in [&[][..], &["127.0.0.1:2380"], &["ftp://h:1"], &["http://h"], &["http://h:1/path"], &["http://:1"]] {
             assert_eq!(check_peer_urls(&urls(bad)), Err(EtcdError::MemberBadUrls), "{bad:?}");

@@ -31,12 +31,7 @@ use raft::eraftpb::{
 use raft::prelude::{Config as RaftConfig, RawNode};
 use raft::{Ready, SnapshotStatus, StateRole, Storage};
 
-use crate::auth::{
-    self,
-    apply::{Applied, Authenticated},
-    worker::AuthJob,
-    AuthInfo,
-};
+use crate::auth::{self, apply::Applied, worker::AuthJob, AuthInfo};
 use crate::engine::{
     decode, failed_error, EngineConfig, Identity, LinearRead, Method, ReadTask, Shared, StartError, DEFAULT_QUOTA_BYTES,
 };
@@ -313,7 +308,7 @@ impl Node {
         shared: &Arc<Shared>,
         rx: &Receiver<NodeMsg>,
         to_readers: &Sender<ReadTask>,
-        settled: Sender<()>,
+        settled: &Sender<()>,
     ) {
         let tick = shared.config.tick;
         let mut next_tick = Instant::now() + tick;
@@ -416,7 +411,7 @@ impl Node {
                 self.raw.report_snapshot(id, if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure });
             }
             NodeMsg::Write { method: Method::MaintenanceMoveLeader, request, token, .. } => {
-                self.move_leader(shared, request, token)
+                self.move_leader(shared, request, token);
             }
             NodeMsg::Write {
                 method: m @ (Method::ClusterMemberAdd | Method::ClusterMemberRemove | Method::ClusterMemberPromote),
@@ -603,7 +598,7 @@ impl Node {
             }
         }
         // 4. Entries committed in an earlier turn.
-        self.apply(shared, ready.take_committed_entries())?;
+        self.apply(shared, &ready.take_committed_entries())?;
         // 5. Persist: entries and hard state, one fsync.
         let log = self.raw.mut_store();
         log.append(ready.entries()).map_err(|e| e.to_string())?;
@@ -621,7 +616,7 @@ impl Node {
             self.raw.mut_store().set_commit(commit);
         }
         shared.peers.send(light.take_messages());
-        self.apply(shared, light.take_committed_entries())?;
+        self.apply(shared, &light.take_committed_entries())?;
         self.raw.advance_apply();
         self.release_reads(to_readers);
         self.publish(shared);
@@ -636,7 +631,7 @@ impl Node {
     /// writers it had taken off `pending_writes` are answered as `fail`
     /// answers everyone else: their entries are in the WAL, so a restart
     /// applies them, but this member will not.
-    fn apply(&mut self, shared: &Shared, entries: Vec<Entry>) -> Result<(), String> {
+    fn apply(&mut self, shared: &Shared, entries: &[Entry]) -> Result<(), String> {
         let (mut answers, started) = (Vec::new(), Instant::now());
         let applied = self.apply_batch(shared, entries, &mut answers);
         crate::metrics::note_apply(started);
@@ -663,7 +658,7 @@ impl Node {
     fn apply_batch(
         &mut self,
         shared: &Shared,
-        entries: Vec<Entry>,
+        entries: &[Entry],
         answers: &mut Vec<(u64, Result<Vec<u8>, EtcdError>)>,
     ) -> Result<(), String> {
         let Some(last) = entries.last() else {
@@ -671,7 +666,7 @@ impl Node {
         };
         let (last_index, last_term) = (last.index, last.term);
         let mut batch = shared.store.write_batch().map_err(|e| e.to_string())?;
-        for entry in &entries {
+        for entry in entries {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {} // a new leader's empty entry
                 EntryType::EntryNormal => {
@@ -681,7 +676,7 @@ impl Node {
                     use internal_request::Request as R;
                     let who =
                         req.auth.as_ref().map(|h| AuthInfo { username: h.username.clone(), revision: h.auth_revision });
-                    let refused = refused_by_alarm(&batch, &req.request).or_else(|| {
+                    let refused = refused_by_alarm(&batch, req.request.as_ref()).or_else(|| {
                         req.request
                             .as_ref()
                             .and_then(|r| auth::apply::refused(batch.auth(), who.as_ref(), r, &shared.lessor))
@@ -707,15 +702,17 @@ impl Node {
                             Some(r) => {
                                 match auth::apply::apply(shared, &mut batch, r, who.as_ref(), entry.index) {
                                     Ok(Applied::Answer(bytes)) => Ok(bytes),
-                                    Ok(Applied::Authenticated(Authenticated::Token(token))) => {
-                                        Ok(auth::apply::authenticate_answer(shared, token))
-                                    }
-                                    Ok(Applied::Authenticated(Authenticated::SignJwt { username, revision })) => {
-                                        // Signed on the auth worker, which answers the proposer.
-                                        if let (Some((token, _)), Some(to_auth)) =
-                                            (self.pending_writes.remove(&req.id), &self.to_auth)
-                                        {
-                                            let _ = to_auth.send(AuthJob::SignJwt { username, revision, token });
+                                    Ok(Applied::Authenticated(outcome)) => {
+                                        // The auth worker answers the proposer: it signs a JWT, and
+                                        // checks the password again if the auth store moved since.
+                                        match (self.pending_writes.remove(&req.id), &self.to_auth) {
+                                            (Some((token, _)), Some(to_auth)) => {
+                                                if to_auth.send(AuthJob::Applied { outcome, token }).is_err() {
+                                                    answers.push((token, Err(EtcdError::Stopped)));
+                                                }
+                                            }
+                                            (Some((token, _)), None) => answers.push((token, Err(EtcdError::Stopped))),
+                                            (None, _) => {}
                                         }
                                         Ok(Vec::new())
                                     }
@@ -764,7 +761,7 @@ impl Node {
             self.store_dirty = true;
         }
         // Watchers hear of the writes once readers can see them, before the writers' answers.
-        shared.watch.notify(shared, events);
+        shared.watch.notify(shared, &events);
         self.applied_index = last_index;
         shared.raft.applied_index.store(last_index, Ordering::Release);
         shared.raft.term.store(self.raw.raft.term, Ordering::Release);
@@ -1108,10 +1105,10 @@ impl Node {
             // etcd's v3compactor lines; the Compact entry is only proposed here.
             Ok(()) => match self.auto_compactor.mode() {
                 AutoCompaction::Revision(retention) => {
-                    crate::log_info!("starting auto revision compaction"; "revision" => revision, "revision-compaction-retention" => retention)
+                    crate::log_info!("starting auto revision compaction"; "revision" => revision, "revision-compaction-retention" => retention);
                 }
                 AutoCompaction::Periodic(period) => {
-                    crate::log_info!("starting auto periodic compaction"; "revision" => revision, "compact-period" => period)
+                    crate::log_info!("starting auto periodic compaction"; "revision" => revision, "compact-period" => period);
                 }
                 AutoCompaction::Off => {}
             },
@@ -1407,7 +1404,7 @@ fn cost_txn(r: &TxnRequest) -> u64 {
 /// and LeaseGrant (applierV3Capped). Deletes, Txns without puts,
 /// compaction, reads and Alarm itself still apply. When both are active,
 /// CORRUPT wins.
-fn refused_by_alarm(batch: &WriteBatch<'_>, req: &Option<internal_request::Request>) -> Option<EtcdError> {
+fn refused_by_alarm(batch: &WriteBatch<'_>, req: Option<&internal_request::Request>) -> Option<EtcdError> {
     use internal_request::Request as R;
     if batch.has_alarm(ALARM_CORRUPT) {
         return match req {

@@ -212,7 +212,7 @@ impl PyEngine {
     /// `metrics_listeners`: --listen-metrics-urls sockets, likewise;
     /// `metrics`: etcd's --metrics ("basic" or "extensive").
     #[pyo3(signature = (listeners, *, max_request_bytes, max_concurrent_streams, keepalive_interval,
-                        keepalive_timeout, version, tls=None, forward_tls=None, threads=0, grpc_gateway=true,
+                        keepalive_timeout, version, keepalive_min_time=5.0, tls=None, forward_tls=None, threads=0, grpc_gateway=true,
                         metrics_listeners=Vec::new(), metrics="basic"))]
     #[allow(clippy::too_many_arguments)]
     fn serve_clients(
@@ -224,6 +224,7 @@ impl PyEngine {
         keepalive_interval: f64,
         keepalive_timeout: f64,
         version: String,
+        keepalive_min_time: f64,
         tls: Option<TlsArgs>,
         forward_tls: Option<ForwardTlsArgs>,
         threads: usize,
@@ -243,6 +244,7 @@ impl PyEngine {
             max_concurrent_streams,
             keepalive_interval: seconds(keepalive_interval, "keepalive interval")?,
             keepalive_timeout: seconds(keepalive_timeout, "keepalive timeout")?,
+            keepalive_min_time: seconds(keepalive_min_time, "keepalive min time")?,
             version,
             threads,
             grpc_gateway,

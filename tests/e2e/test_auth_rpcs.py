@@ -5,6 +5,7 @@ code and message) must be the same."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -374,3 +375,76 @@ def test_nested_txns_and_bad_ranges_are_checked_as_etcd_3_5_checks_them(
         txn = rpc_pb2.TxnRequest(success=[inside, nested])
         got = rpc(ch, "/etcdserverpb.KV/Txn", txn, rpc_pb2.TxnResponse, token_of(ch, "u", "p"))
         assert got == ("PERMISSION_DENIED", "etcdserver: permission denied")
+
+
+@pytest.mark.parametrize("server", ["etcd", "ketch"])
+def test_no_token_is_issued_for_a_password_changed_while_it_was_checked(
+    server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """etcd checks a password before proposing the entry that issues the
+    token, and checks again if the auth store changed in between (its
+    Authenticate loop): here Authenticates with the old password hammer the
+    member while root changes it, and no token they got may outlive the
+    change."""
+    with (
+        member(server=server, data_dir=tmp_path_factory.mktemp(server)) as m,
+        grpc.insecure_channel(m.endpoint) as ch,
+    ):  # type: ignore[arg-type]
+        auth(ch, "UserAdd", rpc_pb2.AuthUserAddRequest(name="u", password="old"))
+        auth(ch, "RoleAdd", rpc_pb2.AuthRoleAddRequest(name="r"))
+        grant = auth_pb2.Permission(permType=auth_pb2.Permission.READWRITE, key=b"k")
+        auth(
+            ch, "RoleGrantPermission", rpc_pb2.AuthRoleGrantPermissionRequest(name="r", perm=grant)
+        )
+        auth(ch, "UserGrantRole", rpc_pb2.AuthUserGrantRoleRequest(user="u", role="r"))
+        enable_with_root(ch)
+        root = token_of(ch, "root", "rootpw")
+
+        tokens: list[str] = []
+        refusals: list[Any] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                r = auth(ch, "Authenticate", rpc_pb2.AuthenticateRequest(name="u", password="old"))
+                (tokens if isinstance(r, rpc_pb2.AuthenticateResponse) else refusals).append(
+                    r.token if isinstance(r, rpc_pb2.AuthenticateResponse) else r
+                )
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 10
+            while len(tokens) < 8 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            change = rpc_pb2.AuthUserChangePasswordRequest(name="u", password="new")
+            changed = auth(ch, "UserChangePassword", change, root)
+            assert isinstance(changed, rpc_pb2.AuthUserChangePasswordResponse), changed
+            time.sleep(1.0)  # Authenticates checked before the change apply after it
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+        assert len(tokens) >= 8, (len(tokens), refusals[:3])
+        assert (
+            "INVALID_ARGUMENT",
+            "etcdserver: authentication failed, invalid user ID or password",
+        ) in [tuple(r) for r in refusals]
+        get = rpc_pb2.RangeRequest(key=b"k")
+        still_valid = [
+            t
+            for t in tokens
+            if isinstance(
+                rpc(ch, "/etcdserverpb.KV/Range", get, rpc_pb2.RangeResponse, t),
+                rpc_pb2.RangeResponse,
+            )
+        ]
+        assert still_valid == [], (
+            f"{len(still_valid)} of {len(tokens)} old-password tokens still work"
+        )
+        new = token_of(ch, "u", "new")
+        assert isinstance(
+            rpc(ch, "/etcdserverpb.KV/Range", get, rpc_pb2.RangeResponse, new),
+            rpc_pb2.RangeResponse,
+        )

@@ -81,6 +81,10 @@ pub struct Global {
     /// Use keys 0, 1, 2, ... (mod key-space-size) instead of random ones.
     #[arg(long, global = true)]
     pub sequential_keys: bool,
+    /// Authenticate every connection as this user ("NAME:PASSWORD", as
+    /// etcdctl's --user); the token rides on every request.
+    #[arg(long, global = true, value_parser = parse_user)]
+    pub user: Option<(String, String)>,
     /// Tokio worker threads for the load generator itself.
     #[arg(long, global = true, default_value_t = 2)]
     pub threads: usize,
@@ -116,6 +120,16 @@ enum Workload {
     },
     /// LeaseKeepAlive round trips, one lease and one keepalive stream per client.
     LeaseKeepalive,
+    /// Turn auth on for a measured user: root (password --root-password,
+    /// holding the root role), a role with READWRITE on --prefix granted to
+    /// the user of --user, then AuthEnable. Run once, before the workload.
+    EnableAuth {
+        /// The key prefix the user's role may read and write.
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, default_value = "root")]
+        root_password: String,
+    },
     /// Wait until every endpoint answers a linearizable get (a leader exists).
     WaitReady {
         #[arg(long, value_parser = parse_duration, default_value = "30s")]
@@ -137,6 +151,7 @@ impl Workload {
             Workload::TxnPut => "txn-put",
             Workload::WatchLatency { .. } => "watch-latency",
             Workload::LeaseKeepalive => "lease-keepalive",
+            Workload::EnableAuth { .. } => "enable-auth",
             Workload::WaitReady { .. } => "wait-ready",
         }
     }
@@ -161,6 +176,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_user(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((name, password)) if !name.is_empty() => Ok((name.to_owned(), password.to_owned())),
+        _ => Err(format!("--user takes NAME:PASSWORD, not {s:?}")),
+    }
+}
+
 /// Opens `--conns` connections, spread over the endpoints.
 async fn connect(g: &Global) -> Result<Vec<Client>, String> {
     let mut opts = ConnectOptions::new()
@@ -178,6 +200,9 @@ async fn connect(g: &Global) -> Result<Vec<Client>, String> {
             tls = tls.identity(Identity::from_pem(c, k));
         }
         opts = opts.with_tls(tls);
+    }
+    if let Some((name, password)) = &g.user {
+        opts = opts.with_user(name.clone(), password.clone());
     }
     let mut conns = Vec::with_capacity(g.conns);
     for i in 0..g.conns {
@@ -213,6 +238,19 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = rt.block_on(async {
+        if let Workload::EnableAuth {
+            prefix,
+            root_password,
+        } = &cli.workload
+        {
+            // Connected without --user: auth is not on yet.
+            let plain = Global {
+                user: None,
+                ..cli.global.clone()
+            };
+            let conns = connect(&plain).await?;
+            return workloads::enable_auth(&cli.global, conns, prefix, root_password).await;
+        }
         let conns = connect(&cli.global).await?;
         let g = cli.global.clone();
         match cli.workload {
@@ -238,6 +276,7 @@ fn main() -> ExitCode {
             }
             Workload::LeaseKeepalive => workloads::lease_keepalive(&g, conns).await,
             Workload::WaitReady { timeout } => workloads::wait_ready(&g, conns, timeout).await,
+            Workload::EnableAuth { .. } => unreachable!("handled before connecting as the user"),
         }
     });
     // Do not wait for lingering streams (watchers, keepalives) to wind down.

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, KvClient, Permission, Txn, TxnOp, TxnOpResponse,
+};
 use tokio::sync::{watch, Notify};
 
 use crate::measure::{describe, measure, Budget, Recorder, Summary};
@@ -374,7 +376,10 @@ pub async fn watch_latency(
                     .is_err()
                 {
                     let missing = want - round2.received.load(Ordering::SeqCst).min(want);
-                    rec.fail_n(missing, format!("{missing} of {want} watchers got no event within {WATCH_EVENT_TIMEOUT:?}"));
+                    rec.fail_n(
+                        missing,
+                        format!("{missing} of {want} watchers got no event within {WATCH_EVENT_TIMEOUT:?}"),
+                    );
                     break;
                 }
             }
@@ -487,6 +492,50 @@ pub async fn wait_ready(
     let mut rec = Recorder::new();
     rec.ok(started);
     Ok(Summary::new("wait-ready", rec, started.elapsed()))
+}
+
+/// The measured user's setup, as an administrator would do it with etcdctl:
+/// user add root, role add root, user grant-role root root, role add,
+/// role grant-permission --prefix NAME readwrite PREFIX, user add NAME,
+/// user grant-role NAME NAME, auth enable.
+pub async fn enable_auth(
+    g: &Global,
+    conns: Vec<Client>,
+    prefix: &str,
+    root_password: &str,
+) -> Result<Summary, String> {
+    let (name, password) = g
+        .user
+        .clone()
+        .ok_or("enable-auth needs --user NAME:PASSWORD")?;
+    let started = Instant::now();
+    let mut c = conns
+        .into_iter()
+        .next()
+        .ok_or("enable-auth: no connection")?;
+    let step =
+        |what: &'static str| move |e: etcd_client::Error| format!("{what}: {}", describe(&e));
+    c.user_add("root", root_password, None)
+        .await
+        .map_err(step("user add root"))?;
+    c.role_add("root").await.map_err(step("role add root"))?;
+    c.user_grant_role("root", "root")
+        .await
+        .map_err(step("user grant-role root root"))?;
+    c.role_add(name.as_str()).await.map_err(step("role add"))?;
+    c.role_grant_permission(name.as_str(), Permission::read_write(prefix).with_prefix())
+        .await
+        .map_err(step("role grant-permission"))?;
+    c.user_add(name.as_str(), password, None)
+        .await
+        .map_err(step("user add"))?;
+    c.user_grant_role(name.as_str(), name.as_str())
+        .await
+        .map_err(step("user grant-role"))?;
+    c.auth_enable().await.map_err(step("auth enable"))?;
+    let mut rec = Recorder::new();
+    rec.ok(started);
+    Ok(Summary::new("enable-auth", rec, started.elapsed()).with("prefix", prefix))
 }
 
 #[cfg(test)]

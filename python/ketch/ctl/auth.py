@@ -9,8 +9,9 @@ The calls go straight to the Auth service through the client's generic
 
 from __future__ import annotations
 
-import getpass
+import os
 import sys
+import termios
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -181,11 +182,25 @@ def _scan_word() -> str:
 
 
 def _ask(prompt: str) -> str:
-    if sys.stdin.isatty():
-        return getpass.getpass(prompt)
+    """speakeasy.Ask, as etcdctl 3.4 asks: the prompt on stdout, the answer
+    read from stdin with the terminal's echo off (when stdin is one), then a
+    newline on stdout where the hidden answer would have ended the line."""
     sys.stdout.write(prompt)
     sys.stdout.flush()
-    return sys.stdin.readline().rstrip("\r\n")
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    try:
+        if saved is not None:
+            quiet = list(saved)
+            quiet[3] &= ~termios.ECHO  # lflag
+            termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+        line = sys.stdin.readline()
+    finally:
+        if saved is not None:
+            termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return line.rstrip("\r\n")
 
 
 def _read_password_interactive(name: str) -> str:

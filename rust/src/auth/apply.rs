@@ -19,10 +19,12 @@ use crate::pb::etcdserverpb::{
 };
 use crate::pb::ketchpb::internal_request::Request as R;
 
-/// What the proposer of an Authenticate entry answers, once applied.
+/// What the proposer of an Authenticate entry answers, once applied. Both
+/// carry the auth revision the entry applied at, which the auth worker
+/// compares with the one it checked the password at (etcd's retry loop).
 pub enum Authenticated {
     /// A simple token, recorded by every member.
-    Token(String),
+    Token { token: String, revision: u64 },
     /// A JWT, to be signed for this user at this revision off the node thread.
     SignJwt { username: String, revision: u64 },
 }
@@ -121,7 +123,7 @@ pub fn apply(
                 }));
             }
             let token = tokens.assign_simple(&a.simple_token, index, &a.name).unwrap_or_default();
-            Ok(Applied::Authenticated(Authenticated::Token(token)))
+            Ok(Applied::Authenticated(Authenticated::Token { token, revision: auth.revision }))
         }
         R::AuthUserAdd(u) => {
             if u.name.is_empty() {

@@ -49,6 +49,11 @@ pub struct AuthInfo {
 pub struct Caller {
     pub token: Option<String>,
     pub common_name: Option<String>,
+    /// A leader-only call a follower forwarded over the peer port, after it
+    /// checked its own caller: served unchecked, as etcd's leader serves the
+    /// lease renewals, TTL look-ups and promotions its followers send to its
+    /// peer URL (leasehttp, /members/promote) with no user at all.
+    pub checked_by_member: bool,
 }
 
 /// A user's merged permissions over all their roles (etcd's

@@ -25,7 +25,7 @@ use crate::error::EtcdError;
 /// etcd's defaultSimpleTokenLength.
 const SIMPLE_TOKEN_LETTERS: usize = 16;
 /// etcd's jwt DefaultTTL.
-const JWT_DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
+const JWT_DEFAULT_TTL: Duration = Duration::from_mins(5);
 
 struct SimpleToken {
     username: String,
@@ -261,15 +261,15 @@ mod tests {
 
     #[test]
     fn flags_parse_as_etcds() {
-        assert!(Tokens::from_flag("simple", Duration::from_secs(300)).is_ok());
+        assert!(Tokens::from_flag("simple", Duration::from_mins(5)).is_ok());
         assert_eq!(Tokens::from_flag("bogus", Duration::ZERO).unwrap_err(), "auth: invalid auth options");
         assert_eq!(Tokens::from_flag("jwt,a", Duration::ZERO).unwrap_err(), "auth: invalid auth options");
         assert_eq!(
             Tokens::from_flag("jwt,sign-method=XX256", Duration::ZERO).unwrap_err(),
             "auth: invalid auth signature method"
         );
-        assert_eq!(parse_go_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("5m"), Some(Duration::from_mins(5)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_mins(90)));
         assert_eq!(parse_go_duration("10"), None);
     }
 

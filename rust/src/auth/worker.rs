@@ -8,12 +8,21 @@
 //! - Authenticate, after its ReadIndex: the password is checked here
 //!   (etcd's CheckPassword before proposing); then the node proposes the
 //!   entry that issues the token.
-//! - A JWT for an Authenticate that applied is signed here.
+//! - An Authenticate that applied comes back here. If the auth revision it
+//!   applied at is not the one its password was checked at (a password
+//!   change, a user deleted, ... overtook it), the token it issued is not
+//!   given out: the password is checked again and a new entry proposed, as
+//!   etcd 3.5's Authenticate loops ("revision when password checked became
+//!   stale; retrying"). Otherwise the answer is sent, or the JWT signed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use prost::Message;
 
+use super::apply::Authenticated;
 use super::AuthInfo;
 use crate::engine::{Method, Shared};
 use crate::error::EtcdError;
@@ -33,9 +42,9 @@ pub(crate) enum AuthJob {
         request: AuthenticateRequest,
         token: u64,
     },
-    SignJwt {
-        username: String,
-        revision: u64,
+    /// The Authenticate entry proposed for `token` applied.
+    Applied {
+        outcome: Authenticated,
         token: u64,
     },
     Stop,
@@ -56,8 +65,21 @@ fn hash(password: &str, cost: u32) -> Result<String, EtcdError> {
     Ok(base64::engine::general_purpose::STANDARD.encode(hashed.as_bytes()))
 }
 
+/// An Authenticate between its password check and its answer.
+struct Checking {
+    request: AuthenticateRequest,
+    /// The auth revision the password was checked at.
+    revision: u64,
+    since: Instant,
+}
+
+/// A proposal that failed is answered by the node, not here; its entry is
+/// dropped once it is older than any request may wait.
+const FORGET_CHECKING_AFTER: Duration = Duration::from_mins(5);
+
 pub(crate) fn run(shared: &Shared, jobs: &Receiver<AuthJob>, to_node: &Sender<NodeMsg>) {
     let cost = bcrypt_cost(shared.config.bcrypt_cost);
+    let mut checking: HashMap<u64, Checking> = HashMap::new();
     while let Ok(job) = jobs.recv() {
         let (token, next) = match job {
             AuthJob::Stop => return,
@@ -65,19 +87,38 @@ pub(crate) fn run(shared: &Shared, jobs: &Receiver<AuthJob>, to_node: &Sender<No
                 (token, hashed_request(method, request, cost).map(|r| (method, r, who)))
             }
             AuthJob::CheckPassword { request, token } => {
-                (token, check_password(shared, &request).map(|r| (Method::AuthAuthenticate, r, None)))
+                checking.retain(|_, c| c.since.elapsed() < FORGET_CHECKING_AFTER);
+                (token, check_and_propose(shared, &mut checking, request, token))
             }
-            AuthJob::SignJwt { username, revision, token } => {
-                let answer =
-                    shared.tokens.sign_jwt(&username, revision).map(|t| super::apply::authenticate_answer(shared, t));
-                shared.completions.push(token, answer);
-                continue;
+            AuthJob::Applied { outcome, token } => {
+                let (Authenticated::Token { revision, .. } | Authenticated::SignJwt { revision, .. }) = &outcome;
+                match checking.remove(&token) {
+                    Some(c) if c.revision != *revision => {
+                        crate::log_info!("revision when password checked became stale; retrying");
+                        (token, check_and_propose(shared, &mut checking, c.request, token))
+                    }
+                    _ => {
+                        let answer = match outcome {
+                            Authenticated::Token { token, .. } => Ok(super::apply::authenticate_answer(shared, token)),
+                            Authenticated::SignJwt { username, revision } => shared
+                                .tokens
+                                .sign_jwt(&username, revision)
+                                .map(|t| super::apply::authenticate_answer(shared, t)),
+                        };
+                        shared.completions.push(token, answer);
+                        continue;
+                    }
+                }
             }
         };
         match next {
-            Err(e) => shared.completions.push(token, Err(e)),
+            Err(e) => {
+                checking.remove(&token);
+                shared.completions.push(token, Err(e));
+            }
             Ok((method, request, who)) => {
                 if to_node.send(NodeMsg::Write { method, request, token, who }).is_err() {
+                    checking.remove(&token);
                     shared.completions.push(token, Err(EtcdError::Stopped));
                 }
             }
@@ -85,28 +126,41 @@ pub(crate) fn run(shared: &Shared, jobs: &Receiver<AuthJob>, to_node: &Sender<No
     }
 }
 
+type Proposal = (Method, Bytes, Option<AuthInfo>);
+
+/// Checks the password and remembers at which auth revision, for
+/// [`AuthJob::Applied`]; the entry to propose if it matched.
+fn check_and_propose(
+    shared: &Shared,
+    checking: &mut HashMap<u64, Checking>,
+    request: AuthenticateRequest,
+    token: u64,
+) -> Result<Proposal, EtcdError> {
+    let (entry, revision) = check_password(shared, &request)?;
+    checking.insert(token, Checking { request, revision, since: Instant::now() });
+    Ok((Method::AuthAuthenticate, entry, None))
+}
+
 fn hashed_request(method: Method, request: Bytes, cost: u32) -> Result<Bytes, EtcdError> {
     let decode_err = |e: prost::DecodeError| EtcdError::BadRequest(e.to_string());
-    Ok(match method {
-        Method::AuthUserAdd => {
-            let mut r = AuthUserAddRequest::decode(request).map_err(decode_err)?;
-            if !r.options.as_ref().is_some_and(|o| o.no_password) {
-                r.hashed_password = hash(&r.password, cost)?;
-            }
-            r.password.clear();
-            r.encode_to_vec().into()
-        }
-        _ => {
-            let mut r = AuthUserChangePasswordRequest::decode(request).map_err(decode_err)?;
+    Ok(if method == Method::AuthUserAdd {
+        let mut r = AuthUserAddRequest::decode(request).map_err(decode_err)?;
+        if !r.options.as_ref().is_some_and(|o| o.no_password) {
             r.hashed_password = hash(&r.password, cost)?;
-            r.password.clear();
-            r.encode_to_vec().into()
         }
+        r.password.clear();
+        r.encode_to_vec().into()
+    } else {
+        let mut r = AuthUserChangePasswordRequest::decode(request).map_err(decode_err)?;
+        r.hashed_password = hash(&r.password, cost)?;
+        r.password.clear();
+        r.encode_to_vec().into()
     })
 }
 
-/// etcd's CheckPassword, then the entry to propose.
-fn check_password(shared: &Shared, r: &AuthenticateRequest) -> Result<Bytes, EtcdError> {
+/// etcd's CheckPassword: the entry to propose and the auth revision the
+/// password was checked at.
+fn check_password(shared: &Shared, r: &AuthenticateRequest) -> Result<(Bytes, u64), EtcdError> {
     let auth = shared.store.auth();
     if !auth.enabled {
         return Err(EtcdError::AuthNotEnabled);
@@ -122,5 +176,5 @@ fn check_password(shared: &Shared, r: &AuthenticateRequest) -> Result<Bytes, Etc
         return Err(EtcdError::AuthFailed);
     }
     let entry = InternalAuthenticateRequest { name: r.name.clone(), simple_token: super::tokens::Tokens::gen_prefix() };
-    Ok(entry.encode_to_vec().into())
+    Ok((entry.encode_to_vec().into(), auth.revision))
 }

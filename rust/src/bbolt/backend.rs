@@ -1,6 +1,7 @@
 //! etcd's backend buckets (see the module doc): written from a read view
 //! of ketch's store, and read back from any etcd 3.4/3.5 snapshot.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use prost::Message;
@@ -140,10 +141,10 @@ fn member_json(m: &Member) -> String {
         s.push_str(",\"isLearner\":true");
     }
     if !m.name.is_empty() {
-        s.push_str(&format!(",\"name\":{}", go_json_string(&m.name)));
+        let _ = write!(s, ",\"name\":{}", go_json_string(&m.name));
     }
     if !m.client_ur_ls.is_empty() {
-        s.push_str(&format!(",\"clientURLs\":{}", list(&m.client_ur_ls)));
+        let _ = write!(s, ",\"clientURLs\":{}", list(&m.client_ur_ls));
     }
     s.push('}');
     s
@@ -154,10 +155,10 @@ fn conf_state_json(voters: &[u64], learners: &[u64]) -> String {
     let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let mut s = String::from("{");
     if !voters.is_empty() {
-        s.push_str(&format!("\"voters\":[{}],", ids(voters)));
+        let _ = write!(s, "\"voters\":[{}],", ids(voters));
     }
     if !learners.is_empty() {
-        s.push_str(&format!("\"learners\":[{}],", ids(learners)));
+        let _ = write!(s, "\"learners\":[{}],", ids(learners));
     }
     s.push_str("\"auto_leave\":false}");
     s
@@ -174,8 +175,12 @@ fn go_json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }

@@ -36,7 +36,7 @@ enum BucketAt {
     Inline(usize, usize),
 }
 
-fn bad(msg: String) -> SnapshotError {
+fn bad(msg: impl std::fmt::Display) -> SnapshotError {
     SnapshotError::new(format!("bad bbolt file: {msg}"))
 }
 
@@ -44,7 +44,7 @@ impl<'a> BboltFile<'a> {
     /// Checks `data` (the database bytes, without etcd's hash trailer).
     pub fn open(data: &'a [u8]) -> Result<BboltFile<'a>, SnapshotError> {
         let (meta, page_size) = pick_meta(data)?;
-        let needed = meta.pgid.checked_mul(page_size as u64).ok_or_else(|| bad("page count overflows".into()))?;
+        let needed = meta.pgid.checked_mul(page_size as u64).ok_or_else(|| bad("page count overflows"))?;
         if needed > data.len() as u64 {
             return Err(bad(format!(
                 "truncated: the meta page counts {} pages of {page_size} bytes ({needed} bytes) but the file has {} bytes",
@@ -53,7 +53,7 @@ impl<'a> BboltFile<'a> {
             )));
         }
         let mut file = BboltFile { data, page_size, meta, buckets: Vec::new() };
-        let mut used = vec![false; usize::try_from(meta.pgid).map_err(|_| bad("too many pages".into()))?];
+        let mut used = vec![false; usize::try_from(meta.pgid).map_err(|_| bad("too many pages"))?];
         used[0] = true;
         used[1] = true;
         let mut check = Walk { file: &file, used: &mut used };
@@ -130,7 +130,7 @@ fn pick_meta(data: &[u8]) -> Result<(Meta, usize), SnapshotError> {
         let raw = data.get(at + PAGE_HEADER..at + PAGE_HEADER + 64)?;
         Some((Meta::decode(raw)?, raw))
     };
-    let (m0, raw0) = read(0).ok_or_else(|| bad("no meta page".into()))?;
+    let (m0, raw0) = read(0).ok_or_else(|| bad("no meta page"))?;
     let first = m0.validate(raw0).and_then(|()| check_meta_page(data, 0));
     let mut sizes = vec![];
     if first.is_ok() {
@@ -155,7 +155,7 @@ fn pick_meta(data: &[u8]) -> Result<(Meta, usize), SnapshotError> {
         }
     }
     let (meta, page_size) =
-        best.ok_or_else(|| bad(errors.iter().find(|e| !e.is_empty()).copied().unwrap_or("no valid meta page").into()))?;
+        best.ok_or_else(|| bad(errors.iter().find(|e| !e.is_empty()).copied().unwrap_or("no valid meta page")))?;
     if !(512..=1 << 20).contains(&page_size) || !page_size.is_power_of_two() {
         return Err(bad(format!("page size {page_size} is not a power of two between 512 and 1 MiB")));
     }
@@ -205,7 +205,7 @@ impl<'a> Walk<'_, 'a> {
         let overflow = u64::from(u32_at(head, 12));
         let last = pgid + overflow;
         if last >= hwm {
-            return Err(bad(format!("page {pgid} overflows past the last page ({} more)", overflow)));
+            return Err(bad(format!("page {pgid} overflows past the last page ({overflow} more)")));
         }
         if !self.used.is_empty() {
             for p in pgid..=last {
@@ -230,7 +230,7 @@ impl<'a> Walk<'_, 'a> {
         leaf: &mut Check<'_>,
     ) -> Result<(), SnapshotError> {
         if depth > MAX_DEPTH {
-            return Err(bad("the tree is deeper than any bbolt tree".into()));
+            return Err(bad("the tree is deeper than any bbolt tree"));
         }
         let data: &'a [u8] = self.file.data;
         let (base, page): (usize, &'a [u8]) = match at {
@@ -241,7 +241,7 @@ impl<'a> Walk<'_, 'a> {
             BucketAt::Inline(start, len) => {
                 let p = &data[start..start + len];
                 if p.len() < PAGE_HEADER || u16_at(p, 8) != LEAF_PAGE {
-                    return Err(bad("an inline bucket is not a leaf page".into()));
+                    return Err(bad("an inline bucket is not a leaf page"));
                 }
                 (start, p)
             }
@@ -353,9 +353,9 @@ impl<'a> Walk<'_, 'a> {
         let mut at = PAGE_HEADER;
         if count == usize::from(FREELIST_COUNT_IN_BODY) {
             if page.len() < PAGE_HEADER + 8 {
-                return Err(bad("freelist page is cut short".into()));
+                return Err(bad("freelist page is cut short"));
             }
-            count = usize::try_from(u64_at(&page, PAGE_HEADER)).map_err(|_| bad("freelist count overflows".into()))?;
+            count = usize::try_from(u64_at(&page, PAGE_HEADER)).map_err(|_| bad("freelist count overflows"))?;
             at += 8;
         }
         if count.checked_mul(8).and_then(|n| n.checked_add(at)).is_none_or(|end| end > page.len()) {

@@ -206,13 +206,13 @@ impl<'w> TreeWriter<'w> {
                     && size + grow > self.file.page_size
                     && left_after >= MIN_KEYS_PER_PAGE
                 {
-                    next.push(self.write_branch(std::mem::take(&mut group))?);
+                    next.push(self.write_branch(&std::mem::take(&mut group))?);
                     size = PAGE_HEADER;
                 }
                 size += grow;
                 group.push(child);
             }
-            next.push(self.write_branch(group)?);
+            next.push(self.write_branch(&group)?);
             level = next;
         }
         let root = level[0].1;
@@ -224,7 +224,7 @@ impl<'w> TreeWriter<'w> {
         Ok(root)
     }
 
-    fn write_branch(&mut self, children: Vec<(Vec<u8>, u64)>) -> Result<(Vec<u8>, u64), SnapshotError> {
+    fn write_branch(&mut self, children: &[(Vec<u8>, u64)]) -> Result<(Vec<u8>, u64), SnapshotError> {
         let n = children.len();
         let mut body = vec![0u8; n * BRANCH_ELEMENT];
         for (i, (k, pgid)) in children.iter().enumerate() {

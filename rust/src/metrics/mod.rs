@@ -572,6 +572,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::float_cmp)] // the first bound is the literal itself, not a computed value
     fn exponential_bounds_are_etcds() {
         let b: [f64; 14] = exponential(0.001, 2.0);
         assert_eq!(b[0], 0.001);

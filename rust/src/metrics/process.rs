@@ -82,7 +82,7 @@ fn limit(resource: libc::__rlimit_resource_t) -> Option<f64> {
         return None;
     }
     #[allow(clippy::cast_precision_loss)]
-    Some(if rl.rlim_cur == libc::RLIM_INFINITY { 1.8446744073709552e19 } else { rl.rlim_cur as f64 })
+    Some(if rl.rlim_cur == libc::RLIM_INFINITY { 1.844_674_407_370_955_2e19 } else { rl.rlim_cur as f64 })
 }
 
 fn boot_time() -> Option<f64> {

@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(go_float(20480.0), "20480");
         assert_eq!(go_float(0.0001), "0.0001");
         assert_eq!(go_float(0.000_05), "5e-05");
-        assert_eq!(go_float(1.8446744073709552e19), "1.8446744073709552e+19");
+        assert_eq!(go_float(1.844_674_407_370_955_2e19), "1.8446744073709552e+19");
         assert_eq!(go_float(0.06), "0.06");
         assert_eq!(go_float(1.0), "1");
         assert_eq!(go_float(999_999.0), "999999");

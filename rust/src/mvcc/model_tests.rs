@@ -217,19 +217,16 @@ proptest! {
                     let valid = check_txn(&req, 128);
                     let mut w = s.write_batch()?;
                     let r = w.txn(&req, &NoLeases);
-                    match valid {
-                        Err(e) => {
-                            prop_assert_eq!(r, Err(e));
-                            drop(w);
-                        }
-                        Ok(()) => {
-                            let r = r?;
-                            w.commit(durable)?;
-                            let cur_ver = m.snaps.last().unwrap().get(KEYS[*k].as_bytes()).map_or(0, |kv| kv.version);
-                            prop_assert_eq!(r.succeeded, cur_ver == *ver);
-                            m.write(if r.succeeded { then } else { els });
-                            prop_assert_eq!(r.header.unwrap().revision, m.rev());
-                        }
+                    if let Err(e) = valid {
+                        prop_assert_eq!(r, Err(e));
+                        drop(w);
+                    } else {
+                        let r = r?;
+                        w.commit(durable)?;
+                        let cur_ver = m.snaps.last().unwrap().get(KEYS[*k].as_bytes()).map_or(0, |kv| kv.version);
+                        prop_assert_eq!(r.succeeded, cur_ver == *ver);
+                        m.write(if r.succeeded { then } else { els });
+                        prop_assert_eq!(r.header.unwrap().revision, m.rev());
                     }
                 }
                 Step::Compact(off) => {

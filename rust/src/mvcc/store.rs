@@ -244,7 +244,7 @@ impl Store {
 
     /// Size of the backend file in bytes.
     pub fn db_size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// Bytes of the file redb has allocated (the rest is free pages),

@@ -10,7 +10,7 @@ use crate::pb::etcdserverpb::{
     range_request::{SortOrder, SortTarget},
     request_op::Request,
     response_op::Response,
-    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
 };
 use crate::pb::mvccpb::KeyValue;
 
@@ -414,7 +414,7 @@ fn mvcc_txn_nested_and_failure_branch() {
         Some(Response::ResponseTxn(inner)) => {
             assert!(inner.succeeded);
             // etcd leaves nested txn headers empty.
-            assert_eq!(inner.header, Some(Default::default()));
+            assert_eq!(inner.header, Some(ResponseHeader::default()));
             match &inner.responses[0].response {
                 Some(Response::ResponsePut(p)) => assert_eq!(p.header.unwrap().revision, 3),
                 _ => panic!(),

@@ -7,8 +7,13 @@
 //! other call is woken.
 //!
 //! Leader-only calls (LeaseKeepAlive, LeaseTimeToLive, MemberPromote) that
-//! the engine answers with NotLeader are sent to the leader's client URL
-//! ([`Leader`]), as etcd's followers pass them to their leader.
+//! the engine answers with NotLeader are checked here against this
+//! member's caller (token or client-certificate CN), then sent to the
+//! leader's peer URL ([`Leader`], `transport`'s Forward), which serves them
+//! unchecked: etcd's followers do the same (leasehttp and /members/promote on
+//! the peer URLs, through the peer transport's TLS, with no user). So a user
+//! known only by its certificate is that user on the follower, and neither
+//! the client port's TLS (--auto-tls included) nor its certificates matter.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,15 +22,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic::Status;
 
 use crate::auth::Caller;
 use crate::completion::{Answer, Waiter};
 use crate::engine::{Engine, Method};
 use crate::error::EtcdError;
-use crate::server::codec::RawCodec;
 use crate::server::status::status_of;
+use crate::server::transport::{self, PeerDialTls};
 
 /// How long a follower keeps looking for a leader to take a forwarded call
 /// (etcd's follower retries its leader until the request's deadline).
@@ -90,7 +95,8 @@ impl Calls {
                 }
             } else if let Some(channel) = self.leader.channel(&self.engine) {
                 self.engine.authorize(method, &request, caller).map_err(|e| status_of(&e))?;
-                match forward(channel, path, request.clone(), caller.token.as_deref()).await {
+                let cluster_id = format!("{:x}", self.engine.identity().cluster_id);
+                match transport::forward(channel, &cluster_id, path, request.clone()).await {
                     Ok(answer) => return Ok(answer),
                     // The leader moved on, or could not be reached: look again.
                     Err(s) if is_not_leader(&s) || s.code() == tonic::Code::Unavailable => {}
@@ -106,6 +112,18 @@ impl Calls {
 }
 
 impl Calls {
+    /// A leader-only call a follower forwarded to this member's peer port,
+    /// already checked there: NotLeader if this member no longer leads (the
+    /// follower looks for the leader again).
+    pub async fn serve_forwarded(&self, method: Method, request: Bytes) -> Result<Bytes, Status> {
+        if !self.is_leader() {
+            return Err(status_of(&EtcdError::NotLeader));
+        }
+        self.wait_applied().await?;
+        let caller = Caller { checked_by_member: true, ..Caller::default() };
+        self.call_as(method, request, &caller).await.map(Into::into).map_err(|e| status_of(&e))
+    }
+
     /// Until this member has applied everything it had committed when asked
     /// (etcd's waitAppliedIndex before a leader's lease renew or TTL): a
     /// lease just granted through a follower is committed here first, but
@@ -132,27 +150,18 @@ fn is_not_leader(s: &Status) -> bool {
     s.code() == tonic::Code::FailedPrecondition && s.message() == EtcdError::NotLeader.to_string()
 }
 
-async fn forward(
-    channel: Channel,
-    path: &'static str,
-    request: Bytes,
-    auth_token: Option<&str>,
-) -> Result<Bytes, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting to the leader: {e}")))?;
-    let codec = RawCodec { max_receive: usize::MAX };
-    let path = http::uri::PathAndQuery::from_static(path);
-    let mut request = tonic::Request::new(request);
-    if let Some(value) = auth_token.and_then(|t| t.parse().ok()) {
-        request.metadata_mut().insert(crate::server::TOKEN_METADATA, value);
+/// The leader-only calls a follower forwards, by their gRPC path.
+pub fn forwarded_method(path: &str) -> Option<Method> {
+    match path {
+        "/etcdserverpb.Lease/LeaseKeepAlive" => Some(Method::LeaseKeepAlive),
+        "/etcdserverpb.Lease/LeaseTimeToLive" => Some(Method::LeaseTimeToLive),
+        "/etcdserverpb.Cluster/MemberPromote" => Some(Method::ClusterMemberPromote),
+        _ => None,
     }
-    grpc.unary(request, path, codec).await.map(tonic::Response::into_inner)
 }
 
-/// What a member presents when it calls the leader's https client URL: the
-/// CA that verifies the leader and, for a leader with --client-cert-auth,
-/// this member's own client-port certificate (as etcd's grpc-gateway
-/// loopback does; kubeadm's etcd server certificates allow client use).
+/// What a member presents when it dials the leader's https peer URL: its
+/// peer transport's (see `transport::PeerDialTls`).
 #[derive(Clone)]
 pub struct ForwardTls {
     pub ca_pem: Option<Vec<u8>>,
@@ -160,14 +169,19 @@ pub struct ForwardTls {
     pub key_pem: Vec<u8>,
 }
 
-/// Channels to the current leader's client URL, one per leader, made lazily.
+/// Channels to the current leader's peer URL, one per leader, made lazily.
 struct Leader {
-    tls: Option<ForwardTls>,
+    tls: PeerDialTls,
     channels: Mutex<HashMap<u64, Channel>>,
 }
 
 impl Leader {
     fn new(tls: Option<ForwardTls>) -> Leader {
+        let tls = tls.map_or_else(PeerDialTls::default, |t| PeerDialTls {
+            ca_pem: t.ca_pem,
+            cert_pem: t.cert_pem,
+            key_pem: t.key_pem,
+        });
         Leader { tls, channels: Mutex::new(HashMap::new()) }
     }
 
@@ -180,21 +194,14 @@ impl Leader {
             return Some(ch.clone());
         }
         let member = engine.members().into_iter().find(|m| m.id == leader)?;
-        let url = member.client_ur_ls.first()?.clone();
-        let mut endpoint = Endpoint::from_shared(url).ok()?.tcp_nodelay(true);
-        if endpoint.uri().scheme_str() == Some("https") {
-            let mut tls = ClientTlsConfig::new();
-            if let Some(t) = &self.tls {
-                if let Some(ca) = &t.ca_pem {
-                    tls = tls.ca_certificate(Certificate::from_pem(ca));
-                }
-                if !t.cert_pem.is_empty() {
-                    tls = tls.identity(Identity::from_pem(&t.cert_pem, &t.key_pem));
-                }
+        let url = member.peer_ur_ls.first()?;
+        let channel = match transport::channel(&self.tls, url) {
+            Ok(channel) => channel,
+            Err(e) => {
+                crate::log_warn!("forwarding to the leader: {e}");
+                return None;
             }
-            endpoint = endpoint.tls_config(tls).ok()?;
-        }
-        let channel = endpoint.connect_lazy();
+        };
         let mut channels = self.channels.lock();
         // Channels to former leaders are dropped: leadership rarely moves back at once.
         channels.retain(|id, _| *id == leader);

@@ -24,6 +24,7 @@
 //! etcd's CORS headers and OPTIONS is answered 200 with no body, as etcd's
 //! accessController does with no `--cors` list (which allows every origin).
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -278,27 +279,32 @@ fn checks_at(path: &str) -> Option<(&'static [&'static str], Option<&'static str
     } else {
         (READYZ, path.strip_prefix("/readyz")?)
     };
-    match rest {
-        "" => Some((root, None)),
-        _ => {
-            let name = rest.strip_prefix('/')?;
-            root.iter().find(|c| **c == name).map(|c| (root, Some(*c)))
-        }
+    if rest.is_empty() {
+        Some((root, None))
+    } else {
+        let name = rest.strip_prefix('/')?;
+        root.iter().find(|c| **c == name).map(|c| (root, Some(*c)))
     }
 }
 
 async fn check(calls: &Calls, name: &str) -> Result<(), String> {
     match name {
-        "data_corruption" => match alarm_names(&calls.engine).contains(&"CORRUPT") {
-            true => Err("alarm activated: CORRUPT".to_owned()),
-            false => Ok(()),
-        },
+        "data_corruption" => {
+            if alarm_names(&calls.engine).contains(&"CORRUPT") {
+                Err("alarm activated: CORRUPT".to_owned())
+            } else {
+                Ok(())
+            }
+        }
         "serializable_read" => read(calls, true).await,
         "linearizable_read" => read(calls, false).await,
-        "non_learner" => match calls.engine.shared().raft.is_learner.load(std::sync::atomic::Ordering::Acquire) {
-            true => Err("not supported for learner".to_owned()),
-            false => Ok(()),
-        },
+        "non_learner" => {
+            if calls.engine.shared().raft.is_learner.load(std::sync::atomic::Ordering::Acquire) {
+                Err("not supported for learner".to_owned())
+            } else {
+                Ok(())
+            }
+        }
         _ => Ok(()),
     }
 }
@@ -316,10 +322,12 @@ async fn run_checks(calls: &Calls, root: &[&str], only: Option<&str>, query: &Qu
         let result = check(calls, name).await;
         crate::metrics::health_check_ran(kind, name, result.is_ok());
         match result {
-            Ok(()) => report.push_str(&format!("[+]{name} ok\n")),
+            Ok(()) => {
+                let _ = writeln!(report, "[+]{name} ok");
+            }
             Err(e) => {
                 failed = true;
-                report.push_str(&format!("[-]{name} failed: {e}\n"));
+                let _ = writeln!(report, "[-]{name} failed: {e}");
             }
         }
     }
@@ -346,7 +354,9 @@ fn json_escape(s: &str) -> String {
             '<' => out.push_str("\\u003c"),
             '>' => out.push_str("\\u003e"),
             '&' => out.push_str("\\u0026"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }

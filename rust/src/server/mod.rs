@@ -61,6 +61,8 @@ use streams::ResponseStream;
 
 /// etcd's grpcOverheadBytes: gRPC's receive limit is max-request-bytes plus this.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// grpc-go's defaultKeepalivePolicyMinTime, in force when etcd sets no policy.
+const GRPC_DEFAULT_PING_MIN_TIME: Duration = Duration::from_mins(5);
 
 pub struct ServerConfig {
     /// Bound and listening; `true` for an https URL.
@@ -74,6 +76,9 @@ pub struct ServerConfig {
     /// how long it waits for the answer (--grpc-keepalive-timeout).
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// etcd's --grpc-keepalive-min-time: a client pinging more often gets
+    /// GOAWAY ENHANCE_YOUR_CALM "too_many_pings", as grpc-go's server sends.
+    pub keepalive_min_time: Duration,
     pub version: String,
     /// Tokio worker threads; 0: one per CPU.
     pub threads: usize,
@@ -112,9 +117,17 @@ impl ClientServer {
         } else {
             config.threads
         };
+        let ping_policy = h2::server::PingPolicy {
+            // etcd passes no policy for 0s, and grpc-go then enforces its default, 5 minutes.
+            min_time: Some(config.keepalive_min_time).filter(|d| !d.is_zero()).unwrap_or(GRPC_DEFAULT_PING_MIN_TIME),
+            // etcd's PermitWithoutStream: false.
+            permit_without_stream: false,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("ketch-grpc")
+            // hyper makes each connection's h2 builder on these threads.
+            .on_thread_start(move || h2::server::set_thread_ping_policy(Some(ping_policy)))
             .enable_all()
             .build()
             .map_err(|e| format!("starting the gRPC runtime: {e}"))?;
@@ -450,7 +463,7 @@ fn caller_from(metadata: &tonic::metadata::MetadataMap, common_name: Option<Stri
     let token = [TOKEN_METADATA, "authorization"]
         .iter()
         .find_map(|key| metadata.get(*key).and_then(|v| v.to_str().ok()).map(str::to_owned));
-    Caller { token, common_name }
+    Caller { token, common_name, checked_by_member: false }
 }
 
 struct UnaryCall {

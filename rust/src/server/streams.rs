@@ -148,7 +148,7 @@ pub async fn snapshot(calls: &Arc<Calls>, request: Bytes, caller: Caller) -> Res
     let copy = SnapshotCopy { path: PathBuf::from(String::from_utf8_lossy(&path).into_owned()) };
     let file = std::fs::File::open(&copy.path)
         .map_err(|e| Status::internal(format!("etcdserver: opening the snapshot copy: {e}")))?;
-    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let total = file.metadata().map_or(0, |m| m.len());
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Status>>(4);
     // File reads block: a thread of tokio's blocking pool reads ahead of the
     // sender, at most four blobs.

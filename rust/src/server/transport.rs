@@ -11,6 +11,9 @@
 //! - `Snapshot`  client streaming: one snapshot batch in 1 MiB chunks,
 //!   joined and stepped whole; a call of its own, so heartbeats never queue
 //!   behind it.
+//! - `Forward`   unary: a leader-only call (LeaseKeepAlive, LeaseTimeToLive,
+//!   MemberPromote) a follower checked and passes on (`calls`); the client
+//!   request's gRPC path in `ketch-forwarded-method`, its bytes as the body.
 //! - `Members`   unary: the engine's MemberListResponse (a joining member
 //!   learns its ID and the cluster's from it before it has an engine; it
 //!   asks with Python's grpcio, ketch.peer.fetch_members).
@@ -57,7 +60,9 @@ const MESSAGES: &str = "/ketchpeer.Raft/Messages";
 const SNAPSHOT: &str = "/ketchpeer.Raft/Snapshot";
 const MEMBERS: &str = "/ketchpeer.Raft/Members";
 const PROBE: &str = "/ketchpeer.Raft/Probe";
+const FORWARD: &str = "/ketchpeer.Raft/Forward";
 const CLUSTER_ID_KEY: &str = "ketch-cluster-id";
+const FORWARDED_METHOD_KEY: &str = "ketch-forwarded-method";
 
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Batches waiting for one peer. A follower this far behind is beyond what a
@@ -185,6 +190,7 @@ async fn route(calls: Arc<Calls>, cluster_id: String, req: http::Request<Incomin
         SNAPSHOT => grpc.client_streaming(Receive { calls, whole: true }, req).await,
         MEMBERS => grpc.unary(Members { calls }, req).await,
         PROBE => grpc.unary(ProbeAnswer, req).await,
+        FORWARD => grpc.unary(Forwarded { calls }, req).await,
         _ => Status::unimplemented(format!("unknown method {path}")).into_http(),
     }
 }
@@ -265,6 +271,38 @@ impl UnaryService<Bytes> for ProbeAnswer {
         let nanos = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         Box::pin(async move { Ok(tonic::Response::new(Bytes::copy_from_slice(&nanos.to_be_bytes()))) })
     }
+}
+
+struct Forwarded {
+    calls: Arc<Calls>,
+}
+
+impl UnaryService<Bytes> for Forwarded {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let calls = self.calls.clone();
+        let path = request.metadata().get(FORWARDED_METHOD_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Box::pin(async move {
+            let Some(method) = path.as_deref().and_then(crate::server::calls::forwarded_method) else {
+                return Err(Status::unimplemented(format!("not a forwarded call: {path:?}")));
+            };
+            calls.serve_forwarded(method, request.into_inner()).await.map(tonic::Response::new)
+        })
+    }
+}
+
+/// A follower's leader-only call, sent to the leader's peer port.
+pub(crate) async fn forward(channel: Channel, cluster_id: &str, path: &str, body: Bytes) -> Result<Bytes, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| Status::unavailable(format!("connecting to the leader: {e}")))?;
+    let mut request = request_with_cluster_id(body, cluster_id);
+    if let Ok(value) = path.parse() {
+        request.metadata_mut().insert(FORWARDED_METHOD_KEY, value);
+    }
+    let codec = RawCodec { max_receive: usize::MAX };
+    grpc.unary(request, http::uri::PathAndQuery::from_static(FORWARD), codec).await.map(tonic::Response::into_inner)
 }
 
 // --- sending ------------------------------------------------------------------
@@ -420,7 +458,7 @@ impl Sending {
     }
 }
 
-fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
+pub(crate) fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
     let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("peer URL {url}: {e}"))?
         .tcp_nodelay(true)
@@ -686,7 +724,7 @@ mod tests {
         assert!(s.healthy);
         s.failed("refused".into());
         assert!(!s.healthy && s.error.as_deref() == Some("refused"));
-        s.record(Duration::from_millis(8), now - Duration::from_secs(3), now);
+        s.record(Duration::from_millis(8), now.saturating_sub(Duration::from_secs(3)), now);
         assert!(s.clock_diff > Duration::from_secs(2));
     }
 }

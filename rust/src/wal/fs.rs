@@ -302,6 +302,7 @@ impl MemFs {
     /// What a power loss now would leave, as a new filesystem: every file's
     /// synced bytes plus what `tail` keeps of its unsynced ones (as
     /// [`crash`](Self::crash)). This one is left as it is.
+    #[must_use]
     pub fn fork_crashed(&self, tail: impl FnMut(&Path, usize) -> CrashTail) -> MemFs {
         let st = self.state.lock();
         let copy = MemState {

@@ -62,7 +62,7 @@ use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 /// clientv3.InvalidWatchID: the id of responses that belong to no watcher.
 pub const INVALID_WATCH_ID: i64 = -1;
 /// etcd's default --experimental-watch-progress-notify-interval.
-pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_mins(10);
 
 // etcd's words (mvcc/watcher.go).
 const ERR_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
@@ -435,7 +435,7 @@ impl WatchHub {
     /// revisions when one apply batch held several writes). Called by the
     /// node thread after the batch commits; costs a hash lookup per event
     /// plus the span stab, and an encode per watcher that matched.
-    pub fn notify(&self, ctx: &dyn WatchCtx, events: Vec<Event>) {
+    pub fn notify(&self, ctx: &dyn WatchCtx, events: &[Event]) {
         let Some(last) = events.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision) else {
             return;
         };
@@ -479,7 +479,7 @@ impl WatchHub {
                     *dirty = true;
                     continue;
                 }
-                let evs = self.shape(ctx.store(), w, idx.iter().map(|&i| &events[i]));
+                let evs = Self::shape(ctx.store(), w, idx.iter().map(|&i| &events[i]));
                 w.min_rev = rev + 1;
                 if evs.is_empty() {
                     continue;
@@ -502,7 +502,7 @@ impl WatchHub {
 
     /// A watcher's view of some events: its filters applied, prev_kv looked
     /// up where it asked (etcd: range at mod_revision - 1, not for creates).
-    fn shape<'e>(&self, store: &Store, w: &Watcher, events: impl Iterator<Item = &'e Event>) -> Vec<Event> {
+    fn shape<'e>(store: &Store, w: &Watcher, events: impl Iterator<Item = &'e Event>) -> Vec<Event> {
         let mut out = Vec::new();
         for ev in events {
             let put = ev.r#type == EventType::Put as i32;
@@ -594,7 +594,7 @@ impl WatchHub {
                 continue;
             }
             if min_rev <= hi {
-                let evs = self.shape(
+                let evs = Self::shape(
                     ctx.store(),
                     w,
                     history.iter().filter(|e| {

@@ -55,7 +55,7 @@ fn write(ctx: &Ctx, hub: &WatchHub, f: impl FnOnce(&mut WriteBatch<'_>)) {
     f(&mut batch);
     let events = batch.take_events();
     batch.commit(false).unwrap();
-    hub.notify(ctx, events);
+    hub.notify(ctx, &events);
 }
 
 fn put(ctx: &Ctx, hub: &WatchHub, k: &str, v: &str) {

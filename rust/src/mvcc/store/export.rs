@@ -3,6 +3,7 @@
 //! it. `crate::bbolt` turns these into and out of etcd's bbolt layout; this
 //! file knows only redb.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use prost::Message;
@@ -237,5 +238,8 @@ impl BackendImport<'_> {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }

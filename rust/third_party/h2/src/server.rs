@@ -263,6 +263,9 @@ pub struct Builder {
     ///
     /// When this gets exhausted, we issue a GOAWAY with `ENHANCE_YOUR_CALM`.
     data_frame_budget: proto::DataFrameBudget,
+
+    /// ketch: keepalive enforcement (see [`PingPolicy`]).
+    ping_policy: Option<PingPolicy>,
 }
 
 /// Send a response back to the client
@@ -625,6 +628,31 @@ where
     }
 }
 
+/// ketch: a server's keepalive enforcement policy, as grpc-go's
+/// `keepalive.EnforcementPolicy`: a client that pings more often than
+/// `min_time` (or at all within two hours while it has no streams, unless
+/// `permit_without_stream`) gets a strike, unless the server sent HEADERS or
+/// DATA since its last ping; past two strikes the connection ends with
+/// GOAWAY ENHANCE_YOUR_CALM and debug data "too_many_pings".
+#[derive(Clone, Copy, Debug)]
+pub struct PingPolicy {
+    /// The least time a client must leave between two pings.
+    pub min_time: Duration,
+    /// Whether that holds with no streams open too.
+    pub permit_without_stream: bool,
+}
+
+std::thread_local! {
+    static THREAD_PING_POLICY: std::cell::Cell<Option<PingPolicy>> = const { std::cell::Cell::new(None) };
+}
+
+/// ketch: the ping policy of every [`Builder`] created on this thread from
+/// now on. hyper creates the builder of each connection it serves, so this is
+/// how a server built on hyper gets one: set it on its runtime's threads.
+pub fn set_thread_ping_policy(policy: Option<PingPolicy>) {
+    THREAD_PING_POLICY.with(|p| p.set(policy));
+}
+
 // ===== impl Builder =====
 
 impl Builder {
@@ -663,6 +691,7 @@ impl Builder {
             max_send_buffer_size: proto::DEFAULT_MAX_SEND_BUFFER_SIZE,
             local_max_error_reset_streams: Some(proto::DEFAULT_LOCAL_RESET_COUNT_MAX),
             data_frame_budget: proto::DataFrameBudget::Auto,
+            ping_policy: THREAD_PING_POLICY.with(std::cell::Cell::get),
         }
     }
 
@@ -1535,6 +1564,7 @@ where
                                 .local_max_error_reset_streams,
                             settings: self.builder.settings.clone(),
                             data_frame_budget: self.builder.data_frame_budget,
+                            ping_policy: self.builder.ping_policy,
                         },
                     );
 

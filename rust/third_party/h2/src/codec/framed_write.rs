@@ -26,6 +26,10 @@ pub struct FramedWrite<T, B> {
     final_flush_done: bool,
 
     encoder: Encoder<B>,
+
+    /// ketch: a HEADERS or DATA frame was buffered since last taken (the
+    /// server's ping policy forgives pings that follow one, as grpc-go).
+    wrote_headers_or_data: bool,
 }
 
 #[derive(Debug)]
@@ -76,6 +80,13 @@ const CHAIN_THRESHOLD: usize = 256;
 /// fragmented data being sent, and hereby improve the throughput.
 const CHAIN_THRESHOLD_WITHOUT_VECTORED_IO: usize = 1024;
 
+impl<T, B> FramedWrite<T, B> {
+    /// ketch: whether a HEADERS or DATA frame was buffered since the last call.
+    pub(crate) fn take_wrote_headers_or_data(&mut self) -> bool {
+        std::mem::take(&mut self.wrote_headers_or_data)
+    }
+}
+
 // TODO: Make generic
 impl<T, B> FramedWrite<T, B>
 where
@@ -91,6 +102,7 @@ where
         FramedWrite {
             inner,
             final_flush_done: false,
+            wrote_headers_or_data: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
                 buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
@@ -131,8 +143,10 @@ where
     /// `poll_ready` must be called first to ensure that a frame may be
     /// accepted.
     pub fn buffer(&mut self, item: Frame<B>) -> Result<(), UserError> {
+        self.wrote_headers_or_data |= matches!(item, Frame::Headers(_) | Frame::Data(_));
         self.encoder.buffer(item)
     }
+
 
     /// Flush buffered data to the wire
     pub fn flush(&mut self, cx: &mut Context) -> Poll<io::Result<()>> {

@@ -87,6 +87,8 @@ pub(crate) struct Config {
     pub local_error_reset_streams_max: Option<usize>,
     pub settings: frame::Settings,
     pub data_frame_budget: DataFrameBudget,
+    /// ketch: the server's keepalive enforcement (None: every ping is answered).
+    pub ping_policy: Option<crate::server::PingPolicy>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -164,7 +166,7 @@ where
                 error: None,
                 go_away: GoAway::new(),
                 pending_refusal: None,
-                ping_pong: PingPong::new(),
+                ping_pong: PingPong::new(config.ping_policy),
                 settings: Settings::new(config.settings),
                 streams,
                 span,
@@ -383,7 +385,18 @@ where
                 );
             }
             ready!(self.poll_ready(cx))?;
+            // ketch: the last ping broke the ping policy; its ack went out
+            // just above, and the GOAWAY follows it, as grpc-go sends them.
+            if self.inner.ping_pong.take_too_many() {
+                return Poll::Ready(Err(Error::library_go_away_data(
+                    Reason::ENHANCE_YOUR_CALM,
+                    "too_many_pings",
+                )));
+            }
 
+            let wrote = self.codec.take_wrote_headers_or_data();
+            let has_streams = self.inner.streams.has_streams();
+            self.inner.ping_pong.observe(wrote, has_streams);
             match self
                 .inner
                 .as_dyn()

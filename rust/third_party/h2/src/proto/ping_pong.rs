@@ -8,7 +8,16 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWrite;
+
+use crate::server::PingPolicy;
+
+/// ketch: grpc-go's maxPingStrikes: the third ping too soon ends the connection.
+const MAX_PING_STRIKES: u32 = 2;
+/// ketch: grpc-go's defaultPingTimeout, the least a client without streams
+/// (and not permitted to ping without them) must wait between pings.
+const PING_WITHOUT_STREAMS_MIN: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// Acknowledges ping requests from the remote.
 #[derive(Debug)]
@@ -16,6 +25,21 @@ pub(crate) struct PingPong {
     pending_ping: Option<PendingPing>,
     pending_pong: Option<PingPayload>,
     user_pings: Option<UserPingsRx>,
+    /// ketch: the server's keepalive enforcement, as grpc-go's http2Server.
+    enforcement: Option<Enforcement>,
+}
+
+/// ketch: grpc-go's pingStrikes / lastPingAt / resetPingStrikes.
+#[derive(Debug)]
+struct Enforcement {
+    policy: PingPolicy,
+    strikes: u32,
+    last_ping_at: Option<Instant>,
+    /// Set once this side wrote HEADERS or DATA since the last ping.
+    reset_strikes: bool,
+    has_streams: bool,
+    /// Past the strikes allowed: the connection is to end once the ack is out.
+    too_many: bool,
 }
 
 #[derive(Debug)]
@@ -61,12 +85,56 @@ const USER_STATE_CLOSED: usize = 4;
 // ===== impl PingPong =====
 
 impl PingPong {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(policy: Option<PingPolicy>) -> Self {
         PingPong {
             pending_ping: None,
             pending_pong: None,
             user_pings: None,
+            enforcement: policy.map(|policy| Enforcement {
+                policy,
+                strikes: 0,
+                last_ping_at: None,
+                reset_strikes: false,
+                has_streams: false,
+                too_many: false,
+            }),
         }
+    }
+
+    /// ketch: what the ping policy looks at, given before each frame is read:
+    /// whether this side wrote HEADERS or DATA since, and whether streams are open.
+    pub(crate) fn observe(&mut self, wrote_headers_or_data: bool, has_streams: bool) {
+        if let Some(e) = &mut self.enforcement {
+            e.reset_strikes |= wrote_headers_or_data;
+            e.has_streams = has_streams;
+        }
+    }
+
+    /// ketch: whether the peer broke the ping policy (once the ack is sent).
+    pub(crate) fn take_too_many(&mut self) -> bool {
+        self.enforcement.as_mut().is_some_and(|e| std::mem::take(&mut e.too_many))
+    }
+
+    /// ketch: grpc-go's http2Server.handlePing, after the ack is queued.
+    fn too_many_pings(&mut self) -> bool {
+        let Some(e) = &mut self.enforcement else {
+            return false;
+        };
+        let now = Instant::now();
+        let last = e.last_ping_at.replace(now);
+        if std::mem::take(&mut e.reset_strikes) {
+            e.strikes = 0;
+            return false;
+        }
+        let min = if e.has_streams || e.policy.permit_without_stream {
+            e.policy.min_time
+        } else {
+            PING_WITHOUT_STREAMS_MIN
+        };
+        if last.is_some_and(|last| now < last + min) {
+            e.strikes += 1;
+        }
+        e.strikes > MAX_PING_STRIKES
     }
 
     /// Can only be called once. If called a second time, returns `None`.
@@ -130,6 +198,13 @@ impl PingPong {
         } else {
             // Save the ping's payload to be sent as an acknowledgement.
             self.pending_pong = Some(ping.into_payload());
+            // ketch: a ping that breaks the policy is acknowledged, then the
+            // connection told GOAWAY ENHANCE_YOUR_CALM (see `take_too_many`).
+            if self.too_many_pings() {
+                if let Some(e) = &mut self.enforcement {
+                    e.too_many = true;
+                }
+            }
             ReceivedPing::MustAck
         }
     }
@@ -202,6 +277,8 @@ impl ReceivedPing {
     pub(crate) fn is_shutdown(&self) -> bool {
         matches!(*self, Self::Shutdown)
     }
+
+
 }
 
 // ===== impl UserPings =====
