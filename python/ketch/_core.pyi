@@ -295,10 +295,14 @@ class ClientServer:
         """Stop listening, end watch streams (UNAVAILABLE), let other calls
         finish for up to grace seconds. Idempotent."""
 
-def configure_logging(outputs: list[str], level: str) -> None:
+def configure_logging(
+    outputs: list[str], level: str, rotation: tuple[int, int, int, bool] | None = None
+) -> None:
     """The process's one log writer (Rust's records and Python's): etcd's
-    --log-outputs (stderr, stdout or file paths) and --log-level. OSError
-    names a file that cannot be opened."""
+    --log-outputs (stderr, stdout or file paths) and --log-level; with
+    `rotation` (maxsize MB, maxage days, maxbackups, localtime), the one
+    file output rotates as etcd 3.5's lumberjack. OSError names a file that
+    cannot be opened."""
 
 def log(level: str, caller: str, msg: str, fields: list[tuple[str, str]]) -> None:
     """Writes one record as a zap JSON line; fields are (name, JSON value)."""

@@ -572,7 +572,9 @@ def configure_logging(cfg: Config) -> None:
     writer; capnslog: etcd 3.4's text lines (`... I | ketch: message`)."""
     root = logging.getLogger()
     root.setLevel(_LEVELS[cfg.log_level])
-    _core.configure_logging(list(cfg.log_outputs), cfg.log_level)
+    _core.configure_logging(list(cfg.log_outputs), cfg.log_level, cfg.log_rotation)
+    # Python's own warnings (DeprecationWarning and the like) become log records too.
+    logging.captureWarnings(True)
     handler: logging.Handler
     if cfg.logger == "zap":
         handler = _ZapHandler()

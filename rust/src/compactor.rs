@@ -43,7 +43,7 @@ pub(crate) fn run_physical(shared: &Shared, pacing: CompactionPacing, stop: &Ato
             Err(e) => {
                 // The store refuses every write from now on; the node thread
                 // stops the engine at its next batch.
-                eprintln!("ketch: compaction failed: {e}");
+                crate::log_error!("compaction encountered error"; "error" => e.to_string());
                 for w in store.take_compaction_waiters() {
                     shared.completions.push(w.token, Err(e.clone()));
                 }
@@ -54,9 +54,16 @@ pub(crate) fn run_physical(shared: &Shared, pacing: CompactionPacing, stop: &Ato
             let (since, deleted) = started.get_or_insert((Instant::now(), 0));
             *deleted += step.deleted;
             if let Some(rev) = step.finished {
-                eprintln!(
-                    "ketch: finished scheduled compaction at revision {rev}: {deleted} revisions removed in {:.3}s",
-                    since.elapsed().as_secs_f64()
+                let (size, in_use) = (store.db_size(), store.db_size_in_use());
+                crate::log_info!(
+                    "finished scheduled compaction";
+                    "compact-revision" => rev,
+                    "took" => since.elapsed(),
+                    "deleted-revisions" => *deleted,
+                    "current-db-size-bytes" => size,
+                    "current-db-size" => crate::logging::humanize_bytes(size),
+                    "current-db-size-in-use-bytes" => in_use,
+                    "current-db-size-in-use" => crate::logging::humanize_bytes(in_use),
                 );
                 started = None;
             }

@@ -541,10 +541,7 @@ impl Engine {
         let peers = PeerOutbox::new()
             .map_err(|source| StartError::Io { what: "creating the peer outbox eventfd".into(), source })?;
         if store.compact_revision() > store.finished_compact_revision().max(0) {
-            eprintln!(
-                "ketch: resuming scheduled compaction at revision {} (cut short before)",
-                store.compact_revision()
-            );
+            crate::log_info!("resume scheduled compaction"; "meta-bucket-name" => "meta", "meta-bucket-name-key" => "scheduledCompactRev", "scheduled-compact-revision" => store.compact_revision());
         }
         let lessor = crate::lease::open(&store, &config).map_err(StartError::Store)?;
         let tokens = crate::auth::tokens::Tokens::from_flag(&config.auth_token, config.auth_token_ttl)

@@ -1105,6 +1105,7 @@ impl Node {
     /// waits for the entry; a revision already compacted is refused at
     /// apply, which etcd counts as done too.
     fn auto_compact(&mut self, shared: &Shared, now: Instant) {
+        use crate::compactor::AutoCompaction;
         let Some(revision) = self.auto_compactor.tick(now, shared.store.current_revision(), self.is_leader()) else {
             return;
         };
@@ -1115,14 +1116,20 @@ impl Node {
         };
         self.next_request_id += 1;
         match self.raw.propose(Vec::new(), entry.encode_to_vec()) {
-            Ok(()) => eprintln!(
-                "ketch: starting auto {} compaction at revision {revision}",
-                match self.auto_compactor.mode() {
-                    crate::compactor::AutoCompaction::Revision(_) => "revision",
-                    _ => "periodic",
+            // etcd's v3compactor lines; the Compact entry is only proposed here.
+            Ok(()) => match self.auto_compactor.mode() {
+                AutoCompaction::Revision(retention) => {
+                    crate::log_info!("starting auto revision compaction"; "revision" => revision, "revision-compaction-retention" => retention);
                 }
+                AutoCompaction::Periodic(period) => {
+                    crate::log_info!("starting auto periodic compaction"; "revision" => revision, "compact-period" => period);
+                }
+                AutoCompaction::Off => {}
+            },
+            Err(e) => crate::log_warn!(
+                "failed auto {} compaction", if matches!(self.auto_compactor.mode(), AutoCompaction::Revision(_)) { "revision" } else { "periodic" };
+                "revision" => revision, "error" => e.to_string()
             ),
-            Err(e) => eprintln!("ketch: failed auto compaction at revision {revision}: {e}"),
         }
     }
 

@@ -58,9 +58,6 @@ impl PeerOutbox {
         let mut per_peer: BTreeMap<u64, RaftBatch> = BTreeMap::new();
         let mut batches = Vec::new();
         for m in messages {
-            if m.get_msg_type() == MessageType::MsgHeartbeat {
-                crate::metrics::heartbeat_sent(m.to);
-            }
             let bytes = m.write_to_bytes().expect("encoding a raft message cannot fail");
             if m.get_msg_type() == MessageType::MsgSnapshot {
                 let batch = RaftBatch { messages: vec![bytes.into()] };

@@ -376,7 +376,6 @@ fn snapshot_restore(
     Ok((done.records, done.leases, done.revision))
 }
 
-/// etcd's --log-outputs and --log-level for the process's one log writer.
 /// For corruption tests: rewrites `key`'s newest value in a stopped
 /// member's backend file, out of band; returns that record's revision.
 #[pyfunction]
@@ -384,11 +383,21 @@ fn tamper_backend(py: Python<'_>, path: std::path::PathBuf, key: Vec<u8>, value:
     py.detach(|| crate::mvcc::tamper_value(&path, &key, &value)).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// etcd's --log-outputs and --log-level for the process's one log writer;
+/// `rotation` (maxsize MB, maxage days, maxbackups, localtime) with
+/// --enable-log-rotation, for the one file output.
 #[pyfunction]
-fn configure_logging(outputs: Vec<String>, level: &str) -> PyResult<()> {
+#[pyo3(signature = (outputs, level, rotation=None))]
+fn configure_logging(outputs: Vec<String>, level: &str, rotation: Option<(u64, u64, u64, bool)>) -> PyResult<()> {
     let level = crate::logging::Level::parse(level)
         .ok_or_else(|| PyValueError::new_err(format!("unknown log level {level:?}")))?;
-    crate::logging::configure(&outputs, level).map_err(PyOSError::new_err)
+    let rotation = rotation.map(|(max_size_mb, max_age_days, max_backups, local_time)| crate::logging::Rotation {
+        max_size_mb,
+        max_age_days,
+        max_backups,
+        local_time,
+    });
+    crate::logging::configure(&outputs, level, rotation).map_err(PyOSError::new_err)
 }
 
 /// One of Python's log records, written by the same writer as Rust's:

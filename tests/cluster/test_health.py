@@ -53,15 +53,14 @@ def test_peer_metrics_have_etcds_names(make_cluster: ClusterFactory) -> None:
     me = ketch.leader()
     k = scrape(me.server.client_url)
     basic = tuple(n for n in LISTED if n != "grpc_server_handling_seconds")  # --metrics=extensive only
-    assert differences(e, k, basic + LISTED_PEER) == []
+    assert differences(e, k, basic + LISTED_PEER + ("etcd_network_active_peers",)) == []
     # One series per other member, by hex ID, as rafthttp labels them.
     others = {m.hex_id for m in ketch.members.values() if m is not me}
     assert {ls["To"] for _, ls, _ in k["etcd_network_peer_sent_bytes_total"].samples} == others
     assert {ls["From"] for _, ls, _ in k["etcd_network_peer_received_bytes_total"].samples} == others
     assert all(v > 0 for _, _, v in k["etcd_network_peer_sent_bytes_total"].samples)
-    # The leader times its heartbeats' answers.
-    rtt = k["etcd_network_peer_round_trip_time_seconds"]
-    assert all(v > 0 for n, _, v in rtt.samples if n.endswith("_count"))
+    # Its prober has observed a round trip to each (the first at 5 s, as etcd's).
+    _wait_round_trips(me, others)
 
 
 @pytest.mark.parametrize("kind", ["etcd", "ketch"])
@@ -207,3 +206,30 @@ def test_etcd_alert_rules_fire_on_ketchs_series(make_cluster: ClusterFactory, tm
         [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, timeout=60, check=False
     )
     assert r.returncode != 0 and b"etcdNoLeader" in r.stdout + r.stderr
+
+
+def _round_trips_measured(m: Member) -> set[str]:
+    """The peers (hex IDs) whose round trip this member has observed at least once."""
+    family = scrape(m.server.client_url).get("etcd_network_peer_round_trip_time_seconds")
+    if family is None:
+        return set()
+    name = "etcd_network_peer_round_trip_time_seconds_count"
+    return {ls["To"] for n, ls, v in family.samples if n == name and v > 0}
+
+
+def _wait_round_trips(m: Member, others: set[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (measured := _round_trips_measured(m)) != others:
+        assert time.monotonic() < deadline, (m.hex_id, measured, others)
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("kind", ["etcd", "ketch"])
+def test_every_member_measures_its_round_trip_to_every_peer(make_cluster: ClusterFactory, kind: str) -> None:
+    """etcd's rafthttp prober runs on every member for every peer, followers
+    included (a follower's round trip to the other follower too); its first
+    observation comes 5 s after the peer is added."""
+    cluster = make_cluster(kind, 3)
+    members = list(cluster.members.values())
+    for m in members:
+        _wait_round_trips(m, {o.hex_id for o in members if o is not m})

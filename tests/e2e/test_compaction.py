@@ -22,7 +22,7 @@ from ketch._pb import rpc_pb2
 
 from ..support import Server
 
-FINISHED = "finished scheduled compaction at revision"
+FINISHED = '"msg":"finished scheduled compaction"'
 KEYS_PER_TXN = 128  # --max-txn-ops
 
 
@@ -134,7 +134,8 @@ def test_kill_during_a_big_compaction_resumes_on_restart(make_server) -> None:
     a.extra_args = ()  # default pacing: finish quickly
     a.start()
     _wait_for(lambda: FINISHED in a.log_text(), "the resumed compaction")
-    assert f"resuming scheduled compaction at revision {rev}" in a.log_text()
+    assert '"msg":"resume scheduled compaction"' in a.log_text()
+    assert f'"scheduled-compact-revision":{rev}' in a.log_text()
     assert _hash(a) == _hash(b), "the resumed compaction left a different backend"
     assert _all_kvs(a, rev + 1) == above
     assert _all_kvs(a) == _all_kvs(b)

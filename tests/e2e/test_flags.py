@@ -50,6 +50,8 @@ def _args(names: list[str], tmp_path: Path, files: TLSFiles) -> list[str]:
         "trusted-ca-file": str(files.ca), "peer-trusted-ca-file": str(files.ca),
         "peer-cert-file": str(files.peer_cert), "peer-key-file": str(files.peer_key),
         "listen-metrics-urls": f"http://127.0.0.1:{free_port()}",
+        # --enable-log-rotation needs one file output; a stream beside it is allowed.
+        "log-outputs": f"stdout,{tmp_path / 'ketch.log'}", "log-output": f"stdout,{tmp_path / 'ketch.log'}",
     }  # fmt: skip
     return [f"--{n}={real.get(n, VALID[n][0])}" for n in names]
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,8 @@ from ..support import make_tls_files
 
 pytestmark = pytest.mark.timeout(120)
 
-TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+# etcd 3.4: milliseconds; etcd 3.5 (and ketch): "2006-01-02T15:04:05.999999Z0700".
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d{4})$")
 CALLER = re.compile(r"^[\w./-]+\.\w+:\d+$")
 
 
@@ -109,3 +113,110 @@ def test_rust_and_python_records_share_the_writer(make_server: ServerFactory, tm
     assert "ketch" in callers and "server" in callers, callers
     assert any("cipher-suites" in str(r["msg"]) and r["level"] == "warn" for r in records)
     assert "serving client traffic securely" in _by_msg(records)
+
+
+def test_compaction_and_health_lines_are_zap_json_with_etcds_fields(make_server: ServerFactory) -> None:
+    """A run through the paths that printed plain text before (physical
+    compaction, auto compaction, /health failing on an excluded check):
+    every line of the process's output parses as a zap record, and the
+    compaction lines carry etcd's messages and field names."""
+    ketch = make_server("ketch", ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"])
+    from ketch import Client
+
+    with Client([ketch.endpoint]) as c:
+        for i in range(20):
+            c.put(f"k{i}", "v")
+        rev = c.status().header.revision
+        c.compact(rev - 1, physical=True, timeout=30)
+    with urllib.request.urlopen(f"{ketch.client_url}/readyz?exclude=nothing", timeout=10) as r:
+        assert r.status == 200
+    deadline = time.monotonic() + 30
+    while "starting auto periodic compaction" not in ketch.log_text():
+        assert time.monotonic() < deadline, ketch.log_text()
+        time.sleep(0.2)
+    ketch.stop()
+    records = _records(ketch.log_text())  # every line, or it fails here
+    finished = [r for r in records if r["msg"] == "finished scheduled compaction"]
+    assert finished, ketch.log_text()
+    assert {"compact-revision", "took", "current-db-size-bytes", "current-db-size"} <= set(finished[0])
+    assert re.fullmatch(r"[\d.]+(ns|\u00b5s|ms|s)", str(finished[0]["took"])), finished[0]
+    auto = next(r for r in records if r["msg"] == "starting auto periodic compaction")
+    assert auto["level"] == "info" and auto["compact-period"] == "1s" and isinstance(auto["revision"], int)
+
+
+def _ketch_flags_error(*args: str) -> tuple[int, str]:
+    p = subprocess.run(
+        [sys.executable, "-m", "ketch", *args], capture_output=True, timeout=60, check=False
+    )
+    return p.returncode, p.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Checked first, rotation or not.
+        (("--log-outputs", "default,a.log"), 'multi logoutput for "default" is not supported yet'),
+        # embed.ErrLogRotationInvalidLogOutput: no file, or more than one.
+        ((), "--log-outputs requires a single file path when --log-rotate-config-json is defined"),
+        (("--log-outputs", "a.log,b.log"),
+         "--log-outputs requires a single file path when --log-rotate-config-json is defined"),
+        (("--log-outputs", "a.log", "--log-rotation-config-json", '{"maxsize": 1'),
+         "improperly formatted log rotation config: unexpected end of JSON input"),
+        (("--log-outputs", "a.log", "--log-rotation-config-json", "{maxsize: 1}"),
+         "improperly formatted log rotation config: invalid character 'm' looking for beginning of object key string"),
+        (("--log-outputs", "a.log", "--log-rotation-config-json", '{"maxsize": "1"}'),
+         "invalid log rotation config: json: cannot unmarshal string into Go struct field "
+         "logRotationConfig.maxsize of type int"),
+        (("--log-outputs", "a.log", "--log-rotation-config-json", '{"MaxAge": 1.5}'),
+         "invalid log rotation config: json: cannot unmarshal number 1.5 into Go struct field "
+         "logRotationConfig.maxage of type int"),
+    ],
+)  # fmt: skip
+def test_log_rotation_is_checked_with_etcds_messages(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    """etcd 3.5's setupLogRotation (etcd 3.4 has no such flag, so its words come from 3.5's source)."""
+    rc, err = _ketch_flags_error("--data-dir", str(tmp_path / "d"), "--enable-log-rotation", *args)
+    assert (rc, err) == (1, f"ketch: error verifying flags, {message}. See 'ketch --help'.\n")
+
+
+def test_rotation_settings_are_only_checked_with_rotation_on(make_server: ServerFactory, tmp_path: Path) -> None:
+    """Without --enable-log-rotation etcd reads neither the JSON nor the outputs for it."""
+    ketch = make_server("ketch", ["--log-rotation-config-json", "{bad"])
+    rc, _, err = ketch.etcdctl("put", "k", "v")
+    assert rc == 0, err
+
+
+def test_a_full_log_file_is_rotated_as_lumberjack_rotates_it(make_server: ServerFactory, tmp_path: Path) -> None:
+    """A log file already at maxsize (1 MB) is renamed to <name>-<UTC time>.log
+    at the first line and a new file holds the lines from then on; with
+    maxbackups 1 only the newest backup stays. `compress` is accepted and,
+    as in etcd 3.5 (lumberjack v2.0.0 has no such field), changes nothing."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "ketch.log"
+    old = logs / "ketch-2020-01-01T00-00-00.000.log"
+    old.write_text("an older backup\n")
+    log.write_bytes(b"x" * (1024 * 1024 - 20))
+    ketch = make_server(
+        "ketch",
+        ["--log-outputs", str(log), "--enable-log-rotation",
+         "--log-rotation-config-json", '{"maxsize": 1, "maxbackups": 1, "compress": true}'],
+        start=False,
+    )  # fmt: skip
+    ketch.start(wait=False)
+    deadline = time.monotonic() + 20
+    while "ready to serve client requests" not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, ketch.log_text()
+        time.sleep(0.1)
+    rc, _, err = ketch.etcdctl("put", "k", "v")
+    assert rc == 0, err
+    while old.exists():  # deleted in the background after the rotation
+        assert time.monotonic() < deadline, sorted(p.name for p in logs.iterdir())
+        time.sleep(0.1)
+    ketch.stop()
+    backups = sorted(p for p in logs.iterdir() if p != log)
+    assert len(backups) == 1, backups
+    assert re.fullmatch(r"ketch-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}\.log", backups[0].name), backups
+    assert backups[0].read_bytes() == b"x" * (1024 * 1024 - 20)
+    assert "ready to serve client requests" in _by_msg(_records(log.read_text()))
+    assert ketch.log_text() == ""  # the file only
+    assert not any(p.suffix == ".gz" for p in logs.iterdir())

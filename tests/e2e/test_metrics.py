@@ -179,3 +179,65 @@ def test_promtool_finds_nothing_it_does_not_find_in_etcds_scrape(pair) -> None:
     # 3: lint findings only; 1 would be a scrape promtool cannot parse.
     assert rc in (0, 3)
     assert parse(scrape_text(ketch.client_url))["process_open_fds"].value() > 0
+
+
+def _headers(url: str, method: str = "GET") -> tuple[int, list[tuple[str, str]]]:
+    """Status and headers (Date and Content-Length left out: they differ by nature)."""
+    request = urllib.request.Request(url, method=method, headers={"Origin": "http://a.example"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            status, headers = r.status, r.getheaders()
+    except urllib.error.HTTPError as e:
+        status, headers = e.code, list(e.headers.items())
+    # Header names are case-insensitive; connection management differs by nature.
+    skip = ("date", "content-length", "transfer-encoding", "connection")
+    return status, [(k.lower(), v) for k, v in headers if k.lower() not in skip]
+
+
+def test_health_answers_are_counted_as_etcds(pair) -> None:
+    """Every /health answer counts in etcd_server_health_success (or _failures);
+    both families are there from the start, under etcd's help and type."""
+    (etcd, etcd_metrics), (ketch, ketch_metrics) = pair
+    moved = {}
+    for server, url in ((etcd, etcd_metrics), (ketch, ketch_metrics)):
+        before = scrape(server.client_url)
+        for base in (server.client_url, url, server.client_url):
+            with urllib.request.urlopen(f"{base}/health", timeout=10) as r:
+                assert r.status == 200
+        after = scrape(server.client_url)
+        moved[server.kind] = tuple(
+            after[n].value() - before[n].value()
+            for n in ("etcd_server_health_success", "etcd_server_health_failures")
+        )
+    assert moved == {"etcd": (3, 0), "ketch": (3, 0)}
+    names = ("etcd_server_health_success", "etcd_server_health_failures")
+    assert differences(scrape(etcd.client_url), scrape(ketch.client_url), names) == []
+
+
+def test_cors_headers_on_the_client_port_only_as_etcd_answers(pair) -> None:
+    """With no --cors, etcd allows every origin: its three CORS headers on
+    every HTTP answer of the client port (sorted first, as Go writes them),
+    OPTIONS answered 200 at once; none on a metrics URL."""
+    (etcd, etcd_metrics), (ketch, ketch_metrics) = pair
+    for path, method in (("/health", "GET"), ("/version", "GET"), ("/health", "OPTIONS"), ("/nothing", "GET")):
+        e = _headers(f"{etcd.client_url}{path}", method)
+        k = _headers(f"{ketch.client_url}{path}", method)
+        assert e[0] == k[0], (path, method, e, k)
+        cors = [h for h in e[1] if h[0].startswith("access-control")]
+        assert len(cors) == 3, e
+        assert [h for h in k[1] if h[0].startswith("access-control")] == cors, (path, method, k)
+        assert k[1][:3] == cors, k
+    for url in (etcd_metrics, ketch_metrics):
+        status, headers = _headers(f"{url}/health")
+        assert status == 200 and not [h for h in headers if h[0].startswith("access-control")], headers
+
+
+def test_etcds_other_member_gauges_are_there(pair) -> None:
+    """The gauges etcd's dashboards and kube-prometheus read beside the listed
+    ones: the cluster version, learner state and etcd's own fd gauges."""
+    (etcd, _), (ketch, _) = pair
+    e, k = scrape(etcd.client_url), scrape(ketch.client_url)
+    names = ("etcd_cluster_version", "etcd_server_is_learner", "os_fd_used", "os_fd_limit")
+    assert differences(e, k, names) == []
+    assert k["etcd_server_is_learner"].value() == e["etcd_server_is_learner"].value() == 0
+    assert k["os_fd_used"].value() > 0 and k["os_fd_limit"].value() > 0

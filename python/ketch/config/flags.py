@@ -74,9 +74,15 @@ class Flag:
 # Reasons shared by several flags. Each says why; README repeats it.
 V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
-HTTP_CHECKS = "ketch's HTTP endpoints (/health, /version) answer every origin and host name"
+HTTP_CHECKS = (
+    "ketch's client port answers every host name and every origin, with the CORS headers "
+    "etcd sends when no --cors list is given (Access-Control-Allow-Origin: *)"
+)
 BBOLT = "ketch's backend is redb, not bbolt"
-LOGS = "ketch's one log writer has no rotation and no per-package levels"
+PACKAGE_LEVELS = (
+    "etcd 3.4 applies per-package levels to capnslog only and etcd 3.5 has none; "
+    "ketch logs every package at --log-level"
+)
 FALLBACK = (
     "ketch has no v2 proxy mode: when the discovery service's cluster is full, ketch exits "
     "(as etcd does with --discovery-fallback=exit)"
@@ -164,9 +170,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("max-concurrent-streams", Uint32(), govalue.UINT32_MAX,
              "Most concurrent streams a client connection may open.", "max_concurrent_streams"),
         Flag("grpc-keepalive-min-time", Duration(), 5.0,
-             "Shortest interval a client may ping the server at.", "grpc_keepalive_min_time",
-             reason="ketch's HTTP/2 server (hyper) answers every ping; it does not police how "
-             "often clients send them", inert=(5.0,)),
+             "Shortest interval a client may ping the server at.", "grpc_keepalive_min_time"),
         Flag("grpc-keepalive-interval", Duration(), 7200.0,
              "How often the server pings an idle client (0: never).", "grpc_keepalive_interval"),
         Flag("grpc-keepalive-timeout", Duration(), 20.0,
@@ -307,10 +311,11 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "log_outputs", hidden=True),
         Flag("log-level", Choice(*LOG_LEVELS), "info",
              "Least severe level logged: debug, info, warn, error, panic or fatal.", "log_level"),
-        Flag("enable-log-rotation", Bool(), False, "Rotate a single log file output.",
-             since="3.5", reason=LOGS, inert=(False,)),
-        Flag("log-rotation-config-json", Str(), _LOG_ROTATION, "Rotation settings, as JSON.",
-             since="3.5", reason=LOGS, inert=(_LOG_ROTATION,)),
+        Flag("enable-log-rotation", Bool(), False, "Rotate the one file among --log-outputs.",
+             since="3.5"),
+        Flag("log-rotation-config-json", Str(), _LOG_ROTATION,
+             "Rotation settings, as JSON: maxsize (MB), maxage (days), maxbackups, localtime "
+             "(compress is accepted and, as in etcd 3.5, ignored).", since="3.5"),
     )),
     ("Experimental distributed tracing", (
         Flag("experimental-enable-distributed-tracing", Bool(), False,
@@ -403,7 +408,7 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
     )),
     ("Deprecated (etcd 3.4)", (
         Flag("debug", Bool(), False, "Log at debug level (as --log-level=debug).", "debug"),
-        Flag("log-package-levels", Str(), "", "Log levels per package.", reason=LOGS,
+        Flag("log-package-levels", Str(), "", "Log levels per package.", reason=PACKAGE_LEVELS,
              inert=("",)),
         Flag("enable-grpc-gateway", Bool(), True, "Serve the gRPC gateway (JSON over HTTP).",
              "enable_grpc_gateway", hidden=True),

@@ -133,6 +133,8 @@ class Config:
     log_level: str = "info"
     logger: str = "zap"
     log_outputs: tuple[str, ...] = ("default",)
+    # --enable-log-rotation's (maxsize MB, maxage days, maxbackups, localtime), or None.
+    log_rotation: tuple[int, int, int, bool] | None = None
     config_file: str = ""
     watch_progress_notify_interval: float = 600.0  # seconds (etcd: 10m)
     auto_compaction_mode: str = "periodic"

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from .. import govalue
 from ..govalue import quote, split_host_port
+from . import log_rotation
 from .flags import FLAGS
 from .model import (
     CIPHER_SUITES,
@@ -163,6 +164,18 @@ def validate(values: dict[str, Any]) -> Config:
             raise ConfigError(f"unexpected TLS cipher suite {quote(suite)}")
     if value("auth-token").split(",", 1)[0] not in ("simple", "jwt"):
         raise ConfigError("auth: invalid auth options")
+
+    # etcd's setupLogging, part of Validate: "failed to verify flags" in etcd 3.5's log.
+    if len(cfg.log_outputs) > 1 and "default" in cfg.log_outputs:
+        raise _fail('multi logoutput for "default" is not supported yet')
+    try:
+        rotation = log_rotation.rotation(
+            value("enable-log-rotation"), cfg.log_outputs, value("log-rotation-config-json")
+        )
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    if rotation is not None:
+        cfg = dataclasses.replace(cfg, log_rotation=rotation.as_tuple())
 
     data_dir = cfg.data_dir if "data-dir" in explicit and cfg.data_dir else f"{cfg.name}.ketch"
     log_level = "debug" if cfg.debug else cfg.log_level

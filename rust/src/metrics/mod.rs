@@ -151,6 +151,9 @@ pub static PROPOSALS_FAILED: Counter = Counter::new();
 pub static PROPOSALS_PENDING: Gauge = Gauge::new();
 pub static HEARTBEAT_SEND_FAILURES: Counter = Counter::new();
 pub static SLOW_APPLIES: Counter = Counter::new();
+// /health (etcdhttp/health.go): every answer counts as one or the other.
+pub static HEALTH_SUCCESS: Counter = Counter::new();
+pub static HEALTH_FAILURES: Counter = Counter::new();
 // mvcc
 pub static MVCC_PUTS: Counter = Counter::new();
 pub static MVCC_DELETES: Counter = Counter::new();
@@ -218,11 +221,29 @@ pub struct PeerCounters {
     id: AtomicU64,
     pub sent_bytes: Counter,
     pub received_bytes: Counter,
-    /// A leader's Raft heartbeat to the peer's answer (etcd probes with
-    /// HTTP; ketch's peers speak only Raft, so the heartbeat is the probe).
+    /// The prober's smoothed round trip to the peer, observed by every
+    /// member for every peer (`server/transport.rs`, etcd's rafthttp prober).
     pub round_trip: Histogram<16>,
-    /// When the last unanswered heartbeat went out (ns since [`epoch`]), 0: none.
-    heartbeat_sent: AtomicU64,
+    /// rafthttp's peerStatus: 1 while the stream to the peer works
+    /// (etcd_network_active_peers), and how often it stopped working.
+    active: Gauge,
+    disconnected: Counter,
+    /// Whether the peer has been active once (etcd's series exist from then).
+    was_active: AtomicBool,
+}
+
+impl PeerCounters {
+    /// The stream to the peer works again (etcd's peerStatus.activate).
+    pub fn activated(&self) {
+        self.active.set(1);
+        self.was_active.store(true, Relaxed);
+    }
+
+    /// The stream to the peer failed while it was active (peerStatus.deactivate).
+    pub fn deactivated(&self) {
+        self.active.set(0);
+        self.disconnected.inc();
+    }
 }
 
 impl PeerCounters {
@@ -233,7 +254,9 @@ impl PeerCounters {
             received_bytes: Counter::new(),
             // rafthttp: 0.1 ms, doubling, 16 buckets.
             round_trip: Histogram::new(exponential(0.0001, 2.0)),
-            heartbeat_sent: AtomicU64::new(0),
+            active: Gauge::new(),
+            disconnected: Counter::new(),
+            was_active: AtomicBool::new(false),
         }
     }
 }
@@ -258,30 +281,79 @@ pub fn peer(id: u64) -> Option<&'static PeerCounters> {
     None
 }
 
-fn epoch_nanos() -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    // +1: 0 means "no heartbeat out".
-    u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX) + 1
-}
-
-/// A heartbeat is on its way to `to` (peer.rs, as the leader queues it).
-pub fn heartbeat_sent(to: u64) {
-    if let Some(p) = peer(to) {
-        p.heartbeat_sent.store(epoch_nanos(), Relaxed);
+/// A batch from a peer arrived (`bytes` long).
+pub fn peer_batch_received(bytes: usize, messages: &[raft::eraftpb::Message]) {
+    let Some(first) = messages.first() else { return };
+    if let Some(p) = peer(first.from) {
+        p.received_bytes.add(bytes as u64);
     }
 }
 
-/// A batch from a peer arrived (`bytes` long): counts it, and times the
-/// answers to heartbeats in it.
-pub fn peer_batch_received(bytes: usize, messages: &[raft::eraftpb::Message]) {
-    let Some(first) = messages.first() else { return };
-    let Some(p) = peer(first.from) else { return };
-    p.received_bytes.add(bytes as u64);
-    if messages.iter().any(|m| m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeatResponse) {
-        let sent = p.heartbeat_sent.swap(0, Relaxed);
-        if sent != 0 {
-            p.round_trip.observe(Duration::from_nanos(epoch_nanos().saturating_sub(sent)));
+/// One check of `/livez` or `/readyz` (etcd 3.5's recordMetrics): its last
+/// result (`etcd_server_healthcheck`) and its runs by outcome
+/// (`etcd_server_healthchecks_total`). Printed once it has run, as Go's
+/// vectors print only the label sets used.
+pub struct HealthCheck {
+    kind: &'static str,
+    name: &'static str,
+    /// 0: never run, 1: last run failed, 2: last run succeeded.
+    last: std::sync::atomic::AtomicU8,
+    succeeded: Counter,
+    failed: Counter,
+}
+
+impl HealthCheck {
+    const fn new(kind: &'static str, name: &'static str) -> HealthCheck {
+        HealthCheck {
+            kind,
+            name,
+            last: std::sync::atomic::AtomicU8::new(0),
+            succeeded: Counter::new(),
+            failed: Counter::new(),
         }
+    }
+}
+
+/// Every (type, name) that `server/http_endpoints.rs` runs, sorted as Go
+/// sorts the series (by name, then type).
+static HEALTH_CHECKS: [HealthCheck; 5] = [
+    HealthCheck::new("readyz", "data_corruption"),
+    HealthCheck::new("readyz", "linearizable_read"),
+    HealthCheck::new("readyz", "non_learner"),
+    HealthCheck::new("livez", "serializable_read"),
+    HealthCheck::new("readyz", "serializable_read"),
+];
+
+/// A `/livez` or `/readyz` check (`kind`) named `name` ran.
+pub fn health_check_ran(kind: &str, name: &str, ok: bool) {
+    if let Some(c) = HEALTH_CHECKS.iter().find(|c| c.kind == kind && c.name == name) {
+        c.last.store(if ok { 2 } else { 1 }, Relaxed);
+        if ok { &c.succeeded } else { &c.failed }.inc();
+    }
+}
+
+fn render_health(t: &mut Text) {
+    t.counter("etcd_server_health_failures", "The total number of failed health checks", HEALTH_FAILURES.get());
+    t.counter("etcd_server_health_success", "The total number of successful health checks", HEALTH_SUCCESS.get());
+    let ran: Vec<&HealthCheck> = HEALTH_CHECKS.iter().filter(|c| c.last.load(Relaxed) != 0).collect();
+    t.gauge_family(
+        "etcd_server_healthcheck",
+        "The result of each kind of healthcheck.",
+        &ran.iter()
+            .map(|c| (vec![("name", c.name), ("type", c.kind)], u64::from(c.last.load(Relaxed) == 2)))
+            .collect::<Vec<_>>(),
+    );
+    let mut runs = Vec::new();
+    for c in &ran {
+        // "error" sorts before "success".
+        for (status, n) in [("error", c.failed.get()), ("success", c.succeeded.get())] {
+            if n > 0 {
+                runs.push((vec![("name", c.name), ("status", status), ("type", c.kind)], n));
+            }
+        }
+    }
+    if !runs.is_empty() {
+        t.counter_family("etcd_server_healthchecks_total", "The total number of each kind of healthcheck.", &runs);
     }
 }
 
@@ -311,6 +383,15 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         q => q,
     };
     let mut t = Text::default();
+
+    // membership/metrics.go: the cluster version as major.minor.
+    let cluster_version = shared.config.version.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
+    t.gauge_labelled(
+        "etcd_cluster_version",
+        "Which version is running. 1 for 'cluster_version' label with current cluster version",
+        &[("cluster_version", &cluster_version)],
+        1,
+    );
 
     t.counter("etcd_debugging_lease_granted_total", "The total number of granted leases.", LEASES_GRANTED.get());
     t.gauge_int("etcd_debugging_mvcc_keys_total", "Total number of keys.", shared.store.live_key_count() as u64);
@@ -348,6 +429,21 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
     t.counter("etcd_mvcc_put_total", "Total number of puts seen by this member.", MVCC_PUTS.get());
     t.counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.", MVCC_RANGES.get());
     t.counter("etcd_mvcc_txn_total", "Total number of txns seen by this member.", MVCC_TXNS.get());
+    let local = format!("{me:x}");
+    let mut peers: Vec<&PeerCounters> =
+        PEERS.iter().filter(|p| !matches!(p.id.load(Relaxed), 0) && p.id.load(Relaxed) != me).collect();
+    peers.sort_by_key(|p| format!("{:x}", p.id.load(Relaxed)));
+    let ids: Vec<String> = peers.iter().map(|p| format!("{:x}", p.id.load(Relaxed))).collect();
+    let seen: Vec<(&PeerCounters, &String)> =
+        peers.iter().copied().zip(&ids).filter(|(p, _)| p.was_active.load(Relaxed)).collect();
+    t.gauge_family(
+        "etcd_network_active_peers",
+        "The current number of active peer connections.",
+        &seen
+            .iter()
+            .map(|(p, id)| (vec![("Local", local.as_str()), ("Remote", id.as_str())], p.active.get()))
+            .collect::<Vec<_>>(),
+    );
     t.counter(
         "etcd_network_client_grpc_received_bytes_total",
         "The total number of bytes received from grpc clients.",
@@ -358,11 +454,19 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "The total number of bytes sent to grpc clients.",
         GRPC_SENT_BYTES.get(),
     );
-    let mut peers: Vec<&PeerCounters> =
-        PEERS.iter().filter(|p| !matches!(p.id.load(Relaxed), 0) && p.id.load(Relaxed) != me).collect();
-    peers.sort_by_key(|p| format!("{:x}", p.id.load(Relaxed)));
+    let disconnected: Vec<_> = seen
+        .iter()
+        .filter(|(p, _)| p.disconnected.get() > 0)
+        .map(|(p, id)| (vec![("Local", local.as_str()), ("Remote", id.as_str())], p.disconnected.get()))
+        .collect();
+    if !disconnected.is_empty() {
+        t.counter_family(
+            "etcd_network_disconnected_peers_total",
+            "The total number of disconnected peers.",
+            &disconnected,
+        );
+    }
     if !peers.is_empty() {
-        let ids: Vec<String> = peers.iter().map(|p| format!("{:x}", p.id.load(Relaxed))).collect();
         t.counter_family(
             "etcd_network_peer_received_bytes_total",
             "The total number of bytes received from peers.",
@@ -395,6 +499,7 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "Whether or not a leader exists. 1 is existence, 0 is not.",
         u64::from(leader != 0),
     );
+    render_health(&mut t);
     t.counter(
         "etcd_server_heartbeat_send_failures_total",
         "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
@@ -411,6 +516,11 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "etcd_server_is_leader",
         "Whether or not this member is a leader. 1 if is, 0 otherwise.",
         u64::from(leader == me),
+    );
+    t.gauge_int(
+        "etcd_server_is_learner",
+        "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+        u64::from(raft.is_learner.load(std::sync::atomic::Ordering::Acquire)),
     );
     t.counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", LEADER_CHANGES.get());
     t.gauge_int(
@@ -447,6 +557,7 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         1,
     );
     grpc::render(&mut t, methods);
+    process::render_os(&mut t);
     process::render(&mut t);
     t.finish()
 }

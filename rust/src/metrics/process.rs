@@ -3,6 +3,17 @@
 
 use super::text::Text;
 
+/// etcd's own os_fd_used and os_fd_limit (etcd samples them every 5 s; ketch at the scrape).
+pub(super) fn render_os(t: &mut Text) {
+    if let Some(max) = limit(libc::RLIMIT_NOFILE) {
+        t.gauge("os_fd_limit", "The file descriptor limit.", max);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        #[allow(clippy::cast_precision_loss)]
+        t.gauge("os_fd_used", "The number of used file descriptors.", fds.count() as f64);
+    }
+}
+
 pub(super) fn render(t: &mut Text) {
     let Some(stat) = Stat::read() else { return };
     // SAFETY: sysconf only reads a system constant.

@@ -63,6 +63,17 @@ impl Text {
         self.gauge_labelled(name, help, &[], value);
     }
 
+    /// A gauge vector's series (none printed at all when `samples` is empty, as Go omits an unused vector).
+    pub fn gauge_family(&mut self, name: &str, help: &str, samples: &[(Vec<(&str, &str)>, u64)]) {
+        if samples.is_empty() {
+            return;
+        }
+        self.header(name, help, "gauge");
+        for (labels, value) in samples {
+            self.sample(name, labels, None, &go_uint(*value));
+        }
+    }
+
     pub fn gauge_labelled(&mut self, name: &str, help: &str, labels: &Labels<'_>, value: u64) {
         self.header(name, help, "gauge");
         self.sample(name, labels, None, &go_uint(value));

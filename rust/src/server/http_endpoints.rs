@@ -14,6 +14,15 @@
 //!   serializable and a linearizable read, not a learner. `?verbose` lists
 //!   each check (`[+]name ok`); a failure always does, with 503;
 //!   `?exclude=name` leaves a check out; `/readyz/<name>` runs one.
+//!
+//! Every answer of `/health` counts in `etcd_server_health_success` or
+//! `_failures`, every check of `/livez` and `/readyz` in
+//! `etcd_server_healthcheck{type,name}` and `_healthchecks_total`, and
+//! failures are logged in etcd's words.
+//!
+//! On the client port (not on a metrics URL) every HTTP answer carries
+//! etcd's CORS headers and OPTIONS is answered 200 with no body, as etcd's
+//! accessController does with no `--cors` list (which allows every origin).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -49,6 +58,33 @@ fn method_not_allowed() -> http::Response<Body> {
     let mut r = http_error(http::StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
     r
+}
+
+/// etcd's addCORSHeader with every origin allowed (no --cors list): the
+/// three headers first, as Go writes its header names sorted.
+pub fn with_cors(mut response: http::Response<Body>) -> http::Response<Body> {
+    let mut headers = http::HeaderMap::new();
+    headers
+        .insert("Access-Control-Allow-Headers", http::HeaderValue::from_static("accept, content-type, authorization"));
+    headers.insert("Access-Control-Allow-Methods", http::HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
+    headers.insert("Access-Control-Allow-Origin", http::HeaderValue::from_static("*"));
+    let rest = std::mem::take(response.headers_mut());
+    let mut name = None;
+    for (k, v) in rest {
+        if k.is_some() {
+            name = k;
+        }
+        if let Some(n) = &name {
+            headers.append(n.clone(), v);
+        }
+    }
+    *response.headers_mut() = headers;
+    response
+}
+
+/// etcd answers OPTIONS on the client port itself, before any endpoint: 200, no body.
+pub fn options() -> http::Response<Body> {
+    http::Response::builder().status(http::StatusCode::OK).body(Body::empty()).expect("a static response")
 }
 
 /// The client port's HTTP endpoints.
@@ -191,27 +227,43 @@ async fn health(calls: &Calls, query: &Query) -> http::Response<Body> {
     let reason = health_reason(calls, query).await;
     match reason {
         None => {
+            crate::metrics::HEALTH_SUCCESS.inc();
+            crate::log_at!(crate::logging::Level::Debug, "/health OK"; "status-code" => 200_u32);
             respond(http::StatusCode::OK, "text/plain; charset=utf-8", r#"{"health":"true","reason":""}"#.to_owned())
         }
-        Some(reason) => http_error(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            &format!(r#"{{"health":"false","reason":"{}"}}"#, json_escape(&reason)),
-        ),
+        Some(reason) => {
+            crate::metrics::HEALTH_FAILURES.inc();
+            let output = format!(r#"{{"health":"false","reason":"{}"}}"#, json_escape(&reason));
+            crate::log_warn!("/health error"; "output" => output, "status-code" => 503_u32);
+            http_error(http::StatusCode::SERVICE_UNAVAILABLE, &output)
+        }
     }
 }
 
 /// Why `/health` is false, in etcd's order of checks; None when healthy.
 async fn health_reason(calls: &Calls, query: &Query) -> Option<String> {
-    if let Some(alarm) = alarm_names(&calls.engine).into_iter().find(|a| !query.exclude.iter().any(|e| e == a)) {
+    let alarms = calls.engine.shared().store.alarms();
+    let named = alarms
+        .iter()
+        .map(|&(alarm, member)| (AlarmType::try_from(alarm).map_or("UNKNOWN", |a| a.as_str_name()), member));
+    if let Some((alarm, member)) = named.into_iter().find(|(a, _)| !query.exclude.iter().any(|e| e == a)) {
+        crate::log_warn!("serving /health false due to an alarm"; "alarm" => format!("memberID:{member} alarm:{alarm} "));
         return Some(match alarm {
             "NOSPACE" | "CORRUPT" => format!("ALARM {alarm}"),
             _ => "ALARM UNKNOWN".to_owned(),
         });
     }
     if !query.serializable && !has_leader(&calls.engine) {
+        crate::log_warn!("serving /health false; no leader");
         return Some("RAFT NO LEADER".to_owned());
     }
-    read(calls, query.serializable).await.err().map(|e| format!("RANGE ERROR:{e}"))
+    match read(calls, query.serializable).await {
+        Ok(()) => None,
+        Err(e) => {
+            crate::log_warn!("serving /health false; Range fails"; "error" => e);
+            Some(format!("RANGE ERROR:{e}"))
+        }
+    }
 }
 
 /// The checks of `/livez` and `/readyz`, in the order ketch lists them
@@ -258,6 +310,7 @@ async fn check(calls: &Calls, name: &str) -> Result<(), String> {
 }
 
 async fn run_checks(calls: &Calls, root: &[&str], only: Option<&str>, query: &Query) -> http::Response<Body> {
+    let kind = if root == LIVEZ { "livez" } else { "readyz" };
     let names: Vec<&str> = match only {
         Some(name) => vec![name],
         // Excluding a check that does not exist is not an error (etcd logs it).
@@ -266,7 +319,9 @@ async fn run_checks(calls: &Calls, root: &[&str], only: Option<&str>, query: &Qu
     let mut report = String::new();
     let mut failed = false;
     for name in names {
-        match check(calls, name).await {
+        let result = check(calls, name).await;
+        crate::metrics::health_check_ran(kind, name, result.is_ok());
+        match result {
             Ok(()) => {
                 let _ = writeln!(report, "[+]{name} ok");
             }
@@ -277,6 +332,11 @@ async fn run_checks(calls: &Calls, root: &[&str], only: Option<&str>, query: &Qu
         }
     }
     if failed {
+        let path = match only {
+            Some(name) => format!("/{kind}/{name}"),
+            None => format!("/{kind}"),
+        };
+        crate::log_error!("Health check error"; "path" => path, "reason" => report, "status-code" => 503_u32);
         // http.Error adds a newline after the report's own.
         return http_error(http::StatusCode::SERVICE_UNAVAILABLE, &report);
     }

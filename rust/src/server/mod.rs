@@ -154,7 +154,7 @@ impl ClientServer {
             // etcd sends responses up to math.MaxInt32; hyper's default frame
             // buffer would otherwise cap what one write hands the socket.
             .max_send_buf_size(1024 * 1024);
-        http.http1().timer(TokioTimer::new());
+        http.http1().timer(TokioTimer::new()).title_case_headers(true); // Go writes canonical header names
         let (stopping, stop_rx) = tokio::sync::watch::channel(false);
         let (conn_tx, connections_done) = tokio::sync::mpsc::channel::<()>(1);
         let listeners = config.listeners.into_iter().map(|(l, tls)| (l, tls, false));
@@ -294,10 +294,12 @@ async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> http::Respons
         req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if is_grpc {
         grpc(&front, req).await
+    } else if req.method() == http::Method::OPTIONS {
+        http_endpoints::with_cors(http_endpoints::options())
     } else if front.grpc_gateway && gateway::serves(req.uri().path()) {
-        gateway::serve(front, req).await
+        http_endpoints::with_cors(gateway::serve(front, req).await)
     } else {
-        http_endpoints::serve(&front.calls, &front.version, &req).await
+        http_endpoints::with_cors(http_endpoints::serve(&front.calls, &front.version, &req).await)
     }
 }
 

@@ -19,6 +19,9 @@
 //! - `Members`   unary: the engine's MemberListResponse (a joining member
 //!   learns its ID and the cluster's from it before it has an engine; it
 //!   asks with Python's grpcio, ketch.peer.fetch_members).
+//! - `Probe`     unary: answers the responder's wall clock, 8 bytes of Unix
+//!   nanoseconds, big-endian. Every member probes every peer with it, as
+//!   etcd's rafthttp prober GETs /raft/probing (see [`probe_peer`]).
 //!
 //! Every call carries the sender's cluster ID (`ketch-cluster-id`, hex); a
 //! member of another cluster is refused with FAILED_PRECONDITION, as etcd
@@ -58,6 +61,7 @@ use crate::server::{accept_loop, Router};
 const MESSAGES: &str = "/ketchpeer.Raft/Messages";
 const SNAPSHOT: &str = "/ketchpeer.Raft/Snapshot";
 const MEMBERS: &str = "/ketchpeer.Raft/Members";
+const PROBE: &str = "/ketchpeer.Raft/Probe";
 const FORWARD: &str = "/ketchpeer.Raft/Forward";
 const CLUSTER_ID_KEY: &str = "ketch-cluster-id";
 const FORWARDED_METHOD_KEY: &str = "ketch-forwarded-method";
@@ -194,6 +198,7 @@ async fn route(calls: Arc<Calls>, cluster_id: String, req: http::Request<Incomin
         MESSAGES => grpc.client_streaming(Receive { calls, whole: false }, req).await,
         SNAPSHOT => grpc.client_streaming(Receive { calls, whole: true }, req).await,
         MEMBERS => grpc.unary(Members { calls }, req).await,
+        PROBE => grpc.unary(ProbeAnswer, req).await,
         FORWARD => grpc.unary(Forwarded { calls }, req).await,
         super::peer_hash::HASHKV => {
             grpc.unary(super::peer_hash::ServeHashKv { engine: calls.engine.clone() }, req).await
@@ -266,6 +271,20 @@ impl UnaryService<Bytes> for Members {
     }
 }
 
+/// The answer to a Probe: this member's wall clock, for the prober's clock drift.
+struct ProbeAnswer;
+
+impl UnaryService<Bytes> for ProbeAnswer {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, Status>>;
+
+    fn call(&mut self, _request: tonic::Request<Bytes>) -> Self::Future {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let nanos = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        Box::pin(async move { Ok(tonic::Response::new(Bytes::copy_from_slice(&nanos.to_be_bytes()))) })
+    }
+}
+
 struct Forwarded {
     calls: Arc<Calls>,
 }
@@ -320,17 +339,19 @@ struct Sending {
     membership_version: u64,
 }
 
-/// One peer: its queue, and whether its call is down.
+/// One peer: its queue, whether its call is down, and its prober.
 struct Sender {
     urls: Vec<String>,
     queue: mpsc::Sender<Bytes>,
     down: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    prober: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
         self.task.abort();
+        self.prober.abort();
     }
 }
 
@@ -364,6 +385,16 @@ impl Sending {
                 _ = poll.tick() => self.refresh_members(),
                 _ = stopping.changed() => return,
             }
+        }
+    }
+
+    /// A prober (and its sender) for every peer in the member list, whether
+    /// or not Raft has sent it anything yet: a follower measures its round
+    /// trip to the other followers too, as every etcd member does.
+    fn start_probers(&mut self) {
+        let ids: Vec<u64> = self.urls.keys().copied().collect();
+        for id in ids {
+            let _ = self.sender(id);
         }
     }
 
@@ -405,7 +436,8 @@ impl Sending {
                 rx,
                 down.clone(),
             ));
-            self.senders.insert(to, Sender { urls, queue, down, task });
+            let prober = tokio::spawn(probe_peer(to, urls.clone(), self.tls.clone(), self.cluster_id.clone()));
+            self.senders.insert(to, Sender { urls, queue, down, task, prober });
         }
         self.senders.get(&to)
     }
@@ -434,6 +466,7 @@ impl Sending {
         by_id.remove(&me);
         self.senders.retain(|id, s| by_id.get(id).is_some_and(|urls| *urls == s.urls));
         self.urls = by_id;
+        self.start_probers();
     }
 }
 
@@ -479,6 +512,7 @@ async fn send_messages(
 ) {
     let mut delay = RECONNECT_MIN;
     let mut active = true; // for logging changes only
+    let mut ever_active = false; // a batch went out: etcd_network_active_peers from then on
     let mut url_index = 0usize;
     loop {
         let url = &urls[url_index % urls.len()];
@@ -501,9 +535,13 @@ async fn send_messages(
                             if feed.send(batch).await.is_err() {
                                 break (&mut call).await.err().map_or_else(|| "the call ended".to_owned(), |s| s.message().to_owned());
                             }
-                            if !active {
+                            if !active || !ever_active {
+                                if !active {
+                                    crate::log_info!("peer {to:x} became active");
+                                }
                                 active = true;
-                                crate::log_info!("peer {to:x} became active");
+                                ever_active = true;
+                                if let Some(p) = crate::metrics::peer(to) { p.activated(); }
                             }
                             delay = RECONNECT_MIN;
                         }
@@ -517,6 +555,11 @@ async fn send_messages(
         if active {
             active = false;
             crate::log_warn!("peer {to:x} became inactive (message send to peer failed): {why}");
+            if ever_active {
+                if let Some(p) = crate::metrics::peer(to) {
+                    p.deactivated();
+                }
+            }
         }
         // The batches in hand and everything queued are lost with the call.
         down.store(true, Ordering::Release);
@@ -557,4 +600,143 @@ async fn send_snapshot(engine: Arc<Engine>, to: u64, channel: Option<Channel>, c
         }
     };
     engine.report_snapshot(to, ok);
+}
+
+// --- probing --------------------------------------------------------------------
+
+/// etcd's proberInterval (ConnReadTimeout - 1 s): a probe every 4 s.
+const PROBE_INTERVAL: Duration = Duration::from_secs(4);
+/// etcd's statusMonitoringInterval and statusErrorInterval: how often the
+/// smoothed RTT is observed (and an unhealthy peer logged), 5 s at first.
+const PROBE_MONITOR_HEALTHY: Duration = Duration::from_secs(30);
+const PROBE_MONITOR_UNHEALTHY: Duration = Duration::from_secs(5);
+/// A probe unanswered this long fails (etcd's pipeline dial and read timeouts).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// etcd's round tripper name for the stream prober, which ketch's one
+/// prober per peer stands for.
+const ROUND_TRIPPER: &str = "ROUND_TRIPPER_RAFT_MESSAGE";
+
+/// xiang90/probing's status: a smoothed RTT (α = 1/8, from 0, as it
+/// starts), the clock difference, and the last error.
+#[derive(Default)]
+struct ProbeStatus {
+    srtt: Duration,
+    clock_diff: Duration,
+    healthy: bool,
+    error: Option<String>,
+}
+
+impl ProbeStatus {
+    fn record(&mut self, rtt: Duration, their_clock: Duration, now: Duration) {
+        const ALPHA: f64 = 0.125;
+        self.srtt = Duration::from_secs_f64((1.0 - ALPHA) * self.srtt.as_secs_f64() + ALPHA * rtt.as_secs_f64());
+        self.clock_diff = now.saturating_sub(their_clock).saturating_sub(self.srtt / 2);
+        self.healthy = true;
+        self.error = None;
+    }
+
+    fn failed(&mut self, why: String) {
+        self.healthy = false;
+        self.error = Some(why);
+    }
+}
+
+/// Probes peer `to` every [`PROBE_INTERVAL`] on a connection of its own and
+/// observes the smoothed RTT in `etcd_network_peer_round_trip_time_seconds`
+/// on etcd's monitoring schedule, logging an unhealthy peer or a clock
+/// drift over a second in etcd's words.
+async fn probe_peer(to: u64, urls: Vec<String>, tls: Arc<PeerDialTls>, cluster_id: String) {
+    let wall = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut status = ProbeStatus::default();
+    let mut url_index = 0usize;
+    let mut channel: Option<Channel> = None;
+    let start = tokio::time::Instant::now();
+    let mut probe = tokio::time::interval_at(start + PROBE_INTERVAL, PROBE_INTERVAL);
+    let monitor = tokio::time::sleep(PROBE_MONITOR_UNHEALTHY);
+    tokio::pin!(monitor);
+    loop {
+        tokio::select! {
+            _ = probe.tick() => {
+                let url = &urls[url_index % urls.len()];
+                if channel.is_none() {
+                    channel = self::channel(&tls, url).ok();
+                }
+                let sent = tokio::time::Instant::now();
+                let answer = match channel.clone() {
+                    None => Err(format!("peer URL {url} cannot be dialed")),
+                    Some(ch) => tokio::time::timeout(PROBE_TIMEOUT, probe_once(ch, &cluster_id))
+                        .await
+                        .unwrap_or_else(|_| Err("probe timed out".to_owned())),
+                };
+                match answer {
+                    Ok(their_clock) => status.record(sent.elapsed(), their_clock, wall()),
+                    Err(why) => {
+                        status.failed(why);
+                        channel = None; // dial again, on the next URL
+                        url_index += 1;
+                    }
+                }
+            }
+            () = &mut monitor => {
+                let id = crate::logging::Id(to);
+                if status.healthy {
+                    monitor.as_mut().reset(tokio::time::Instant::now() + PROBE_MONITOR_HEALTHY);
+                } else {
+                    crate::log_warn!(
+                        "prober detected unhealthy status";
+                        "round-tripper-name" => ROUND_TRIPPER,
+                        "remote-peer-id" => id,
+                        "rtt" => status.srtt,
+                        "error" => status.error.clone().unwrap_or_else(|| "no probe answered yet".to_owned()),
+                    );
+                    monitor.as_mut().reset(tokio::time::Instant::now() + PROBE_MONITOR_UNHEALTHY);
+                }
+                if status.clock_diff > Duration::from_secs(1) {
+                    crate::log_warn!(
+                        "prober found high clock drift";
+                        "round-tripper-name" => ROUND_TRIPPER,
+                        "remote-peer-id" => crate::logging::Id(to),
+                        "clock-drift" => status.clock_diff,
+                        "rtt" => status.srtt,
+                    );
+                }
+                if let Some(p) = crate::metrics::peer(to) {
+                    p.round_trip.observe(status.srtt);
+                }
+            }
+        }
+    }
+}
+
+/// One Probe call: the peer's wall clock (since the Unix epoch).
+async fn probe_once(channel: Channel, cluster_id: &str) -> Result<Duration, String> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| e.to_string())?;
+    let path = http::uri::PathAndQuery::from_static(PROBE);
+    let answer = grpc
+        .unary(request_with_cluster_id(Bytes::new(), cluster_id), path, RawCodec { max_receive: 64 })
+        .await
+        .map_err(|s| s.message().to_owned())?;
+    let bytes: [u8; 8] = answer.into_inner().as_ref().try_into().map_err(|_| "a probe answer is 8 bytes".to_owned())?;
+    Ok(Duration::from_nanos(u64::from_be_bytes(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smoothed_rtt_starts_from_zero_as_probings_does() {
+        let mut s = ProbeStatus::default();
+        let now = Duration::from_secs(1_000);
+        s.record(Duration::from_millis(8), now, now);
+        assert_eq!(s.srtt, Duration::from_millis(1));
+        s.record(Duration::from_millis(8), now, now);
+        assert!((s.srtt.as_secs_f64() - 0.001_875).abs() < 1e-9);
+        assert!(s.healthy);
+        s.failed("refused".into());
+        assert!(!s.healthy && s.error.as_deref() == Some("refused"));
+        s.record(Duration::from_millis(8), now.saturating_sub(Duration::from_secs(3)), now);
+        assert!(s.clock_diff > Duration::from_secs(2));
+    }
 }
