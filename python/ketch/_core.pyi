@@ -30,6 +30,8 @@ __all__ = [
     "CLUSTER_MEMBER_PROMOTE",
     "CLUSTER_MEMBER_REMOVE",
     "CLUSTER_MEMBER_UPDATE",
+    "ETCD_VERSION",
+    "GIT_SHA",
     "KV_COMPACT",
     "KV_DELETE_RANGE",
     "KV_PUT",
@@ -117,6 +119,11 @@ WATCH_OPEN: int
 WATCH_REQUEST: int
 WATCH_ACK: int
 WATCH_CLOSE: int
+
+# What this build is; `ketch --version` prints them.
+__version__: str  # ketch's version (rust/Cargo.toml's, the same as pyproject.toml's)
+ETCD_VERSION: str  # the etcd server version an engine reports unless given another
+GIT_SHA: str  # the commit built from (rust/build.rs), or a text saying it is unknown
 
 @final
 class Engine:
