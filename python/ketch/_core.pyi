@@ -49,6 +49,7 @@ __all__ = [
     "MAINTENANCE_MOVE_LEADER",
     "MAINTENANCE_SNAPSHOT",
     "MAINTENANCE_STATUS",
+    "VERSION",
     "WATCH_ACK",
     "WATCH_CLOSE",
     "WATCH_OPEN",
@@ -121,7 +122,7 @@ WATCH_ACK: int
 WATCH_CLOSE: int
 
 # What this build is; `ketch --version` prints them.
-__version__: str  # ketch's version (rust/Cargo.toml's, the same as pyproject.toml's)
+VERSION: str  # ketch's version (rust/Cargo.toml's, the same as pyproject.toml's)
 ETCD_VERSION: str  # the etcd server version an engine reports unless given another
 GIT_SHA: str  # the commit built from (rust/build.rs), or a text saying it is unknown
 

@@ -141,7 +141,7 @@ def test_version_names_the_build(venv: Venv) -> None:
     lines = dict(line.split(": ", 1) for line in out.splitlines())
     facts = json.loads(venv.run(venv.bin("python"), "-c", textwrap.dedent("""
         import importlib.metadata, json, ketch, ketch._core as c
-        print(json.dumps([importlib.metadata.version("ketch"), ketch.__version__, c.__version__,
+        print(json.dumps([importlib.metadata.version("ketch"), ketch.__version__, c.VERSION,
                           ketch.ETCD_VERSION, c.ETCD_VERSION, c.GIT_SHA]))
     """)))  # fmt: skip
     dist_version, py_version, core_version, etcd_py, etcd_core, sha = facts
