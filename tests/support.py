@@ -40,12 +40,9 @@ def ketch_command() -> list[str]:
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a child: no ETCD*/ETCDCTL* leaking in from outside."""
+    # No PYTHONPATH to python/: `python -m ketch` runs the installed package
+    # (the wheel `.ci/dev test` installs), as the tests' own imports do.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
-    python_dir = str(REPO / "python")
-    # `python -m ketch` finds the package whether or not it is installed.
-    env["PYTHONPATH"] = python_dir + (
-        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
-    )
     env.update(extra or {})
     return env
 

@@ -30,6 +30,8 @@ __all__ = [
     "CLUSTER_MEMBER_PROMOTE",
     "CLUSTER_MEMBER_REMOVE",
     "CLUSTER_MEMBER_UPDATE",
+    "ETCD_VERSION",
+    "GIT_SHA",
     "KV_COMPACT",
     "KV_DELETE_RANGE",
     "KV_PUT",
@@ -47,6 +49,7 @@ __all__ = [
     "MAINTENANCE_MOVE_LEADER",
     "MAINTENANCE_SNAPSHOT",
     "MAINTENANCE_STATUS",
+    "VERSION",
     "WATCH_ACK",
     "WATCH_CLOSE",
     "WATCH_OPEN",
@@ -118,6 +121,11 @@ WATCH_OPEN: int
 WATCH_REQUEST: int
 WATCH_ACK: int
 WATCH_CLOSE: int
+
+# What this build is; `ketch --version` prints them.
+VERSION: str  # ketch's version (rust/Cargo.toml's, the same as pyproject.toml's)
+ETCD_VERSION: str  # the etcd server version an engine reports unless given another
+GIT_SHA: str  # the commit built from (rust/build.rs), or a text saying it is unknown
 
 @final
 class Engine:

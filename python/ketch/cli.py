@@ -16,9 +16,17 @@ ETCD_API_VERSION = ETCD_VERSION.rsplit(".", 1)[0]
 
 
 def version_text() -> str:
+    """etcd's --version lines (version, Git SHA, runtime, OS/Arch) for ketch.
+
+    The revision is the native module's (rust/build.rs embeds it): loading
+    _core is cheap, and it is the part of the install that was built.
+    """
+    from . import _core
+
     return (
         f"ketch Version: {__version__}\n"
         f"etcd API Version: {ETCD_API_VERSION}\n"
+        f"Git SHA: {_core.GIT_SHA}\n"
         f"Python Version: {platform.python_version()}\n"
         f"OS/Arch: {sys.platform}/{platform.machine()}\n"
     )
@@ -39,8 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ketch: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
 
-    # Imported only now: --help, --version and flag errors need neither grpc
-    # nor the native engine.
+    # Imported only now: --help, --version and flag errors need no grpc
+    # (and only --version loads the native module, for its revision).
     from .server import ServeError, configure_logging, run
 
     try:

@@ -302,7 +302,7 @@ impl EngineConfig {
             max_request_bytes: 1536 * 1024,
             quota_backend_bytes: 0,
             max_txn_ops: 128,
-            version: "3.5.13".into(),
+            version: ETCD_VERSION.into(),
             tick: Duration::from_millis(100),
             election_ticks: 10,
             snapshot_count: 100_000,
@@ -338,6 +338,10 @@ impl EngineConfig {
 }
 
 /// etcd's default backend quota when --quota-backend-bytes is 0.
+/// The etcd server version an engine reports unless told otherwise (Python
+/// passes ketch.ETCD_VERSION, the same text; tests/wheel checks they agree).
+pub const ETCD_VERSION: &str = "3.5.13";
+
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// The Raft state readers report, published by the node thread after every Ready.

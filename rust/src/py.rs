@@ -433,6 +433,10 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     for method in Method::ALL {
         m.add(method.const_name(), method as u32)?;
     }
+    // What this build is: `ketch --version` prints these (rust/build.rs sets KETCH_GIT_SHA).
+    m.add("VERSION", env!("CARGO_PKG_VERSION"))?;
+    m.add("ETCD_VERSION", crate::engine::ETCD_VERSION)?;
+    m.add("GIT_SHA", env!("KETCH_GIT_SHA"))?;
     Ok(())
 }
 
