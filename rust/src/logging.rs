@@ -190,11 +190,9 @@ pub fn humanize_bytes(n: u64) -> String {
     if n < 10 {
         return format!("{n} B");
     }
-    #[allow(clippy::cast_precision_loss)] // a size for people to read
     let v = n as f64;
     let e = (v.ln() / 1000f64.ln()).floor();
     let val = (v / 1000f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let suffix = SIZES[(e as usize).min(SIZES.len() - 1)];
     if val < 10.0 {
         format!("{val:.1} {suffix}")

@@ -2,7 +2,7 @@
 //! (`etcdserverpb`, `mvccpb`), its lock and election services (`v3lockpb`,
 //! `v3electionpb`) and ketch's Raft entry payload (`ketchpb`), the first four with serde impls
 //! (pbjson) for the JSON gateway.
-#![allow(clippy::all, clippy::pedantic, missing_docs)]
+#![allow(clippy::all, clippy::pedantic, missing_docs)] // generated code: prost and pbjson write it, not us
 
 pub mod authpb {
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));

@@ -101,7 +101,7 @@ impl PyEngine {
                         auto_compaction_mode="periodic", auto_compaction_retention=0.0,
                         compaction_batch_limit=1000, compaction_sleep_interval=0.01,
                         auth_token=String::from("simple"), bcrypt_cost=10, auth_token_ttl=300))]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // one argument per Python keyword, as its signature lists them
     fn new(
         py: Python<'_>,
         data_dir: std::path::PathBuf,
@@ -214,7 +214,7 @@ impl PyEngine {
     #[pyo3(signature = (listeners, *, max_request_bytes, max_concurrent_streams, keepalive_interval,
                         keepalive_timeout, version, keepalive_min_time=5.0, tls=None, forward_tls=None, threads=0, grpc_gateway=true,
                         metrics_listeners=Vec::new(), metrics="basic"))]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // one argument per Python keyword, as its signature lists them
     fn serve_clients(
         &self,
         py: Python<'_>,
@@ -359,7 +359,7 @@ fn snapshot_status(py: Python<'_>, path: std::path::PathBuf) -> PyResult<(u32, i
 /// Returns (records, leases, revision) restored.
 #[pyfunction]
 #[pyo3(signature = (path, data_dir, wal_dir, member_id, cluster_id, members, skip_hash_check))]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // one argument per Python keyword, as its signature lists them
 fn snapshot_restore(
     py: Python<'_>,
     path: std::path::PathBuf,

@@ -139,7 +139,6 @@ impl<const N: usize> Histogram<N> {
             cumulative[i] = total;
         }
         total += self.overflow.load(Relaxed);
-        #[allow(clippy::cast_precision_loss)] // a sum of latencies; f64 is Prometheus' own type
         let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
         (cumulative, total, sum)
     }
@@ -412,7 +411,6 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "The latency distributions of fsync called by WAL.",
         &[(&[], WAL_FSYNC.bounds.as_slice(), snapshot_dyn(&WAL_FSYNC))],
     );
-    #[allow(clippy::cast_precision_loss)]
     {
         t.gauge(
             "etcd_mvcc_db_total_size_in_bytes",
@@ -543,7 +541,6 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "The current number of pending proposals to commit.",
         PROPOSALS_PENDING.get(),
     );
-    #[allow(clippy::cast_precision_loss)]
     t.gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", quota as f64);
     t.counter(
         "etcd_server_slow_apply_total",

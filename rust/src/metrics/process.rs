@@ -9,7 +9,6 @@ pub(super) fn render_os(t: &mut Text) {
         t.gauge("os_fd_limit", "The file descriptor limit.", max);
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        #[allow(clippy::cast_precision_loss)]
         t.gauge("os_fd_used", "The number of used file descriptors.", fds.count() as f64);
     }
 }
@@ -29,7 +28,6 @@ pub(super) fn render(t: &mut Text) {
         t.gauge("process_max_fds", "Maximum number of open file descriptors.", max);
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        #[allow(clippy::cast_precision_loss)]
         t.gauge("process_open_fds", "Number of open file descriptors.", fds.count() as f64);
     }
     t.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", stat.rss_pages * page);
@@ -81,7 +79,6 @@ fn limit(resource: libc::__rlimit_resource_t) -> Option<f64> {
     if unsafe { libc::getrlimit(resource, &raw mut rl) } != 0 {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)]
     Some(if rl.rlim_cur == libc::RLIM_INFINITY { 1.844_674_407_370_955_2e19 } else { rl.rlim_cur as f64 })
 }
 

@@ -107,7 +107,6 @@ fn escape_label(s: &str) -> String {
     s.replace('\\', r"\\").replace('\n', r"\n").replace('"', "\\\"")
 }
 
-#[allow(clippy::cast_precision_loss)] // Prometheus' values are float64
 fn go_uint(v: u64) -> String {
     go_float(v as f64)
 }
