@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 /// The TLS flags of one listener kind.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +180,72 @@ fn provider(names: &[String]) -> Result<rustls::crypto::CryptoProvider, String> 
 pub fn self_signed(hosts: &[String]) -> Result<(String, String), String> {
     let certified = rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| format!("--auto-tls: {e}"))?;
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
+/// etcd's --peer-auto-tls dialer (transport.SelfCert sets InsecureSkipVerify):
+/// every member's certificate is self-signed and no CA vouches for any, so
+/// the peer's certificate is taken unchecked. The handshake's signatures are
+/// still checked, so the peer holds the key of the certificate it showed.
+#[derive(Debug)]
+struct UnverifiedPeerCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for UnverifiedPeerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The client side of a peer connection under --peer-auto-tls: the other
+/// member's certificate is not verified, and this member presents its own
+/// generated certificate (`cert_pem`, `key_pem`; none when empty), as etcd's
+/// peer dialer does.
+pub(crate) fn unverified_peer_client(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("peer auto TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(UnverifiedPeerCertificate(provider)));
+    let mut config = if cert_pem.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let chain = certs(cert_pem, "the generated certificate", "--peer-auto-tls")?;
+        let key = rustls_pemfile::private_key(&mut &key_pem[..])
+            .map_err(|e| format!("--peer-auto-tls key: {e}"))?
+            .ok_or("--peer-auto-tls: no PEM private key in the generated key")?;
+        builder.with_client_auth_cert(chain, key).map_err(|e| format!("--peer-auto-tls certificate: {e}"))?
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
 fn versions(min: &str, max: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
