@@ -10,8 +10,11 @@ import ssl
 from pathlib import Path
 
 import pytest
+from ketch.config import parse
+from ketch.server import _with_peer_auto_tls
+from ketch.tls import peer_dial_tls
 
-from ..support import Server, etcdctl, free_port
+from ..support import Server, etcdctl, free_port, make_tls_files
 
 MEMBERS = 3
 
@@ -74,3 +77,40 @@ def test_a_cluster_forms_and_replicates_with_peer_auto_tls(kind: str, tmp_path: 
     finally:
         for s in servers:
             s.stop()
+
+
+def test_given_peer_certificates_are_verified_despite_peer_auto_tls(tmp_path: Path) -> None:
+    """etcd: "ignoring peer auto TLS since certs given"; those certificates
+    are verified against --peer-trusted-ca-file as without the flag, and no
+    certificate is generated."""
+    tls = make_tls_files(tmp_path)
+    data_dir = tmp_path / "member"
+    args = [
+        "--data-dir", str(data_dir), "--peer-auto-tls",
+        "--listen-peer-urls", f"https://127.0.0.1:{free_port()}",
+        "--peer-cert-file", str(tls.peer_cert), "--peer-key-file", str(tls.peer_key),
+        "--peer-trusted-ca-file", str(tls.ca),
+    ]  # fmt: skip
+    cfg = parse(args, {})
+    dial = peer_dial_tls(_with_peer_auto_tls(cfg))
+    assert dial == (tls.ca.read_bytes(), tls.peer_cert.read_bytes(), tls.peer_key.read_bytes(), False)
+    assert not (data_dir / "fixtures").exists()
+
+
+def test_peer_auto_tls_replaces_the_peer_trust_settings(tmp_path: Path) -> None:
+    """As etcd's PeerSelfCert replaces the peer TLSInfo whole: no CA, no peer
+    client cert auth; the generated pair is dialled with, unverified."""
+    tls = make_tls_files(tmp_path)
+    data_dir = tmp_path / "member"
+    args = [
+        "--data-dir", str(data_dir), "--peer-auto-tls", "--peer-client-cert-auth",
+        "--listen-peer-urls", f"https://127.0.0.1:{free_port()}",
+        "--peer-trusted-ca-file", str(tls.ca),
+    ]  # fmt: skip
+    cfg = parse(args, {})
+    auto = _with_peer_auto_tls(cfg)
+    fixtures = data_dir / "fixtures" / "peer"
+    assert (auto.peer_cert_file, auto.peer_key_file) == (str(fixtures / "cert.pem"), str(fixtures / "key.pem"))
+    assert (auto.peer_trusted_ca_file, auto.peer_client_cert_auth) == ("", False)
+    dial = peer_dial_tls(auto)
+    assert dial == (None, (fixtures / "cert.pem").read_bytes(), (fixtures / "key.pem").read_bytes(), True)
