@@ -333,3 +333,49 @@ mod common_name_tests {
         assert_eq!(super::common_name(b"\x30\x03\x02\x01\x00"), None);
     }
 }
+
+#[cfg(test)]
+mod unverified_peer_tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+
+    /// A TLS handshake in memory; Err with the first side's error.
+    fn handshake(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> Result<(), rustls::Error> {
+        let mut client = ClientConnection::new(client, ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+        let mut server = ServerConnection::new(server).unwrap();
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut &wire[..]).unwrap();
+            server.process_new_packets()?;
+            wire.clear();
+            server.write_tls(&mut wire).unwrap();
+            client.read_tls(&mut &wire[..]).unwrap();
+            client.process_new_packets()?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    fn self_signed_server() -> (Arc<ServerConfig>, String, String) {
+        let (cert, key) = super::self_signed(&["127.0.0.1".into()]).unwrap();
+        let chain = super::certs(cert.as_bytes(), "cert", "test").unwrap();
+        let der_key = rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap();
+        let server = ServerConfig::builder().with_no_client_auth().with_single_cert(chain, der_key).unwrap();
+        (Arc::new(server), cert, key)
+    }
+
+    #[test]
+    fn peer_auto_tls_takes_a_self_signed_certificate_that_verification_refuses() {
+        let (server, cert, key) = self_signed_server();
+        let unverified = super::unverified_peer_client(cert.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(handshake(unverified, server.clone()), Ok(()));
+        let verified =
+            Arc::new(ClientConfig::builder().with_root_certificates(RootCertStore::empty()).with_no_client_auth());
+        assert!(matches!(handshake(verified, server), Err(rustls::Error::InvalidCertificate(_))));
+    }
+}
