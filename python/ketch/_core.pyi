@@ -219,7 +219,7 @@ class Engine:
         version: str,
         keepalive_min_time: float = 5.0,
         tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
-        forward_tls: tuple[bytes | None, bytes, bytes] | None = None,
+        forward_tls: tuple[bytes | None, bytes, bytes, bool] | None = None,
         threads: int = 0,
         grpc_gateway: bool = True,
         metrics_listeners: list[tuple[int, bool]] = ...,
@@ -231,10 +231,10 @@ class Engine:
         Python socket (the server owns it). tls: (cert file, key file,
         trusted CA file, client cert auth, CRL file, TLS min version, TLS max
         version, TLS 1.2 cipher suites by IANA name), empty for what is not
-        given; the files are read again when they change. forward_tls: (CA PEM, cert PEM, key PEM) for forwarding
-        leader-only calls to an https leader peer URL (the peer transport's dial
-        material). keepalive_min_time: etcd's --grpc-keepalive-min-time. threads: tokio workers, 0 for one per
-        CPU. metrics_listeners: --listen-metrics-urls sockets as listeners
+        given; the files are read again when they change. forward_tls: (CA PEM, cert PEM, key PEM, skip
+        verification: --peer-auto-tls) for forwarding leader-only calls to an https leader peer URL (the peer
+        transport's dial material). keepalive_min_time: etcd's --grpc-keepalive-min-time. threads: tokio
+        workers, 0 for one per CPU. metrics_listeners: --listen-metrics-urls sockets as listeners
         (only /metrics and the health checks there); metrics: "basic" or
         "extensive" (adds grpc_server_handling_seconds). ValueError names a
         bad TLS file."""
@@ -244,19 +244,19 @@ class Engine:
         listeners: list[tuple[int, bool]],
         *,
         tls: tuple[str, str, str, bool, str, str, str, list[str]] | None = None,
-        dial_tls: tuple[bytes | None, bytes, bytes] | None = None,
+        dial_tls: tuple[bytes | None, bytes, bytes, bool] | None = None,
         known_peers: dict[int, list[str]] | None = None,
         corrupt_check_time: float = 0.0,
     ) -> PeerTransport:
         """Serve and send Raft traffic (ketchpeer.Raft) on listening peer
         sockets ([(fd, is_https)], owned by the transport from here on).
         tls: as serve_clients', for the https listeners; dial_tls: (CA PEM,
-        cert PEM, key PEM) for https peers; known_peers: a joining member's
+        cert PEM, key PEM, skip verification: --peer-auto-tls) for https peers; known_peers: a joining member's
         peers by ID until its log names them; corrupt_check_time: seconds
         between the leader's corruption checks (0: none). ValueError names
         a bad file."""
 
-    def initial_corrupt_check(self, *, dial_tls: tuple[bytes | None, bytes, bytes] | None = None) -> None:
+    def initial_corrupt_check(self, *, dial_tls: tuple[bytes | None, bytes, bytes, bool] | None = None) -> None:
         """etcd's initial corruption check: this member's HashKV against
         every peer's at its revision. ValueError with the line to stop with
         ("<id> found data inconsistency with peers")."""

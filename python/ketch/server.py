@@ -130,7 +130,38 @@ def _with_auto_tls(cfg: Config) -> Config:
     if not any(u.startswith("https:") for u in cfg.listen_client_urls):
         return cfg
     hosts = sorted({urlsplit(u).hostname or "" for u in cfg.listen_client_urls} - {""})
-    directory = os.path.join(cfg.data_dir, "fixtures", "client")
+    cert, key = _write_self_signed(hosts, os.path.join(cfg.data_dir, "fixtures", "client"), "--auto-tls")
+    log.info("client TLS with a self-signed certificate for %s (--auto-tls)", ",".join(hosts))
+    return dataclasses.replace(cfg, cert_file=cert, key_file=key)
+
+
+def _with_peer_auto_tls(cfg: Config) -> Config:
+    """etcd's --peer-auto-tls (embed.Config.PeerSelfCert): with no
+    --peer-cert-file/--peer-key-file, a self-signed certificate for the
+    listen peer URLs' hosts, made anew in <data-dir>/fixtures/peer at every
+    start. It replaces the peer TLS settings whole, as etcd's does: no
+    trusted CA, CRL or peer client cert auth; members dial each other
+    without verifying (peer_dial_tls) and the peer port asks for no client
+    certificate."""
+    if not cfg.peer_auto_tls:
+        return cfg
+    if cfg.peer_cert_file or cfg.peer_key_file:
+        log.warning("ignoring peer auto TLS since certs given")
+        # Certificates given are verified as without the flag.
+        return dataclasses.replace(cfg, peer_auto_tls=False)
+    hosts = sorted({urlsplit(u).hostname or "" for u in cfg.listen_peer_urls} - {""})
+    cert, key = _write_self_signed(hosts, os.path.join(cfg.data_dir, "fixtures", "peer"), "--peer-auto-tls")
+    log.info("peer TLS with a self-signed certificate for %s (--peer-auto-tls)", ",".join(hosts))
+    return dataclasses.replace(
+        cfg, peer_cert_file=cert, peer_key_file=key, peer_trusted_ca_file="", peer_crl_file="",
+        peer_client_cert_auth=False,
+    )  # fmt: skip
+
+
+def _write_self_signed(hosts: list[str], directory: str, flag: str) -> tuple[str, str]:
+    """A new self-signed certificate for `hosts` in directory/cert.pem and
+    its key in directory/key.pem (only the owner may read either): their
+    paths."""
     try:
         cert, key = _core.self_signed_cert(hosts)
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -142,9 +173,8 @@ def _with_auto_tls(cfg: Config) -> Config:
                 f.write(pem)
             paths[name] = path
     except (OSError, ValueError) as e:
-        raise ServeError(f"cannot generate the --auto-tls certificate: {e}") from None
-    log.info("client TLS with a self-signed certificate for %s (--auto-tls)", ",".join(hosts))
-    return dataclasses.replace(cfg, cert_file=paths["cert.pem"], key_file=paths["key.pem"])
+        raise ServeError(f"cannot generate the {flag} certificate: {e}") from None
+    return paths["cert.pem"], paths["key.pem"]
 
 
 def _serve_clients(
@@ -226,8 +256,10 @@ class Stop:
 
 
 def _data_dir_is_new(cfg: Config) -> bool:
+    """No member data yet. The --auto-tls/--peer-auto-tls certificates
+    (fixtures/) are made before this is asked, at every start."""
     try:
-        return not os.listdir(cfg.data_dir)
+        return not set(os.listdir(cfg.data_dir)) - {"fixtures"}
     except FileNotFoundError:
         return True
 
@@ -399,7 +431,7 @@ def serve(cfg: Config, stop: Stop | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
 
-    cfg = _with_auto_tls(cfg)
+    cfg = _with_peer_auto_tls(_with_auto_tls(cfg))
     peer_sockets: list[tuple[socket.socket, bool]] = []
     client_sockets: list[tuple[socket.socket, bool]] = []
 

@@ -76,10 +76,12 @@ def peer_tls_files(cfg: Config) -> ListenerTlsFiles:
     )  # fmt: skip
 
 
-def peer_dial_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes] | None:
+def peer_dial_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes, bool] | None:
     """How the peer transport dials https peers, as etcd's: the peer
     certificate is also the client certificate; --peer-trusted-ca-file
-    verifies the other member. None without peer TLS files."""
+    verifies the other member, or, with a --peer-auto-tls certificate
+    (server.py made it, so cfg.peer_auto_tls is still set), nothing does:
+    etcd's dialer skips verification then. None without peer TLS files."""
     if not (cfg.peer_cert_file or cfg.peer_trusted_ca_file):
         return None
     ca = (
@@ -88,8 +90,9 @@ def peer_dial_tls(cfg: Config) -> tuple[bytes | None, bytes, bytes] | None:
         else None
     )
     if cfg.peer_cert_file and cfg.peer_key_file:
-        return ca, _read(cfg.peer_cert_file, "--peer-cert-file"), _read(cfg.peer_key_file, "--peer-key-file")
-    return ca, b"", b""
+        cert = _read(cfg.peer_cert_file, "--peer-cert-file")
+        return ca, cert, _read(cfg.peer_key_file, "--peer-key-file"), cfg.peer_auto_tls
+    return ca, b"", b"", False
 
 
 def peer_channel_credentials(cfg: Config) -> grpc.ChannelCredentials:

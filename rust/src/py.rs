@@ -24,8 +24,9 @@ struct PyEngine {
 type TlsArgs = (String, String, String, bool, String, String, String, Vec<String>);
 /// (ID, name, peer URLs, client URLs, is learner): one member for Python.
 type MemberRow = (u64, String, Vec<String>, Vec<String>, bool);
-/// (CA PEM or None, certificate PEM, key PEM): how this member calls the leader's https client URL.
-type ForwardTlsArgs = (Option<Vec<u8>>, Vec<u8>, Vec<u8>);
+/// (CA PEM or None, certificate PEM, key PEM, skip verification (--peer-auto-tls)): how this member dials
+/// its peers' https URLs, the leader's included.
+type ForwardTlsArgs = (Option<Vec<u8>>, Vec<u8>, Vec<u8>, bool);
 
 /// Listening sockets Python detached from their socket objects: their fds
 /// are owned here from now on.
@@ -239,7 +240,12 @@ impl PyEngine {
         let config = ServerConfig {
             listeners: take_listeners(listeners),
             tls: tls.map(tls_files),
-            forward_tls: forward_tls.map(|(ca_pem, cert_pem, key_pem)| ForwardTls { ca_pem, cert_pem, key_pem }),
+            forward_tls: forward_tls.map(|(ca_pem, cert_pem, key_pem, skip_verify)| ForwardTls {
+                ca_pem,
+                cert_pem,
+                key_pem,
+                skip_verify,
+            }),
             max_request_bytes,
             max_concurrent_streams,
             keepalive_interval: seconds(keepalive_interval, "keepalive interval")?,
@@ -258,8 +264,8 @@ impl PyEngine {
     /// Starts the peer transport (`crate::server::transport`) on listening
     /// peer sockets Python has bound ([(fd, is_https)], owned by the
     /// transport from here on); `tls`: the https listeners' files as for
-    /// serve_clients; `dial_tls`: (CA PEM, cert PEM, key PEM) for https
-    /// peers; `known_peers`: {member ID: peer URLs} of a joining member.
+    /// serve_clients; `dial_tls`: (CA PEM, cert PEM, key PEM, skip
+    /// verification) for https peers; `known_peers`: {member ID: peer URLs} of a joining member.
     #[pyo3(signature = (listeners, *, tls=None, dial_tls=None, known_peers=None, corrupt_check_time=0.0))]
     fn serve_peers(
         &self,
@@ -276,7 +282,7 @@ impl PyEngine {
             listeners: take_listeners(listeners),
             server_tls: tls.map(tls_files),
             dial_tls: dial_tls
-                .map(|(ca_pem, cert_pem, key_pem)| PeerDialTls { ca_pem, cert_pem, key_pem })
+                .map(|(ca_pem, cert_pem, key_pem, skip_verify)| PeerDialTls { ca_pem, cert_pem, key_pem, skip_verify })
                 .unwrap_or_default(),
             known_peers: known_peers.unwrap_or_default(),
             corrupt_check_time: Some(corrupt_check_time),
@@ -290,8 +296,9 @@ impl PyEngine {
     /// every peer's at its revision; ValueError with the line to stop with.
     #[pyo3(signature = (*, dial_tls=None))]
     fn initial_corrupt_check(&self, py: Python<'_>, dial_tls: Option<ForwardTlsArgs>) -> PyResult<()> {
-        let tls =
-            dial_tls.map(|(ca_pem, cert_pem, key_pem)| PeerDialTls { ca_pem, cert_pem, key_pem }).unwrap_or_default();
+        let tls = dial_tls
+            .map(|(ca_pem, cert_pem, key_pem, skip_verify)| PeerDialTls { ca_pem, cert_pem, key_pem, skip_verify })
+            .unwrap_or_default();
         let engine = self.engine.clone();
         py.detach(|| crate::server::initial_corrupt_check(&engine, &tls)).map_err(PyValueError::new_err)
     }

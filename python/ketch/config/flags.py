@@ -261,10 +261,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              reason=ALLOWED_NAMES, yaml=None),
         Flag("peer-cert-allowed-hostname", Str(), "", "Host name a peer's certificate must carry.",
              reason=ALLOWED_NAMES, yaml=None),
-        Flag("peer-auto-tls", Bool(), False, "Peer TLS with a generated certificate.",
-             "peer_auto_tls", reason="ketch's peer transport verifies every peer certificate "
-             "against --peer-trusted-ca-file; it cannot take a self-signed one unverified, as "
-             "etcd's does", inert=(False,),
+        Flag("peer-auto-tls", Bool(), False,
+             "Peer TLS with a certificate made at start in the data dir's fixtures/peer; peers go unverified.",
+             "peer_auto_tls",
              yaml="peer-transport-security.auto-tls"),
         Flag("self-signed-cert-validity", UINT, 1,
              "Years a generated certificate is valid for.", since="3.5",

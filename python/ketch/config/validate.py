@@ -105,7 +105,7 @@ def validate(values: dict[str, Any]) -> Config:
         )
     for u in cfg.listen_peer_urls:
         parts = urlsplit(u)
-        if parts.scheme == "https" and not (cfg.peer_cert_file and cfg.peer_key_file):
+        if parts.scheme == "https" and not ((cfg.peer_cert_file and cfg.peer_key_file) or cfg.peer_auto_tls):
             # etcd's transport.NewListener, word for word (not a flag error there).
             raise ConfigError(
                 f"cannot listen on TLS for {parts.netloc}: KeyFile and CertFile are not presented"

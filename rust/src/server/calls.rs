@@ -167,6 +167,8 @@ pub struct ForwardTls {
     pub ca_pem: Option<Vec<u8>>,
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// --peer-auto-tls: the leader's certificate is taken unverified.
+    pub skip_verify: bool,
 }
 
 /// Channels to the current leader's peer URL, one per leader, made lazily.
@@ -181,6 +183,7 @@ impl Leader {
             ca_pem: t.ca_pem,
             cert_pem: t.cert_pem,
             key_pem: t.key_pem,
+            skip_verify: t.skip_verify,
         });
         Leader { tls, channels: Mutex::new(HashMap::new()) }
     }

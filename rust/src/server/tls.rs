@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 /// The TLS flags of one listener kind.
 #[derive(Debug, Clone, Default)]
@@ -180,6 +182,72 @@ pub fn self_signed(hosts: &[String]) -> Result<(String, String), String> {
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
+/// etcd's --peer-auto-tls dialer (transport.SelfCert sets InsecureSkipVerify):
+/// every member's certificate is self-signed and no CA vouches for any, so
+/// the peer's certificate is taken unchecked. The handshake's signatures are
+/// still checked, so the peer holds the key of the certificate it showed.
+#[derive(Debug)]
+struct UnverifiedPeerCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for UnverifiedPeerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The client side of a peer connection under --peer-auto-tls: the other
+/// member's certificate is not verified, and this member presents its own
+/// generated certificate (`cert_pem`, `key_pem`; none when empty), as etcd's
+/// peer dialer does.
+pub(crate) fn unverified_peer_client(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("peer auto TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(UnverifiedPeerCertificate(provider)));
+    let mut config = if cert_pem.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let chain = certs(cert_pem, "the generated certificate", "--peer-auto-tls")?;
+        let key = rustls_pemfile::private_key(&mut &key_pem[..])
+            .map_err(|e| format!("--peer-auto-tls key: {e}"))?
+            .ok_or("--peer-auto-tls: no PEM private key in the generated key")?;
+        builder.with_client_auth_cert(chain, key).map_err(|e| format!("--peer-auto-tls certificate: {e}"))?
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
 fn versions(min: &str, max: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
     let rank = |v: &str, flag: &str, default: u8| match v {
         "" => Ok(default),
@@ -263,5 +331,51 @@ mod common_name_tests {
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(super::common_name(cert.der()).as_deref(), Some("alice"));
         assert_eq!(super::common_name(b"\x30\x03\x02\x01\x00"), None);
+    }
+}
+
+#[cfg(test)]
+mod unverified_peer_tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+
+    /// A TLS handshake in memory; Err with the first side's error.
+    fn handshake(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> Result<(), rustls::Error> {
+        let mut client = ClientConnection::new(client, ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+        let mut server = ServerConnection::new(server).unwrap();
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut &wire[..]).unwrap();
+            server.process_new_packets()?;
+            wire.clear();
+            server.write_tls(&mut wire).unwrap();
+            client.read_tls(&mut &wire[..]).unwrap();
+            client.process_new_packets()?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+        }
+        panic!("the handshake did not finish");
+    }
+
+    fn self_signed_server() -> (Arc<ServerConfig>, String, String) {
+        let (cert, key) = super::self_signed(&["127.0.0.1".into()]).unwrap();
+        let chain = super::certs(cert.as_bytes(), "cert", "test").unwrap();
+        let der_key = rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap();
+        let server = ServerConfig::builder().with_no_client_auth().with_single_cert(chain, der_key).unwrap();
+        (Arc::new(server), cert, key)
+    }
+
+    #[test]
+    fn peer_auto_tls_takes_a_self_signed_certificate_that_verification_refuses() {
+        let (server, cert, key) = self_signed_server();
+        let unverified = super::unverified_peer_client(cert.as_bytes(), key.as_bytes()).unwrap();
+        assert_eq!(handshake(unverified, server.clone()), Ok(()));
+        let verified =
+            Arc::new(ClientConfig::builder().with_root_certificates(RootCertStore::empty()).with_no_client_auth());
+        assert!(matches!(handshake(verified, server), Err(rustls::Error::InvalidCertificate(_))));
     }
 }

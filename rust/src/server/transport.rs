@@ -86,6 +86,9 @@ pub struct PeerDialTls {
     pub ca_pem: Option<Vec<u8>>,
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
+    /// --peer-auto-tls: the certificates are self-signed, so the other
+    /// member's is taken without verification, as etcd's dialer does.
+    pub skip_verify: bool,
 }
 
 pub struct TransportConfig {
@@ -478,6 +481,20 @@ pub(crate) fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
         .keep_alive_timeout(KEEPALIVE)
         .keep_alive_while_idle(true)
         .http2_adaptive_window(true);
+    if tls.skip_verify {
+        if let Some(address) = url.strip_prefix("https://") {
+            // tonic's own TLS cannot skip verification: the connector does
+            // the handshake, and tonic sees a plain URL over it.
+            let config = super::tls::unverified_peer_client(&tls.cert_pem, &tls.key_pem)?;
+            let endpoint = Endpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| format!("peer URL {url}: {e}"))?
+                .http2_keep_alive_interval(KEEPALIVE)
+                .keep_alive_timeout(KEEPALIVE)
+                .keep_alive_while_idle(true)
+                .http2_adaptive_window(true);
+            return Ok(endpoint.connect_with_connector_lazy(UnverifiedTlsConnector(config)));
+        }
+    }
     if endpoint.uri().scheme_str() == Some("https") {
         let mut config = ClientTlsConfig::new();
         if let Some(ca) = &tls.ca_pem {
@@ -489,6 +506,39 @@ pub(crate) fn channel(tls: &PeerDialTls, url: &str) -> Result<Channel, String> {
         endpoint = endpoint.tls_config(config).map_err(|e| format!("peer TLS for {url}: {e}"))?;
     }
     Ok(endpoint.connect_lazy())
+}
+
+/// Dials a peer's https URL under --peer-auto-tls (`channel` gives it the URL
+/// as http): TCP, then a TLS handshake that takes any peer certificate.
+#[derive(Clone)]
+struct UnverifiedTlsConnector(Arc<rustls::ClientConfig>);
+
+type UnverifiedTlsStream = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+impl tower_service::Service<http::Uri> for UnverifiedTlsConnector {
+    type Response = UnverifiedTlsStream;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, std::io::Result<UnverifiedTlsStream>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = self.0.clone();
+        Box::pin(async move {
+            let invalid = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
+            let host = uri.host().ok_or_else(|| invalid(format!("peer URL {uri} has no host")))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name =
+                rustls::pki_types::ServerName::try_from(host).map_err(|e| invalid(format!("peer URL {uri}: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(tls))
+        })
+    }
 }
 
 pub(super) fn request_with_cluster_id<T>(message: T, cluster_id: &str) -> tonic::Request<T> {
