@@ -886,7 +886,7 @@ fn snapshot_in_etcd_format(shared: &Shared, dest: &Path) -> Result<u64, EtcdErro
     let mut version: Vec<&str> = shared.config.version.split('.').take(2).collect();
     version.push("0");
     let view = shared.store.view()?;
-    crate::bbolt::write_snapshot(&view, dest, &version.join("."), &crate::bbolt::AuthState::never_enabled())
+    crate::bbolt::write_snapshot(&view, dest, &version.join("."))
         .map_err(|e| EtcdError::Internal(format!("snapshot: {e}")))
 }
 

@@ -5,9 +5,11 @@ etcd; the reading and the restore itself are the engine's (ketch._core).
 
 restore builds a ketch data dir (WAL + store) for one member of a new
 cluster, as `etcdctl snapshot restore` builds an etcd one: the keys, their
-revisions, leases and alarms come over, the membership is the one the
-flags name, with IDs derived from --initial-cluster and
---initial-cluster-token as the server derives them. The data dir defaults
+revisions, leases, alarms and the auth store (users with their password
+hashes and roles, roles with their key permissions, whether auth is on, the
+auth revision) come over, so the restored member enforces the same users;
+the membership is the one the flags name, with IDs derived from
+--initial-cluster and --initial-cluster-token as the server derives them. The data dir defaults
 to <name>.ketch (ketch's --data-dir default) where etcdctl's is <name>.etcd.
 """
 

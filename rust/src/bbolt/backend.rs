@@ -25,14 +25,12 @@ pub struct LeaseRecord {
     pub remaining_ttl: i64,
 }
 
-/// What the three auth buckets hold, as (key, value) pairs in key order.
-///
-/// The seam for auth: ketch has no auth store yet, so every snapshot holds
-/// [`AuthState::never_enabled`], which is what etcd's NewAuthStore writes for
-/// a backend that never had auth (an `auth` bucket with `authRevision` = 1;
-/// no `authEnabled` key until auth is first enabled or disabled; empty
-/// `authUsers` and `authRoles`). When an auth store exists it hands its own
-/// records here (users as authpb.User, roles as authpb.Role, keyed by name).
+/// What the three auth buckets hold, as (key, value) pairs in key order:
+/// `auth` has `authEnabled` (1 byte: 1 on, 0 off; absent until auth was
+/// first enabled or disabled) and `authRevision` (u64 big-endian);
+/// `authUsers` maps a name to its authpb.User (bcrypt hash, roles, options),
+/// `authRoles` a name to its authpb.Role (key permissions). ketch's auth
+/// tables hold exactly these records, so a snapshot copies them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuthState {
     pub auth: Vec<(Vec<u8>, Vec<u8>)>,
@@ -41,10 +39,27 @@ pub struct AuthState {
 }
 
 impl AuthState {
+    /// What etcd's NewAuthStore writes for a backend that never had auth:
+    /// `authRevision` = 1, no `authEnabled`, no users, no roles.
     pub fn never_enabled() -> AuthState {
-        AuthState { auth: vec![(b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())], ..AuthState::default() }
+        AuthState { auth: vec![(AUTH_REVISION.to_vec(), 1u64.to_be_bytes().to_vec())], ..AuthState::default() }
+    }
+
+    /// The auth store as of `view`. A store always has its revision (it
+    /// writes 1 when it first opens); one that somehow lacks it gets etcd's 1.
+    pub fn of_view(view: &StoreView) -> Result<AuthState, SnapshotError> {
+        let r = view.auth_records()?;
+        let mut auth = r.auth;
+        if !auth.iter().any(|(k, _)| k.as_slice() == AUTH_REVISION) {
+            auth.extend(AuthState::never_enabled().auth);
+        }
+        Ok(AuthState { auth, users: r.users, roles: r.roles })
     }
 }
+
+/// etcd's keys in the `auth` bucket (server/auth/store.go).
+pub(crate) const AUTH_ENABLED: &[u8] = b"authEnabled";
+pub(crate) const AUTH_REVISION: &[u8] = b"authRevision";
 
 /// etcd's meta keys.
 const META_CONF_STATE: &[u8] = b"confState";
@@ -54,23 +69,20 @@ const META_SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const META_TERM: &[u8] = b"term";
 
 /// Writes the store as of `view` to `dest` as etcd's backend (a bbolt file,
-/// no trailer). `cluster_version` is what the `cluster` bucket records
-/// ("3.5.0"). Returns the file's size. On an error the file is removed.
-pub fn write_snapshot(
-    view: &StoreView,
-    dest: &Path,
-    cluster_version: &str,
-    auth: &AuthState,
-) -> Result<u64, SnapshotError> {
-    let result = write_buckets(view, dest, cluster_version, auth);
+/// no trailer), its auth buckets from the same view. `cluster_version` is
+/// what the `cluster` bucket records ("3.5.0"). Returns the file's size. On
+/// an error the file is removed.
+pub fn write_snapshot(view: &StoreView, dest: &Path, cluster_version: &str) -> Result<u64, SnapshotError> {
+    let result = write_buckets(view, dest, cluster_version);
     if result.is_err() {
         let _ = std::fs::remove_file(dest);
     }
     result
 }
 
-fn write_buckets(view: &StoreView, dest: &Path, cluster_version: &str, auth: &AuthState) -> Result<u64, SnapshotError> {
+fn write_buckets(view: &StoreView, dest: &Path, cluster_version: &str) -> Result<u64, SnapshotError> {
     let meta = view.meta()?;
+    let auth = AuthState::of_view(view)?;
     let membership = view.membership()?;
     let mut w = BboltWriter::create(dest)?;
     let put_all = |w: &mut BboltWriter, name: &[u8], mut items: Vec<(Vec<u8>, Vec<u8>)>| -> Result<(), SnapshotError> {
@@ -87,9 +99,9 @@ fn write_buckets(view: &StoreView, dest: &Path, cluster_version: &str, auth: &Au
         .into_iter()
         .map(|(member_id, alarm)| (AlarmMember { member_id, alarm }.encode_to_vec(), Vec::new()));
     put_all(&mut w, b"alarm", alarms.collect())?;
-    put_all(&mut w, b"auth", auth.auth.clone())?;
-    put_all(&mut w, b"authRoles", auth.roles.clone())?;
-    put_all(&mut w, b"authUsers", auth.users.clone())?;
+    put_all(&mut w, b"auth", auth.auth)?;
+    put_all(&mut w, b"authRoles", auth.roles)?;
+    put_all(&mut w, b"authUsers", auth.users)?;
     put_all(&mut w, b"cluster", vec![(b"clusterVersion".to_vec(), cluster_version.as_bytes().to_vec())])?;
     {
         let mut keys = w.bucket(b"key")?;

@@ -60,8 +60,12 @@
 //! - `members`: member ID in hex → etcd's member JSON; `members_removed`:
 //!   ID in hex → `removed`; `cluster`: `clusterVersion` → "3.5.0".
 //! - `alarm`: `etcdserverpb.AlarmMember` → empty.
-//! - `auth`, `authUsers`, `authRoles`: what etcd writes for a store that
-//!   never had auth (`authRevision` = 1), see [`backend::AuthState`].
+//! - `auth`: `authEnabled` (1 byte, 1 on / 0 off; absent until auth was
+//!   first enabled or disabled), `authRevision` (u64 big-endian);
+//!   `authUsers`: name → `authpb.User` (bcrypt hash, roles, no_password);
+//!   `authRoles`: name → `authpb.Role` (key permissions): ketch's auth
+//!   tables as they are, see [`backend::AuthState`]. A restore brings them
+//!   back, so the restored member enforces the same users and roles.
 //!
 //! After the file, the snapshot stream carries SHA-256 of it (32 bytes): a
 //! bbolt file is whole pages, so a length of 32 past a multiple of 512 is

@@ -4,7 +4,8 @@
 //! 1. the file is read and refused whole if its trailer, its bbolt pages or
 //!    its etcd records are wrong (nothing is written before that);
 //! 2. the keys (every revision, tombstones too), compaction revisions,
-//!    leases and alarms go into a new redb store; the old cluster's members
+//!    leases, alarms and the auth store (users, roles, the enabled flag and
+//!    the auth revision) go into a new redb store; the old cluster's members
 //!    do not (etcd's restore deletes them too);
 //! 3. the WAL starts as a new cluster's does: one committed AddNode per
 //!    member of `--initial-cluster`, at term 1. The store's Raft position is
@@ -18,9 +19,11 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use super::backend::{read_snapshot, LeaseRecord};
+use super::backend::{read_snapshot, LeaseRecord, AUTH_ENABLED, AUTH_REVISION};
+use super::reader::BboltFile;
 use super::SnapshotError;
-use crate::mvcc::import_backend;
+use crate::mvcc::{import_backend, BackendImport};
+use crate::pb::authpb::{Role, User};
 use crate::pb::etcdserverpb::AlarmMember;
 use crate::pb::ketchpb::MemberMetadata;
 
@@ -42,6 +45,8 @@ pub struct RestoreSummary {
     pub records: u64,
     pub leases: u64,
     pub revision: i64,
+    pub users: u64,
+    pub roles: u64,
 }
 
 /// Restores `snapshot` into `target` (see the module doc).
@@ -113,7 +118,7 @@ pub fn restore(
                         .map_err(|e| SnapshotError::new(format!("alarm record {k:x?}: not an AlarmMember: {e}")))?;
                     import.put_alarm(a.member_id, a.alarm).map_err(SnapshotError::from)
                 })?;
-                Ok(())
+                restore_auth(&db, import, &mut summary)
             })();
             outcome.map_err(|e| {
                 failed = Some(e);
@@ -143,6 +148,75 @@ pub fn restore(
         }
     }
     result
+}
+
+/// The `auth`, `authUsers` and `authRoles` buckets into ketch's auth
+/// tables. A snapshot without them (none of etcd's lacks them) restores as
+/// a store that never had auth.
+fn restore_auth(
+    db: &BboltFile<'_>,
+    import: &mut BackendImport<'_>,
+    summary: &mut RestoreSummary,
+) -> Result<(), SnapshotError> {
+    let mut enabled = None;
+    let mut revision = 1;
+    if db.has_bucket(b"auth") {
+        db.for_each(b"auth", &mut |k, v| {
+            match k {
+                // etcd's isAuthEnabled: on only for exactly {1}.
+                AUTH_ENABLED => enabled = Some(v == [1]),
+                AUTH_REVISION => {
+                    let bytes: [u8; 8] = v.try_into().map_err(|_| {
+                        SnapshotError::new(format!("auth bucket: authRevision is {} bytes, not 8", v.len()))
+                    })?;
+                    revision = u64::from_be_bytes(bytes);
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+    }
+    import.set_auth(enabled, revision).map_err(SnapshotError::from)?;
+    let named = |bucket: &str, k: &[u8], name: &[u8]| {
+        if k == name {
+            Ok(())
+        } else {
+            Err(SnapshotError::new(format!(
+                "{bucket} record {:?}: holds {:?}, not itself",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(name)
+            )))
+        }
+    };
+    if db.has_bucket(b"authUsers") {
+        db.for_each(b"authUsers", &mut |k, v| {
+            let user = User::decode(v).map_err(|e| {
+                SnapshotError::new(format!(
+                    "authUsers record {:?}: not an authpb.User: {e}",
+                    String::from_utf8_lossy(k)
+                ))
+            })?;
+            named("authUsers", k, &user.name)?;
+            import.put_auth_user(&user).map_err(SnapshotError::from)?;
+            summary.users += 1;
+            Ok(())
+        })?;
+    }
+    if db.has_bucket(b"authRoles") {
+        db.for_each(b"authRoles", &mut |k, v| {
+            let role = Role::decode(v).map_err(|e| {
+                SnapshotError::new(format!(
+                    "authRoles record {:?}: not an authpb.Role: {e}",
+                    String::from_utf8_lossy(k)
+                ))
+            })?;
+            named("authRoles", k, &role.name)?;
+            import.put_auth_role(&role).map_err(SnapshotError::from)?;
+            summary.roles += 1;
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// `<path>.restoring`, beside it.

@@ -71,7 +71,7 @@ fn sample_store(dir: &Path, keys: usize) -> Store {
 fn snapshot_bytes(s: &Store, dir: &Path) -> Vec<u8> {
     let path = dir.join("snap.db");
     let _ = std::fs::remove_file(&path);
-    write_snapshot(&s.view().unwrap(), &path, "3.5.0", &AuthState::never_enabled()).unwrap();
+    write_snapshot(&s.view().unwrap(), &path, "3.5.0").unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     let sum = Sha256::digest(&bytes);
     bytes.extend_from_slice(&sum);
@@ -333,4 +333,93 @@ fn mutation_base() -> Vec<u8> {
         snapshot_bytes(&s, dir.path())
     })
     .clone()
+}
+
+/// A store with auth on: root, and a user whose role reads and writes one prefix.
+fn store_with_auth(dir: &Path) -> Store {
+    use crate::pb::authpb::{permission::Type, Permission, Role, User, UserAddOptions};
+    let s = Store::open(&dir.join("db"), StoreOptions::default()).unwrap();
+    let mut w = s.write_batch().unwrap();
+    let user = |name: &str, hash: &str, roles: &[&str]| User {
+        name: Bytes::copy_from_slice(name.as_bytes()),
+        password: Bytes::copy_from_slice(hash.as_bytes()),
+        roles: roles.iter().map(ToString::to_string).collect(),
+        options: Some(UserAddOptions { no_password: false }),
+    };
+    w.put_auth_role(Role { name: Bytes::from_static(b"root"), key_permission: vec![] }).unwrap();
+    w.put_auth_role(Role {
+        name: Bytes::from_static(b"apps"),
+        key_permission: vec![Permission {
+            perm_type: Type::Readwrite as i32,
+            key: Bytes::from_static(b"/apps/"),
+            range_end: Bytes::from_static(b"/apps0"),
+        }],
+    })
+    .unwrap();
+    w.put_auth_user(user("root", "$2a$10$roothash", &["root"])).unwrap();
+    w.put_auth_user(user("app", "$2a$10$apphash", &["apps"])).unwrap();
+    w.commit_auth_revision().unwrap();
+    w.set_auth_enabled(true).unwrap();
+    w.commit(false).unwrap();
+    s
+}
+
+#[test]
+fn the_auth_store_travels_through_a_snapshot_and_a_restore() {
+    use crate::pb::authpb::{Role, User};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store_with_auth(dir.path());
+    let bytes = snapshot_bytes(&s, dir.path());
+    let content = SnapshotContent::from_bytes(bytes.clone(), false).unwrap();
+    let db = content.db().unwrap();
+    // etcd's layout: the flag as one byte, the revision as 8 big-endian bytes.
+    assert_eq!(
+        records(&db, b"auth"),
+        vec![(b"authEnabled".to_vec(), vec![1]), (b"authRevision".to_vec(), 2u64.to_be_bytes().to_vec())]
+    );
+    let users = records(&db, b"authUsers");
+    assert_eq!(users.iter().map(|(k, _)| k.as_slice()).collect::<Vec<_>>(), [b"app".as_slice(), b"root"]);
+    let app = User::decode(users[0].1.as_slice()).unwrap();
+    assert_eq!((app.password.as_ref(), app.roles.clone()), (b"$2a$10$apphash".as_slice(), vec!["apps".to_string()]));
+    let roles = records(&db, b"authRoles");
+    let apps = Role::decode(roles[0].1.as_slice()).unwrap();
+    assert_eq!(apps.key_permission[0].key.as_ref(), b"/apps/");
+
+    let path = dir.path().join("snap.db");
+    std::fs::write(&path, &bytes).unwrap();
+    let target = RestoreTarget {
+        data_dir: dir.path().join("restored"),
+        wal_dir: None,
+        member_id: 5,
+        cluster_id: 9,
+        members: vec![(5, "x".into(), vec!["http://127.0.0.1:1".into()])],
+    };
+    let summary = restore(&path, false, &target).unwrap();
+    assert_eq!((summary.users, summary.roles), (2, 2));
+    let restored = Store::open(&target.data_dir.join("member").join("db.redb"), StoreOptions::default()).unwrap();
+    let (want, got) = (s.auth(), restored.auth());
+    assert!(got.enabled);
+    assert_eq!(got.revision, want.revision);
+    assert_eq!(got.users, want.users);
+    assert_eq!(got.roles, want.roles);
+    // The restored store enforces the role: inside the prefix, not outside.
+    let app = crate::auth::AuthInfo { username: "app".into(), revision: got.revision };
+    assert!(got.check_write(Some(&app), b"/apps/a", &[]).is_ok());
+    assert!(got.check_write(Some(&app), b"/other", &[]).is_err());
+    // And a snapshot of the restored store holds the same auth buckets.
+    let again_dir = tempfile::tempdir().unwrap();
+    let again = SnapshotContent::from_bytes(snapshot_bytes(&restored, again_dir.path()), false).unwrap();
+    for bucket in [b"auth".as_slice(), b"authUsers", b"authRoles"] {
+        assert_eq!(records(&again.db().unwrap(), bucket), records(&db, bucket));
+    }
+}
+
+#[test]
+fn a_store_that_never_had_auth_snapshots_as_etcd_writes_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap();
+    let content = SnapshotContent::from_bytes(snapshot_bytes(&s, dir.path()), false).unwrap();
+    let db = content.db().unwrap();
+    assert_eq!(records(&db, b"auth"), AuthState::never_enabled().auth);
+    assert!(records(&db, b"authUsers").is_empty() && records(&db, b"authRoles").is_empty());
 }

@@ -74,7 +74,7 @@ mod model_tests;
 mod tests;
 
 pub use backend::BackendFactory;
-pub use store::{import_backend, BackendImport, StoreView, ViewMeta};
+pub use store::{import_backend, AuthRecords, BackendImport, StoreView, ViewMeta};
 pub use store::{
     CompactStep, CompactionWaiter, LeaseCheck, Membership, SnapshotInfo, Store, StoreOptions, WriteBatch,
     ALARM_CORRUPT, ALARM_NOSPACE,

@@ -40,7 +40,7 @@ mod snapshot;
 
 pub use alarm::{ALARM_CORRUPT, ALARM_NOSPACE};
 pub use compact::{CompactStep, CompactionWaiter};
-pub use export::{import_backend, BackendImport, StoreView, ViewMeta};
+pub use export::{import_backend, AuthRecords, BackendImport, StoreView, ViewMeta};
 pub use members::Membership;
 pub use snapshot::SnapshotInfo;
 

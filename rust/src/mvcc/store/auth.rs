@@ -20,8 +20,8 @@ use crate::error::EtcdError;
 use crate::mvcc::backend::{io, AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE};
 use crate::pb::authpb::{Role, User};
 
-const ENABLED_KEY: &[u8] = b"authEnabled";
-const REVISION_KEY: &[u8] = b"authRevision";
+pub(super) const ENABLED_KEY: &[u8] = b"authEnabled";
+pub(super) const REVISION_KEY: &[u8] = b"authRevision";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> EtcdError {
     EtcdError::Internal(format!("mvcc: corrupt auth record ({what}): {e}"))

@@ -10,15 +10,17 @@ use prost::Message;
 use redb::{Durability, ReadTransaction, ReadableDatabase, TableDefinition};
 
 use super::alarm::ALARM_TABLE;
+use super::auth::{ENABLED_KEY, REVISION_KEY};
 use super::lease::LEASE_TABLE;
 use super::members::{MEMBER_TABLE, REMOVED_TABLE};
 use super::{Membership, Store};
 use crate::error::EtcdError;
 use crate::mvcc::backend::{
-    io, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_FINISHED_COMPACT,
-    META_SCHEDULED_COMPACT, META_TABLE,
+    io, KeyTables, AUTH_ROLES_TABLE, AUTH_TABLE, AUTH_USERS_TABLE, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX,
+    META_CONSISTENT_TERM, META_FINISHED_COMPACT, META_SCHEDULED_COMPACT, META_TABLE,
 };
 use crate::mvcc::revision::Revision;
+use crate::pb::authpb::{Role, User};
 use crate::pb::etcdserverpb::Member;
 use crate::pb::mvccpb::KeyValue;
 
@@ -28,6 +30,23 @@ use crate::pb::mvccpb::KeyValue;
 /// redb keeps the pages this view reads until it is dropped.
 pub struct StoreView {
     rtx: ReadTransaction,
+}
+
+/// A table's records, (key, value) in key order.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The auth store's tables as a view has them, record by record, in key
+/// order. Their layout is etcd's own (see `store::auth`), so a snapshot
+/// copies them as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthRecords {
+    /// `authEnabled` (absent until auth was first enabled or disabled) and
+    /// `authRevision` (u64 big-endian).
+    pub auth: Records,
+    /// User name → encoded `authpb.User`.
+    pub users: Records,
+    /// Role name → encoded `authpb.Role`.
+    pub roles: Records,
 }
 
 /// The numbers in the `meta` table, as a view has them.
@@ -126,6 +145,27 @@ impl StoreView {
         Ok(out)
     }
 
+    /// The auth store's records (see [`AuthRecords`]); all empty for a
+    /// backend that never opened its auth tables.
+    pub fn auth_records(&self) -> Result<AuthRecords, EtcdError> {
+        let all = |def: BytesTable, what: &str| -> Result<Records, EtcdError> {
+            let Some(table) = open(&self.rtx, def)? else { return Ok(Vec::new()) };
+            let mut out = Vec::new();
+            for entry in table.range::<&[u8]>(..).map_err(io(what))? {
+                let (k, v) = entry.map_err(io(what))?;
+                out.push((k.value().to_vec(), v.value().to_vec()));
+            }
+            Ok(out)
+        };
+        let mut auth = all(AUTH_TABLE, "scan auth table")?;
+        auth.retain(|(k, _)| k.as_slice() == ENABLED_KEY || k.as_slice() == REVISION_KEY);
+        Ok(AuthRecords {
+            auth,
+            users: all(AUTH_USERS_TABLE, "scan auth_users table")?,
+            roles: all(AUTH_ROLES_TABLE, "scan auth_roles table")?,
+        })
+    }
+
     /// The member list and the IDs removed for good.
     pub fn membership(&self) -> Result<Membership, EtcdError> {
         let mut out = Membership::default();
@@ -167,6 +207,9 @@ pub fn import_backend(
             meta: tx.open_table(META_TABLE).map_err(io("open meta table"))?,
             leases: tx.open_table(LEASE_TABLE).map_err(io("open lease table"))?,
             alarms: tx.open_table(ALARM_TABLE).map_err(io("open alarm table"))?,
+            auth: tx.open_table(AUTH_TABLE).map_err(io("open auth table"))?,
+            auth_users: tx.open_table(AUTH_USERS_TABLE).map_err(io("open auth_users table"))?,
+            auth_roles: tx.open_table(AUTH_ROLES_TABLE).map_err(io("open auth_roles table"))?,
             last: None,
         };
         fill(&mut import)?;
@@ -180,6 +223,9 @@ pub struct BackendImport<'t> {
     meta: redb::Table<'t, &'static [u8], &'static [u8]>,
     leases: redb::Table<'t, &'static [u8], &'static [u8]>,
     alarms: redb::Table<'t, &'static [u8], &'static [u8]>,
+    auth: redb::Table<'t, &'static [u8], &'static [u8]>,
+    auth_users: redb::Table<'t, &'static [u8], &'static [u8]>,
+    auth_roles: redb::Table<'t, &'static [u8], &'static [u8]>,
     last: Option<Vec<u8>>,
 }
 
@@ -233,6 +279,30 @@ impl BackendImport<'_> {
         k[..8].copy_from_slice(&member.to_be_bytes());
         k[8..].copy_from_slice(&alarm.to_be_bytes());
         self.alarms.insert(k.as_slice(), [].as_slice()).map_err(io("write alarm"))?;
+        Ok(())
+    }
+}
+
+impl BackendImport<'_> {
+    /// The auth flag (None: never enabled or disabled, so no record, as
+    /// etcd keeps it) and the auth revision (0 is stored as etcd's first, 1).
+    pub fn set_auth(&mut self, enabled: Option<bool>, revision: u64) -> Result<(), EtcdError> {
+        if let Some(on) = enabled {
+            self.auth.insert(ENABLED_KEY, [u8::from(on)].as_slice()).map_err(io("write auth flag"))?;
+        }
+        self.auth.insert(REVISION_KEY, revision.max(1).to_be_bytes().as_slice()).map_err(io("write auth revision"))?;
+        Ok(())
+    }
+
+    /// A user, keyed by its name as the auth store keys it.
+    pub fn put_auth_user(&mut self, user: &User) -> Result<(), EtcdError> {
+        self.auth_users.insert(&user.name[..], user.encode_to_vec().as_slice()).map_err(io("write user"))?;
+        Ok(())
+    }
+
+    /// A role, keyed by its name.
+    pub fn put_auth_role(&mut self, role: &Role) -> Result<(), EtcdError> {
+        self.auth_roles.insert(&role.name[..], role.encode_to_vec().as_slice()).map_err(io("write role"))?;
         Ok(())
     }
 }
