@@ -188,6 +188,40 @@ class Server:
         return etcdctl(self, *args, stdin=stdin, timeout=timeout)
 
 
+def three_members(
+    kind: str,
+    root: Path,
+    member_args: Sequence[str],
+    *,
+    client_scheme: str = "http",
+    peer_scheme: str = "http",
+    client_tls: tuple[Path, Path | None, Path | None] | None = None,
+) -> list[Server]:
+    """A 3-member cluster's Servers (not started) on free ports, data under
+    root/kind, fast elections; `member_args` are each member's TLS flags."""
+    ports = [(free_port(), free_port()) for _ in range(3)]
+    initial = ",".join(f"m{i}={peer_scheme}://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
+    servers = []
+    for i, (cp, pp) in enumerate(ports):
+        data_dir = root / kind / f"m{i}"
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        args = [
+            "--name", f"m{i}", "--data-dir", str(data_dir),
+            "--listen-client-urls", f"{client_scheme}://127.0.0.1:{cp}",
+            "--advertise-client-urls", f"{client_scheme}://127.0.0.1:{cp}",
+            "--listen-peer-urls", f"{peer_scheme}://127.0.0.1:{pp}",
+            "--initial-advertise-peer-urls", f"{peer_scheme}://127.0.0.1:{pp}",
+            "--initial-cluster", initial,
+            *member_args,
+            "--heartbeat-interval", "50", "--election-timeout", "500",
+        ]  # fmt: skip
+        servers.append(
+            Server(kind, data_dir=data_dir, client_port=cp, peer_port=pp, args=args, scheme=client_scheme,
+                   client_tls=client_tls)
+        )  # fmt: skip
+    return servers
+
+
 def etcdctl(
     server: Server | str,
     *args: str,

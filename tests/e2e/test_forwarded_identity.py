@@ -14,7 +14,7 @@ import grpc
 import pytest
 from ketch._pb import auth_pb2, rpc_pb2
 
-from ..support import Server, TLSFiles, free_port, make_tls_files
+from ..support import Server, TLSFiles, make_tls_files, three_members
 from .test_auth_rpcs import auth, enable_with_root, rpc, token_of
 
 CN = "ketch test client"  # make_tls_files' client certificate
@@ -22,29 +22,13 @@ MEMBERS = 3
 
 
 def start_cluster(kind: str, root: Path, tls: TLSFiles) -> list[Server]:
-    ports = [(free_port(), free_port()) for _ in range(MEMBERS)]
-    initial = ",".join(f"m{i}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
-    servers = []
-    for i, (cp, pp) in enumerate(ports):
-        data_dir = root / kind / f"m{i}"
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        args = [
-            "--name", f"m{i}", "--data-dir", str(data_dir),
-            "--listen-client-urls", f"https://127.0.0.1:{cp}",
-            "--advertise-client-urls", f"https://127.0.0.1:{cp}",
-            "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
-            "--initial-cluster", initial,
-            "--cert-file", str(tls.server_cert), "--key-file", str(tls.server_key),
-            "--trusted-ca-file", str(tls.ca), "--client-cert-auth",
-            "--heartbeat-interval", "50", "--election-timeout", "500",
-        ]  # fmt: skip
-        client_tls = (tls.ca, tls.client_cert, tls.client_key)
-        servers.append(
-            Server(kind, data_dir=data_dir, client_port=cp, peer_port=pp, args=args, scheme="https",
-                   client_tls=client_tls)
-        )  # fmt: skip
-    return servers
+    client_tls = [
+        "--cert-file", str(tls.server_cert), "--key-file", str(tls.server_key),
+        "--trusted-ca-file", str(tls.ca), "--client-cert-auth",
+    ]  # fmt: skip
+    return three_members(
+        kind, root, client_tls, client_scheme="https", client_tls=(tls.ca, tls.client_cert, tls.client_key)
+    )
 
 
 def lease_calls(ch: grpc.Channel) -> list[Any]:

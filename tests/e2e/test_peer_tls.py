@@ -9,31 +9,17 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ..support import Server, TLSFiles, etcdctl, free_port, make_tls_files
+from ..support import Server, TLSFiles, etcdctl, make_tls_files, three_members
 
 MEMBERS = 3
 
 
 def start_cluster(kind: str, root: Path, tls: TLSFiles) -> list[Server]:
-    ports = [(free_port(), free_port()) for _ in range(MEMBERS)]
-    initial = ",".join(f"m{i}=https://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
-    servers = []
-    for i, (cp, pp) in enumerate(ports):
-        data_dir = root / kind / f"m{i}"
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        args = [
-            "--name", f"m{i}", "--data-dir", str(data_dir),
-            "--listen-client-urls", f"http://127.0.0.1:{cp}",
-            "--advertise-client-urls", f"http://127.0.0.1:{cp}",
-            "--listen-peer-urls", f"https://127.0.0.1:{pp}",
-            "--initial-advertise-peer-urls", f"https://127.0.0.1:{pp}",
-            "--initial-cluster", initial,
-            "--peer-cert-file", str(tls.peer_cert), "--peer-key-file", str(tls.peer_key),
-            "--peer-trusted-ca-file", str(tls.ca), "--peer-client-cert-auth",
-            "--heartbeat-interval", "50", "--election-timeout", "500",
-        ]  # fmt: skip
-        servers.append(Server(kind, data_dir=data_dir, client_port=cp, peer_port=pp, args=args))
-    return servers
+    peer_tls = [
+        "--peer-cert-file", str(tls.peer_cert), "--peer-key-file", str(tls.peer_key),
+        "--peer-trusted-ca-file", str(tls.ca), "--peer-client-cert-auth",
+    ]  # fmt: skip
+    return three_members(kind, root, peer_tls, peer_scheme="https")
 
 
 @pytest.mark.parametrize("kind", ["etcd", "ketch"])
