@@ -72,5 +72,6 @@ def test_kubeadm_manifest_flags(make_server: ServerFactory, tmp_path: Path, kind
     for s in members:
         if kind == "ketch":
             log = s.log_text()
-            assert log.count("flag --experimental-initial-corrupt-check has no effect") == 1
-            assert log.count("flag --listen-metrics-urls has no effect") == 0  # served now
+            # Both are honoured now: no "has no effect" warning for either.
+            assert log.count("flag --experimental-initial-corrupt-check has no effect") == 0
+            assert log.count("flag --listen-metrics-urls has no effect") == 0
