@@ -118,6 +118,11 @@ class Network:
         self._pids: dict[str, int] = {}  # member name -> its process id, while it runs
         self._cut: set[frozenset[str]] = set()
         self._links: list[_Link] = []
+        # Every accepted client socket until it is closed. The accept callback
+        # runs inside connection_made, but the task it returns may be
+        # cancelled (at close) before its first step, and then nothing else
+        # would ever close that socket.
+        self._accepted: set[asyncio.StreamWriter] = set()
 
     def _call(self, coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
@@ -133,7 +138,7 @@ class Network:
                 self._targets[name] = target_port
                 return int(self._servers[name].sockets[0].getsockname()[1])
             server = await asyncio.start_server(
-                lambda r, w: self._accept(name, r, w), HOST, 0, reuse_address=True
+                lambda r, w: self._accept(name, r, self._track(w)), HOST, 0, reuse_address=True
             )
             self._servers[name] = server
             self._targets[name] = target_port
@@ -193,6 +198,9 @@ class Network:
             await asyncio.gather(*pending, return_exceptions=True)
             for link in list(self._links):
                 self._close(link)
+            for writer in list(self._accepted):
+                writer.transport.abort()
+            self._accepted.clear()
 
         with contextlib.suppress(Exception):
             self._call(shutdown())
@@ -211,6 +219,10 @@ class Network:
         return out
 
     # -- on the loop --------------------------------------------------------
+
+    def _track(self, writer: asyncio.StreamWriter) -> asyncio.StreamWriter:
+        self._accepted.add(writer)
+        return writer
 
     def _is_cut(self, source: str, dest: str) -> bool:
         if source == UNKNOWN:  # when in doubt, a member with any cut hears nobody
@@ -272,6 +284,7 @@ class Network:
         for task in link.pumps:
             task.cancel()
         for w in link.writers:
+            self._accepted.discard(w)
             with contextlib.suppress(Exception):
                 w.transport.abort()
         with contextlib.suppress(ValueError):
