@@ -118,10 +118,9 @@ class Network:
         self._pids: dict[str, int] = {}  # member name -> its process id, while it runs
         self._cut: set[frozenset[str]] = set()
         self._links: list[_Link] = []
-        # Every accepted client socket until it is closed. The accept callback
-        # runs inside connection_made, but the task it returns may be
-        # cancelled (at close) before its first step, and then nothing else
-        # would ever close that socket.
+        # Every accepted client socket until it is closed. The accept task
+        # may be cancelled (at close) before its first step, and then
+        # nothing else would ever close that socket.
         self._accepted: set[asyncio.StreamWriter] = set()
 
     def _call(self, coro: object) -> object:
@@ -138,7 +137,7 @@ class Network:
                 self._targets[name] = target_port
                 return int(self._servers[name].sockets[0].getsockname()[1])
             server = await asyncio.start_server(
-                lambda r, w: self._accept(name, r, self._track(w)), HOST, 0, reuse_address=True
+                lambda r, w: self._start_accept(name, r, w), HOST, 0, reuse_address=True
             )
             self._servers[name] = server
             self._targets[name] = target_port
@@ -220,9 +219,15 @@ class Network:
 
     # -- on the loop --------------------------------------------------------
 
-    def _track(self, writer: asyncio.StreamWriter) -> asyncio.StreamWriter:
+    def _start_accept(
+        self, dest: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # Runs inside connection_made. The task is the proxy's own, not
+        # handed back to asyncio: asyncio's done callback for a returned
+        # coroutine calls task.exception(), which raises (and is logged as
+        # an error, the socket left open) when close() cancels the task.
         self._accepted.add(writer)
-        return writer
+        self._loop.create_task(self._accept(dest, reader, writer))
 
     def _is_cut(self, source: str, dest: str) -> bool:
         if source == UNKNOWN:  # when in doubt, a member with any cut hears nobody

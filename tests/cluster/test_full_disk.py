@@ -41,6 +41,17 @@ def allocated_mib(root: Path) -> int:
     return int(out.stdout.split()[0]) + 1
 
 
+def spare_segment_mib(m: Member) -> int:
+    """MiB member `m` allocates at restart beyond its data: etcd keeps a
+    spare WAL segment (member/wal/N.tmp, 64 MiB) that it makes in the
+    background after start, so one stopped before making it makes it as it
+    restarts, and fails to start if the disk cannot hold it."""
+    wal = m.server.data_dir / "member" / "wal"
+    if m.server.kind != "etcd" or any(wal.glob("*.tmp")):
+        return 0
+    return 64
+
+
 def move_onto(m: Member, disk: Path) -> None:
     """Moves stopped member `m`'s data dir onto `disk`, leaving a symlink at
     the old path, so its command line (and its log's place) stay as they are."""
@@ -92,7 +103,7 @@ def test_leader_with_a_full_disk_exits_and_the_others_serve(
     full = c.leader()
     others = [m for m in c.running() if m is not full]
     full.server.stop()
-    size_mib = allocated_mib(full.server.data_dir) + ROOM_MIB
+    size_mib = allocated_mib(full.server.data_dir) + spare_segment_mib(full) + ROOM_MIB
     with small_tmpfs(tmp_path, size_mib, name="small-disk") as disk:
         move_onto(full, disk)
         c.restart(full)
