@@ -247,14 +247,16 @@ class Engine:
         dial_tls: tuple[bytes | None, bytes, bytes, bool] | None = None,
         known_peers: dict[int, list[str]] | None = None,
         corrupt_check_time: float = 0.0,
+        compact_hash_check_time: float = 0.0,
     ) -> PeerTransport:
         """Serve and send Raft traffic (ketchpeer.Raft) on listening peer
         sockets ([(fd, is_https)], owned by the transport from here on).
         tls: as serve_clients', for the https listeners; dial_tls: (CA PEM,
         cert PEM, key PEM, skip verification: --peer-auto-tls) for https peers; known_peers: a joining member's
         peers by ID until its log names them; corrupt_check_time: seconds
-        between the leader's corruption checks (0: none). ValueError names
-        a bad file."""
+        between the leader's corruption checks (0: none);
+        compact_hash_check_time: seconds between the leader's compaction
+        hash checks (0: none). ValueError names a bad file."""
 
     def initial_corrupt_check(self, *, dial_tls: tuple[bytes | None, bytes, bytes, bool] | None = None) -> None:
         """etcd's initial corruption check: this member's HashKV against

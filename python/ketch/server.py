@@ -411,6 +411,7 @@ def _serve_peers(
             dial_tls=peer_dial_tls(cfg),
             known_peers={k: list(v) for k, v in known_peers.items()},
             corrupt_check_time=cfg.corrupt_check_time,
+            compact_hash_check_time=cfg.compact_hash_check_time if cfg.compact_hash_check_enabled else 0.0,
         )
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None

@@ -266,7 +266,7 @@ impl PyEngine {
     /// transport from here on); `tls`: the https listeners' files as for
     /// serve_clients; `dial_tls`: (CA PEM, cert PEM, key PEM, skip
     /// verification) for https peers; `known_peers`: {member ID: peer URLs} of a joining member.
-    #[pyo3(signature = (listeners, *, tls=None, dial_tls=None, known_peers=None, corrupt_check_time=0.0))]
+    #[pyo3(signature = (listeners, *, tls=None, dial_tls=None, known_peers=None, corrupt_check_time=0.0, compact_hash_check_time=0.0))]
     fn serve_peers(
         &self,
         py: Python<'_>,
@@ -275,7 +275,10 @@ impl PyEngine {
         dial_tls: Option<ForwardTlsArgs>,
         known_peers: Option<std::collections::HashMap<u64, Vec<String>>>,
         corrupt_check_time: f64,
+        compact_hash_check_time: f64,
     ) -> PyResult<PyPeerTransport> {
+        let compact_hash_check_time = std::time::Duration::try_from_secs_f64(compact_hash_check_time)
+            .map_err(|e| PyValueError::new_err(format!("compact hash check time {compact_hash_check_time}: {e}")))?;
         let corrupt_check_time = std::time::Duration::try_from_secs_f64(corrupt_check_time)
             .map_err(|e| PyValueError::new_err(format!("corrupt check time {corrupt_check_time}: {e}")))?;
         let config = TransportConfig {
@@ -286,6 +289,7 @@ impl PyEngine {
                 .unwrap_or_default(),
             known_peers: known_peers.unwrap_or_default(),
             corrupt_check_time: Some(corrupt_check_time),
+            compact_hash_check_time: Some(compact_hash_check_time),
         };
         let engine = self.engine.clone();
         let transport = py.detach(|| PeerTransport::start(engine, config)).map_err(PyValueError::new_err)?;

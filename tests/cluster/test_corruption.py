@@ -15,6 +15,7 @@ overwriting the value's bytes in its bbolt file (ketch.testing.tamper)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -105,3 +106,58 @@ def test_periodic_check_raises_corrupt_and_refuses_writes(kind: str, make_cluste
         with pytest.raises(AssertionError, match="etcdserver: corrupt cluster"):
             cluster.ctl(*args, via=others)
     assert cluster.ctl("get", KEY.decode(), "--print-value-only", via=[others[0]]).strip() == VALUE.decode()
+
+
+# etcd 3.4 has no compaction hash check (3.5's
+# --experimental-compact-hash-check-enabled): ketch only.
+COMPACT_CHECK = ["--experimental-compact-hash-check-enabled", "--experimental-compact-hash-check-time", "1s"]
+
+
+def _compact(cluster: Cluster) -> None:
+    for i in range(3):
+        cluster.ctl("put", f"more-{i}", "v")
+    rev = max(s.revision for s in cluster.status().values())
+    cluster.ctl("compaction", str(rev))
+
+
+def test_compact_hash_check_raises_corrupt_naming_the_follower(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster("ketch", 3, COMPACT_CHECK)
+    _settle(cluster)
+    leader = cluster.leader()
+    damaged = next(m for m in cluster.members.values() if m is not leader)
+    _damage(cluster, damaged)
+    cluster.restart(damaged)
+    assert cluster.leader() is leader
+    _compact(cluster)
+
+    deadline = time.monotonic() + 30
+    while "alarm:CORRUPT" not in _alarms(cluster, leader):
+        assert time.monotonic() < deadline, "no CORRUPT alarm: " + leader.server.log_text()[-3000:]
+        time.sleep(0.5)
+    assert _alarms(cluster, leader).split() == ["alarm:CORRUPT"]
+    # etcd 3.5's line, naming the follower whose hash differs.
+    lines = [
+        json.loads(line) for line in leader.server.log_text().splitlines()
+        if "failed compaction hash check" in line
+    ]
+    assert lines, leader.server.log_text()[-3000:]
+    assert lines[0]["level"] == "error"
+    assert lines[0]["follower-peer-id"] == damaged.hex_id
+    assert lines[0]["leader-hash"] != lines[0]["follower-hash"]
+    with pytest.raises(AssertionError, match="etcdserver: corrupt cluster"):
+        cluster.ctl("put", "k", "v", via=[leader])
+
+
+def test_compact_hash_check_passes_when_members_agree(make_cluster: ClusterFactory) -> None:
+    cluster = make_cluster("ketch", 3, COMPACT_CHECK)
+    _settle(cluster)
+    leader = cluster.leader()
+    for _ in range(2):
+        _compact(cluster)
+        deadline = time.monotonic() + 30
+        while leader.server.log_text().count("successfully checked hash on whole cluster") < _ + 1:
+            assert time.monotonic() < deadline, leader.server.log_text()[-3000:]
+            time.sleep(0.5)
+    assert "failed compaction hash check" not in leader.server.log_text()
+    for m in cluster.members.values():
+        assert _alarms(cluster, m).strip() == ""

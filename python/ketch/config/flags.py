@@ -87,7 +87,6 @@ FALLBACK = (
     "ketch has no v2 proxy mode: when the discovery service's cluster is full, ketch exits "
     "(as etcd does with --discovery-fallback=exit)"
 )
-CORRUPT = "ketch has no compaction hash check yet (the initial and periodic checks work)"
 TRACING = "ketch exports no OpenTelemetry traces"
 LEASE_CHECKPOINT = "ketch has no lease checkpoints; a new leader restarts every lease's TTL"
 ALLOWED_NAMES = "ketch checks certificates against the trusted CA only, not their CN or host names"
@@ -348,10 +347,9 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
         Flag("experimental-corrupt-check-time", Duration(), 0.0,
              "Interval between cluster corruption checks.", "corrupt_check_time"),
         Flag("experimental-compact-hash-check-enabled", Bool(), False,
-             "Compare members' hashes after compactions.", since="3.5", reason=CORRUPT,
-             inert=(False,)),
+             "Compare members' hashes after compactions.", "compact_hash_check_enabled", since="3.5"),
         Flag("experimental-compact-hash-check-time", Duration(), 60.0,
-             "Interval between compaction hash checks.", since="3.5", reason=CORRUPT, inert=(60.0,)),
+             "Interval between compaction hash checks.", "compact_hash_check_time", since="3.5"),
         Flag("experimental-enable-v2v3", Str(), "", "Serve v2 through the v3 store under a prefix.",
              reason=V2, inert=("",)),
         Flag("experimental-backend-bbolt-freelist-type", Str(), "map",

@@ -143,6 +143,8 @@ class Config:
     compaction_sleep_interval: float = 0.01  # seconds (etcd 3.5: 10ms)
     initial_corrupt_check: bool = False  # compare HashKV with the peers before serving
     corrupt_check_time: float = 0.0  # seconds between the leader's checks; 0: none
+    compact_hash_check_enabled: bool = False
+    compact_hash_check_time: float = 60.0  # seconds between the leader's compaction hash checks
     auth_token: str = "simple"  # etcd's --auth-token: simple, or jwt,pub-key=..,priv-key=..,sign-method=..
     bcrypt_cost: int = 10
     auth_token_ttl: int = 300  # seconds a simple token lives unused

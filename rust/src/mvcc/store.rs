@@ -107,7 +107,23 @@ pub struct Store {
     /// Physical compactions scheduled and not yet done (see `store/compact.rs`).
     compactions: compact::Compactions,
     finished_compact_rev: AtomicI64,
+    /// The hashes recorded by the last compactions, oldest first (etcd's
+    /// hashStorage; see [`Store::compaction_hashes`]).
+    compaction_hashes: Mutex<std::collections::VecDeque<CompactionHash>>,
 }
+
+/// The hash a compaction recorded (etcd's KeyValueHash): the key table's
+/// hash at `revision` (the compact revision) over the revisions after
+/// `compact_revision` (the one before) and what compacting keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionHash {
+    pub hash: u32,
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// How many compaction hashes are kept (etcd's hashStorageMaxSize).
+pub const COMPACTION_HASHES_KEPT: usize = 10;
 
 /// See [`Store::quota_allows`].
 #[derive(Debug, Default)]
@@ -156,6 +172,7 @@ impl Store {
             quota: Mutex::new(QuotaCount::default()),
             compactions: compact::Compactions::default(),
             finished_compact_rev: AtomicI64::new(finished),
+            compaction_hashes: Mutex::new(std::collections::VecDeque::new()),
             state: RwLock::new(state),
         };
         if let Some((job, _)) = resumed {
@@ -351,6 +368,7 @@ impl Store {
             lease_moves: Vec::new(),
             events: Vec::new(),
             scheduled: Vec::new(),
+            hashes: Vec::new(),
         })
     }
 }
@@ -428,6 +446,8 @@ pub struct WriteBatch<'a> {
     events: Vec<Event>,
     /// Physical compactions to queue once this batch commits.
     scheduled: Vec<compact::Job>,
+    /// The hashes of this batch's compactions, stored at commit.
+    hashes: Vec<CompactionHash>,
 }
 
 impl Drop for WriteBatch<'_> {
@@ -545,6 +565,18 @@ impl WriteBatch<'_> {
             self.undo.whole = Some(self.st.index.clone());
         }
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
+        // etcd hashes while its compaction walks the records; here, before
+        // any is removed, the same set: what compacting at `rev` keeps and
+        // every revision after the previous compact revision.
+        let prev = self.st.compact_rev;
+        let hash = {
+            let tables = KeyTables {
+                records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
+                chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
+            };
+            hash::hash_key_table(&tables, &self.st.index.keep(rev), prev, rev)?
+        };
+        self.hashes.push(CompactionHash { hash, revision: rev, compact_revision: prev });
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
         let job = compact::compact_index(&mut self.st, &mut meta, rev)?;
         self.scheduled.push(job);
@@ -601,6 +633,9 @@ impl WriteBatch<'_> {
             s.dirty.store(true, Ordering::Release);
         }
         s.compactions.schedule(std::mem::take(&mut self.scheduled));
+        for h in std::mem::take(&mut self.hashes) {
+            s.store_compaction_hash(h);
+        }
         Ok(())
     }
 }

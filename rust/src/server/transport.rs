@@ -104,6 +104,10 @@ pub struct TransportConfig {
     /// etcd's --experimental-corrupt-check-time: how often the leader
     /// compares its HashKV with the others' (None: never).
     pub corrupt_check_time: Option<Duration>,
+    /// etcd's --experimental-compact-hash-check-time, when
+    /// --experimental-compact-hash-check-enabled: how often the leader
+    /// compares the recent compactions' hashes (None: never).
+    pub compact_hash_check_time: Option<Duration>,
 }
 
 /// A running peer transport; [`PeerTransport::stop`] ends it.
@@ -155,6 +159,14 @@ impl PeerTransport {
         let dial_tls = Arc::new(config.dial_tls);
         if let Some(interval) = config.corrupt_check_time.filter(|t| !t.is_zero()) {
             runtime.spawn(super::peer_hash::monitor(engine.clone(), dial_tls.clone(), interval, stop_rx.clone()));
+        }
+        if let Some(interval) = config.compact_hash_check_time.filter(|t| !t.is_zero()) {
+            runtime.spawn(super::peer_hash::monitor_compact(
+                engine.clone(),
+                dial_tls.clone(),
+                interval,
+                stop_rx.clone(),
+            ));
         }
         let sending = Sending {
             engine,

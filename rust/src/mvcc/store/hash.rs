@@ -8,11 +8,13 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use redb::{Durability, ReadableDatabase, TableDefinition};
+use std::collections::HashSet;
+
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::alarm::ALARM_TABLE;
 use super::lease::LEASE_TABLE;
-use super::Store;
+use super::{CompactionHash, Store, COMPACTION_HASHES_KEPT};
 use crate::error::EtcdError;
 use crate::mvcc::backend::{
     io, KeyTables, CHUNK_TABLE, KEY_TABLE, META_CONSISTENT_INDEX, META_CONSISTENT_TERM, META_TABLE,
@@ -69,10 +71,16 @@ impl Store {
 
     /// etcd's HashByRev: the key table up to main revision `rev` (0: the
     /// current one). Returns (hash, current revision, compact revision);
-    /// the compact revision is -1 when never compacted, as etcd's.
+    /// the compact revision is -1 when never compacted, as etcd's. A
+    /// revision a recent compaction hashed answers with that hash and the
+    /// compact revision before it, even once compacted (etcd's
+    /// hashStorage.HashByRev).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
         let st = self.state.read();
         let (current, compacted) = (st.current_rev, st.compact_rev);
+        if let Some(h) = self.compaction_hashes.lock().iter().find(|h| h.revision == rev) {
+            return Ok((h.hash, current, h.compact_revision));
+        }
         if rev > 0 && rev <= compacted {
             return Err(EtcdError::Compacted);
         }
@@ -85,28 +93,39 @@ impl Store {
         // their own pace): count only what compacting at `rev` would keep,
         // as etcd's HashByRev does.
         let keep = st.index.keep(rev);
-        let lower = Revision::new(compacted + 1, 0);
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let tables = KeyTables {
             records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
             chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
         };
-        let mut h = crc32fast::Hasher::new();
-        h.update(b"key");
-        // Chunked records are hashed whole, as written.
-        let end = Revision::new(rev + 1, 0).to_key(false);
-        for entry in tables.records.range::<&[u8]>(..end.as_slice()).map_err(io("scan key table"))? {
-            let (k, v) = entry.map_err(io("scan key table"))?;
-            let r = Revision::from_key(k.value())
-                .ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?
-                .0;
-            if r < lower && !keep.contains(&r) {
-                continue;
-            }
-            h.update(k.value());
-            h.update(&tables.load(k.value(), v.value())?);
+        Ok((hash_key_table(&tables, &keep, compacted, rev)?, current, compacted))
+    }
+
+    /// The hashes the last compactions recorded (up to
+    /// [`COMPACTION_HASHES_KEPT`], oldest first; etcd's hashStorage.Hashes).
+    /// Kept in memory only, as etcd's.
+    pub fn compaction_hashes(&self) -> Vec<CompactionHash> {
+        self.compaction_hashes.lock().iter().copied().collect()
+    }
+
+    /// etcd's hashStorage.Store.
+    pub(super) fn store_compaction_hash(&self, h: CompactionHash) {
+        crate::logging::write(
+            crate::logging::Level::Info,
+            "hash.rs",
+            "storing new hash",
+            &[
+                ("hash", h.hash.to_string()),
+                ("revision", h.revision.to_string()),
+                ("compact-revision", h.compact_revision.to_string()),
+            ],
+        );
+        let mut hashes = self.compaction_hashes.lock();
+        hashes.push_back(h);
+        hashes.make_contiguous().sort_by_key(|h| h.revision);
+        while hashes.len() > COMPACTION_HASHES_KEPT {
+            hashes.pop_front();
         }
-        Ok((h.finalize(), current, compacted))
     }
 
     /// etcd's backend Hash: every table, leaving out the Raft position
@@ -140,4 +159,30 @@ impl Store {
         }
         Ok(h.finalize())
     }
+}
+
+/// etcd's kvHasher: the key table's records up to main revision `rev`,
+/// those at or below `compacted` only when `keep` holds them.
+pub(super) fn hash_key_table<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    tables: &KeyTables<T>,
+    keep: &HashSet<Revision>,
+    compacted: i64,
+    rev: i64,
+) -> Result<u32, EtcdError> {
+    let lower = Revision::new(compacted + 1, 0);
+    let mut h = crc32fast::Hasher::new();
+    h.update(b"key");
+    // Chunked records are hashed whole, as written.
+    let end = Revision::new(rev + 1, 0).to_key(false);
+    for entry in tables.records.range::<&[u8]>(..end.as_slice()).map_err(io("scan key table"))? {
+        let (k, v) = entry.map_err(io("scan key table"))?;
+        let r =
+            Revision::from_key(k.value()).ok_or_else(|| EtcdError::Internal("mvcc: corrupt revision key".into()))?.0;
+        if r < lower && !keep.contains(&r) {
+            continue;
+        }
+        h.update(k.value());
+        h.update(&tables.load(k.value(), v.value())?);
+    }
+    Ok(h.finalize())
 }
