@@ -224,6 +224,8 @@ class Engine:
         grpc_gateway: bool = True,
         metrics_listeners: list[tuple[int, bool]] = ...,
         metrics: str = "basic",
+        cors: list[str] = ...,
+        host_whitelist: list[str] = ...,
     ) -> ClientServer:
         """Serve etcd's gRPC API (and /health, /livez, /readyz, /version, /metrics
         over HTTP) on listening

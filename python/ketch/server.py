@@ -200,6 +200,8 @@ def _serve_clients(
             tls=tls,
             forward_tls=forward,
             grpc_gateway=cfg.enable_grpc_gateway,
+            cors=list(cfg.cors),
+            host_whitelist=list(cfg.host_whitelist),
         )
     except (OSError, ValueError) as e:
         raise ServeError(str(e)) from None

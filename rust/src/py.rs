@@ -214,7 +214,7 @@ impl PyEngine {
     /// `metrics`: etcd's --metrics ("basic" or "extensive").
     #[pyo3(signature = (listeners, *, max_request_bytes, max_concurrent_streams, keepalive_interval,
                         keepalive_timeout, version, keepalive_min_time=5.0, tls=None, forward_tls=None, threads=0, grpc_gateway=true,
-                        metrics_listeners=Vec::new(), metrics="basic"))]
+                        metrics_listeners=Vec::new(), metrics="basic", cors=Vec::new(), host_whitelist=Vec::new()))]
     #[allow(clippy::too_many_arguments)] // one argument per Python keyword, as its signature lists them
     fn serve_clients(
         &self,
@@ -232,6 +232,8 @@ impl PyEngine {
         grpc_gateway: bool,
         metrics_listeners: Vec<(i32, bool)>,
         metrics: &str,
+        cors: Vec<String>,
+        host_whitelist: Vec<String>,
     ) -> PyResult<PyClientServer> {
         crate::metrics::set_extensive(metrics == "extensive");
         let seconds = |s: f64, what: &str| {
@@ -255,6 +257,7 @@ impl PyEngine {
             threads,
             grpc_gateway,
             metrics_listeners: take_listeners(metrics_listeners),
+            access: crate::server::AccessRules { cors, host_whitelist },
         };
         let engine = self.engine.clone();
         let server = py.detach(|| ClientServer::start(engine, config)).map_err(PyValueError::new_err)?;

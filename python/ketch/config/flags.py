@@ -74,10 +74,6 @@ class Flag:
 # Reasons shared by several flags. Each says why; README repeats it.
 V2 = "ketch has no v2 API"
 PROXY = "ketch has no v2 proxy mode"
-HTTP_CHECKS = (
-    "ketch's client port answers every host name and every origin, with the CORS headers "
-    "etcd sends when no --cors list is given (Access-Control-Allow-Origin: *)"
-)
 BBOLT = "ketch's backend is redb, not bbolt"
 PACKAGE_LEVELS = (
     "etcd 3.4 applies per-package levels to capnslog only and etcd 3.5 has none; "
@@ -272,11 +268,10 @@ GROUPS: tuple[tuple[str, tuple[Flag, ...]], ...] = (
              "peer_crl_file", yaml=None),
         Flag("cipher-suites", Strings(), (), "TLS cipher suites, comma-separated (empty: the defaults).",
              "cipher_suites"),
-        Flag("cors", URLs("*"), ("*",), "Origins allowed by CORS (* or empty: all).", reason=HTTP_CHECKS,
-             inert=(("*",), ())),
+        Flag("cors", URLs("*"), ("*",), "Origins allowed by CORS (* or empty: all).", "cors"),
         Flag("host-whitelist", Strings(unique=True), ("*",),
              "Host names accepted from HTTP clients on an insecure server (* or empty: all).",
-             reason=HTTP_CHECKS, inert=(("*",), ())),
+             "host_whitelist"),
         Flag("tls-min-version", Choice("", "TLS1.2", "TLS1.3"), "TLS1.2",
              "Lowest TLS version accepted.", "tls_min_version", since="3.5"),
         Flag("tls-max-version", Choice("", "TLS1.2", "TLS1.3"), "",

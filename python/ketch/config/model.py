@@ -102,6 +102,8 @@ class Config:
     peer_auto_tls: bool = False
     peer_crl_file: str = ""
     cipher_suites: tuple[str, ...] = ()
+    cors: tuple[str, ...] = ("*",)
+    host_whitelist: tuple[str, ...] = ("*",)
     tls_min_version: str = "TLS1.2"
     tls_max_version: str = ""
     max_concurrent_streams: int = UINT32_MAX

@@ -217,14 +217,9 @@ pub fn serves(path: &str) -> bool {
 }
 
 pub async fn serve(front: Arc<Front>, req: http::Request<Incoming>) -> http::Response<Body> {
-    let mut response = answer(front, req).await;
-    // etcd's access controller, with --cors at its only value here (*).
-    let headers = response.headers_mut();
-    headers.insert("access-control-allow-methods", http::HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
-    headers.insert("access-control-allow-origin", http::HeaderValue::from_static("*"));
-    headers
-        .insert("access-control-allow-headers", http::HeaderValue::from_static("accept, content-type, authorization"));
-    response
+    // The CORS headers are added by the caller (`route`), as etcd's
+    // accessController adds them around the gateway's mux.
+    answer(front, req).await
 }
 
 async fn answer(front: Arc<Front>, req: http::Request<Incoming>) -> http::Response<Body> {

@@ -20,9 +20,12 @@
 //! `etcd_server_healthcheck{type,name}` and `_healthchecks_total`, and
 //! failures are logged in etcd's words.
 //!
-//! On the client port (not on a metrics URL) every HTTP answer carries
-//! etcd's CORS headers and OPTIONS is answered 200 with no body, as etcd's
-//! accessController does with no `--cors` list (which allows every origin).
+//! On the client port (not on a metrics URL) HTTP requests pass etcd's
+//! accessController first ([`AccessRules`]): on a plain-text listener a Host
+//! not in `--host-whitelist` gets 421 and etcd's DNS-rebinding text; an
+//! origin allowed by `--cors` gets etcd's CORS headers; OPTIONS is answered
+//! 200 with no body. gRPC never passes it, as in etcd (its h2 connections go
+//! straight to the gRPC server).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -60,14 +63,96 @@ fn method_not_allowed() -> http::Response<Body> {
     r
 }
 
-/// etcd's addCORSHeader with every origin allowed (no --cors list): the
-/// three headers first, as Go writes its header names sorted.
-pub fn with_cors(mut response: http::Response<Body>) -> http::Response<Body> {
+/// etcd's `--cors` and `--host-whitelist` lists (its AccessController).
+/// An empty list or one holding `*` allows everything, as in etcd.
+#[derive(Clone, Debug, Default)]
+pub struct AccessRules {
+    pub cors: Vec<String>,
+    pub host_whitelist: Vec<String>,
+}
+
+fn allows(list: &[String], value: &str) -> bool {
+    list.is_empty() || list.iter().any(|x| x == "*" || x == value)
+}
+
+impl AccessRules {
+    /// The origin etcd writes in Access-Control-Allow-Origin for a request
+    /// from `origin`, if any: `*` when every origin is allowed, else the
+    /// request's own origin when it is listed.
+    pub fn cors_origin(&self, origin: Option<&http::HeaderValue>) -> Option<http::HeaderValue> {
+        if allows(&self.cors, "*") {
+            return Some(http::HeaderValue::from_static("*"));
+        }
+        let origin = origin.map_or(Some(""), |v| v.to_str().ok())?;
+        (allows(&self.cors, origin)).then(|| http::HeaderValue::from_str(origin).ok()).flatten()
+    }
+
+    /// etcd's host check on a plain-text connection (a TLS one skips it):
+    /// the request's host without its port (Go's net.SplitHostPort; the
+    /// whole Host when that fails) must be whitelisted, else 421.
+    pub fn refuse_host(&self, host: &str) -> Option<http::Response<Body>> {
+        let host = split_host(host);
+        if allows(&self.host_whitelist, host) {
+            return None;
+        }
+        crate::log_warn!("rejecting HTTP request to prevent DNS rebinding attacks"; "host" => host.to_owned());
+        Some(http_error(
+            http::StatusCode::MISDIRECTED_REQUEST,
+            &format!(
+                "\netcd received your request, but the Host header was unrecognized.\n\nTo fix this, choose one \
+                 of the following options:\n- Enable TLS, then any HTTPS request will be allowed.\n- Add the \
+                 hostname you want to use to the whitelist in settings.\n  - e.g. etcd --host-whitelist {}\n\nThis \
+                 requirement has been added to help prevent \"DNS Rebinding\" attacks (CVE-2018-5702).\n",
+                go_quote(host)
+            ),
+        ))
+    }
+}
+
+/// Go's net.SplitHostPort host part, or `hostport` itself when it has no
+/// valid port part (etcd's httputil.GetHostname).
+fn split_host(hostport: &str) -> &str {
+    if let Some(rest) = hostport.strip_prefix('[') {
+        if let Some((host, port)) = rest.split_once(']') {
+            if port.starts_with(':') && !port[1..].contains(':') {
+                return host;
+            }
+        }
+        return hostport;
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, _)) if !host.contains(':') => host,
+        _ => hostport,
+    }
+}
+
+/// fmt's %q for a host name: quoted, `"` and `\` escaped, bytes outside
+/// printable ASCII as \xNN (host names are ASCII on the wire).
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for b in s.bytes() {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// etcd's addCORSHeader for `origin` (None: no CORS headers): the three
+/// headers first, as Go writes its header names sorted.
+pub fn with_cors(mut response: http::Response<Body>, origin: Option<http::HeaderValue>) -> http::Response<Body> {
+    let Some(origin) = origin else { return response };
     let mut headers = http::HeaderMap::new();
     headers
         .insert("Access-Control-Allow-Headers", http::HeaderValue::from_static("accept, content-type, authorization"));
     headers.insert("Access-Control-Allow-Methods", http::HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"));
-    headers.insert("Access-Control-Allow-Origin", http::HeaderValue::from_static("*"));
+    headers.insert("Access-Control-Allow-Origin", origin);
     let rest = std::mem::take(response.headers_mut());
     let mut name = None;
     for (k, v) in rest {

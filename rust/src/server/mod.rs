@@ -25,6 +25,7 @@ mod calls;
 mod codec;
 mod gateway;
 mod http_endpoints;
+pub use http_endpoints::AccessRules;
 mod peer_hash;
 mod recipes;
 pub mod status;
@@ -89,6 +90,8 @@ pub struct ServerConfig {
     /// etcd's --listen-metrics-urls, bound and listening (`true`: https):
     /// they serve `/metrics` and the health checks only.
     pub metrics_listeners: Vec<(StdTcpListener, bool)>,
+    /// etcd's --cors and --host-whitelist, for HTTP requests on `listeners`.
+    pub access: http_endpoints::AccessRules,
 }
 
 /// What every connection's handlers share.
@@ -97,6 +100,7 @@ struct Front {
     codec: RawCodec,
     version: String,
     grpc_gateway: bool,
+    access: http_endpoints::AccessRules,
 }
 
 /// A running front door; [`ClientServer::stop`] ends it.
@@ -138,6 +142,7 @@ impl ClientServer {
             codec: RawCodec { max_receive: config.max_request_bytes + GRPC_OVERHEAD_BYTES },
             version: config.version.clone(),
             grpc_gateway: config.grpc_gateway,
+            access: config.access.clone(),
         });
         let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         http.http2()
@@ -177,7 +182,7 @@ impl ClientServer {
                     Box::pin(async move { http_endpoints::serve_metrics_and_health(&front.calls, &req).await })
                 })
             } else {
-                Arc::new(move |req| Box::pin(route(front.clone(), req)))
+                Arc::new(move |req| Box::pin(route(front.clone(), is_tls, req)))
             };
             runtime.spawn(accept_loop(listener, tls, router, http.clone(), stop_rx.clone(), conn_tx.clone()));
         }
@@ -289,18 +294,36 @@ async fn serve_connection<S>(
     let _ = conn.await;
 }
 
-async fn route(front: Arc<Front>, req: http::Request<Incoming>) -> http::Response<Body> {
+/// The client port: gRPC by content type, as etcd's grpcHandlerFunc; the
+/// rest through etcd's accessController (host check on plain text, CORS,
+/// OPTIONS), then the gateway or the HTTP endpoints.
+async fn route(front: Arc<Front>, is_tls: bool, req: http::Request<Incoming>) -> http::Response<Body> {
     let is_grpc =
         req.headers().get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if is_grpc {
-        grpc(&front, req).await
-    } else if req.method() == http::Method::OPTIONS {
-        http_endpoints::with_cors(http_endpoints::options())
-    } else if front.grpc_gateway && gateway::serves(req.uri().path()) {
-        http_endpoints::with_cors(gateway::serve(front, req).await)
-    } else {
-        http_endpoints::with_cors(http_endpoints::serve(&front.calls, &front.version, &req).await)
+        return grpc(&front, req).await;
     }
+    if !is_tls {
+        // Go's req.Host: the Host header in HTTP/1.1, :authority in h2.
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri().authority().map(http::uri::Authority::as_str))
+            .unwrap_or("");
+        if let Some(refused) = front.access.refuse_host(host) {
+            return refused;
+        }
+    }
+    let origin = front.access.cors_origin(req.headers().get(http::header::ORIGIN));
+    let response = if req.method() == http::Method::OPTIONS {
+        http_endpoints::options()
+    } else if front.grpc_gateway && gateway::serves(req.uri().path()) {
+        gateway::serve(front, req).await
+    } else {
+        http_endpoints::serve(&front.calls, &front.version, &req).await
+    };
+    http_endpoints::with_cors(response, origin)
 }
 
 /// What kind of call a gRPC method is and what runs it.
