@@ -48,7 +48,7 @@ impl UnaryService<Bytes> for ServeHashKv {
                 .map_err(|e| Status::invalid_argument(format!("error unmarshalling request: {e}")))?;
             // A walk over the key table: off the runtime's threads.
             let shared = engine.shared().clone();
-            let hashed = tokio::task::spawn_blocking(move || shared.store.hash_kv(req.revision))
+            let hashed = tokio::task::spawn_blocking(move || shared.store.peer_hash_kv(req.revision))
                 .await
                 .map_err(|e| Status::internal(format!("hashing: {e}")))?;
             let (hash, revision, compact_revision) = hashed.map_err(|e| {

@@ -71,16 +71,10 @@ impl Store {
 
     /// etcd's HashByRev: the key table up to main revision `rev` (0: the
     /// current one). Returns (hash, current revision, compact revision);
-    /// the compact revision is -1 when never compacted, as etcd's. A
-    /// revision a recent compaction hashed answers with that hash and the
-    /// compact revision before it, even once compacted (etcd's
-    /// hashStorage.HashByRev).
+    /// the compact revision is -1 when never compacted, as etcd's.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
         let st = self.state.read();
         let (current, compacted) = (st.current_rev, st.compact_rev);
-        if let Some(h) = self.compaction_hashes.lock().iter().find(|h| h.revision == rev) {
-            return Ok((h.hash, current, h.compact_revision));
-        }
         if rev > 0 && rev <= compacted {
             return Err(EtcdError::Compacted);
         }
@@ -99,6 +93,20 @@ impl Store {
             chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
         };
         Ok((hash_key_table(&tables, &keep, compacted, rev)?, current, compacted))
+    }
+
+    /// [`Store::hash_kv`] as a peer asks it: a revision a recent
+    /// compaction hashed answers with that hash and the compact revision
+    /// before it, even once compacted, so the leader's compaction hash check
+    /// can compare it (etcd's hashStorage). A client's Maintenance.HashKV
+    /// keeps the plain rules (a compacted revision is refused, as etcd 3.4's).
+    pub fn peer_hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let stored = self.compaction_hashes.lock().iter().find(|h| h.revision == rev).copied();
+        if let Some(h) = stored {
+            let current = self.state.read().current_rev;
+            return Ok((h.hash, current, h.compact_revision));
+        }
+        self.hash_kv(rev)
     }
 
     /// The hashes the last compactions recorded (up to
