@@ -118,15 +118,11 @@ impl Store {
 
     /// etcd's hashStorage.Store.
     pub(super) fn store_compaction_hash(&self, h: CompactionHash) {
-        crate::logging::write(
-            crate::logging::Level::Info,
-            "hash.rs",
-            "storing new hash",
-            &[
-                ("hash", h.hash.to_string()),
-                ("revision", h.revision.to_string()),
-                ("compact-revision", h.compact_revision.to_string()),
-            ],
+        crate::log_info!(
+            "storing new hash";
+            "hash" => h.hash,
+            "revision" => h.revision,
+            "compact-revision" => h.compact_revision,
         );
         let mut hashes = self.compaction_hashes.lock();
         hashes.push_back(h);
