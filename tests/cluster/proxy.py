@@ -35,7 +35,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 
 HOST = "127.0.0.1"
@@ -118,10 +118,12 @@ class Network:
         self._pids: dict[str, int] = {}  # member name -> its process id, while it runs
         self._cut: set[frozenset[str]] = set()
         self._links: list[_Link] = []
-        # Every accepted client socket until it is closed. The accept task
-        # may be cancelled (at close) before its first step, and then
-        # nothing else would ever close that socket.
+        # Every accepted client socket until it is closed, and every task the
+        # proxy started: close() ends exactly these. It must not cancel
+        # asyncio's own accept tasks: one cancelled before its first step
+        # never wraps its socket in a transport, and nothing closes it.
         self._accepted: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _call(self, coro: object) -> object:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)  # type: ignore[arg-type]
@@ -186,20 +188,28 @@ class Network:
         async def shutdown() -> None:
             for server in self._servers.values():
                 server.close()
+            # Connections accepted just before are still in asyncio's accept
+            # tasks (members redial every 50 ms or so): let those reach
+            # connection_made, where _start_accept records them.
+            internal = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            internal = [t for t in internal if t not in self._tasks]
+            if internal:
+                await asyncio.wait(internal, timeout=5)
             for link in list(self._links):
                 self._close(link)
-            # Connections still being accepted or dialled (members redial
-            # every 50 ms or so) end here, while the loop can still close
-            # their transports, not when the stopped loop is closed.
-            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in pending:
+            own = list(self._tasks)
+            for task in own:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*own, return_exceptions=True)
             for link in list(self._links):
                 self._close(link)
             for writer in list(self._accepted):
                 writer.transport.abort()
             self._accepted.clear()
+            # abort() closes its socket in a callback on the next loop turn:
+            # let those run while the loop can, not after it has stopped.
+            for _ in range(3):
+                await asyncio.sleep(0)
 
         with contextlib.suppress(Exception):
             self._call(shutdown())
@@ -227,7 +237,13 @@ class Network:
         # coroutine calls task.exception(), which raises (and is logged as
         # an error, the socket left open) when close() cancels the task.
         self._accepted.add(writer)
-        self._loop.create_task(self._accept(dest, reader, writer))
+        self._spawn(self._accept(dest, reader, writer))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _is_cut(self, source: str, dest: str) -> bool:
         if source == UNKNOWN:  # when in doubt, a member with any cut hears nobody
@@ -262,8 +278,8 @@ class Network:
         up_writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link.pumps = [
-            asyncio.create_task(self._pump(link, reader, up_writer)),
-            asyncio.create_task(self._pump(link, up_reader, writer)),
+            self._spawn(self._pump(link, reader, up_writer)),
+            self._spawn(self._pump(link, up_reader, writer)),
         ]
 
     async def _pump(
