@@ -7,8 +7,10 @@ For each server: write `--revisions` records (txns of 128 puts over
 `--keys` keys, so most records become garbage), then measure single puts
 from one client in three windows: a quiet baseline, during
 `Compact(physical=true)` at the newest revision, and during `Defragment`.
-Prints p50 / p99 / max of each window, how long the maintenance call took,
-and the db size before and after. Numbers, not assertions.
+In the defragment window a second client also reads one key after another
+(serializable gets: the store's read path, not Raft's). Prints p50 / p99 /
+max of each window, how long the maintenance call took, and the db size
+before and after. Numbers, not assertions.
 """
 
 from __future__ import annotations
@@ -47,10 +49,31 @@ def _puts_while(c: Client, busy: Callable[[], bool], min_seconds: float) -> list
     return out
 
 
-def _during(c: Client, call: Callable[[], object]) -> tuple[list[float], float]:
-    """Put latencies while `call` runs on another thread, and how long it took (s)."""
+def _gets_while(c: Client, busy: Callable[[], bool], keys: int) -> list[float]:
+    """Latencies (ms) of serializable gets sent one after another while `busy()`."""
+    out: list[float] = []
+    i = 0
+    while busy():
+        t = time.perf_counter()
+        c.get(f"k/{(i * 7919) % keys:07d}", serializable=True, timeout=60)
+        out.append((time.perf_counter() - t) * 1000)
+        i += 1
+    return out
+
+
+def _during(
+    c: Client, call: Callable[[], object], reader: Client | None = None, keys: int = 1
+) -> tuple[list[float], list[float], float]:
+    """Put latencies while `call` runs on another thread, get latencies from
+    `reader` (if given) meanwhile, and how long the call took (s)."""
     done = threading.Event()
     took = [0.0]
+    gets: list[float] = []
+    if reader is not None:
+        rd = threading.Thread(
+            target=lambda: gets.extend(_gets_while(reader, lambda: not done.is_set(), keys)), daemon=True
+        )
+        rd.start()
 
     def run() -> None:
         t = time.monotonic()
@@ -64,7 +87,9 @@ def _during(c: Client, call: Callable[[], object]) -> tuple[list[float], float]:
     th.start()
     lat = _puts_while(c, lambda: not done.is_set(), 0.0)
     th.join()
-    return lat, took[0]
+    if reader is not None:
+        rd.join()
+    return lat, gets, took[0]
 
 
 def _row(kind: str, window: str, lat: list[float], extra: str = "") -> str:
@@ -78,7 +103,7 @@ def bench(kind: str, cmd: list[str], revisions: int, keys: int) -> list[str]:
     cluster.start()
     rows: list[str] = []
     try:
-        with Client(cluster.endpoints, timeout=60) as c:
+        with Client(cluster.endpoints, timeout=60) as c, Client(cluster.endpoints, timeout=60) as reader:
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -100,13 +125,14 @@ def bench(kind: str, cmd: list[str], revisions: int, keys: int) -> list[str]:
             size0 = c.status().db_size
             rows.append(f"{kind:6} filled {written} records in {fill:.1f}s, revision {rev}, db {size0 / 2**20:.1f} MiB")
             rows.append(_row(kind, "baseline", _puts_while(c, lambda: False, 3.0)))
-            lat, took = _during(c, lambda: c.compact(rev, physical=True, timeout=600))
+            lat, _, took = _during(c, lambda: c.compact(rev, physical=True, timeout=600))
             size1 = c.status().db_size
             rows.append(_row(kind, "compaction", lat, f"compact took {took:.2f}s"))
-            lat, took = _during(c, lambda: c.defragment(timeout=600))
+            lat, gets, took = _during(c, lambda: c.defragment(timeout=600), reader, keys)
             size2 = c.status().db_size
             shrunk = f"db {size1 / 2**20:.1f} -> {size2 / 2**20:.1f} MiB"
             rows.append(_row(kind, "defragment", lat, f"defrag took {took:.2f}s; {shrunk}"))
+            rows.append(_row(kind, "defrag-reads", gets))
     finally:
         cluster.stop()
     return rows

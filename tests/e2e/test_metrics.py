@@ -235,10 +235,18 @@ def test_cors_headers_on_the_client_port_only_as_etcd_answers(pair) -> None:
 
 def test_etcds_other_member_gauges_are_there(pair) -> None:
     """The gauges etcd's dashboards and kube-prometheus read beside the listed
-    ones: the cluster version, learner state and etcd's own fd gauges."""
+    ones: the cluster version, learner state, etcd's own fd gauges, and the
+    defragment's duration and in-flight gauge."""
     (etcd, _), (ketch, _) = pair
     e, k = scrape(etcd.client_url), scrape(ketch.client_url)
-    names = ("etcd_cluster_version", "etcd_server_is_learner", "os_fd_used", "os_fd_limit")
+    names = (
+        "etcd_cluster_version",
+        "etcd_server_is_learner",
+        "os_fd_used",
+        "os_fd_limit",
+        "etcd_disk_backend_defrag_duration_seconds",
+        "etcd_disk_defrag_inflight",
+    )
     assert differences(e, k, names) == []
     assert k["etcd_server_is_learner"].value() == e["etcd_server_is_learner"].value() == 0
     assert k["os_fd_used"].value() > 0 and k["os_fd_limit"].value() > 0

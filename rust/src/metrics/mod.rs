@@ -164,6 +164,9 @@ pub static LEASES_GRANTED: Counter = Counter::new();
 pub static WAL_FSYNC: Histogram<14> = Histogram::new(exponential(0.001, 2.0));
 pub static BACKEND_COMMIT: Histogram<14> = Histogram::new(exponential(0.001, 2.0));
 pub static BACKEND_SNAPSHOT: Histogram<17> = Histogram::new(exponential(0.01, 2.0));
+pub static BACKEND_DEFRAG: Histogram<13> = Histogram::new(exponential(0.1, 2.0));
+/// 1 while a defragment runs (etcd's isDefragActive).
+pub static DEFRAG_INFLIGHT: Gauge = Gauge::new();
 // client network (etcd counts in its gRPC codec)
 pub static GRPC_SENT_BYTES: Counter = Counter::new();
 pub static GRPC_RECEIVED_BYTES: Counter = Counter::new();
@@ -400,6 +403,16 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "etcd_disk_backend_commit_duration_seconds",
         "The latency distributions of commit called by backend.",
         &[(&[], BACKEND_COMMIT.bounds.as_slice(), snapshot_dyn(&BACKEND_COMMIT))],
+    );
+    t.histogram_family(
+        "etcd_disk_backend_defrag_duration_seconds",
+        "The latency distribution of backend defragmentation.",
+        &[(&[], BACKEND_DEFRAG.bounds.as_slice(), snapshot_dyn(&BACKEND_DEFRAG))],
+    );
+    t.gauge_int(
+        "etcd_disk_defrag_inflight",
+        "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+        DEFRAG_INFLIGHT.get(),
     );
     t.histogram_family(
         "etcd_disk_backend_snapshot_duration_seconds",

@@ -5,9 +5,10 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, WriteTransaction};
 
@@ -32,6 +33,7 @@ use crate::pb::mvccpb::{event::EventType, Event, KeyValue};
 mod alarm;
 mod auth;
 mod compact;
+mod defrag;
 mod export;
 mod hash;
 mod lease;
@@ -79,12 +81,25 @@ struct State {
 
 /// etcd's MVCC key-value store over a redb file. See the module doc.
 pub struct Store {
-    /// Write-locked only to defragment (redb's compact needs `&mut`), with
-    /// the state lock held too, so no transaction is open then.
-    db: RwLock<Database>,
+    /// Replaced only by a restore and at the end of a defragment, with the
+    /// state lock held (so no reader is in it). A [`StoreView`], which reads
+    /// without the state lock, holds its own reference.
+    db: RwLock<Arc<Database>>,
     path: PathBuf,
     opts: StoreOptions,
     state: RwLock<State>,
+    /// Held by whatever writes the backend or replaces it (a write batch,
+    /// a restore, a copy, the end of a defragment), before the state lock:
+    /// a defragment's switch holds writers off with it and lets readers on.
+    writer: Mutex<()>,
+    /// One defragment at a time.
+    defrag: Mutex<()>,
+    /// Bumped by every restore (the file is another one then).
+    generation: AtomicU64,
+    /// Run by a defragment between its bulk copy and its catch-up, on its
+    /// thread, with no lock held: tests write and read there.
+    #[cfg(test)]
+    pub(crate) defrag_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     // Copies of State's numbers, published at commit, so that these
     // accessors never wait for an open batch (the engine asks for them
     // while it holds one).
@@ -150,13 +165,20 @@ impl Store {
             EtcdError::Internal(m) => EtcdError::Internal(format!("{m} (backend {})", path.display())),
             e => e,
         };
+        // A defragment cut short leaves its copy; the file itself is whole.
+        let _ = std::fs::remove_file(defrag::copy_path(path));
         let db = super::backend::open_database(path, opts.backend.as_ref())?;
         let tx = db.begin_write().map_err(io("begin write")).map_err(ctx)?;
         let (state, durable, resumed) = Self::rebuild(&tx).map_err(ctx)?;
         tx.commit().map_err(io("commit on open")).map_err(ctx)?;
         let finished = resumed.as_ref().map_or(state.compact_rev, |(_, finished)| *finished);
         let store = Store {
-            db: RwLock::new(db),
+            db: RwLock::new(Arc::new(db)),
+            writer: Mutex::new(()),
+            defrag: Mutex::new(()),
+            generation: AtomicU64::new(0),
+            #[cfg(test)]
+            defrag_hook: Mutex::new(None),
             path: path.to_path_buf(),
             opts,
             current_rev: AtomicI64::new(state.current_rev),
@@ -228,7 +250,7 @@ impl Store {
         };
         let mut resumed = None;
         if scheduled > finished {
-            resumed = Some((compact::compact_index(&mut state, &mut meta, scheduled)?, finished));
+            resumed = Some((compact::compact_index(&mut state, &mut meta, scheduled, false)?, finished));
         }
         Ok((state, consistent.0, resumed))
     }
@@ -314,6 +336,7 @@ impl Store {
         let stale = q.counted_at.is_none_or(|t| now.duration_since(t) >= QUOTA_RECOUNT);
         if q.counted_at.is_none() || (!fits(&q) && stale) {
             if self.dirty.load(Ordering::Acquire) {
+                let _no_writer = self.writer.lock();
                 let _no_batch = self.state.write();
                 // A failure here poisons the store; the next batch reports it.
                 let _ = self.make_durable();
@@ -346,6 +369,7 @@ impl Store {
     /// Opens the write batch for one Raft apply batch: one backend write
     /// transaction, readers held off until it commits or is dropped.
     pub fn write_batch(&self) -> Result<WriteBatch<'_>, EtcdError> {
+        let writer = self.writer.lock();
         let st = self.state.write();
         self.check_failed()?;
         let tx = self.db.read().begin_write().map_err(io("begin write"))?;
@@ -368,7 +392,7 @@ impl Store {
             lease_moves: Vec::new(),
             events: Vec::new(),
             scheduled: Vec::new(),
-            hashes: Vec::new(),
+            _writer: writer,
         })
     }
 }
@@ -446,8 +470,8 @@ pub struct WriteBatch<'a> {
     events: Vec<Event>,
     /// Physical compactions to queue once this batch commits.
     scheduled: Vec<compact::Job>,
-    /// The hashes of this batch's compactions, stored at commit.
-    hashes: Vec<CompactionHash>,
+    /// Released last, after the state lock and the transaction.
+    _writer: MutexGuard<'a, ()>,
 }
 
 impl Drop for WriteBatch<'_> {
@@ -565,20 +589,9 @@ impl WriteBatch<'_> {
             self.undo.whole = Some(self.st.index.clone());
         }
         let tx = self.tx.as_ref().expect("an open batch has a transaction");
-        // etcd hashes while its compaction walks the records; here, before
-        // any is removed, the same set: what compacting at `rev` keeps and
-        // every revision after the previous compact revision.
-        let prev = self.st.compact_rev;
-        let hash = {
-            let tables = KeyTables {
-                records: tx.open_table(KEY_TABLE).map_err(io("open key table"))?,
-                chunks: tx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
-            };
-            hash::hash_key_table(&tables, &self.st.index.keep(rev), prev, rev)?
-        };
-        self.hashes.push(CompactionHash { hash, revision: rev, compact_revision: prev });
+        // The compaction hash is the physical half's: it walks the records anyway.
         let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;
-        let job = compact::compact_index(&mut self.st, &mut meta, rev)?;
+        let job = compact::compact_index(&mut self.st, &mut meta, rev, true)?;
         self.scheduled.push(job);
         Ok(CompactionResponse { header: header(self.st.current_rev) })
     }
@@ -633,9 +646,6 @@ impl WriteBatch<'_> {
             s.dirty.store(true, Ordering::Release);
         }
         s.compactions.schedule(std::mem::take(&mut self.scheduled));
-        for h in std::mem::take(&mut self.hashes) {
-            s.store_compaction_hash(h);
-        }
         Ok(())
     }
 }

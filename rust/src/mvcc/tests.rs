@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use tempfile::TempDir;
 
+use super::store::{CompactionHash, COMPACTION_HASHES_KEPT};
 use super::*;
 use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
@@ -695,6 +696,108 @@ fn defragment_keeps_data_and_does_not_grow_the_file() {
     assert_eq!(get(&s, "after", 0).unwrap().value, b("1"));
 }
 
+/// What the defragment tests store before defragmenting: small and chunked
+/// records, deletes, and a compaction that leaves garbage to drop.
+fn fill_for_defragment(s: &Store) {
+    for i in 0..2_000 {
+        put(s, &format!("k{i:05}"), &i.to_string());
+    }
+    for i in 0..20 {
+        put(s, &format!("big{i}"), &"v".repeat(10_000));
+    }
+    del(s, "k00", "k01");
+    compact(s, s.current_revision()).unwrap();
+}
+
+/// What they write while the defragment copies: more records than one
+/// catch-up round ends on, a chunked record, a delete, a lease, and a
+/// compaction whose physical half must wait for the defragment.
+fn write_during_defragment(s: &Store) {
+    for i in 0..1_500 {
+        put(s, &format!("new{i:05}"), &i.to_string());
+    }
+    put(s, "bignew", &"w".repeat(10_000));
+    del(s, "k01", "k015");
+    let mut w = s.write_batch().unwrap();
+    w.put_lease(7, 60).unwrap();
+    w.commit(false).unwrap();
+    compact_logically(s, s.current_revision() - 10);
+    assert!(s.compaction_pending());
+}
+
+#[test]
+fn defragment_lets_reads_and_writes_through_while_it_copies_and_keeps_them() {
+    let (dir, s) = open();
+    fill_for_defragment(&s);
+    let before = s.db_size();
+    let s = std::sync::Arc::new(s);
+    let during = s.clone();
+    // The hook runs on the defragment's thread between its bulk copy and
+    // its catch-up: if it held a lock a write batch or a read needs, this
+    // would never return.
+    *s.defrag_hook.lock() = Some(Box::new(move || {
+        write_during_defragment(&during);
+        assert_eq!(get(&during, "k00999", 0), None);
+        assert_eq!(get(&during, "k01499", 0), None);
+        assert_eq!(get(&during, "k01500", 0).unwrap().value, b("1500"));
+        assert_eq!(get(&during, "new01499", 0).unwrap().value, b("1499"));
+    }));
+    s.defragment().unwrap();
+    assert!(s.defrag_hook.lock().is_none(), "the hook ran");
+    assert!(!dir.path().join("db.defrag").exists());
+
+    // The same history without a defragment hashes the same, table by table.
+    let (_d2, reference) = open();
+    fill_for_defragment(&reference);
+    write_during_defragment(&reference);
+    assert_eq!(s.hash_all().unwrap(), reference.hash_all().unwrap());
+    assert_eq!(s.current_revision(), reference.current_revision());
+    assert_eq!(s.leases().unwrap(), vec![(7, 60)]);
+    // The compaction queued meanwhile runs once the defragment is done.
+    s.finish_compactions().unwrap();
+    reference.finish_compactions().unwrap();
+    assert_eq!(s.hash_all().unwrap(), reference.hash_all().unwrap());
+    assert!(s.db_size() <= before, "{} > {before}", s.db_size());
+
+    // The new file is the store: reopened, it holds the same, and takes writes.
+    let s = std::sync::Arc::into_inner(s).expect("the hook dropped its reference");
+    let s = reopen(&dir, s);
+    assert_eq!(s.hash_all().unwrap(), reference.hash_all().unwrap());
+    put(&s, "after", "1");
+    assert_eq!(get(&s, "bignew", 0).unwrap().value.len(), 10_000);
+}
+
+#[test]
+fn defragment_drops_its_copy_when_a_snapshot_replaced_the_store_meanwhile() {
+    let (dir, s) = open();
+    fill_for_defragment(&s);
+    let (incoming, expected) = (dir.path().join("incoming"), dir.path().join("expected"));
+    s.copy_to(&incoming).unwrap();
+    s.copy_to(&expected).unwrap();
+    let s = std::sync::Arc::new(s);
+    let during = s.clone();
+    *s.defrag_hook.lock() = Some(Box::new(move || {
+        write_during_defragment(&during);
+        during.restore(&incoming).unwrap();
+    }));
+    s.defragment().unwrap();
+    let expected = Store::open(&expected, StoreOptions::default()).unwrap();
+    assert_eq!(s.hash_all().unwrap(), expected.hash_all().unwrap());
+    assert_eq!(get(&s, "new00000", 0), None);
+    assert!(!dir.path().join("db.defrag").exists());
+}
+
+#[test]
+fn a_defragment_cut_short_leaves_a_copy_that_open_removes() {
+    let (dir, s) = open();
+    put(&s, "a", "1");
+    drop(s);
+    std::fs::write(dir.path().join("db.defrag"), b"half a copy").unwrap();
+    let s = Store::open(&dir.path().join("db"), StoreOptions::default()).unwrap();
+    assert!(!dir.path().join("db.defrag").exists());
+    assert_eq!(get(&s, "a", 0).unwrap().value, b("1"));
+}
+
 #[test]
 fn big_records_are_chunked_whole_pages_and_read_back_everywhere() {
     let (dir, s) = open();
@@ -744,6 +847,43 @@ fn compact_logically(s: &Store, rev: i64) {
     let mut w = s.write_batch().unwrap();
     w.compact(&CompactionRequest { revision: rev, physical: false }).unwrap();
     w.commit(true).unwrap();
+}
+
+#[test]
+fn compactions_record_the_hash_hashkv_gave_before_them_and_keep_the_last_ten() {
+    let (_d, s) = open();
+    let mut expected = Vec::new();
+    for round in 0..COMPACTION_HASHES_KEPT + 2 {
+        for i in 0..5 {
+            put(&s, &format!("k{i}"), &round.to_string());
+        }
+        put(&s, "big", &"v".repeat(10_000 + round));
+        del(&s, "k4", "");
+        let rev = s.current_revision();
+        let (hash, _, compact_revision) = s.hash_kv(rev).unwrap();
+        compact(&s, rev).unwrap();
+        expected.push(CompactionHash { hash, revision: rev, compact_revision });
+    }
+    assert_eq!(expected[0].compact_revision, -1);
+    assert_eq!(s.compaction_hashes(), expected[2..]);
+    // A peer asking at a compacted revision gets the recorded hash.
+    let last = expected[expected.len() - 1];
+    assert_eq!(s.peer_hash_kv(last.revision).unwrap(), (last.hash, s.current_revision(), last.compact_revision));
+}
+
+#[test]
+fn a_compaction_resumed_after_a_restart_records_no_hash() {
+    let (dir, s) = open();
+    for i in 0..10 {
+        put(&s, "a", &i.to_string());
+    }
+    compact_logically(&s, 8);
+    let s = reopen(&dir, s);
+    assert!(s.compaction_pending());
+    s.finish_compactions().unwrap();
+    assert_eq!(s.compaction_hashes(), vec![]);
+    compact(&s, 10).unwrap();
+    assert_eq!(s.compaction_hashes().len(), 1);
 }
 
 #[test]

@@ -25,9 +25,10 @@
 //! queued only after the batch that scheduled it commits, so the compactor
 //! never sees a job whose index compaction could still be rolled back.
 //!
-//! **Copies of the file** (snapshot, copy, restore, defragment) take the
-//! `physical` lock after the state lock, so no compaction batch commits
-//! while the file is copied or replaced.
+//! **Copies of the file** (snapshot, copy, restore) take the `physical`
+//! lock after the state lock, so no compaction batch commits while the file
+//! is copied or replaced. A defragment instead pauses the batches for its
+//! whole run (`Compactions::pause`) and takes no lock the compactor waits for.
 //!
 //! **Crash.** The scheduled mark is in the batch that compacted the index,
 //! the finished mark in the job's last batch; a store opened with the
@@ -75,16 +76,29 @@ pub(super) type Resumed = Option<(Job, i64)>;
 /// One scheduled physical compaction.
 pub(super) struct Job {
     rev: i64,
+    /// The compact revision before this one.
+    prev: i64,
     /// The revisions `<= rev` that stay (the index's answer at schedule time).
     keep: Arc<HashSet<Revision>>,
     /// The smallest key table key not yet looked at.
     cursor: Vec<u8>,
+    /// The compaction hash so far (etcd's kvHasher, fed as the batches walk
+    /// the records, as etcd's compaction feeds it); `None` for a job resumed
+    /// after a restart, whose first run already removed records the hash
+    /// counts, so it records no hash rather than a wrong one.
+    hash: Option<crc32fast::Hasher>,
     waiters: Vec<CompactionWaiter>,
 }
 
 impl Job {
-    pub(super) fn new(rev: i64, keep: HashSet<Revision>) -> Job {
-        Job { rev, keep: Arc::new(keep), cursor: Vec::new(), waiters: Vec::new() }
+    /// `hashed`: record the compaction hash when done (not for a resumed job).
+    pub(super) fn new(rev: i64, prev: i64, keep: HashSet<Revision>, hashed: bool) -> Job {
+        let hash = hashed.then(|| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(b"key");
+            h
+        });
+        Job { rev, prev, keep: Arc::new(keep), cursor: Vec::new(), hash, waiters: Vec::new() }
     }
 }
 
@@ -95,6 +109,9 @@ pub(super) struct Compactions {
     work: Condvar,
     /// Held for a whole compaction batch; see the module doc.
     pub(super) physical: Mutex<()>,
+    /// Set while a defragment copies the file: no batch runs (the copy
+    /// relies on the key tables only growing; see `store/defrag.rs`).
+    paused: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -112,6 +129,13 @@ impl Compactions {
         }
         self.queue.lock().jobs.extend(jobs);
         self.work.notify_all();
+    }
+
+    /// Stops (or lets go on) the batches. Once `pause(true)` returns, no
+    /// batch is running.
+    pub(super) fn pause(&self, paused: bool) {
+        let _turn = self.physical.lock();
+        self.paused.store(paused, Ordering::Release);
     }
 
     /// Drops every queued job (the file they were for is gone); their
@@ -133,12 +157,19 @@ impl Store {
     pub fn compact_step(&self, batch_limit: usize) -> Result<CompactStep, EtcdError> {
         let c = &self.compactions;
         let _turn = c.physical.lock();
+        if c.paused.load(Ordering::Acquire) {
+            // Not idle: the worker comes back after its pause between batches.
+            return Ok(CompactStep::default());
+        }
         let mut step = CompactStep { waiters: std::mem::take(&mut c.queue.lock().released), ..CompactStep::default() };
-        let Some((rev, keep, cursor)) = c.queue.lock().jobs.front().map(|j| (j.rev, j.keep.clone(), j.cursor.clone()))
+        let Some((rev, prev, keep, cursor, mut hash)) =
+            c.queue.lock().jobs.front_mut().map(|j| (j.rev, j.prev, j.keep.clone(), j.cursor.clone(), j.hash.take()))
         else {
             step.idle = true;
             return Ok(step);
         };
+        // Records at or below `prev` count in the hash only if kept (etcd's kvHasher).
+        let hashed_from = Revision::new(prev + 1, 0);
         self.check_failed()?;
         let db = self.db.read();
         let mut tx = db.begin_write().map_err(io("begin compaction batch"))?;
@@ -161,7 +192,14 @@ impl Store {
                 let (k, v) = entry.map_err(io("scan key table"))?;
                 scanned += 1;
                 let key = k.value().to_vec();
-                let kept = Revision::from_key(&key).is_some_and(|(r, _)| keep.contains(&r));
+                let revision = Revision::from_key(&key).map(|(r, _)| r);
+                let kept = revision.is_some_and(|r| keep.contains(&r));
+                if let Some(h) = hash.as_mut() {
+                    if kept || revision.is_some_and(|r| r >= hashed_from) {
+                        h.update(&key);
+                        h.update(&tables.load(&key, v.value())?);
+                    }
+                }
                 if !kept {
                     if is_chunked(v.value()) {
                         chunked.push(key.clone());
@@ -193,10 +231,21 @@ impl Store {
                 step.waiters.extend(job.waiters);
             }
             self.finished_compact_rev.store(rev, Ordering::Release);
-        } else if let (Some(job), Some(mut key)) = (q.jobs.front_mut(), next_cursor) {
-            // The smallest key after the last one looked at.
-            key.push(0);
-            job.cursor = key;
+            drop(q);
+            if let Some(h) = hash {
+                self.store_compaction_hash(super::CompactionHash {
+                    hash: h.finalize(),
+                    revision: rev,
+                    compact_revision: prev,
+                });
+            }
+        } else if let Some(job) = q.jobs.front_mut() {
+            job.hash = hash;
+            if let Some(mut key) = next_cursor {
+                // The smallest key after the last one looked at.
+                key.push(0);
+                job.cursor = key;
+            }
         }
         Ok(step)
     }
@@ -263,14 +312,17 @@ impl Store {
 
 /// The logical half (see the module doc): the index compacted and the
 /// scheduled mark written in `meta`; returns the physical job to queue.
+/// `hashed`: see [`Job::new`].
 pub(super) fn compact_index(
     st: &mut State,
     meta: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     rev: i64,
+    hashed: bool,
 ) -> Result<Job, EtcdError> {
     let mark = Revision::new(rev, 0).to_key(false);
     meta.insert(crate::mvcc::backend::META_SCHEDULED_COMPACT, mark.as_slice()).map_err(io("write compact mark"))?;
+    let prev = st.compact_rev;
     let keep = st.index.compact(rev);
     st.compact_rev = rev;
-    Ok(Job::new(rev, keep))
+    Ok(Job::new(rev, prev, keep, hashed))
 }

@@ -30,6 +30,8 @@ use crate::pb::mvccpb::KeyValue;
 /// redb keeps the pages this view reads until it is dropped.
 pub struct StoreView {
     rtx: ReadTransaction,
+    /// The file `rtx` reads, kept open even if a defragment replaces it.
+    _db: std::sync::Arc<redb::Database>,
 }
 
 /// A table's records, (key, value) in key order.
@@ -76,8 +78,9 @@ impl Store {
     /// A consistent read view of the whole backend (see [`StoreView`]).
     pub fn view(&self) -> Result<StoreView, EtcdError> {
         let _no_batch = self.state.read();
-        let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
-        Ok(StoreView { rtx })
+        let db = self.db.read().clone();
+        let rtx = db.begin_read().map_err(io("begin read"))?;
+        Ok(StoreView { rtx, _db: db })
     }
 }
 

@@ -28,6 +28,7 @@ impl Store {
     /// Snapshot): holds writers off, makes every commit durable so the file
     /// holds it, and copies the file. Returns the copy's size.
     pub fn copy_to(&self, dest: &Path) -> Result<u64, EtcdError> {
+        let _no_writer = self.writer.lock();
         let _no_batch = self.state.write();
         let _no_compaction_batch = self.compactions.physical.lock();
         self.make_durable()?;
@@ -36,28 +37,8 @@ impl Store {
         })
     }
 
-    /// etcd's Defragment: rewrites the backend so its file holds no free
-    /// pages at the end (redb's compact). Readers and writers wait meanwhile,
-    /// as they do in etcd. The file does not grow.
-    pub fn defragment(&self) -> Result<(), EtcdError> {
-        let _no_batch = self.state.write();
-        let _no_compaction_batch = self.compactions.physical.lock();
-        self.make_durable()?;
-        let mut db = self.db.write();
-        // Each call moves what it can; a few rounds reach the fixed point.
-        for _ in 0..8 {
-            let moved = db.compact().map_err(|e| {
-                self.fail(EtcdError::Internal(format!("mvcc: defragment {}: {e}", self.path.display())))
-            })?;
-            if !moved {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     /// Commits nothing, durably: every earlier commit reaches the file.
-    /// Call with the state lock held (no batch open).
+    /// Call with the writer and state locks held (no batch open).
     pub(super) fn make_durable(&self) -> Result<(), EtcdError> {
         self.check_failed()?;
         let mut tx = self.db.read().begin_write().map_err(io("begin write"))?;

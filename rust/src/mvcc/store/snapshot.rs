@@ -24,6 +24,7 @@ impl Store {
     /// Copies the backend to `dest` like [`Store::copy_to`], and says which
     /// Raft entry the copy holds and the membership at that entry.
     pub fn snapshot_to(&self, dest: &Path) -> Result<SnapshotInfo, EtcdError> {
+        let _no_writer = self.writer.lock();
         let st = self.state.write();
         let _no_compaction_batch = self.compactions.physical.lock();
         self.make_durable()?;
@@ -38,6 +39,7 @@ impl Store {
     /// not copied) and rebuilds everything in memory from it. Readers and
     /// writers wait meanwhile.
     pub fn restore(&self, from: &Path) -> Result<(), EtcdError> {
+        let _no_writer = self.writer.lock();
         let mut st = self.state.write();
         let _no_compaction_batch = self.compactions.physical.lock();
         let mut db = self.db.write();
@@ -48,7 +50,8 @@ impl Store {
             std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("syncing the data dir", e))?;
         }
         // The old Database keeps the replaced (unlinked) file until it is dropped here.
-        *db = crate::mvcc::backend::open_database(&self.path, self.opts.backend.as_ref())?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *db = std::sync::Arc::new(crate::mvcc::backend::open_database(&self.path, self.opts.backend.as_ref())?);
         let tx = db.begin_write().map_err(io("begin write"))?;
         let (state, durable, resumed) = Self::rebuild(&tx)?;
         tx.commit().map_err(io("commit on restore"))?;
