@@ -201,10 +201,10 @@ def test_defrag_does_not_grow_the_file(make_server) -> None:
 
 @pytest.mark.parametrize("kind", ["etcd", "ketch"])
 def test_defrag_is_timed_and_logged(make_server, kind: str) -> None:
-    """etcd's defrag histogram counts each defragment, its in-flight gauge is
-    back to 0 after one, and the log has etcd's lines (3.5's wording for the
-    last: etcd 3.4 says "defragmented")."""
-    server = make_server(kind, ["--logger", "zap"])
+    """etcd's defrag histogram counts each defragment and its in-flight gauge
+    is back to 0 after one; ketch logs etcd 3.5's two lines for each (etcd
+    3.4 writes them only with --logger zap, and says "defragmented")."""
+    server = make_server(kind)
     _fill(server, [(f"k{i}", "v" * 5000) for i in range(10)])
     for _ in range(2):
         rc, _, err = server.etcdctl("defrag")
@@ -213,10 +213,10 @@ def test_defrag_is_timed_and_logged(make_server, kind: str) -> None:
     count = [v for n, _, v in families["etcd_disk_backend_defrag_duration_seconds"].samples if n.endswith("_count")]
     assert count == [2]
     assert families["etcd_disk_defrag_inflight"].value() == 0
-    log = server.log_text()
-    assert '"msg":"defragmenting"' in log
-    finished = '"msg":"defragmented"' if kind == "etcd" else '"msg":"finished defragmenting directory"'
-    assert log.count(finished) == 2, log[-2000:]
+    if kind == "ketch":
+        log = server.log_text()
+        assert log.count('"msg":"defragmenting"') == 2, log[-2000:]
+        assert log.count('"msg":"finished defragmenting directory"') == 2, log[-2000:]
 
 
 def test_move_leader_differential(make_server) -> None:
