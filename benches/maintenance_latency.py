@@ -16,6 +16,7 @@ before and after. Numbers, not assertions.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import statistics
 import threading
@@ -133,6 +134,10 @@ def bench(kind: str, cmd: list[str], revisions: int, keys: int) -> list[str]:
             shrunk = f"db {size1 / 2**20:.1f} -> {size2 / 2**20:.1f} MiB"
             rows.append(_row(kind, "defragment", lat, f"defrag took {took:.2f}s; {shrunk}"))
             rows.append(_row(kind, "defrag-reads", gets))
+            if kind == "ketch":
+                held = re.findall(r'"msg":"finished defragmenting directory".*?"writes-held":"([^"]+)"',
+                                  cluster.nodes[0].log_path.read_text(errors="replace"))  # fmt: skip
+                rows.append(f"{kind:6} defragment held writes for {held[-1] if held else '?'}")
     finally:
         cluster.stop()
     return rows

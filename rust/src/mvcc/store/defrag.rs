@@ -42,7 +42,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
 
@@ -115,10 +115,13 @@ impl Store {
         let result = self.defragment_paused(generation);
         self.compactions.pause(false);
         crate::metrics::DEFRAG_INFLIGHT.set(0);
-        if result.is_err() {
-            let _ = std::fs::remove_file(copy_path(&self.path));
-            return result;
-        }
+        let held = match result {
+            Ok(held) => held,
+            Err(e) => {
+                let _ = std::fs::remove_file(copy_path(&self.path));
+                return Err(e);
+            }
+        };
         let took = started.elapsed();
         crate::metrics::BACKEND_DEFRAG.observe(took);
         let (size2, in_use2) = (self.db_size(), self.db_size_in_use());
@@ -132,11 +135,14 @@ impl Store {
             "current-db-size-in-use-bytes" => in_use2,
             "current-db-size-in-use" => humanize_bytes(in_use2),
             "took" => took,
+            // ketch's own: how long apply batches waited for the switch.
+            "writes-held" => held,
         );
-        result
+        Ok(())
     }
 
-    fn defragment_paused(&self, generation: u64) -> Result<(), EtcdError> {
+    /// Returns how long the switch held writers off.
+    fn defragment_paused(&self, generation: u64) -> Result<Duration, EtcdError> {
         let path = copy_path(&self.path);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -183,8 +189,11 @@ impl Store {
 
         // 3. switch. The old file is closed once writers are let in again:
         // redb's close writes and syncs it.
-        drop(self.switch(copy, generation)?);
-        Ok(())
+        let switching = Instant::now();
+        let old = self.switch(copy, generation)?;
+        let held = switching.elapsed();
+        drop(old);
+        Ok(held)
     }
 
     /// Step 3 (see the module doc). Returns the replaced `Database` (None:
