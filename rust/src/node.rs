@@ -1147,6 +1147,7 @@ impl Node {
             if self.raw.propose(Vec::new(), entry.encode_to_vec()).is_err() {
                 return; // no longer leader; the next leader revokes it
             }
+            crate::metrics::LEASES_EXPIRED.inc();
         }
     }
 

@@ -250,3 +250,62 @@ def test_etcds_other_member_gauges_are_there(pair) -> None:
     assert differences(e, k, names) == []
     assert k["etcd_server_is_learner"].value() == e["etcd_server_is_learner"].value() == 0
     assert k["os_fd_used"].value() > 0 and k["os_fd_limit"].value() > 0
+
+
+# etcd's debugging, lease, WAL and hash families beyond the list,
+# which etcd's Grafana dashboard and runbooks also read.
+DEBUGGING = (
+    "etcd_debugging_auth_revision",
+    "etcd_debugging_lease_renewed_total",
+    "etcd_debugging_lease_revoked_total",
+    "etcd_debugging_mvcc_compact_revision",
+    "etcd_debugging_mvcc_current_revision",
+    "etcd_debugging_mvcc_db_compaction_keys_total",
+    "etcd_debugging_mvcc_db_total_size_in_bytes",
+    "etcd_debugging_mvcc_delete_total",
+    "etcd_debugging_mvcc_events_total",
+    "etcd_debugging_mvcc_put_total",
+    "etcd_debugging_mvcc_range_total",
+    "etcd_debugging_mvcc_txn_total",
+    "etcd_debugging_mvcc_watch_stream_total",
+    "etcd_debugging_server_lease_expired_total",
+    "etcd_disk_wal_write_bytes_total",
+    "etcd_mvcc_hash_duration_seconds",
+    "etcd_mvcc_hash_rev_duration_seconds",
+)
+
+
+def test_etcds_debugging_families_are_there_and_move_alike(pair) -> None:
+    (etcd, _), (ketch, _) = pair
+    for server in (etcd, ketch):
+        for args in (("endpoint", "hashkv"), ("compact", "3")):
+            rc, _, err = server.etcdctl(*args)
+            assert rc == 0, err
+        rc, _, err = server.etcdctl("lease", "grant", "1")
+        assert rc == 0, err
+    # The 1 s lease expires and its revoke is applied (etcd checks every 500 ms).
+    deadline = time.monotonic() + 15
+    while True:
+        e, k = scrape(etcd.client_url), scrape(ketch.client_url)
+        expired = [s["etcd_debugging_server_lease_expired_total"].value() for s in (e, k)]
+        if expired == [1, 1] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert differences(e, k, DEBUGGING) == []
+    assert expired == [1, 1]
+    same = (
+        "etcd_debugging_mvcc_current_revision",
+        "etcd_debugging_mvcc_compact_revision",
+        "etcd_debugging_lease_revoked_total",
+        "etcd_debugging_mvcc_put_total",
+        "etcd_debugging_mvcc_delete_total",
+        "etcd_debugging_mvcc_txn_total",
+    )
+    assert {n: k[n].value() for n in same} == {n: e[n].value() for n in same}
+    assert k["etcd_debugging_mvcc_compact_revision"].value() == 3
+    for n in ("etcd_debugging_mvcc_put_total", "etcd_debugging_mvcc_delete_total", "etcd_debugging_mvcc_txn_total"):
+        assert k[n].value() == k[n.replace("_debugging", "")].value(), n
+    assert k["etcd_disk_wal_write_bytes_total"].value() > 0
+    assert k["etcd_debugging_mvcc_db_total_size_in_bytes"].value() == k["etcd_mvcc_db_total_size_in_bytes"].value()
+    hashes = [v for n, _, v in k["etcd_mvcc_hash_rev_duration_seconds"].samples if n.endswith("_count")]
+    assert hashes == [1]

@@ -92,6 +92,7 @@ pub fn apply_revoke(
     lessor.apply_moves(batch.take_lease_moves());
     batch.remove_lease(req.id)?;
     lessor.remove(req.id);
+    crate::metrics::LEASES_REVOKED.inc();
     Ok(LeaseRevokeResponse { header: header(batch.revision()) })
 }
 
@@ -111,7 +112,10 @@ pub(crate) fn serve(shared: &Shared, method: Method, request: Bytes, token: u64)
             let result = decode::<LeaseKeepAliveRequest>(request).and_then(|r| {
                 // etcd's keep-alive stream answers TTL 0 for a lease it does not have.
                 let ttl = match lessor.renew(r.id, now) {
-                    Ok(ttl) => ttl,
+                    Ok(ttl) => {
+                        crate::metrics::LEASES_RENEWED.inc();
+                        ttl
+                    }
                     Err(EtcdError::LeaseNotFound) => 0,
                     Err(e) => return Err(e),
                 };

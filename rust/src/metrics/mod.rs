@@ -160,6 +160,18 @@ pub static MVCC_RANGES: Counter = Counter::new();
 pub static MVCC_TXNS: Counter = Counter::new();
 // lease
 pub static LEASES_GRANTED: Counter = Counter::new();
+pub static LEASES_REVOKED: Counter = Counter::new();
+/// Keep-alives the leader answered for a live lease (etcd's leaseRenewed).
+pub static LEASES_RENEWED: Counter = Counter::new();
+/// Revokes of expired leases the leader proposed (etcd's leaseExpired).
+pub static LEASES_EXPIRED: Counter = Counter::new();
+// mvcc internals (etcd_debugging_mvcc_*)
+pub static MVCC_COMPACTED_KEYS: Counter = Counter::new();
+pub static WATCH_EVENTS: Counter = Counter::new();
+pub static HASH: Histogram<15> = Histogram::new(exponential(0.01, 2.0));
+pub static HASH_REV: Histogram<15> = Histogram::new(exponential(0.01, 2.0));
+// wal
+pub static WAL_WRITE_BYTES: Counter = Counter::new();
 // disk: etcd's wal and backend bounds (wal/metrics.go, mvcc/backend/metrics.go)
 pub static WAL_FSYNC: Histogram<14> = Histogram::new(exponential(0.001, 2.0));
 pub static BACKEND_COMMIT: Histogram<14> = Histogram::new(exponential(0.001, 2.0));
@@ -380,6 +392,7 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
     let me = shared.identity.member_id;
     let leader = load(&raft.leader);
     let (synced, unsynced) = shared.watch.counts();
+    let streams = shared.watch.stream_count();
     let quota = match shared.config.quota_backend_bytes {
         0 => crate::engine::DEFAULT_QUOTA_BYTES,
         q => q,
@@ -395,10 +408,49 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         1,
     );
 
+    t.gauge_int("etcd_debugging_auth_revision", "The current revision of auth store.", shared.store.auth().revision);
     t.counter("etcd_debugging_lease_granted_total", "The total number of granted leases.", LEASES_GRANTED.get());
+    t.counter(
+        "etcd_debugging_lease_renewed_total",
+        "The number of renewed leases seen by the leader.",
+        LEASES_RENEWED.get(),
+    );
+    t.counter("etcd_debugging_lease_revoked_total", "The total number of revoked leases.", LEASES_REVOKED.get());
+    // -1 before the first compaction, as etcd's compactMainRev.
+    t.gauge(
+        "etcd_debugging_mvcc_compact_revision",
+        "The revision of the last compaction in store.",
+        shared.store.compact_revision_or_minus_one() as f64,
+    );
+    t.gauge(
+        "etcd_debugging_mvcc_current_revision",
+        "The current revision of store.",
+        shared.store.current_revision() as f64,
+    );
+    t.counter(
+        "etcd_debugging_mvcc_db_compaction_keys_total",
+        "Total number of db keys compacted.",
+        MVCC_COMPACTED_KEYS.get(),
+    );
+    t.gauge(
+        "etcd_debugging_mvcc_db_total_size_in_bytes",
+        "Total size of the underlying database physically allocated in bytes.",
+        shared.store.db_size() as f64,
+    );
+    t.counter("etcd_debugging_mvcc_delete_total", "Total number of deletes seen by this member.", MVCC_DELETES.get());
+    t.counter("etcd_debugging_mvcc_events_total", "Total number of events sent by this member.", WATCH_EVENTS.get());
     t.gauge_int("etcd_debugging_mvcc_keys_total", "Total number of keys.", shared.store.live_key_count() as u64);
+    t.counter("etcd_debugging_mvcc_put_total", "Total number of puts seen by this member.", MVCC_PUTS.get());
+    t.counter("etcd_debugging_mvcc_range_total", "Total number of ranges seen by this member.", MVCC_RANGES.get());
     t.gauge_int("etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.", unsynced as u64);
+    t.counter("etcd_debugging_mvcc_txn_total", "Total number of txns seen by this member.", MVCC_TXNS.get());
+    t.gauge_int("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", streams as u64);
     t.gauge_int("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", (synced + unsynced) as u64);
+    t.counter(
+        "etcd_debugging_server_lease_expired_total",
+        "The total number of expired leases.",
+        LEASES_EXPIRED.get(),
+    );
     t.histogram_family(
         "etcd_disk_backend_commit_duration_seconds",
         "The latency distributions of commit called by backend.",
@@ -409,21 +461,23 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         "The latency distribution of backend defragmentation.",
         &[(&[], BACKEND_DEFRAG.bounds.as_slice(), snapshot_dyn(&BACKEND_DEFRAG))],
     );
+    t.histogram_family(
+        "etcd_disk_backend_snapshot_duration_seconds",
+        "The latency distribution of backend snapshots.",
+        &[(&[], BACKEND_SNAPSHOT.bounds.as_slice(), snapshot_dyn(&BACKEND_SNAPSHOT))],
+    );
     t.gauge_int(
         "etcd_disk_defrag_inflight",
         "Whether or not defrag is active on the member. 1 means active, 0 means not.",
         DEFRAG_INFLIGHT.get(),
     );
     t.histogram_family(
-        "etcd_disk_backend_snapshot_duration_seconds",
-        "The latency distribution of backend snapshots.",
-        &[(&[], BACKEND_SNAPSHOT.bounds.as_slice(), snapshot_dyn(&BACKEND_SNAPSHOT))],
-    );
-    t.histogram_family(
         "etcd_disk_wal_fsync_duration_seconds",
         "The latency distributions of fsync called by WAL.",
         &[(&[], WAL_FSYNC.bounds.as_slice(), snapshot_dyn(&WAL_FSYNC))],
     );
+    // A gauge in etcd, for all its name.
+    t.gauge_int("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.", WAL_WRITE_BYTES.get());
     {
         t.gauge(
             "etcd_mvcc_db_total_size_in_bytes",
@@ -437,6 +491,16 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
         );
     }
     t.counter("etcd_mvcc_delete_total", "Total number of deletes seen by this member.", MVCC_DELETES.get());
+    t.histogram_family(
+        "etcd_mvcc_hash_duration_seconds",
+        "The latency distribution of storage hash operation.",
+        &[(&[], HASH.bounds.as_slice(), snapshot_dyn(&HASH))],
+    );
+    t.histogram_family(
+        "etcd_mvcc_hash_rev_duration_seconds",
+        "The latency distribution of storage hash by revision operation.",
+        &[(&[], HASH_REV.bounds.as_slice(), snapshot_dyn(&HASH_REV))],
+    );
     t.counter("etcd_mvcc_put_total", "Total number of puts seen by this member.", MVCC_PUTS.get());
     t.counter("etcd_mvcc_range_total", "Total number of ranges seen by this member.", MVCC_RANGES.get());
     t.counter("etcd_mvcc_txn_total", "Total number of txns seen by this member.", MVCC_TXNS.get());

@@ -264,6 +264,11 @@ impl Store {
         self.compact_rev.load(Ordering::Acquire).max(0)
     }
 
+    /// -1 if never compacted (etcd's compactMainRev).
+    pub fn compact_revision_or_minus_one(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire)
+    }
+
     /// (raft index, raft term) of the last applied entry, as last committed.
     pub fn consistent_index(&self) -> (u64, u64) {
         *self.consistent.lock()

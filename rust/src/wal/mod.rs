@@ -300,6 +300,13 @@ fn parent_of(dir: &Path) -> PathBuf {
     }
 }
 
+/// The one place the WAL counts what it wrote (its stats and etcd's
+/// wal_write_bytes_total).
+fn count_written(stats: &mut WalStats, n: usize) {
+    stats.bytes_written += n as u64;
+    crate::metrics::WAL_WRITE_BYTES.add(n as u64);
+}
+
 /// The one place the WAL fsyncs: times the call and counts it, so the
 /// metric covers file and directory syncs alike.
 fn timed_fsync(stats: &mut WalStats, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
@@ -462,7 +469,7 @@ impl Wal {
         let tmp_file = tmp.join(&name);
         let mut f = fs.create_file(&tmp_file).map_err(io_err(&tmp_file, "creating segment"))?;
         f.append(&header).map_err(io_err(&tmp_file, "writing segment header"))?;
-        stats.bytes_written += header.len() as u64;
+        count_written(&mut stats, header.len());
         timed_fsync(&mut stats, || f.sync()).map_err(io_err(&tmp_file, "fsync"))?;
         drop(f);
         timed_fsync(&mut stats, || fs.sync_dir(&tmp)).map_err(io_err(&tmp, "fsync directory"))?;
@@ -735,7 +742,7 @@ impl Wal {
             return Err(self.fail(io_err(&path, "writing records")(e)));
         }
         self.file_len += self.buf.len() as u64;
-        self.stats.bytes_written += self.buf.len() as u64;
+        count_written(&mut self.stats, self.buf.len());
         self.buf.clear();
         let file = &mut self.file;
         if !self.unsafe_no_fsync {
@@ -759,7 +766,7 @@ impl Wal {
         let header = segment_header(seq, &self.metadata, &self.snapshot, &self.hard_state)?;
         let mut f = self.fs.create_file(&tmp).map_err(io_err(&tmp, "creating segment"))?;
         f.append(&header).map_err(io_err(&tmp, "writing segment header"))?;
-        self.stats.bytes_written += header.len() as u64;
+        count_written(&mut self.stats, header.len());
         timed_fsync(&mut self.stats, || f.sync()).map_err(io_err(&tmp, "fsync"))?;
         drop(f);
         self.fs.rename(&tmp, &path).map_err(io_err(&path, "renaming new segment into place"))?;

@@ -170,6 +170,7 @@ impl Out<'_> {
     /// against the stream's bound.
     fn push(&mut self, stream: &mut Stream, resp: WatchResponse, fragment: bool) {
         let mut push_one = |r: &WatchResponse| {
+            crate::metrics::WATCH_EVENTS.add(r.events.len() as u64);
             let bytes = r.encode_to_vec();
             stream.unacked_bytes += bytes.len();
             stream.unacked.push_back(bytes.len());
@@ -745,6 +746,11 @@ impl WatchHub {
     pub fn counts(&self) -> (usize, usize) {
         let inner = self.inner.lock();
         (inner.watchers.len() - inner.unsynced.len(), inner.unsynced.len())
+    }
+
+    /// Open watch streams (etcd's watchStreamGauge).
+    pub fn stream_count(&self) -> usize {
+        self.inner.lock().streams.len()
     }
 }
 

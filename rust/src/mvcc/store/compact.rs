@@ -213,6 +213,7 @@ impl Store {
             }
             tables.remove_chunks(&chunked)?;
             step.deleted = garbage.len();
+            crate::metrics::MVCC_COMPACTED_KEYS.add(garbage.len() as u64);
             if scanned < batch_limit.max(1) {
                 let mark = Revision::new(rev, 0).to_key(false);
                 let mut meta = tx.open_table(META_TABLE).map_err(io("open meta table"))?;

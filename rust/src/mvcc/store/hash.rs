@@ -54,6 +54,7 @@ impl Store {
     /// current one). Returns (hash, current revision, compact revision);
     /// the compact revision is -1 when never compacted, as etcd's.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), EtcdError> {
+        let started = std::time::Instant::now();
         let st = self.state.read();
         let (current, compacted) = (st.current_rev, st.compact_rev);
         if rev > 0 && rev <= compacted {
@@ -73,7 +74,9 @@ impl Store {
             records: rtx.open_table(KEY_TABLE).map_err(io("open key table"))?,
             chunks: rtx.open_table(CHUNK_TABLE).map_err(io("open chunk table"))?,
         };
-        Ok((hash_key_table(&tables, &keep, compacted, rev)?, current, compacted))
+        let hash = hash_key_table(&tables, &keep, compacted, rev)?;
+        crate::metrics::HASH_REV.since(started);
+        Ok((hash, current, compacted))
     }
 
     /// [`Store::hash_kv`] as a peer asks it: a revision a recent
@@ -116,6 +119,7 @@ impl Store {
     /// etcd's backend Hash: every table, leaving out the Raft position
     /// (members apply at their own pace; etcd ignores it too).
     pub fn hash_all(&self) -> Result<u32, EtcdError> {
+        let started = std::time::Instant::now();
         let _st = self.state.read();
         let rtx = self.db.read().begin_read().map_err(io("begin read"))?;
         let mut h = crc32fast::Hasher::new();
@@ -142,6 +146,7 @@ impl Store {
                 h.update(v.value());
             }
         }
+        crate::metrics::HASH.since(started);
         Ok(h.finalize())
     }
 }
