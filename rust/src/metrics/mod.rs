@@ -446,11 +446,7 @@ pub fn render(engine: &Engine, methods: &[grpc::MethodName]) -> String {
     t.counter("etcd_debugging_mvcc_txn_total", "Total number of txns seen by this member.", MVCC_TXNS.get());
     t.gauge_int("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", streams as u64);
     t.gauge_int("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", (synced + unsynced) as u64);
-    t.counter(
-        "etcd_debugging_server_lease_expired_total",
-        "The total number of expired leases.",
-        LEASES_EXPIRED.get(),
-    );
+    t.counter("etcd_debugging_server_lease_expired_total", "The total number of expired leases.", LEASES_EXPIRED.get());
     t.histogram_family(
         "etcd_disk_backend_commit_duration_seconds",
         "The latency distributions of commit called by backend.",

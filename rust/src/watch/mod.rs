@@ -747,11 +747,6 @@ impl WatchHub {
         let inner = self.inner.lock();
         (inner.watchers.len() - inner.unsynced.len(), inner.unsynced.len())
     }
-
-    /// Open watch streams (etcd's watchStreamGauge).
-    pub fn stream_count(&self) -> usize {
-        self.inner.lock().streams.len()
-    }
 }
 
 impl Inner {
