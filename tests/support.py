@@ -7,16 +7,16 @@ directory, and is stopped by PID (SIGTERM, then SIGKILL after a timeout).
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ketch.testing import free_port  # the one port picker, shared with ketch.testing's users
 
 REPO = Path(__file__).resolve().parent.parent
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
@@ -25,42 +25,6 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 ETCDCTL_TIMEOUT = 30.0
 READY_LINE = "ready to serve client requests"
-
-
-def _ephemeral_low() -> int:
-    """The lowest port the kernel gives outgoing connections."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-# Ports handed out by this process: never handed out twice.
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now.
-
-    Taken below the kernel's ephemeral range: a port from bind(0) is in that
-    range, and between the check and the server's own bind the kernel could
-    give it to any outgoing connection (a 5-member cluster with its proxies
-    opens many), which made a member fail with "address already in use"."""
-    low = _ephemeral_low()
-    for _ in range(1000):
-        port = random.randrange(10_000, low)
-        if port in _handed_out:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ketch_command() -> list[str]:
