@@ -158,6 +158,9 @@ _BY_MESSAGE: dict[str, type[EtcdError]] = {
     "etcdserver: mvcc: required revision is a future revision": FutureRevision,
     "etcdserver: mvcc: database space exceeded": NoSpace,
     "etcdserver: requested lease not found": LeaseNotFound,
+    # Go's context error: etcd's lock and election servers answer with it
+    # (code UNKNOWN) when the call's deadline passes on their side first.
+    "context deadline exceeded": DeadlineExceeded,
     "etcdserver: too many operations in txn request": TooManyOps,
     "etcdserver: duplicate key given in txn request": DuplicateKey,
     "etcdserver: request is too large": RequestTooLarge,
